@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# run-local.sh — the whole local MCloudTT stack on this machine, in the foreground. Ctrl-C stops it.
+# Started by `make run` after `make build`. Ports can be moved with the variables below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REDIS_PORT=${REDIS_PORT:-6379}
+STATE=${MCLOUDTT_RUN_DIR:-$(mktemp -d /tmp/mcloudtt-run.XXXXXX)}
+pids=()
+
+stop() {
+  trap - INT TERM EXIT
+  echo "stopping..." >&2
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait || true
+}
+trap stop INT TERM EXIT
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$STATE" \
+  --logfile "$STATE/redis.log" &
+pids+=($!)
+
+BROKER_HTTP_ADDR=:8080 bin/broker & pids+=($!)
+ADAPTER_HTTP_ADDR=:8091 bin/bigquery-adapter & pids+=($!)
+GATEWAY_HTTP_ADDR=:8090 bin/health-gateway & pids+=($!)
+
+cat >&2 <<MSG
+MCloudTT local stack (state in $STATE):
+  redis            127.0.0.1:$REDIS_PORT
+  broker           http://127.0.0.1:8080/healthz
+  bigquery-adapter http://127.0.0.1:8091/healthz
+  health-gateway   http://127.0.0.1:8090/healthz
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}"

@@ -1,0 +1,23 @@
+// Command health-gateway runs the MCloudTT health-gateway service. See the repository README for its configuration.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := app.Run(ctx); err != nil {
+		log := logging.New(logging.Options{Service: app.Name})
+		log.Error().Err(err).Msg("health-gateway failed")
+		stop()
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,17 @@
+module github.com/mcloudtt/mcloudtt/services/health-gateway
+
+go 1.25.0
+
+require (
+	github.com/kelseyhightower/envconfig v1.4.0
+	github.com/mcloudtt/mcloudtt/pkg v0.0.0
+	github.com/rs/zerolog v1.35.1
+)
+
+require (
+	github.com/mattn/go-colorable v0.1.14 // indirect
+	github.com/mattn/go-isatty v0.0.20 // indirect
+	golang.org/x/sys v0.29.0 // indirect
+)
+
+replace github.com/mcloudtt/mcloudtt/pkg => ../../pkg
