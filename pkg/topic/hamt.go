@@ -184,14 +184,13 @@ func (n *hnode[K, V]) clone() *hnode[K, V] {
 	return &hnode[K, V]{bitmap: n.bitmap, slots: slices.Clone(n.slots)}
 }
 
-// heach calls fn(arg, key, val) for every entry. arg is passed through so that callers need no
-// closure: a closure capturing the caller's callback could escape and allocate on every call.
-func heach[K comparable, V any, A any](n *hnode[K, V], arg A, fn func(A, K, V)) {
+// heach calls fn for every entry. (Index.Match has its own copy, eachSub, that needs no closure.)
+func heach[K comparable, V any](n *hnode[K, V], fn func(K, V)) {
 	for i := range n.slots {
 		if s := &n.slots[i]; s.sub != nil {
-			heach(s.sub, arg, fn)
+			heach(s.sub, fn)
 		} else {
-			fn(arg, s.key, s.val)
+			fn(s.key, s.val)
 		}
 	}
 }

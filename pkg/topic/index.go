@@ -318,7 +318,7 @@ func (ix *Index[S, V]) Match(name string, fn func(filter string, sub S, v V), gr
 	ix.walk(ix.root, name, false, IsSystem(name), func(n *node[S, V]) bool {
 		if fn != nil {
 			if subs := n.subs.Load(); subs != nil {
-				heach(subs, matchArg[S, V]{n.filter, fn}, callMatch[S, V])
+				eachSub(subs, n.filter, fn)
 			}
 		}
 		if group != nil {
@@ -332,12 +332,17 @@ func (ix *Index[S, V]) Match(name string, fn func(filter string, sub S, v V), gr
 	})
 }
 
-type matchArg[S comparable, V any] struct {
-	filter string
-	fn     func(filter string, sub S, v V)
+// eachSub calls fn(filter, sub, v) for every subscriber in n. It is heach with filter passed
+// through: a closure capturing fn would make fn escape, and Match allocate.
+func eachSub[S comparable, V any](n *hnode[S, V], filter string, fn func(filter string, sub S, v V)) {
+	for i := range n.slots {
+		if s := &n.slots[i]; s.sub != nil {
+			eachSub(s.sub, filter, fn)
+		} else {
+			fn(filter, s.key, s.val)
+		}
+	}
 }
-
-func callMatch[S comparable, V any](a matchArg[S, V], sub S, v V) { a.fn(a.filter, sub, v) }
 
 // HasMatch reports whether any subscription, shared or not, matches the topic name: Match with an
 // early exit, for a PUBACK's No Matching Subscribers (0x10) or for routing decisions. It takes no
@@ -392,7 +397,7 @@ func (ix *Index[S, V]) Filters() []string {
 			}
 		}
 		if children := n.children.Load(); children != nil {
-			heach(children, 0, func(_ int, _ string, c *node[S, V]) { collect(c) })
+			heach(children, func(_ string, c *node[S, V]) { collect(c) })
 		}
 		if p := n.plus.Load(); p != nil {
 			collect(p)
