@@ -15,7 +15,9 @@ import (
 // result is one callback of Index.Match, flattened for comparison.
 type result string
 
-func subResult(filter string, sub, v int) result { return result(fmt.Sprintf("%s %d=%d", filter, sub, v)) }
+func subResult(filter string, sub, v int) result {
+	return result(fmt.Sprintf("%s %d=%d", filter, sub, v))
+}
 
 func groupResult(g SharedGroup[int, int]) result {
 	var b strings.Builder
