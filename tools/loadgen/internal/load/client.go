@@ -1,0 +1,252 @@
+package load
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/wire"
+)
+
+// flushAt is how much output a publisher buffers before writing it; the same 64 KiB
+// batching as ../shared/mqttload, so unpaced QoS 0 numbers compare.
+const flushAt = 64 << 10
+
+// client is one TCP connection to the broker or redis-server. The goroutine that reads
+// it owns r; everything that writes goes through mu, because a publisher's writer, its
+// ack reader (PUBREL) and the keepalive pinger share the connection.
+type client struct {
+	nc      net.Conn
+	r       *bufio.Reader
+	version byte
+
+	// mu guards out and writes to nc.
+	mu  sync.Mutex
+	out []byte
+}
+
+// flushLocked writes out. Call with mu held.
+func (c *client) flushLocked() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	_, err := c.nc.Write(c.out)
+	c.out = c.out[:0]
+	return err
+}
+
+// flush writes whatever is buffered.
+func (c *client) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+// ping sends PINGREQ.
+func (c *client) ping() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.out = wire.AppendPingreq(c.out)
+	return c.flushLocked()
+}
+
+// close sends DISCONNECT (MQTT only) with a short write deadline, then closes.
+func (c *client) close(mqtt bool) {
+	if mqtt {
+		c.mu.Lock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		c.out = wire.AppendDisconnect(c.out)
+		_ = c.flushLocked()
+		c.mu.Unlock()
+	}
+	_ = c.nc.Close()
+}
+
+// dialer opens connections for one run.
+type dialer struct {
+	addr     string
+	version  byte
+	keep     uint16
+	timeout  time.Duration // per connection attempt
+	deadline time.Time     // of the whole run; set on every connection
+	maxPkt   int
+}
+
+func (d *dialer) dial(readBuf int) (*client, error) {
+	to := d.timeout
+	if left := time.Until(d.deadline); left < to {
+		to = left
+	}
+	if to <= 0 {
+		return nil, errors.New("run deadline passed")
+	}
+	nc, err := net.DialTimeout("tcp", d.addr, to)
+	if err != nil {
+		return nil, err
+	}
+	// Go sets TCP_NODELAY by default; the tool batches writes itself.
+	hs := time.Now().Add(to)
+	if hs.After(d.deadline) {
+		hs = d.deadline
+	}
+	_ = nc.SetDeadline(hs)
+	return &client{nc: nc, r: bufio.NewReaderSize(nc, readBuf), version: d.version}, nil
+}
+
+// connectMQTT dials and completes CONNECT/CONNACK. The returned client's deadline is
+// the run's.
+func (d *dialer) connectMQTT(clientID string, readBuf int) (*client, wire.Connack, error) {
+	c, err := d.dial(readBuf)
+	if err != nil {
+		return nil, wire.Connack{}, err
+	}
+	c.out = wire.AppendConnect(c.out, wire.Connect{Version: d.version, ClientID: clientID, KeepAlive: d.keep, CleanStart: true})
+	if err := c.flushLocked(); err != nil {
+		_ = c.nc.Close()
+		return nil, wire.Connack{}, fmt.Errorf("connect: %w", err)
+	}
+	var scratch []byte
+	hdr, body, err := wire.ReadPacket(c.r, &scratch, d.maxPkt)
+	if err != nil {
+		_ = c.nc.Close()
+		return nil, wire.Connack{}, fmt.Errorf("connack: %w", err)
+	}
+	if hdr>>4 != wire.CONNACK {
+		_ = c.nc.Close()
+		return nil, wire.Connack{}, fmt.Errorf("connack: got packet type %d", hdr>>4)
+	}
+	ca, err := wire.ParseConnack(body, d.version)
+	if err != nil {
+		_ = c.nc.Close()
+		return nil, ca, err
+	}
+	if ca.Code != 0 {
+		_ = c.nc.Close()
+		return nil, ca, fmt.Errorf("connack: refused, code %#x", ca.Code)
+	}
+	_ = c.nc.SetDeadline(d.deadline)
+	return c, ca, nil
+}
+
+// subscribeMQTT sends SUBSCRIBE for filter and waits for its SUBACK; it returns the
+// granted QoS.
+func (d *dialer) subscribeMQTT(c *client, filter string, qos byte) (byte, error) {
+	_ = c.nc.SetDeadline(time.Now().Add(d.timeout))
+	defer func() { _ = c.nc.SetDeadline(d.deadline) }()
+	c.out = wire.AppendSubscribe(c.out, d.version, 1, filter, qos)
+	if err := c.flushLocked(); err != nil {
+		return 0, fmt.Errorf("subscribe: %w", err)
+	}
+	var scratch []byte
+	for {
+		hdr, body, err := wire.ReadPacket(c.r, &scratch, d.maxPkt)
+		if err != nil {
+			return 0, fmt.Errorf("suback: %w", err)
+		}
+		if hdr>>4 != wire.SUBACK {
+			continue // e.g. PINGRESP; the run's topics carry no retained messages
+		}
+		id, codes, err := wire.ParseSuback(body, d.version)
+		if err != nil {
+			return 0, err
+		}
+		if id != 1 || len(codes) != 1 {
+			return 0, fmt.Errorf("suback: packet id %d with %d codes, want 1 and 1", id, len(codes))
+		}
+		if codes[0] >= 0x80 {
+			return 0, fmt.Errorf("suback: subscription refused, code %#x", codes[0])
+		}
+		return codes[0], nil
+	}
+}
+
+// subscribeRedis sends SUBSCRIBE channel and waits for its confirmation.
+func (d *dialer) subscribeRedis(c *client, channel string) error {
+	_ = c.nc.SetDeadline(time.Now().Add(d.timeout))
+	defer func() { _ = c.nc.SetDeadline(d.deadline) }()
+	c.out = wire.AppendCommand(c.out, []byte("SUBSCRIBE"), []byte(channel))
+	if err := c.flushLocked(); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	rep, err := wire.NewRESPReader(c.r, d.maxPkt).Read()
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	if rep.Kind != '*' || len(rep.Elems) != 3 || string(rep.Elems[0]) != "subscribe" {
+		return fmt.Errorf("subscribe: unexpected reply %q", rep.Elems)
+	}
+	return nil
+}
+
+// connectAll runs fn(i) for i in [0, n) on par goroutines and returns the wall time.
+func connectAll(n, par int, fn func(i int)) time.Duration {
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	next := 0
+	for w := 0; w < min(par, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(t0)
+}
+
+// pinger sends PINGREQ on every live client each keepalive/2 until stop is closed, so
+// that subscribers that never write (QoS 0) stay within the broker's keepalive.
+func pinger(keepalive int, clients func() []*client, stop <-chan struct{}) {
+	if keepalive <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Duration(keepalive) * time.Second / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			for _, c := range clients() {
+				if c != nil {
+					_ = c.ping()
+				}
+			}
+		}
+	}
+}
+
+// errorLog counts errors and keeps the first.
+type errorLog struct {
+	mu    sync.Mutex
+	n     int64
+	first string
+}
+
+func (e *errorLog) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.n++
+	if e.n == 1 {
+		e.first = err.Error()
+	}
+}
+
+func (e *errorLog) get() (int64, string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n, e.first
+}
