@@ -52,6 +52,10 @@ tidy: ## go mod tidy in every module, then go work sync
 	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy); done
 	$(GO) work sync
 
+.PHONY: interop
+interop: ## Eclipse Paho interoperability suites v3+v5 against a fresh broker (PAHO_TESTING_DIR)
+	@scripts/interop.sh
+
 .PHONY: run
 run: deps build ## start the local stack (see README); Ctrl-C stops it
 	@scripts/run-local.sh

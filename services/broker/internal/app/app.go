@@ -1,5 +1,5 @@
-// Package app wires the broker together: configuration, logging, the HTTP server, and the
-// lifecycle from start to graceful stop.
+// Package app wires a broker replica together: configuration, logging, the MQTT listener, the
+// HTTP endpoints, and the lifecycle from start to graceful drain.
 package app
 
 import (
@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
@@ -29,30 +31,61 @@ func Run(ctx context.Context) error {
 	return Serve(ctx, cfg, log)
 }
 
-// Serve runs the gateway with cfg until ctx is cancelled, then stops within cfg.ShutdownTimeout.
+// Serve runs a broker with cfg until ctx is cancelled, then drains within cfg.ShutdownTimeout.
 func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	log = log.With().Str("broker_id", cfg.ID).Logger()
+	ln, err := net.Listen("tcp", cfg.MQTTAddr)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		return fmt.Errorf("listen %s: %w", cfg.MQTTAddr, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
+	srv := broker.New(cfg, log)
+	var ready atomic.Bool
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info().Str("http_addr", ln.Addr().String()).Msg("broker started")
 
+	var hs *http.Server
+	if cfg.HTTPAddr != "" {
+		hln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready.Load() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ready\n"))
+		})
+		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("http server: %w", err)
+			}
+		}()
+		log.Info().Str("http_addr", hln.Addr().String()).Msg("http listening")
+	}
+	ready.Store(true)
+	log.Info().Str("mqtt_addr", ln.Addr().String()).Msg("broker started")
+
+	var runErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+		runErr = err
 	case <-ctx.Done():
 	}
+	ready.Store(false)
 	log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+	if err := srv.Close(sctx); err != nil {
+		log.Warn().Err(err).Msg("drain did not finish in time")
+	}
+	if hs != nil {
+		_ = hs.Shutdown(sctx)
 	}
 	log.Info().Msg("stopped")
-	return nil
+	return runErr
 }

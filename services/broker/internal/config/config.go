@@ -1,8 +1,13 @@
-// Package config holds the broker's configuration, read from the environment.
+// Package config holds the broker's configuration, read from the environment (prefix BROKER_).
+//
+// Every field documents its default in the `default` tag; README's configuration table lists them.
+// Validate names the environment variable of the first bad field, so a bad value stops the broker at
+// start with a message an operator can act on.
 package config
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -10,19 +15,53 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 )
 
-// Prefix is the environment prefix of every setting: BROKER_HTTP_ADDR and so on.
+// Prefix is the environment prefix of every setting: BROKER_MQTT_ADDR and so on.
 const Prefix = "BROKER"
 
-// Config is the gateway's whole configuration. Each field's default is in its tag.
+// Config is the broker's whole configuration.
 type Config struct {
-	// HTTPAddr is where /healthz, /readyz, /metrics and /metrics are served.
+	// ID is this replica's unique id. Default: the host name (the pod name in Kubernetes).
+	ID string `envconfig:"ID"`
+	// MQTTAddr is the MQTT over TCP listener address.
+	MQTTAddr string `envconfig:"MQTT_ADDR" default:":1883"`
+	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
-	// LogLevel is trace, debug, info, warn or error.
-	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
-	// LogFormat is auto (console on a terminal, JSON otherwise), json or console.
+
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"auto"`
-	// ShutdownTimeout bounds the graceful stop after SIGTERM.
+	// ShutdownTimeout bounds the graceful drain after SIGTERM.
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
+
+	// ConnectTimeout closes a connection that sends no CONNECT within it.
+	ConnectTimeout time.Duration `envconfig:"CONNECT_TIMEOUT" default:"10s"`
+	// MaxPacketSize is the largest packet accepted from clients, in bytes (announced to v5 clients).
+	MaxPacketSize int `envconfig:"MAX_PACKET_SIZE" default:"1048576"`
+	// MaxKeepAlive caps the keep alive of v5 clients, in seconds: one asking for more (or for 0) is
+	// told the cap as Server Keep Alive. 3.x clients cannot be told and keep their own. 0: no cap.
+	MaxKeepAlive uint16 `envconfig:"MAX_KEEPALIVE" default:"0"`
+	// ReceiveMaximum is how many QoS 1/2 publishes a client may have unacknowledged towards the broker.
+	ReceiveMaximum uint16 `envconfig:"RECEIVE_MAXIMUM" default:"1024"`
+	// MaxInflight is how many QoS 1/2 messages the broker sends a client before waiting for acks (a v5
+	// client's smaller Receive Maximum wins).
+	MaxInflight uint16 `envconfig:"MAX_INFLIGHT" default:"1024"`
+	// MaxQueuedMessages bounds the messages queued per session (offline, or beyond the inflight window).
+	MaxQueuedMessages int `envconfig:"MAX_QUEUED_MESSAGES" default:"1000"`
+	// MaxQueuedBytes bounds the payload bytes queued per session; 0 means no byte bound.
+	MaxQueuedBytes int64 `envconfig:"MAX_QUEUED_BYTES" default:"0"`
+	// TopicAliasMaximum is how many topic aliases a v5 client may set towards the broker.
+	TopicAliasMaximum uint16 `envconfig:"TOPIC_ALIAS_MAXIMUM" default:"10"`
+	// MaxSessionExpiry caps a v5 client's session expiry interval, in seconds; 0 means no cap.
+	MaxSessionExpiry uint32 `envconfig:"MAX_SESSION_EXPIRY" default:"0"`
+	// MaxPendingBytes is how much encoded output may wait for a slow client before QoS 0 messages to
+	// it are dropped; at twice this the client is disconnected as a slow consumer.
+	MaxPendingBytes int `envconfig:"MAX_PENDING_BYTES" default:"8388608"`
+	// WriteTimeout is how long one write to a client may block before the client is dropped.
+	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s"`
+	// SysInterval is how often $SYS/broker/... topics are refreshed; 0 disables them.
+	SysInterval time.Duration `envconfig:"SYS_INTERVAL" default:"10s"`
+	// DenySubscribe is a comma-separated list of topic filters that clients may not subscribe to
+	// (answered with SUBACK failure 0x80). A stopgap until ACL files exist.
+	DenySubscribe []string `envconfig:"DENY_SUBSCRIBE"`
 }
 
 // Load reads the configuration from the environment and validates it.
@@ -31,22 +70,57 @@ func Load() (Config, error) {
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return c, err
 	}
+	if c.ID == "" {
+		c.ID, _ = os.Hostname()
+	}
 	return c, c.Validate()
+}
+
+// Default returns the configuration with every default applied, as Load would with an empty
+// environment. Tests start from it.
+func Default() Config {
+	var c Config
+	_ = envconfig.Process("MCLOUDTT_UNSET_PREFIX_FOR_DEFAULTS", &c)
+	c.ID = "test"
+	return c
 }
 
 // Validate reports the first invalid field by its environment variable name.
 func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%s_%s: %s", Prefix, field, fmt.Sprintf(format, args...))
+	}
 	if err := logging.ValidateLevel(c.LogLevel); err != nil {
-		return fmt.Errorf("%s_LOG_LEVEL: %w", Prefix, err)
+		return bad("LOG_LEVEL", "%v", err)
 	}
 	if err := logging.ValidateFormat(c.LogFormat); err != nil {
-		return fmt.Errorf("%s_LOG_FORMAT: %w", Prefix, err)
+		return bad("LOG_FORMAT", "%v", err)
 	}
-	if c.HTTPAddr == "" {
-		return fmt.Errorf("%s_HTTP_ADDR: must not be empty", Prefix)
-	}
-	if c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("%s_SHUTDOWN_TIMEOUT: must be positive, got %s", Prefix, c.ShutdownTimeout)
+	switch {
+	case c.MQTTAddr == "":
+		return bad("MQTT_ADDR", "must not be empty")
+	case c.ShutdownTimeout <= 0:
+		return bad("SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout)
+	case c.ConnectTimeout <= 0:
+		return bad("CONNECT_TIMEOUT", "must be positive, got %s", c.ConnectTimeout)
+	case c.MaxPacketSize < 64 || c.MaxPacketSize > 268435460:
+		return bad("MAX_PACKET_SIZE", "must be between 64 and 268435460 bytes, got %d", c.MaxPacketSize)
+	case c.ReceiveMaximum == 0:
+		return bad("RECEIVE_MAXIMUM", "must be at least 1")
+	case c.MaxInflight == 0:
+		return bad("MAX_INFLIGHT", "must be at least 1")
+	case c.MaxQueuedMessages < 0:
+		return bad("MAX_QUEUED_MESSAGES", "must not be negative, got %d", c.MaxQueuedMessages)
+	case c.MaxQueuedBytes < 0:
+		return bad("MAX_QUEUED_BYTES", "must not be negative, got %d", c.MaxQueuedBytes)
+	case c.MaxPendingBytes < 64*1024:
+		return bad("MAX_PENDING_BYTES", "must be at least 65536, got %d", c.MaxPendingBytes)
+	case c.WriteTimeout <= 0:
+		return bad("WRITE_TIMEOUT", "must be positive, got %s", c.WriteTimeout)
+	case c.SysInterval < 0:
+		return bad("SYS_INTERVAL", "must not be negative, got %s", c.SysInterval)
+	case c.ID == "":
+		return bad("ID", "must not be empty (and the host name is unknown)")
 	}
 	return nil
 }

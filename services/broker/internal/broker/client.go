@@ -1,0 +1,596 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
+)
+
+// client is one network connection. Its reader goroutine (serve) parses and handles packets; its
+// outbound carries everything written to it.
+type client struct {
+	srv  *Server
+	conn net.Conn
+	log  zerolog.Logger
+	out  outbound
+	rd   *connReader
+
+	// Set once while connecting, read-only afterwards.
+	id        string
+	version   mqtt.Version
+	sess      *Session
+	keepAlive time.Duration
+	sendQuota int    // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
+	maxOut    uint32 // client's Maximum Packet Size; 0 means no limit
+	aliasMax  uint16 // topic aliases the client accepts from us
+	problems  bool   // v5 Request Problem Information (default true)
+
+	// Reader goroutine only.
+	aliasesIn  map[uint16]string
+	kicks      []*outbound
+	will       *Message
+	willDelay  time.Duration
+	sessExpiry time.Duration
+
+	// aliasesOut is guarded by out.mu.
+	aliasesOut map[string]uint16
+
+	done              chan struct{} // closed when the reader has finished and the session is released
+	takeover          atomic.Bool   // closed because the client id connected again
+	takeoverKeepsWill atomic.Bool   // ...by a connection that resumes the session: the will waits
+
+	closeOnce  sync.Once
+	closed     atomic.Bool
+	disconnect atomic.Uint32 // reason code sent in a server DISCONNECT, plus 1 (0 = none)
+	// normal is set when the client sent DISCONNECT without asking for its will.
+	normal bool
+}
+
+// errClientGone ends the reader without another answer: the connection is already closed.
+var errClientGone = errors.New("connection closed")
+
+func newClient(srv *Server, conn net.Conn) *client {
+	c := &client{srv: srv, conn: conn, log: srv.log, problems: true, done: make(chan struct{})}
+	c.out = outbound{conn: conn, timeout: srv.cfg.WriteTimeout, limit: srv.cfg.MaxPendingBytes}
+	c.out.onError = func(err error) { c.closeConn() }
+	c.out.onWritten = func(n int) { srv.stats.bytesSent.Add(int64(n)) }
+	return c
+}
+
+// closeConn closes the network connection once; the reader then unwinds and cleans up.
+func (c *client) closeConn() {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		_ = c.conn.Close()
+	})
+}
+
+// serve runs the connection from accept to close. It is the reader goroutine.
+func (c *client) serve() {
+	defer func() {
+		if r := recover(); r != nil {
+			// A last guard: a bug in handling one connection costs that connection only.
+			c.log.Error().Interface("panic", r).Str("client_id", c.id).Msg("recovered from panic in connection handler")
+			c.srv.stats.panics.Add(1)
+		}
+		c.finish()
+	}()
+	c.rd = newConnReader(c.conn)
+	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	if err := c.readConnect(); err != nil {
+		if !errors.Is(err, errClientGone) {
+			c.log.Debug().Err(err).Str("remote", c.conn.RemoteAddr().String()).Msg("connect failed")
+		}
+		return
+	}
+	c.readLoop()
+}
+
+// readPacket reads one packet's fixed header and body. The body is freshly allocated, so packets
+// decoded from it may be kept (a PUBLISH body becomes the routed message).
+func (c *client) readPacket() (mqtt.FixedHeader, []byte, error) {
+	fh, err := mqtt.ReadFixedHeader(c.rd, c.srv.cfg.MaxPacketSize)
+	if err != nil {
+		return fh, nil, err
+	}
+	body := make([]byte, fh.Remaining)
+	if err := c.rd.ReadFull(body); err != nil {
+		return fh, nil, err
+	}
+	c.srv.stats.bytesRecv.Add(int64(fh.Remaining + 2))
+	return fh, body, nil
+}
+
+func (c *client) readLoop() {
+	for {
+		if c.rd.Buffered() == 0 {
+			// About to block: let everything produced from this batch of input go out.
+			c.flushKicks()
+			if c.keepAlive > 0 {
+				_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // [MQTT-3.1.2-24]
+			}
+		}
+		fh, body, err := c.readPacket()
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		if err := c.handle(fh, body); err != nil {
+			if !errors.Is(err, errClientGone) {
+				c.protocolFailure(err)
+			}
+			return
+		}
+		if len(c.kicks) >= 64 {
+			c.flushKicks()
+		}
+	}
+}
+
+// readFailed decides how a read error ends the connection.
+func (c *client) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case c.closed.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.As(err, &ne) && ne.Timeout():
+		// Keep alive expired [MQTT-3.1.2-24].
+		c.srv.stats.keepAliveTimeouts.Add(1)
+		c.log.Debug().Str("client_id", c.id).Msg("keep alive timeout")
+		c.sendDisconnect(mqtt.KeepAliveTimeout)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+	default:
+		var me *mqtt.Error
+		if errors.As(err, &me) {
+			c.protocolFailure(err)
+			return
+		}
+		c.log.Debug().Err(err).Str("client_id", c.id).Msg("read failed")
+	}
+}
+
+// protocolFailure answers a malformed packet or protocol violation: a v5 client gets DISCONNECT with
+// the reason code [MQTT-4.13.2-1]; a 3.x client's connection is just closed [MQTT-4.8.0-1].
+func (c *client) protocolFailure(err error) {
+	c.srv.stats.protocolErrors.Add(1)
+	code := mqtt.ProtocolError
+	var me *mqtt.Error
+	if errors.As(err, &me) {
+		code = me.Code
+	}
+	c.log.Debug().Err(err).Str("client_id", c.id).Msg("closing connection on protocol error")
+	c.sendDisconnect(code)
+}
+
+// sendDisconnect sends a v5 DISCONNECT with code (nothing for 3.x) and closes the connection once it
+// is written.
+func (c *client) sendDisconnect(code mqtt.ReasonCode) {
+	if c.version == mqtt.V5 && c.disconnect.CompareAndSwap(0, uint32(code)+1) {
+		c.writePacket(&mqtt.Disconnect{ReasonCode: code})
+	}
+	c.out.closeAndDrain(time.Second)
+	c.closeConn()
+}
+
+// flushKicks starts the writers of every connection this reader produced output for.
+func (c *client) flushKicks() {
+	for i, o := range c.kicks {
+		o.kick()
+		c.kicks[i] = nil
+	}
+	c.kicks = c.kicks[:0]
+}
+
+// writePacket encodes pk into the outbound buffer and starts the writer.
+func (c *client) writePacket(pk mqtt.Packet) {
+	o := &c.out
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	n := len(o.buf)
+	buf, err := pk.AppendTo(o.buf, c.version)
+	if err != nil {
+		o.mu.Unlock()
+		c.log.Error().Err(err).Str("packet", pk.Type().String()).Msg("encode failed")
+		return
+	}
+	o.buf = buf
+	o.pending += len(buf) - n
+	o.startLocked()
+	o.mu.Unlock()
+}
+
+// sendAck writes a PUBACK, PUBREC, PUBREL or PUBCOMP. It is cheap and batched like any output.
+func (c *client) sendAck(t mqtt.Type, id uint16, code mqtt.ReasonCode) {
+	var pk mqtt.Packet
+	switch t {
+	case mqtt.PUBACK:
+		pk = &mqtt.Puback{PacketID: id, ReasonCode: code}
+	case mqtt.PUBREC:
+		pk = &mqtt.Pubrec{PacketID: id, ReasonCode: code}
+	case mqtt.PUBREL:
+		pk = &mqtt.Pubrel{PacketID: id, ReasonCode: code}
+	default:
+		pk = &mqtt.Pubcomp{PacketID: id, ReasonCode: code}
+	}
+	c.writePacket(pk)
+}
+
+// sendPublish encodes one PUBLISH for this client into its outbound buffer. id is 0 for QoS 0.
+// via is the client whose reader goroutine is running this call (nil elsewhere): the writer is
+// started when via's reader has handled its whole input batch.
+// It returns false if the message was dropped: too large for the client, the connection closing,
+// or (QoS 0 only) the client too slow to keep up.
+func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via *client) bool {
+	m := d.msg
+	p := mqtt.Publish{Dup: dup, QoS: d.qos, Retain: d.retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
+	if c.version == mqtt.V5 {
+		p.Properties = m.Props
+		if secs, ok := m.remainingExpiry(now); ok {
+			p.Properties.MessageExpiry = secs
+			p.Properties.Set(mqtt.PropMessageExpiry)
+		}
+		if len(d.subIDs) > 0 {
+			p.Properties.SubscriptionIDs = d.subIDs
+			p.Properties.Set(mqtt.PropSubscriptionID)
+		}
+	}
+	o := &c.out
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return false
+	}
+	if d.qos == mqtt.QoS0 && o.pending >= o.limit && !c.waitForRoomLocked() {
+		o.mu.Unlock()
+		c.srv.stats.droppedSlow.Add(1)
+		return false
+	}
+	if c.aliasMax > 0 {
+		c.applyAliasLocked(&p)
+	}
+	if c.maxOut > 0 && p.Size(c.version) > int(c.maxOut) {
+		o.mu.Unlock()
+		c.srv.stats.droppedTooLarge.Add(1)
+		return false
+	}
+	n := len(o.buf)
+	o.buf = p.AppendHeader(o.buf, c.version)
+	o.buf = append(o.buf, p.Payload...)
+	o.pending += len(o.buf) - n
+	if o.pending > 2*o.limit && d.qos > 0 {
+		// QoS 1/2 output piles up behind a client that does not read: cut it off.
+		o.mu.Unlock()
+		c.srv.stats.slowConsumers.Add(1)
+		c.closeConn()
+		return true
+	}
+	switch {
+	case o.writing || o.queued:
+	case via != nil:
+		o.queued = true
+		via.kicks = append(via.kicks, o)
+	default:
+		o.startLocked()
+	}
+	o.mu.Unlock()
+	c.srv.stats.msgsSent.Add(1)
+	return true
+}
+
+// waitForRoomLocked holds a QoS 0 producer back while a subscriber's output is over the limit, so a
+// burst is absorbed without loss; a subscriber that makes no progress for a while is marked
+// congested, and QoS 0 messages to it are dropped until it catches up. Called with out.mu held.
+func (c *client) waitForRoomLocked() bool {
+	o := &c.out
+	if o.congested {
+		return false
+	}
+	deadline := time.Now().Add(qos0Stall)
+	for o.pending >= o.limit && !o.closed {
+		if !o.writing {
+			o.writing = true
+			o.queued = false
+			go o.writeLoop()
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 || !o.waitProgressLocked(wait) {
+			if o.pending >= o.limit {
+				o.congested = true
+				return false
+			}
+		}
+	}
+	return !o.closed
+}
+
+// qos0Stall is how long a publisher may be held back by one slow QoS 0 subscriber.
+const qos0Stall = 500 * time.Millisecond
+
+// applyAliasLocked replaces the topic with a topic alias the client accepts [MQTT-3.3.2-12]: the
+// first message on a topic carries the topic and a new alias, later ones the alias alone.
+func (c *client) applyAliasLocked(p *mqtt.Publish) {
+	if a, ok := c.aliasesOut[p.Topic]; ok {
+		p.Topic = ""
+		p.Properties.TopicAlias = a
+		p.Properties.Set(mqtt.PropTopicAlias)
+		return
+	}
+	if len(c.aliasesOut) >= int(c.aliasMax) {
+		return
+	}
+	if c.aliasesOut == nil {
+		c.aliasesOut = make(map[string]uint16)
+	}
+	a := uint16(len(c.aliasesOut) + 1)
+	c.aliasesOut[p.Topic] = a
+	p.Properties.TopicAlias = a
+	p.Properties.Set(mqtt.PropTopicAlias)
+}
+
+// handle dispatches one packet after CONNECT.
+func (c *client) handle(fh mqtt.FixedHeader, body []byte) error {
+	switch fh.Type {
+	case mqtt.PUBLISH:
+		var p mqtt.Publish
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handlePublish(&p)
+	case mqtt.PUBACK:
+		var p mqtt.Puback
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		c.sess.ack(p.PacketID, false, c)
+	case mqtt.PUBREC:
+		var p mqtt.Pubrec
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		if c.sess.received(p.PacketID, p.ReasonCode.IsError(), c) {
+			if !p.ReasonCode.IsError() {
+				c.sendAck(mqtt.PUBREL, p.PacketID, mqtt.Success)
+			}
+		} else {
+			c.sendAck(mqtt.PUBREL, p.PacketID, mqtt.PacketIdentifierNotFound)
+		}
+	case mqtt.PUBREL:
+		var p mqtt.Pubrel
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		c.handlePubrel(p.PacketID)
+	case mqtt.PUBCOMP:
+		var p mqtt.Pubcomp
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		c.sess.ack(p.PacketID, true, c)
+	case mqtt.SUBSCRIBE:
+		var p mqtt.Subscribe
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handleSubscribe(&p)
+	case mqtt.UNSUBSCRIBE:
+		var p mqtt.Unsubscribe
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		c.handleUnsubscribe(&p)
+	case mqtt.PINGREQ:
+		var p mqtt.Pingreq
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		c.writePacket(&mqtt.Pingresp{})
+	case mqtt.DISCONNECT:
+		var p mqtt.Disconnect
+		if err := p.Decode(fh.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handleDisconnect(&p)
+	case mqtt.CONNECT:
+		return &mqtt.Error{Code: mqtt.ProtocolError, Msg: "second CONNECT [MQTT-3.1.0-2]"}
+	case mqtt.AUTH:
+		if c.version != mqtt.V5 {
+			return &mqtt.Error{Code: mqtt.MalformedPacket, Msg: "AUTH in MQTT 3"}
+		}
+		return &mqtt.Error{Code: mqtt.ProtocolError, Msg: "AUTH without an authentication method [MQTT-4.12.0-1]"}
+	default:
+		// CONNACK, SUBACK, UNSUBACK and PINGRESP only flow from server to client.
+		return &mqtt.Error{Code: mqtt.ProtocolError, Msg: fmt.Sprintf("%s sent to the server", fh.Type)}
+	}
+	return nil
+}
+
+func (c *client) handlePublish(p *mqtt.Publish) error {
+	c.srv.stats.msgsRecv.Add(1)
+	name := p.Topic
+	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropTopicAlias) {
+		a := p.Properties.TopicAlias
+		if a == 0 || a > c.srv.cfg.TopicAliasMaximum {
+			return &mqtt.Error{Code: mqtt.TopicAliasInvalid, Msg: fmt.Sprintf("topic alias %d outside 1..%d [MQTT-3.3.2-9]", a, c.srv.cfg.TopicAliasMaximum)}
+		}
+		if name != "" {
+			if c.aliasesIn == nil {
+				c.aliasesIn = make(map[uint16]string)
+			}
+			c.aliasesIn[a] = name
+		} else if name = c.aliasesIn[a]; name == "" {
+			return &mqtt.Error{Code: mqtt.ProtocolError, Msg: fmt.Sprintf("unknown topic alias %d", a)}
+		}
+	}
+	if err := topic.ValidateName(name); err != nil {
+		return &mqtt.Error{Code: mqtt.TopicNameInvalid, Msg: err.Error()}
+	}
+	if p.QoS == mqtt.QoS2 {
+		s := c.sess
+		s.mu.Lock()
+		if _, dup := s.inQoS2[p.PacketID]; dup {
+			// Already received and routed: acknowledge again, deliver once [MQTT-4.3.3-10].
+			s.mu.Unlock()
+			c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+			return nil
+		}
+		if len(s.inQoS2) >= int(c.srv.cfg.ReceiveMaximum) {
+			s.mu.Unlock()
+			return &mqtt.Error{Code: mqtt.ReceiveMaximumExceeded, Msg: "more unacknowledged QoS 2 publishes than Receive Maximum [MQTT-3.3.4-9]"}
+		}
+		if s.inQoS2 == nil {
+			s.inQoS2 = make(map[uint16]struct{})
+		}
+		s.inQoS2[p.PacketID] = struct{}{}
+		s.mu.Unlock()
+	}
+	now := time.Now()
+	if topic.IsSystem(name) {
+		// $-topics belong to the broker; clients may not publish into them. The message is
+		// acknowledged and dropped, as mosquitto does.
+		c.srv.stats.droppedDenied.Add(1)
+	} else {
+		m := newMessage(p, name, c.id, now)
+		c.srv.publish(m, c)
+	}
+	switch p.QoS {
+	case mqtt.QoS1:
+		c.sendAck(mqtt.PUBACK, p.PacketID, mqtt.Success)
+	case mqtt.QoS2:
+		c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+	}
+	return nil
+}
+
+func (c *client) handlePubrel(id uint16) {
+	s := c.sess
+	s.mu.Lock()
+	_, ok := s.inQoS2[id]
+	delete(s.inQoS2, id)
+	s.mu.Unlock()
+	code := mqtt.Success
+	if !ok {
+		code = mqtt.PacketIdentifierNotFound
+	}
+	c.sendAck(mqtt.PUBCOMP, id, code)
+}
+
+func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
+	codes := make([]mqtt.ReasonCode, len(p.Subscriptions))
+	var subID uint32
+	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropSubscriptionID) && len(p.Properties.SubscriptionIDs) > 0 {
+		subID = p.Properties.SubscriptionIDs[0]
+	}
+	type retainedReq struct {
+		filter string
+		opts   SubOpts
+	}
+	var wantRetained []retainedReq
+	for i, sub := range p.Subscriptions {
+		share, shared, err := topic.ParseShare(sub.Filter)
+		if err == nil {
+			err = topic.ValidateFilter(sub.Filter)
+		}
+		if err != nil {
+			codes[i] = c.failCode(mqtt.TopicFilterInvalid)
+			continue
+		}
+		if shared && sub.NoLocal && c.version == mqtt.V5 {
+			return &mqtt.Error{Code: mqtt.ProtocolError, Msg: "no local on a shared subscription [MQTT-3.8.3-4]"}
+		}
+		if c.srv.denySubscribe(sub.Filter) {
+			codes[i] = c.failCode(mqtt.UnspecifiedError)
+			continue
+		}
+		opts := SubOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
+			RetainHandling: sub.RetainHandling, SubID: subID}
+		existed := c.srv.subscribe(c.sess, sub.Filter, opts)
+		codes[i] = mqtt.ReasonCode(sub.QoS)
+		_ = share
+		// Retained messages go to new non-shared subscriptions per Retain Handling [MQTT-3.3.1-9..11].
+		if !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && !existed)) {
+			wantRetained = append(wantRetained, retainedReq{sub.Filter, opts})
+		}
+	}
+	c.writePacket(&mqtt.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	now := time.Now()
+	for _, r := range wantRetained {
+		c.srv.retained.Match(r.filter, func(m *Message) {
+			if m.expired(now) {
+				return
+			}
+			d := delivery{msg: m, qos: min(m.QoS, r.opts.QoS), retain: true}
+			if r.opts.SubID != 0 {
+				d.subIDs = []uint32{r.opts.SubID}
+			}
+			c.sess.deliver(d, now, c)
+		})
+	}
+	return nil
+}
+
+// failCode is a SUBACK failure: the v5 reason code, or 0x80 for 3.x [MQTT-3.9.3-2].
+func (c *client) failCode(v5 mqtt.ReasonCode) mqtt.ReasonCode {
+	if c.version == mqtt.V5 {
+		return v5
+	}
+	return mqtt.V3SubackFailure
+}
+
+func (c *client) handleUnsubscribe(p *mqtt.Unsubscribe) {
+	codes := make([]mqtt.ReasonCode, len(p.Filters))
+	for i, f := range p.Filters {
+		if c.srv.unsubscribe(c.sess, f) {
+			codes[i] = mqtt.Success
+		} else {
+			codes[i] = mqtt.NoSubscriptionExisted
+		}
+	}
+	c.writePacket(&mqtt.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+}
+
+func (c *client) handleDisconnect(p *mqtt.Disconnect) error {
+	if c.version == mqtt.V5 {
+		if p.Properties.Has(mqtt.PropSessionExpiry) {
+			if c.sessExpiry == 0 && p.Properties.SessionExpiry != 0 {
+				// [MQTT-3.14.2-2]
+				return &mqtt.Error{Code: mqtt.ProtocolError, Msg: "session expiry set on DISCONNECT after 0 on CONNECT [MQTT-3.14.2-2]"}
+			}
+			c.sessExpiry = c.srv.capExpiry(p.Properties.SessionExpiry)
+		}
+		if p.ReasonCode == mqtt.DisconnectWithWill {
+			c.closeConn()
+			return errClientGone
+		}
+	}
+	// A normal DISCONNECT discards the will [MQTT-3.1.2-10], [MQTT-3.14.4-3].
+	c.normal = true
+	c.will = nil
+	c.closeConn()
+	return errClientGone
+}
+
+// finish runs once when the reader stops: the session goes offline (or away), the will is handled.
+func (c *client) finish() {
+	c.flushKicks()
+	c.closeConn()
+	if c.rd != nil {
+		c.rd.release()
+	}
+	if c.sess == nil {
+		c.srv.connDone(c, false)
+		close(c.done)
+		return
+	}
+	c.srv.detach(c)
+}

@@ -1,0 +1,341 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
+)
+
+// readConnect reads and answers the first packet, which must be CONNECT [MQTT-3.1.0-1].
+func (c *client) readConnect() error {
+	fh, body, err := c.readPacket()
+	if err != nil {
+		return err
+	}
+	if fh.Type != mqtt.CONNECT {
+		c.closeConn()
+		return errors.New("first packet is not CONNECT [MQTT-3.1.0-1]")
+	}
+	var p mqtt.Connect
+	if err := p.Decode(fh.Flags, body, 0); err != nil {
+		var me *mqtt.Error
+		if errors.As(err, &me) && me.Code == mqtt.UnsupportedProtocolVersion {
+			// Answer in the version the client can read: 3.x return code 0x01 unless it asked for
+			// 5.0 [MQTT-3.1.2-2].
+			c.version = mqtt.V311
+			c.refuse(mqtt.V3UnacceptableProtocolVersion)
+			return err
+		}
+		if p.Version == mqtt.V5 {
+			c.version = mqtt.V5
+			code := mqtt.MalformedPacket
+			if me != nil {
+				code = me.Code
+			}
+			c.refuse(code)
+			return err
+		}
+		c.closeConn()
+		return err
+	}
+	c.version = p.Version
+	c.id = p.ClientID
+	c.log = c.log.With().Str("client_id", p.ClientID).Logger()
+	return c.accept(&p)
+}
+
+// refuse sends a failure CONNACK and closes the connection [MQTT-3.2.2-6].
+func (c *client) refuse(code mqtt.ReasonCode) {
+	c.writePacket(&mqtt.Connack{ReasonCode: code})
+	c.out.closeAndDrain(time.Second)
+	c.closeConn()
+}
+
+// v3Or picks the 3.x return code or the v5 reason code for a refused CONNECT.
+func (c *client) v3Or(v3, v5 mqtt.ReasonCode) mqtt.ReasonCode {
+	if c.version == mqtt.V5 {
+		return v5
+	}
+	return v3
+}
+
+func newClientID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "auto-" + hex.EncodeToString(b[:])
+}
+
+// accept applies a decoded CONNECT: checks, session attach or takeover, CONNACK, resend.
+func (c *client) accept(p *mqtt.Connect) error {
+	cfg := &c.srv.cfg
+	var ack mqtt.Connack
+
+	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropAuthMethod) {
+		// Enhanced authentication is not offered [MQTT-4.12.0-1].
+		c.refuse(mqtt.BadAuthenticationMethod)
+		return errClientGone
+	}
+	assigned := false
+	if p.ClientID == "" {
+		if c.version != mqtt.V5 && (!p.CleanStart || c.version == mqtt.V31) {
+			// [MQTT-3.1.3-8]: an empty id needs Clean Session in 3.1.1 (3.1 requires an id).
+			c.refuse(mqtt.V3IdentifierRejected)
+			return errClientGone
+		}
+		c.id = newClientID()
+		assigned = true
+		c.log = c.srv.log.With().Str("client_id", c.id).Logger()
+	}
+
+	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
+	// 3.x has no way to tell a client another keep alive, so the cap applies to v5 clients, who
+	// are told it as Server Keep Alive; a 3.x client keeps what it asked for.
+	if c.version == mqtt.V5 && cfg.MaxKeepAlive > 0 && (p.KeepAlive == 0 || p.KeepAlive > cfg.MaxKeepAlive) {
+		c.keepAlive = time.Duration(cfg.MaxKeepAlive) * time.Second
+		ack.Properties.ServerKeepAlive = cfg.MaxKeepAlive // [MQTT-3.2.2-21]
+		ack.Properties.Set(mqtt.PropServerKeepAlive)
+	}
+
+	if p.WillFlag {
+		if err := topic.ValidateName(p.WillTopic); err != nil || topic.IsSystem(p.WillTopic) {
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.TopicNameInvalid))
+			return errClientGone
+		}
+		will := &Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
+			From: c.id, Created: time.Now()}
+		if c.version == mqtt.V5 {
+			wp := &p.WillProperties
+			will.Props.Present = wp.Present & forwardedProps
+			will.Props.PayloadFormat = wp.PayloadFormat
+			will.Props.ContentType = wp.ContentType
+			will.Props.ResponseTopic = wp.ResponseTopic
+			will.Props.CorrelationData = wp.CorrelationData
+			will.Props.User = wp.User
+			if wp.Has(mqtt.PropMessageExpiry) {
+				// Counted from when the will is published; see publishWill.
+				will.Expires = time.Time{}.Add(time.Duration(wp.MessageExpiry) * time.Second)
+			}
+			c.willDelay = time.Duration(wp.WillDelay) * time.Second
+		}
+		c.will = will
+	}
+
+	c.sendQuota = int(cfg.MaxInflight)
+	if c.version == mqtt.V5 {
+		pp := &p.Properties
+		if pp.Has(mqtt.PropReceiveMaximum) && int(pp.ReceiveMaximum) < c.sendQuota {
+			c.sendQuota = int(pp.ReceiveMaximum) // [MQTT-3.3.4-7]
+		}
+		if pp.Has(mqtt.PropMaximumPacketSize) {
+			c.maxOut = pp.MaximumPacketSize // [MQTT-3.1.2-24]
+		}
+		c.aliasMax = pp.TopicAliasMaximum // [MQTT-3.1.2-26]
+		if pp.Has(mqtt.PropRequestProblemInfo) {
+			c.problems = pp.RequestProblemInfo == 1
+		}
+		c.sessExpiry = c.srv.capExpiry(pp.SessionExpiry)
+		if pp.Has(mqtt.PropSessionExpiry) && cfg.MaxSessionExpiry > 0 && pp.SessionExpiry > cfg.MaxSessionExpiry {
+			ack.Properties.SessionExpiry = cfg.MaxSessionExpiry
+			ack.Properties.Set(mqtt.PropSessionExpiry)
+		}
+		if assigned {
+			ack.Properties.AssignedClientID = c.id // [MQTT-3.2.2-16]
+			ack.Properties.Set(mqtt.PropAssignedClientID)
+		}
+		ack.Properties.ReceiveMaximum = cfg.ReceiveMaximum
+		ack.Properties.Set(mqtt.PropReceiveMaximum)
+		ack.Properties.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+		ack.Properties.Set(mqtt.PropMaximumPacketSize)
+		if cfg.TopicAliasMaximum > 0 {
+			ack.Properties.TopicAliasMaximum = cfg.TopicAliasMaximum
+			ack.Properties.Set(mqtt.PropTopicAliasMaximum)
+		}
+	} else if !p.CleanStart {
+		// A 3.x persistent session lasts until a clean session ends it, unless capped.
+		c.sessExpiry = neverExpire
+		if cfg.MaxSessionExpiry > 0 {
+			c.sessExpiry = time.Duration(cfg.MaxSessionExpiry) * time.Second
+		}
+	}
+
+	present, err := c.srv.attach(c, p.CleanStart)
+	if err != nil {
+		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerUnavailable))
+		return errClientGone
+	}
+	ack.SessionPresent = present
+	c.srv.stats.connects.Add(1)
+	c.srv.stats.clients.Add(1)
+
+	// CONNACK first, then whatever the session holds [MQTT-3.2.0-1], all in one write.
+	sess := c.sess
+	sess.mu.Lock()
+	c.writePacket(&ack)
+	sess.client.Store(c)
+	sess.resumeLocked(c, time.Now())
+	sess.mu.Unlock()
+	c.flushKicks()
+	c.log.Debug().Str("version", c.version.String()).Bool("session_present", present).Msg("client connected")
+	return nil
+}
+
+// attach finds or makes the session for c.id, taking it over from an older connection
+// [MQTT-3.1.4-2], and reports whether a session was present [MQTT-3.2.2-2..3].
+func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return false, errors.New("server shutting down")
+	}
+	sess := s.sessions[c.id]
+	var old *client
+	if sess != nil {
+		old = sess.client.Load()
+	}
+	if sess != nil && cleanStart {
+		s.endSessionLocked(sess)
+		sess = nil
+	}
+	if sess == nil {
+		sess = newSession(s, c.id)
+		s.sessions[c.id] = sess
+	} else {
+		present = true
+	}
+	c.sess = sess
+	sess.mu.Lock()
+	// The new connection owns the session from here on; the old one's teardown sees that and leaves
+	// the session alone.
+	sess.client.Store(nil)
+	if sess.expiryTimer != nil {
+		sess.expiryTimer.Stop()
+		sess.expiryTimer = nil
+	}
+	if sess.willTimer != nil {
+		// Reconnected within the will delay: the will is not sent [MQTT-3.1.3-9].
+		sess.willTimer.Stop()
+		sess.willTimer = nil
+		sess.will = nil
+	}
+	sess.mu.Unlock()
+	s.mu.Unlock()
+
+	if old != nil {
+		old.takenOver(cleanStart)
+	}
+	return present, nil
+}
+
+// takenOver closes a connection whose client id connected again. The old will is published unless
+// the new connection resumes the session and the will has a delay [MQTT-3.1.4-3].
+func (c *client) takenOver(newCleanStart bool) {
+	c.srv.stats.takeovers.Add(1)
+	c.log.Debug().Msg("session taken over")
+	c.takeover.Store(true)
+	if !newCleanStart && c.willDelay > 0 {
+		c.takeoverKeepsWill.Store(true)
+	}
+	c.sendDisconnect(mqtt.SessionTakenOver)
+	<-c.done
+}
+
+// detach runs when a connected client's reader stops: will, session expiry, counters.
+func (s *Server) detach(c *client) {
+	defer close(c.done)
+	sess := c.sess
+	s.connDone(c, true)
+
+	will := c.will
+	if c.normal {
+		will = nil
+	}
+	if c.takeover.Load() && !c.takeoverKeepsWill.Load() && will != nil {
+		// Taken over by a connection that does not keep the will: publish now.
+		s.publishWill(will)
+		will = nil
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.mu.Lock()
+	owner := sess.client.Load() == c
+	if owner {
+		sess.client.Store(nil)
+	}
+	sess.mu.Unlock()
+	if !owner {
+		// Someone else owns the session now (takeover); its will handling was done above.
+		return
+	}
+	if c.sessExpiry == 0 {
+		s.endSessionLocked(sess)
+		if will != nil {
+			s.publishWill(will)
+		}
+		return
+	}
+	sess.mu.Lock()
+	if will != nil {
+		if c.willDelay > 0 {
+			delay := min(c.willDelay, c.sessExpiry)
+			sess.will = will
+			sess.willTimer = time.AfterFunc(delay, func() { s.fireDelayedWill(sess) })
+		} else {
+			sess.mu.Unlock()
+			s.publishWill(will)
+			sess.mu.Lock()
+		}
+	}
+	if c.sessExpiry != neverExpire {
+		sess.expiryTimer = time.AfterFunc(c.sessExpiry, func() { s.expireSession(sess) })
+	}
+	sess.mu.Unlock()
+}
+
+// fireDelayedWill publishes a session's delayed will if the client has not come back.
+func (s *Server) fireDelayedWill(sess *Session) {
+	sess.mu.Lock()
+	will := sess.will
+	sess.will = nil
+	sess.willTimer = nil
+	sess.mu.Unlock()
+	if will != nil {
+		s.publishWill(will)
+	}
+}
+
+// expireSession ends an offline session whose expiry interval has passed [MQTT-3.1.2-23].
+func (s *Server) expireSession(sess *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sess.client.Load() != nil || s.sessions[sess.ID] != sess {
+		return
+	}
+	s.endSessionLocked(sess)
+}
+
+// publishWill sends a will message; its expiry interval starts now.
+func (s *Server) publishWill(will *Message) {
+	now := time.Now()
+	m := *will
+	m.Created = now
+	if !will.Expires.IsZero() {
+		m.Expires = now.Add(will.Expires.Sub(time.Time{}))
+	}
+	s.stats.willsSent.Add(1)
+	s.publish(&m, nil)
+}
+
+// shutdown ends one connection during a server stop: v5 clients hear DISCONNECT 0x8B first.
+func (c *client) shutdown(ctx context.Context) {
+	if c.sess == nil || c.closed.Load() {
+		c.closeConn()
+		return
+	}
+	c.sendDisconnect(mqtt.ServerShuttingDown)
+}

@@ -1,0 +1,77 @@
+// Package broker is one MCloudTT broker replica: listeners, connections, sessions, the
+// subscription index and the publish path.
+//
+// Lock order: Server.mu, then Session.mu, then outbound.mu. A goroutine holding a later lock never
+// takes an earlier one.
+package broker
+
+import (
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+)
+
+// Message is an application message inside the broker. It is immutable once routed: every
+// subscriber, queue and retained store shares the same value.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// Props holds the v5 properties that travel with the message [MQTT-3.3.2-*]: payload format,
+	// content type, response topic, correlation data and user properties. Message expiry is kept as
+	// Expires instead, so that forwarding can count it down.
+	Props mqtt.Properties
+	// Expires is when the message expires; zero means never.
+	Expires time.Time
+	// From is the client id of the publisher (for no-local), empty for broker-made messages.
+	From string
+	// Created is when the broker accepted the message.
+	Created time.Time
+}
+
+// forwardedProps are the properties the server forwards unchanged [MQTT-3.3.2-4], [MQTT-3.3.2-15],
+// [MQTT-3.3.2-17], [MQTT-3.3.2-18], [MQTT-3.3.2-20].
+const forwardedProps = 1<<mqtt.PropPayloadFormat | 1<<mqtt.PropContentType | 1<<mqtt.PropResponseTopic |
+	1<<mqtt.PropCorrelationData | 1<<mqtt.PropUserProperty
+
+// newMessage builds a Message from a received PUBLISH. The publish's strings and payload alias the
+// packet body, which is owned by the message from here on.
+func newMessage(p *mqtt.Publish, topic, from string, now time.Time) *Message {
+	m := &Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Created: now}
+	pp := &p.Properties
+	if pp.Present != 0 {
+		m.Props.Present = pp.Present & forwardedProps
+		m.Props.PayloadFormat = pp.PayloadFormat
+		m.Props.ContentType = pp.ContentType
+		m.Props.ResponseTopic = pp.ResponseTopic
+		m.Props.CorrelationData = pp.CorrelationData
+		m.Props.User = pp.User
+		if pp.Has(mqtt.PropMessageExpiry) {
+			m.Expires = now.Add(time.Duration(pp.MessageExpiry) * time.Second)
+		}
+	}
+	return m
+}
+
+// expired reports whether the message's expiry interval has passed.
+func (m *Message) expired(now time.Time) bool {
+	return !m.Expires.IsZero() && !now.Before(m.Expires)
+}
+
+// remainingExpiry is the Message Expiry Interval to send now: the received value minus the time the
+// message waited in the broker [MQTT-3.3.2-6]. ok is false when the message has no expiry.
+func (m *Message) remainingExpiry(now time.Time) (secs uint32, ok bool) {
+	if m.Expires.IsZero() {
+		return 0, false
+	}
+	d := m.Expires.Sub(now)
+	if d <= 0 {
+		return 0, true
+	}
+	s := uint32((d + time.Second - 1) / time.Second)
+	return s, true
+}
+
+// size approximates the bytes a message holds, for queue byte limits.
+func (m *Message) size() int64 { return int64(len(m.Topic) + len(m.Payload)) }

@@ -1,0 +1,128 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
+)
+
+// router is the local publish path: it finds the sessions a message goes to and hands it to them.
+type router struct {
+	subs *topic.Index[*Session, SubOpts]
+	// rr holds a round-robin counter per shared group ("group/filter"), for picking members.
+	rr sync.Map // string -> *atomic.Uint32
+}
+
+func newRouter() *router {
+	return &router{subs: topic.NewIndex[*Session, SubOpts]()}
+}
+
+// target is one matching subscription found for a message.
+type target struct {
+	sess   *Session
+	opts   SubOpts
+	shared bool
+	dup    bool // another non-shared target of the same session follows
+}
+
+var targetPool = sync.Pool{New: func() any { s := make([]target, 0, 64); return &s }}
+
+// route delivers m to every matching session. from is the publishing client, or nil.
+func (r *router) route(m *Message, now time.Time, from *client) int {
+	tp := targetPool.Get().(*[]target)
+	ts := (*tp)[:0]
+	var fromSess *Session
+	if from != nil {
+		fromSess = from.sess
+	}
+	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
+		if o.NoLocal && sess == fromSess {
+			return // [MQTT-3.8.3-3]
+		}
+		ts = append(ts, target{sess: sess, opts: o})
+	}, func(g topic.SharedGroup[*Session, SubOpts]) {
+		if mb, ok := r.pick(g); ok {
+			ts = append(ts, target{sess: mb.Sub, opts: mb.V, shared: true})
+		}
+	})
+	if len(ts) > 8 {
+		r.markDuplicates(ts)
+	}
+	n := 0
+	for i := range ts {
+		t := &ts[i]
+		if t.sess == nil {
+			continue // merged into an earlier target
+		}
+		d := delivery{msg: m, qos: min(m.QoS, t.opts.QoS), retain: m.Retain && t.opts.RetainAsPublished}
+		if t.opts.SubID != 0 {
+			d.subIDs = []uint32{t.opts.SubID}
+		}
+		if !t.shared && (len(ts) <= 8 || t.dup) {
+			// Overlapping subscriptions of one session: one copy at the highest QoS, with every
+			// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
+			for j := i + 1; j < len(ts); j++ {
+				u := &ts[j]
+				if u.sess != t.sess || u.shared {
+					continue
+				}
+				d.qos = max(d.qos, min(m.QoS, u.opts.QoS))
+				d.retain = d.retain || m.Retain && u.opts.RetainAsPublished
+				if u.opts.SubID != 0 {
+					d.subIDs = append(d.subIDs, u.opts.SubID)
+				}
+				u.sess = nil
+			}
+		}
+		if t.sess.deliver(d, now, from) {
+			n++
+		}
+	}
+	clear(ts)
+	*tp = ts[:0]
+	targetPool.Put(tp)
+	return n
+}
+
+var seenPool = sync.Pool{New: func() any { return make(map[*Session]int) }}
+
+// markDuplicates flags the targets whose session appears again later, so that route merges only
+// those instead of comparing every pair.
+func (r *router) markDuplicates(ts []target) {
+	seen := seenPool.Get().(map[*Session]int)
+	for i := len(ts) - 1; i >= 0; i-- {
+		if ts[i].shared {
+			continue
+		}
+		if _, ok := seen[ts[i].sess]; ok {
+			ts[i].dup = true
+		}
+		seen[ts[i].sess] = i
+	}
+	clear(seen)
+	seenPool.Put(seen)
+}
+
+// pick chooses the member of a shared group that gets a message [MQTT-4.8.2]: round robin over the
+// members that are connected, or over all members when none is.
+func (r *router) pick(g topic.SharedGroup[*Session, SubOpts]) (topic.Member[*Session, SubOpts], bool) {
+	ms := g.Members
+	if len(ms) == 0 {
+		return topic.Member[*Session, SubOpts]{}, false
+	}
+	key := g.Group + "/" + g.Filter
+	v, ok := r.rr.Load(key)
+	if !ok {
+		v, _ = r.rr.LoadOrStore(key, new(atomic.Uint32))
+	}
+	start := int(v.(*atomic.Uint32).Add(1))
+	for i := range ms {
+		mb := ms[(start+i)%len(ms)]
+		if mb.Sub.client.Load() != nil {
+			return mb, true
+		}
+	}
+	return ms[start%len(ms)], true
+}

@@ -1,0 +1,219 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+)
+
+// SubOpts are the options of one subscription, as the client sent them.
+type SubOpts struct {
+	QoS               byte
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+	SubID             uint32 // v5 Subscription Identifier; 0 means none
+}
+
+// delivery is one message on its way to one session, with what this subscriber sees of it.
+type delivery struct {
+	msg    *Message
+	qos    byte
+	retain bool
+	subIDs []uint32
+}
+
+// inflight is a QoS 1/2 message sent to the client and not yet fully acknowledged.
+type inflight struct {
+	id       uint16
+	d        delivery
+	released bool // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
+}
+
+// Session is the state the broker keeps for one client id, connected or not [MQTT-4.1]. It is the unit
+// that a cluster-backed store persists and hands between replicas.
+type Session struct {
+	ID  string
+	srv *Server
+	// client is the connection using the session, nil while offline. It is written with mu held
+	// and read without it on the QoS 0 path.
+	client atomic.Pointer[client]
+
+	// mu guards everything that follows.
+	mu       sync.Mutex
+	subs     map[string]SubOpts // filter as subscribed ($share form included) -> options
+	inflight []*inflight        // sent QoS 1/2 messages in send order
+	queue    []delivery         // waiting for the inflight window or for the client to return
+	qBytes   int64
+	nextID   uint16
+	// inQoS2 are QoS 2 packet ids received and PUBREC'd, waiting for PUBREL [MQTT-4.3.3-8].
+	inQoS2 map[uint16]struct{}
+	// expiry is how long the session outlives its connection; neverExpire means forever.
+	expiry      time.Duration
+	expiryTimer *time.Timer
+	// will is a will waiting for its delay to pass while the session is offline.
+	will      *Message
+	willTimer *time.Timer
+	ended     bool // removed from the server; a late reconnect must make a new session
+}
+
+const neverExpire = time.Duration(1<<63 - 1)
+
+func newSession(srv *Server, id string) *Session {
+	return &Session{ID: id, srv: srv, subs: make(map[string]SubOpts)}
+}
+
+// nextPacketIDLocked returns a packet id not used by any inflight message [MQTT-2.2.1-3].
+func (s *Session) nextPacketIDLocked() (uint16, bool) {
+	if len(s.inflight) >= 65535 {
+		return 0, false
+	}
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if s.findInflightLocked(s.nextID) < 0 {
+			return s.nextID, true
+		}
+	}
+}
+
+func (s *Session) findInflightLocked(id uint16) int {
+	for i, f := range s.inflight {
+		if f.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// deliver hands one message to the session: straight to the connection for QoS 0, through the
+// inflight window for QoS 1/2, into the queue when the window is full or the client is away.
+// It returns false when the message was dropped (and counted).
+func (s *Session) deliver(d delivery, now time.Time, via *client) bool {
+	if d.qos == mqtt.QoS0 {
+		c := s.client.Load()
+		if c == nil {
+			// QoS 0 messages are not queued for offline sessions, as in mosquitto's default.
+			return false
+		}
+		return c.sendPublish(d, 0, false, now, via)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	c := s.client.Load()
+	if c != nil && len(s.queue) == 0 && len(s.inflight) < c.sendQuota {
+		return s.sendInflightLocked(c, d, now, via)
+	}
+	return s.enqueueLocked(d)
+}
+
+func (s *Session) enqueueLocked(d delivery) bool {
+	lim := s.srv.cfg
+	if len(s.queue) >= lim.MaxQueuedMessages || (lim.MaxQueuedBytes > 0 && s.qBytes+d.msg.size() > lim.MaxQueuedBytes) {
+		s.srv.stats.droppedQueueFull.Add(1)
+		return false
+	}
+	s.queue = append(s.queue, d)
+	s.qBytes += d.msg.size()
+	return true
+}
+
+func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *client) bool {
+	id, ok := s.nextPacketIDLocked()
+	if !ok {
+		return s.enqueueLocked(d)
+	}
+	f := &inflight{id: id, d: d}
+	if !c.sendPublish(d, id, false, now, via) {
+		// Too large for the client or the connection is gone: a dropped message, as if acknowledged
+		// [MQTT-3.1.2-25].
+		return false
+	}
+	s.inflight = append(s.inflight, f)
+	return true
+}
+
+// fillWindowLocked moves queued messages into the inflight window while it has room.
+func (s *Session) fillWindowLocked(now time.Time, via *client) {
+	c := s.client.Load()
+	if c == nil {
+		return
+	}
+	n := 0
+	for n < len(s.queue) && len(s.inflight) < c.sendQuota {
+		d := s.queue[n]
+		s.queue[n] = delivery{}
+		n++
+		s.qBytes -= d.msg.size()
+		if d.msg.expired(now) {
+			s.srv.stats.droppedExpired.Add(1)
+			continue
+		}
+		s.sendInflightLocked(c, d, now, via)
+	}
+	if n > 0 {
+		s.queue = append(s.queue[:0], s.queue[n:]...)
+	}
+}
+
+// ack handles PUBACK (qos 1) and PUBCOMP (qos 2): the message is done and the window moves.
+func (s *Session) ack(id uint16, wantReleased bool, via *client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findInflightLocked(id)
+	if i < 0 || s.inflight[i].released != wantReleased || (!wantReleased && s.inflight[i].d.qos != mqtt.QoS1) {
+		return false
+	}
+	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.fillWindowLocked(time.Now(), via)
+	return true
+}
+
+// received handles PUBREC: the message moves to its release phase. failed is a v5 PUBREC with an
+// error reason code, which ends the exchange [MQTT-4.3.3-4].
+func (s *Session) received(id uint16, failed bool, via *client) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := s.findInflightLocked(id)
+	if i < 0 || s.inflight[i].d.qos != mqtt.QoS2 {
+		return false
+	}
+	if failed {
+		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+		s.fillWindowLocked(time.Now(), via)
+		return true
+	}
+	s.inflight[i].released = true
+	return true
+}
+
+// resumeLocked resends what the previous connection left unacknowledged, with DUP set on PUBLISH
+// [MQTT-4.4.0-1], then moves queued messages into the window.
+func (s *Session) resumeLocked(c *client, now time.Time) {
+	for _, f := range s.inflight {
+		if f.released {
+			c.sendAck(mqtt.PUBREL, f.id, mqtt.Success)
+			continue
+		}
+		c.sendPublish(f.d, f.id, true, now, c)
+	}
+	s.fillWindowLocked(now, c)
+}
+
+// subscriptions returns a copy of the session's subscriptions.
+func (s *Session) subscriptions() map[string]SubOpts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]SubOpts, len(s.subs))
+	for k, v := range s.subs {
+		m[k] = v
+	}
+	return m
+}
