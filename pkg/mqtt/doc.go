@@ -19,7 +19,10 @@
 // # Writing
 //
 // Every packet has AppendTo(dst, version), which appends its encoding to dst and allocates nothing
-// when dst has room. Publish also has AppendHeader, which encodes everything but the payload, so a
+// when dst has room. It refuses (ErrInvalidPacket) what cannot be framed or that a receiver would
+// reject as malformed: QoS 3, a missing packet identifier, a string over 65,535 bytes, a property
+// the packet may not carry, AUTH in 3.x. It does not re-check string contents. In 3.x the 5.0-only
+// fields (properties, most reason codes, subscription options) are dropped. Publish also has AppendHeader, which encodes everything but the payload, so a
 // large payload is written with net.Buffers and never copied. Size reports the encoded length, for
 // checks against a peer's Maximum Packet Size.
 //
@@ -27,11 +30,23 @@
 //
 // MQTT 5.0 properties live in one Properties struct. A bit set records which were present, so
 // "absent" and "zero" stay different without pointers (and without allocations). The table
-// propertyAllowed says which packet may carry which property [MQTT-2.2.2-2].
+// propertyAllowed says which packet may carry which property (§2.2.2.2: any other is a Malformed
+// Packet); a single-valued property repeated, or a value out of its range, is a Protocol Error.
 //
 // # Errors
 //
 // Decoding errors are *Error values carrying the reason code the spec asks the receiver to answer
 // with (0x81 Malformed Packet, 0x82 Protocol Error, 0x95 Packet Too Large, 0x84 Unsupported Protocol
-// Version, ...). Each check cites its normative statement, as in // [MQTT-3.3.2-2].
+// Version, ...). Each check cites its normative statement, as in // [MQTT-3.3.2-2], or the section
+// (§3.8.3.1) where the rule has no identifier. Where 3.1.1 and 5.0 number a rule differently both
+// are given.
+//
+// # Allocation
+//
+// Decoding never allocates from a length it has not checked against the bytes actually present.
+// Besides the packet struct (when Decode or Reader makes it), the only allocations are exactly
+// sized slices for lists (User Properties, Subscription Identifiers, SUBSCRIBE's subscriptions,
+// UNSUBSCRIBE's filters), each element of which takes at least 2 wire bytes per 4 bytes of slice
+// (Subscription Identifier), or 3 per 16, 4 per 24 or 5 per 32: so Decode allocates at most
+// 8 bytes per body byte plus the struct (see TestDecodeAllocationBound).
 package mqtt

@@ -49,11 +49,13 @@ type UserProperty struct {
 }
 
 // Properties are the MQTT 5.0 properties of one packet (or of a will). Present records which were
-// on the wire, so a zero value and an absent property differ. Setters keep Present in step; code
-// that assigns fields directly must also call Set.
+// on the wire, so a zero value and an absent property differ. Code that assigns a single-valued
+// field must also call Set, or the field is not encoded. SubscriptionIDs and User are encoded
+// whenever they are non-empty (their Present bits follow the slices).
 //
-// SubscriptionIDs and User may repeat; every other property may appear at most once
-// [MQTT-2.2.2-1]-style rules are checked per property in decoding (repeats are a Protocol Error).
+// SubscriptionIDs and User may repeat; every other property may appear at most once (a repeat
+// is a Protocol Error, as each property's section says: "It is a Protocol Error to include ...
+// more than once").
 type Properties struct {
 	Present PropSet
 

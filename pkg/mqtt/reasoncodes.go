@@ -123,3 +123,87 @@ var ErrIncomplete = fmt.Errorf("mqtt: incomplete packet")
 
 func malformed(msg string) error   { return &Error{Code: MalformedPacket, Msg: msg} }
 func protocolErr(msg string) error { return &Error{Code: ProtocolError, Msg: msg} }
+
+// rcSet is a set of reason codes, one bit per value.
+type rcSet [4]uint64
+
+func rcs(codes ...ReasonCode) (s rcSet) {
+	for _, c := range codes {
+		s[c>>6] |= 1 << (c & 63)
+	}
+	return s
+}
+
+func (s *rcSet) has(c ReasonCode) bool { return s[c>>6]&(1<<(c&63)) != 0 }
+
+// The reason codes each v5 packet type may carry; anything else is a Malformed Packet.
+var reasonCodesV5 = [AUTH + 1]rcSet{
+	CONNACK: rcs(Success, UnspecifiedError, MalformedPacket, ProtocolError, ImplementationSpecificError,
+		UnsupportedProtocolVersion, ClientIdentifierNotValid, BadUserNameOrPassword, NotAuthorized,
+		ServerUnavailable, ServerBusy, Banned, BadAuthenticationMethod, TopicNameInvalid, PacketTooLarge,
+		QuotaExceeded, PayloadFormatInvalid, RetainNotSupported, QoSNotSupported, UseAnotherServer,
+		ServerMoved, ConnectionRateExceeded), // [MQTT-3.2.2-8]
+	PUBACK: rcs(Success, NoMatchingSubscribers, UnspecifiedError, ImplementationSpecificError,
+		NotAuthorized, TopicNameInvalid, PacketIdentifierInUse, QuotaExceeded, PayloadFormatInvalid), // [MQTT-3.4.2-1]
+	PUBREC: rcs(Success, NoMatchingSubscribers, UnspecifiedError, ImplementationSpecificError,
+		NotAuthorized, TopicNameInvalid, PacketIdentifierInUse, QuotaExceeded, PayloadFormatInvalid), // [MQTT-3.5.2-1]
+	PUBREL:  rcs(Success, PacketIdentifierNotFound), // [MQTT-3.6.2-1]
+	PUBCOMP: rcs(Success, PacketIdentifierNotFound), // [MQTT-3.7.2-1]
+	SUBACK: rcs(Success, GrantedQoS1, GrantedQoS2, UnspecifiedError, ImplementationSpecificError,
+		NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse, QuotaExceeded,
+		SharedSubscriptionsNotSupported, SubscriptionIdentifiersNotSupported,
+		WildcardSubscriptionsNotSupported), // [MQTT-3.9.3-2]
+	UNSUBACK: rcs(Success, NoSubscriptionExisted, UnspecifiedError, ImplementationSpecificError,
+		NotAuthorized, TopicFilterInvalid, PacketIdentifierInUse), // [MQTT-3.11.3-2]
+	DISCONNECT: rcs(Success, DisconnectWithWill, UnspecifiedError, MalformedPacket, ProtocolError,
+		ImplementationSpecificError, NotAuthorized, ServerBusy, ServerShuttingDown, KeepAliveTimeout,
+		SessionTakenOver, TopicFilterInvalid, TopicNameInvalid, ReceiveMaximumExceeded, TopicAliasInvalid,
+		PacketTooLarge, MessageRateTooHigh, QuotaExceeded, AdministrativeAction, PayloadFormatInvalid,
+		RetainNotSupported, QoSNotSupported, UseAnotherServer, ServerMoved,
+		SharedSubscriptionsNotSupported, ConnectionRateExceeded, MaximumConnectTime,
+		SubscriptionIdentifiersNotSupported, WildcardSubscriptionsNotSupported), // [MQTT-3.14.2-1]
+	AUTH: rcs(Success, ContinueAuthentication, ReAuthenticate), // [MQTT-3.15.2-1]
+}
+
+// subackCodesV3 are the 3.1.1 SUBACK return codes [MQTT-3.9.3-2].
+var subackCodesV3 = rcs(Success, GrantedQoS1, GrantedQoS2, V3SubackFailure)
+
+// ValidReasonCode reports whether rc may appear in a packet of type t under version v. In 3.x
+// only CONNACK (return codes 0..5) and SUBACK (0, 1, 2, 0x80) carry codes.
+func ValidReasonCode(t Type, v Version, rc ReasonCode) bool {
+	if v != V5 {
+		switch t {
+		case CONNACK:
+			return rc <= V3NotAuthorized
+		case SUBACK:
+			return subackCodesV3.has(rc)
+		}
+		return rc == 0
+	}
+	if int(t) >= len(reasonCodesV5) {
+		return false
+	}
+	return reasonCodesV5[t].has(rc)
+}
+
+// V3ConnackCode maps a CONNACK reason code to the 3.x return code a 3.x client understands
+// (the 3.x codes 0..5 map to themselves). ok is false when no 3.x code fits; then the server
+// must close the connection without a CONNACK [MQTT-3.2.2-6] (3.1.1).
+func V3ConnackCode(rc ReasonCode) (code ReasonCode, ok bool) {
+	switch rc {
+	case Success, V3UnacceptableProtocolVersion, V3IdentifierRejected, V3ServerUnavailable,
+		V3BadUsernameOrPassword, V3NotAuthorized:
+		return rc, true
+	case UnsupportedProtocolVersion:
+		return V3UnacceptableProtocolVersion, true
+	case ClientIdentifierNotValid:
+		return V3IdentifierRejected, true
+	case ServerUnavailable, ServerBusy, UseAnotherServer, ServerMoved:
+		return V3ServerUnavailable, true
+	case BadUserNameOrPassword, BadAuthenticationMethod:
+		return V3BadUsernameOrPassword, true
+	case NotAuthorized, Banned:
+		return V3NotAuthorized, true
+	}
+	return 0, false
+}
