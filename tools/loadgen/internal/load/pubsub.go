@@ -492,6 +492,11 @@ func (r *run) mqttAckLoop(p *publisher) {
 	for {
 		hdr, body, err := wire.ReadPacket(c.r, &scratch, r.cfg.MaxPacket)
 		if err != nil {
+			if p.qos > 0 && r.cfg.Version == 4 {
+				// v3.1.1 has no Receive Maximum; a broker that enforces its own inflight
+				// limit (mosquitto: max_inflight_messages, default 20) just disconnects.
+				err = fmt.Errorf("%w (is -inflight %d above the broker's inflight limit?)", err, r.cfg.Inflight)
+			}
 			r.readErr("publisher", p.id, err)
 			return
 		}
