@@ -2,6 +2,8 @@ package topic
 
 import (
 	"hash/maphash"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -45,8 +47,9 @@ type Index[S comparable, V any] struct {
 
 	// mu serialises writers and guards everything that follows, and every node's writer fields.
 	mu    sync.Mutex
-	nodes int                       // trie nodes besides root, for tests of pruning
-	bySub map[S]map[string]struct{} // sub → its filters as subscribed ("$share/g/f" form for shares)
+	nodes int             // trie nodes besides root, for tests of pruning
+	bySub map[S]filterSet // sub → its filters as subscribed ("$share/g/f" form for shares)
+	peak  int             // largest len(bySub) since it was last rebuilt
 }
 
 // node is a trie node. Readers see only the immutable filter and the atomic fields.
@@ -58,10 +61,11 @@ type node[S comparable, V any] struct {
 	subs     atomic.Pointer[hnode[S, V]]         // non-shared subscriptions to filter
 	groups   atomic.Pointer[[]SharedGroup[S, V]] // shared groups on filter; nil, never empty
 
-	// Writer fields, guarded by Index.mu.
-	parent *node[S, V]
-	level  string // this node's level in parent: "+", "#" or a literal
+	parent *node[S, V] // guarded by Index.mu
 }
+
+// level returns n's level in its parent: "+", "#" or a literal.
+func (n *node[S, V]) level() string { return n.filter[strings.LastIndexByte(n.filter, '/')+1:] }
 
 // SharedGroup is a shared subscription group on one filter: the members of "$share/<Group>/<Filter>".
 type SharedGroup[S comparable, V any] struct {
@@ -79,7 +83,7 @@ type Member[S comparable, V any] struct {
 
 // NewIndex returns an empty index.
 func NewIndex[S comparable, V any]() *Index[S, V] {
-	return &Index[S, V]{seed: maphash.MakeSeed(), root: new(node[S, V]), bySub: make(map[S]map[string]struct{})}
+	return &Index[S, V]{seed: maphash.MakeSeed(), root: new(node[S, V]), bySub: make(map[S]filterSet)}
 }
 
 func (ix *Index[S, V]) levelHash(level string) uint64 { return maphash.String(ix.seed, level) }
@@ -107,12 +111,8 @@ func (ix *Index[S, V]) Subscribe(filter string, sub S, v V) (existed bool, err e
 	}
 	if !existed {
 		ix.count.Add(1)
-		fs := ix.bySub[sub]
-		if fs == nil {
-			fs = make(map[string]struct{}, 1)
-			ix.bySub[sub] = fs
-		}
-		fs[filter] = struct{}{}
+		ix.bySub[sub] = ix.bySub[sub].add(filter)
+		ix.peak = max(ix.peak, len(ix.bySub))
 	}
 	return existed, nil
 }
@@ -128,12 +128,26 @@ func (ix *Index[S, V]) Unsubscribe(filter string, sub S) bool {
 	if !ix.unsubscribeLocked(filter, sub) {
 		return false
 	}
-	fs := ix.bySub[sub]
-	delete(fs, filter)
-	if len(fs) == 0 {
-		delete(ix.bySub, sub)
+	if fs := ix.bySub[sub].remove(filter); fs.len() > 0 {
+		ix.bySub[sub] = fs
+	} else {
+		ix.deleteSubLocked(sub)
 	}
 	return true
+}
+
+// deleteSubLocked removes sub from the reverse index. A Go map keeps the buckets of its largest size,
+// so once it has shrunk to a quarter of its peak it is rebuilt: after a mass disconnect it returns
+// the memory instead of keeping it forever. Amortised O(1).
+func (ix *Index[S, V]) deleteSubLocked(sub S) {
+	delete(ix.bySub, sub)
+	if ix.peak > 1024 && len(ix.bySub) < ix.peak/4 {
+		m := make(map[S]filterSet, len(ix.bySub))
+		for k, v := range ix.bySub {
+			m[k] = v
+		}
+		ix.bySub, ix.peak = m, len(m)
+	}
 }
 
 // UnsubscribeAll removes every subscription of sub, as when a session ends or a cluster replica
@@ -142,11 +156,11 @@ func (ix *Index[S, V]) UnsubscribeAll(sub S) int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	fs := ix.bySub[sub]
-	delete(ix.bySub, sub)
-	for f := range fs {
+	ix.deleteSubLocked(sub)
+	for f := range fs.all() {
 		ix.unsubscribeLocked(f, sub)
 	}
-	return len(fs)
+	return fs.len()
 }
 
 // unsubscribeLocked removes the subscription from the trie, prunes, and keeps count; not bySub.
@@ -184,19 +198,19 @@ func (ix *Index[S, V]) pathLocked(filter string, create bool) *node[S, V] {
 		switch level {
 		case "+":
 			if next = n.plus.Load(); next == nil && create {
-				next = ix.newNodeLocked(n, level, filter, rest, more)
+				next = ix.newNodeLocked(n, filter, rest, more)
 				n.plus.Store(next)
 			}
 		case "#":
 			if next = n.hash.Load(); next == nil && create {
-				next = ix.newNodeLocked(n, level, filter, rest, more)
+				next = ix.newNodeLocked(n, filter, rest, more)
 				n.hash.Store(next)
 			}
 		default:
 			h := ix.levelHash(level)
 			children := n.children.Load()
 			if next, _ = hget(children, h, level); next == nil && create {
-				next = ix.newNodeLocked(n, level, filter, rest, more)
+				next = ix.newNodeLocked(n, filter, rest, more)
 				children, _ = hset(children, 0, h, level, next)
 				n.children.Store(children)
 			}
@@ -209,28 +223,28 @@ func (ix *Index[S, V]) pathLocked(filter string, create bool) *node[S, V] {
 	return n
 }
 
-// newNodeLocked returns a node for level below parent; filter, rest and more locate it in the filter
-// being walked, whose prefix up to the level is the node's filter.
-func (ix *Index[S, V]) newNodeLocked(parent *node[S, V], level, filter, rest string, more bool) *node[S, V] {
+// newNodeLocked returns a node below parent for the level just cut from filter; rest and more are
+// what cut returned, and locate the level's end.
+func (ix *Index[S, V]) newNodeLocked(parent *node[S, V], filter, rest string, more bool) *node[S, V] {
 	end := len(filter) - len(rest)
 	if more {
 		end-- // the '/' before rest
 	}
 	ix.nodes++
-	return &node[S, V]{filter: filter[:end], parent: parent, level: level}
+	return &node[S, V]{filter: filter[:end], parent: parent}
 }
 
 // pruneLocked unlinks n and then each ancestor that is left empty.
 func (ix *Index[S, V]) pruneLocked(n *node[S, V]) {
 	for n != ix.root && n.empty() {
 		p := n.parent
-		switch n.level {
+		switch level := n.level(); level {
 		case "+":
 			p.plus.Store(nil)
 		case "#":
 			p.hash.Store(nil)
 		default:
-			children, _ := hdel(p.children.Load(), 0, ix.levelHash(n.level), n.level)
+			children, _ := hdel(p.children.Load(), 0, ix.levelHash(level), level)
 			p.children.Store(children)
 		}
 		n.parent = nil
@@ -415,11 +429,55 @@ func (ix *Index[S, V]) Filters() []string {
 func (ix *Index[S, V]) FiltersOf(sub S) []string {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	fs := ix.bySub[sub]
-	out := make([]string, 0, len(fs))
-	for f := range fs {
-		out = append(out, f)
+	return slices.Sorted(ix.bySub[sub].all())
+}
+
+// filterSet is the reverse index's set of one subscriber's filters: a slice while small, since most
+// clients have a handful, and a map beyond, for a replica in the route table that has thousands.
+// The zero filterSet is empty. Callers add only absent filters and remove only present ones.
+type filterSet struct {
+	list []string
+	set  map[string]struct{}
+}
+
+const filterSetSmall = 16
+
+func (fs filterSet) len() int { return len(fs.list) + len(fs.set) }
+
+func (fs filterSet) add(f string) filterSet {
+	switch {
+	case fs.set != nil:
+		fs.set[f] = struct{}{}
+	case len(fs.list) < filterSetSmall:
+		fs.list = append(fs.list, f)
+	default:
+		fs.set = make(map[string]struct{}, 2*filterSetSmall)
+		for _, g := range fs.list {
+			fs.set[g] = struct{}{}
+		}
+		fs.set[f] = struct{}{}
+		fs.list = nil
 	}
-	slices.Sort(out)
-	return out
+	return fs
+}
+
+func (fs filterSet) remove(f string) filterSet {
+	if fs.set != nil {
+		delete(fs.set, f)
+		return fs
+	}
+	if i := slices.Index(fs.list, f); i >= 0 {
+		last := len(fs.list) - 1
+		fs.list[i] = fs.list[last]
+		fs.list[last] = ""
+		fs.list = fs.list[:last]
+	}
+	return fs
+}
+
+func (fs filterSet) all() iter.Seq[string] {
+	if fs.set != nil {
+		return maps.Keys(fs.set)
+	}
+	return slices.Values(fs.list)
 }

@@ -79,15 +79,15 @@ func checkIndex[S comparable, V any](t *testing.T, ix *Index[S, V]) {
 		if c := n.children.Load(); c != nil {
 			checkHAMT(t, c, 0, 0, true)
 			heach(c, func(level string, c *node[S, V]) {
-				if c.parent != n || c.level != level {
+				if c.parent != n || c.level() != level {
 					t.Fatalf("child %q of %q: parent or level wrong", level, n.filter)
 				}
 				walk(c)
 			})
 		}
-		for _, c := range []*node[S, V]{n.plus.Load(), n.hash.Load()} {
+		for level, c := range map[string]*node[S, V]{"+": n.plus.Load(), "#": n.hash.Load()} {
 			if c != nil {
-				if c.parent != n {
+				if c.parent != n || c.level() != level {
 					t.Fatalf("wildcard child of %q: wrong parent", n.filter)
 				}
 				walk(c)
@@ -105,8 +105,8 @@ func checkIndex[S comparable, V any](t *testing.T, ix *Index[S, V]) {
 		t.Fatalf("%d subscribers in the trie, %d in the reverse index", len(perSub), len(ix.bySub))
 	}
 	for sub, n := range perSub {
-		if len(ix.bySub[sub]) != n {
-			t.Fatalf("subscriber %v: %d subscriptions in the trie, %d in the reverse index", sub, n, len(ix.bySub[sub]))
+		if fs := ix.bySub[sub]; fs.len() != n || fs.set != nil && fs.list != nil {
+			t.Fatalf("subscriber %v: %d subscriptions in the trie, %d in the reverse index", sub, n, fs.len())
 		}
 	}
 }
@@ -564,5 +564,54 @@ func TestIndexMatchNoAllocBrokerShape(t *testing.T) {
 	})
 	if n != 0 || qos == 0 {
 		t.Fatalf("Match allocates %v times per run (qos sum %d)", n, qos)
+	}
+}
+
+// TestIndexReverseIndex covers FiltersOf and UnsubscribeAll past the small-set size, and the rebuild
+// of the reverse index after most subscribers are gone.
+func TestIndexReverseIndex(t *testing.T) {
+	ix := NewIndex[int, struct{}]()
+	var want []string
+	for i := range 3 * filterSetSmall {
+		f := fmt.Sprintf("r/%d/#", i)
+		ix.Subscribe(f, -1, struct{}{})
+		want = append(want, f)
+	}
+	slices.Sort(want)
+	if got := ix.FiltersOf(-1); !slices.Equal(got, want) {
+		t.Fatalf("FiltersOf = %q", got)
+	}
+	for sub := range 5000 {
+		ix.Subscribe(fmt.Sprintf("d/%d", sub), sub, struct{}{})
+	}
+	for sub := range 4990 {
+		if !ix.Unsubscribe(fmt.Sprintf("d/%d", sub), sub) {
+			t.Fatal("Unsubscribe failed")
+		}
+	}
+	if ix.peak > 1024 {
+		t.Fatalf("reverse index not rebuilt: peak %d, len %d", ix.peak, len(ix.bySub))
+	}
+	if got := ix.FiltersOf(-1); !slices.Equal(got, want) {
+		t.Fatalf("FiltersOf after the rebuild = %q", got)
+	}
+	if got := ix.FiltersOf(4995); !slices.Equal(got, []string{"d/4995"}) {
+		t.Fatalf("FiltersOf(4995) = %q", got)
+	}
+	if got := ix.FiltersOf(7); len(got) != 0 {
+		t.Fatalf("FiltersOf(7) = %q", got)
+	}
+	checkIndex(t, ix)
+	if n := ix.UnsubscribeAll(-1); n != len(want) {
+		t.Fatalf("UnsubscribeAll = %d", n)
+	}
+	if n := ix.UnsubscribeAll(-1); n != 0 {
+		t.Fatalf("second UnsubscribeAll = %d", n)
+	}
+	for sub := 4990; sub < 5000; sub++ {
+		ix.UnsubscribeAll(sub)
+	}
+	if ix.Len() != 0 || ix.nodes != 0 || len(ix.bySub) != 0 {
+		t.Fatalf("not empty: Len %d, %d nodes", ix.Len(), ix.nodes)
 	}
 }
