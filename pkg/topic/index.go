@@ -381,8 +381,10 @@ func (ix *Index[S, V]) walk(n *node[S, V], rest string, done, dollar bool, visit
 		return visit(n)
 	}
 	level, rest, more := cut(rest)
-	if c, _ := hget(n.children.Load(), ix.levelHash(level), level); c != nil && ix.walk(c, rest, !more, false, visit) {
-		return true
+	if children := n.children.Load(); children != nil {
+		if c, _ := hget(children, ix.levelHash(level), level); c != nil && ix.walk(c, rest, !more, false, visit) {
+			return true
+		}
 	}
 	if p := n.plus.Load(); p != nil && !dollar && ix.walk(p, rest, !more, false, visit) {
 		return true
