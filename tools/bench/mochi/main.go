@@ -11,7 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -56,16 +55,12 @@ func Run(ctx context.Context, args []string) error {
 	if err := server.AddListener(listeners.NewTCP(listeners.Config{ID: "tcp", Address: *addr})); err != nil {
 		return fmt.Errorf("listener %s: %w", *addr, err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- server.Serve() }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			return fmt.Errorf("serve: %w", err)
-		}
-	case <-ctx.Done():
+	// Serve starts the listeners and returns; the server runs until Close.
+	if err := server.Serve(); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
-	if err := server.Close(); err != nil && !errors.Is(err, context.Canceled) {
+	<-ctx.Done()
+	if err := server.Close(); err != nil {
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
