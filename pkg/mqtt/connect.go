@@ -127,11 +127,8 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 		// Absent flags mean absent fields [MQTT-3.1.2-16], [MQTT-3.1.2-18]: extra bytes are an error.
 		return malformed("CONNECT has " + strconv.Itoa(c.rest()) + " bytes after its payload [MQTT-3.1.4-1]")
 	}
-	if v == V311 && p.ClientID == "" && !p.CleanStart {
-		// The packet is whole; the server answers return code 0x02 and closes.
-		return &Error{Code: ClientIdentifierNotValid,
-			Msg: "empty client identifier with Clean Session 0 [MQTT-3.1.3-8] (3.1.1)"}
-	}
+	// Client identifier policy (length, characters, an empty one with Clean Session 0 in 3.1.1
+	// [MQTT-3.1.3-8]) is the server's: it answers those with a CONNACK, not a closed connection.
 	return nil
 }
 
