@@ -138,6 +138,14 @@ func TestLevels(t *testing.T) {
 	for range Levels("a/b/c") {
 		break // an early stop must not panic
 	}
+	n := 0
+	if a := testing.AllocsPerRun(100, func() {
+		for l := range Levels("sport/tennis/player1") {
+			n += len(l)
+		}
+	}); a != 0 {
+		t.Fatalf("ranging over Levels allocates %v times", a)
+	}
 }
 
 func TestIsSystem(t *testing.T) {
