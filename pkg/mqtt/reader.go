@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bufio"
 	"io"
+	"math/bits"
 	"strconv"
 	"unsafe"
 )
@@ -169,35 +170,63 @@ func boxedPublish[A any](n int) (*Publish, []byte) {
 	return &b.p, unsafe.Slice((*byte)(unsafe.Pointer(&b.buf)), n)
 }
 
-// newPublishWithBody returns a Publish and an n byte body. Up to 64 KiB they share one
-// allocation, rounded up to a power of two (at most twice the body, the price of one
-// allocation instead of two); beyond that the body dominates and they are allocated apart.
+const (
+	publishSize = int(unsafe.Sizeof(Publish{}))
+	boxPage     = 8 << 10 // the allocator rounds objects above 32 KiB up to 8 KiB pages
+)
+
+// Boxes for bodies up to 16 KiB, by powers of two from 64 bytes.
+var smallBoxes = [...]func(int) (*Publish, []byte){
+	boxedPublish[[64]byte], boxedPublish[[128]byte], boxedPublish[[256]byte], boxedPublish[[512]byte], boxedPublish[[1 << 10]byte], boxedPublish[[2 << 10]byte], boxedPublish[[4 << 10]byte], boxedPublish[[8 << 10]byte], boxedPublish[[16 << 10]byte],
+}
+
+// Boxes of 3 to 32 pages (24 to 256 KiB) less the Publish, so a box wastes no more than the
+// allocator's own rounding of a body that size would.
+var largeBoxes = [...]func(int) (*Publish, []byte){
+	boxedPublish[[3*boxPage - publishSize]byte],
+	boxedPublish[[4*boxPage - publishSize]byte],
+	boxedPublish[[5*boxPage - publishSize]byte],
+	boxedPublish[[6*boxPage - publishSize]byte],
+	boxedPublish[[7*boxPage - publishSize]byte],
+	boxedPublish[[8*boxPage - publishSize]byte],
+	boxedPublish[[9*boxPage - publishSize]byte],
+	boxedPublish[[10*boxPage - publishSize]byte],
+	boxedPublish[[11*boxPage - publishSize]byte],
+	boxedPublish[[12*boxPage - publishSize]byte],
+	boxedPublish[[13*boxPage - publishSize]byte],
+	boxedPublish[[14*boxPage - publishSize]byte],
+	boxedPublish[[15*boxPage - publishSize]byte],
+	boxedPublish[[16*boxPage - publishSize]byte],
+	boxedPublish[[17*boxPage - publishSize]byte],
+	boxedPublish[[18*boxPage - publishSize]byte],
+	boxedPublish[[19*boxPage - publishSize]byte],
+	boxedPublish[[20*boxPage - publishSize]byte],
+	boxedPublish[[21*boxPage - publishSize]byte],
+	boxedPublish[[22*boxPage - publishSize]byte],
+	boxedPublish[[23*boxPage - publishSize]byte],
+	boxedPublish[[24*boxPage - publishSize]byte],
+	boxedPublish[[25*boxPage - publishSize]byte],
+	boxedPublish[[26*boxPage - publishSize]byte],
+	boxedPublish[[27*boxPage - publishSize]byte],
+	boxedPublish[[28*boxPage - publishSize]byte],
+	boxedPublish[[29*boxPage - publishSize]byte],
+	boxedPublish[[30*boxPage - publishSize]byte],
+	boxedPublish[[31*boxPage - publishSize]byte],
+	boxedPublish[[32*boxPage - publishSize]byte],
+}
+
+// newPublishWithBody returns a Publish and an n byte body sharing one allocation, for bodies up
+// to 256 KiB (beyond that the second allocation is noise next to the body, and they are
+// allocated apart). Small bodies are rounded up to a power of two, at most doubling a body of a
+// few hundred bytes; large ones to whole pages, as the allocator would round them anyway.
 func newPublishWithBody(n int) (*Publish, []byte) {
 	switch {
 	case n == 0:
 		return new(Publish), nil
-	case n <= 64:
-		return boxedPublish[[64]byte](n)
-	case n <= 128:
-		return boxedPublish[[128]byte](n)
-	case n <= 256:
-		return boxedPublish[[256]byte](n)
-	case n <= 512:
-		return boxedPublish[[512]byte](n)
-	case n <= 1<<10:
-		return boxedPublish[[1 << 10]byte](n)
-	case n <= 2<<10:
-		return boxedPublish[[2 << 10]byte](n)
-	case n <= 4<<10:
-		return boxedPublish[[4 << 10]byte](n)
-	case n <= 8<<10:
-		return boxedPublish[[8 << 10]byte](n)
 	case n <= 16<<10:
-		return boxedPublish[[16 << 10]byte](n)
-	case n <= 32<<10:
-		return boxedPublish[[32 << 10]byte](n)
-	case n <= 64<<10:
-		return boxedPublish[[64 << 10]byte](n)
+		return smallBoxes[max(0, bits.Len(uint(n-1))-6)](n)
+	case n <= 32*boxPage-publishSize:
+		return largeBoxes[(n+publishSize+boxPage-1)/boxPage-3](n)
 	}
 	return new(Publish), make([]byte, n)
 }
