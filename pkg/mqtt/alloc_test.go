@@ -3,9 +3,12 @@ package mqtt
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"runtime"
+	"strconv"
 	"testing"
+	"testing/iotest"
 )
 
 // loopReader serves the same bytes forever, as an io.Reader and io.ByteReader, without
@@ -283,6 +286,44 @@ func TestNewPublishWithBody(t *testing.T) {
 	for _, n := range []int{1, 64, 65, 16 << 10, 16<<10 + 1, 3*boxPage - publishSize, 3*boxPage - publishSize + 1, 32*boxPage - publishSize} {
 		if _, body := newPublishWithBody(n); len(body) != n {
 			t.Fatalf("n=%d", n)
+		}
+	}
+}
+
+// TestReaderLargeBodyGrows: a body announced above 256 KiB is allocated as it arrives, so a
+// peer that announces 200 MB and sends 10 bytes does not get 200 MB allocated.
+func TestReaderLargeBodyGrows(t *testing.T) {
+	raw := bs(0x30, 0x80, 0x80, 0x80, 0x60, 0, 1, 't', 1, 2, 3, 4, 5, 6, 7) // 201 MB announced
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := NewReader(bytes.NewReader(raw), 0).ReadPacket()
+	runtime.ReadMemStats(&after)
+	if err != io.ErrUnexpectedEOF {
+		t.Fatalf("ReadPacket: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 300<<10 {
+		t.Fatalf("allocated %d bytes for 10 bytes of body", got)
+	}
+	// A large packet that does arrive is read whole.
+	payload := bytes.Repeat([]byte("0123456789"), 100_000)
+	for _, v := range []Version{V311, V5} {
+		in := &Publish{Topic: "big", Payload: payload}
+		raw := mustEncode(t, in, v)
+		rd := NewReader(iotest.HalfReader(bytes.NewReader(raw)), 0)
+		rd.SetVersion(v)
+		pk, err := rd.ReadPacket()
+		if err != nil || !reflect.DeepEqual(pk, in) {
+			t.Fatalf("%v: large PUBLISH: %v", v, err)
+		}
+		sub := &Subscribe{PacketID: 1}
+		for i := 0; i < 40_000; i++ {
+			sub.Subscriptions = append(sub.Subscriptions, Subscription{Filter: "filter/" + strconv.Itoa(i)})
+		}
+		raw = mustEncode(t, sub, v)
+		rd = NewReader(bytes.NewReader(raw), 0)
+		rd.SetVersion(v)
+		if pk, err := rd.ReadPacket(); err != nil || !reflect.DeepEqual(pk, sub) {
+			t.Fatalf("%v: large SUBSCRIBE (%d bytes): %v", v, len(raw), err)
 		}
 	}
 }

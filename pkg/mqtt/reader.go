@@ -117,9 +117,9 @@ func (r *Reader) SetVersion(v Version) { r.v = v }
 func (r *Reader) Version() Version { return r.v }
 
 // ReadPacket reads and decodes the next packet. The body is allocated only after the fixed
-// header has passed the size check, and each packet gets its own body, which it aliases, so
-// packets stay valid after later reads. A PUBLISH of up to 64 KiB costs one allocation: its
-// struct and body share it.
+// header has passed the size check, and a body above 256 KiB only as its bytes arrive. Each
+// packet gets its own body, which it aliases, so packets stay valid after later reads. A PUBLISH
+// of up to 256 KiB costs one allocation: its struct and body share it.
 //
 // Errors: io.EOF when the stream ends between packets, io.ErrUnexpectedEOF inside one, the
 // reader's own errors, or a *Error from the fixed header or Decode (then the packet, if any, is
@@ -130,15 +130,15 @@ func (r *Reader) ReadPacket() (Packet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fh.Type == PUBLISH {
+	if fh.Type == PUBLISH && fh.Remaining <= eagerBody {
 		p, body := newPublishWithBody(fh.Remaining)
-		if err := r.readBody(body); err != nil {
+		if err := r.readFull(body); err != nil {
 			return nil, err
 		}
 		return p, p.Decode(fh.Flags, body, r.v)
 	}
-	body := make([]byte, fh.Remaining)
-	if err := r.readBody(body); err != nil {
+	body, err := r.readBody(fh.Remaining)
+	if err != nil {
 		return nil, err
 	}
 	pk, err := Decode(fh, body, r.v)
@@ -148,7 +148,28 @@ func (r *Reader) ReadPacket() (Packet, error) {
 	return pk, err
 }
 
-func (r *Reader) readBody(body []byte) error {
+// eagerBody is the largest body allocated whole before its bytes arrive. A larger one grows as
+// they do (doubling, so at most twice its size in all), so a peer that announces a large packet
+// and then sends nothing costs at most this much, whatever the maximum packet size.
+const eagerBody = 256 << 10
+
+func (r *Reader) readBody(n int) ([]byte, error) {
+	size := min(n, eagerBody)
+	body := make([]byte, size)
+	for got := 0; ; {
+		if err := r.readFull(body[got:]); err != nil {
+			return nil, err
+		}
+		if got = len(body); got == n {
+			return body, nil
+		}
+		grown := make([]byte, min(2*got, n))
+		copy(grown, body)
+		body = grown
+	}
+}
+
+func (r *Reader) readFull(body []byte) error {
 	if _, err := io.ReadFull(r.r, body); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
@@ -216,8 +237,8 @@ var largeBoxes = [...]func(int) (*Publish, []byte){
 }
 
 // newPublishWithBody returns a Publish and an n byte body sharing one allocation, for bodies up
-// to 256 KiB (beyond that the second allocation is noise next to the body, and they are
-// allocated apart). Small bodies are rounded up to a power of two, at most doubling a body of a
+// to 256 KiB (eagerBody; beyond that the second allocation is noise next to the body, and they
+// are allocated apart). Small bodies are rounded up to a power of two, at most doubling a body of a
 // few hundred bytes; large ones to whole pages, as the allocator would round them anyway.
 func newPublishWithBody(n int) (*Publish, []byte) {
 	switch {
