@@ -37,7 +37,7 @@ func TestHostileInput(t *testing.T) {
 		{"MQTT-3.3.2-2 wildcard in PUBLISH topic", 4, true, []byte{0x30, 0x05, 0, 3, 'a', '/', '#'}, 0, false},
 		{"MQTT-3.3.2-2 v5 wildcard in PUBLISH topic", 5, true, []byte{0x30, 0x06, 0, 3, 'a', '/', '+', 0}, mqtt.TopicNameInvalid, false},
 		{"MQTT-2.2.1-3 PUBLISH QoS 1 packet id 0", 4, true, []byte{0x32, 0x05, 0, 1, 'a', 0, 0}, 0, false},
-		{"MQTT-2.2.1-3 v5 PUBLISH QoS 1 packet id 0", 5, true, []byte{0x32, 0x06, 0, 1, 'a', 0, 0, 0}, mqtt.MalformedPacket, false},
+		{"MQTT-2.2.1-3 v5 PUBLISH QoS 1 packet id 0", 5, true, []byte{0x32, 0x06, 0, 1, 'a', 0, 0, 0}, mqtt.ProtocolError, false},
 		{"MQTT-3.3.1-4 PUBLISH QoS 3", 4, true, []byte{0x36, 0x05, 0, 1, 'a', 0, 1}, 0, false},
 		{"MQTT-3.3.1-4 v5 PUBLISH QoS 3", 5, true, []byte{0x36, 0x06, 0, 1, 'a', 0, 1, 0}, mqtt.MalformedPacket, false},
 		{"MQTT-1.5.4-1 bad UTF-8 topic", 4, true, []byte{0x30, 0x04, 0, 2, 0xc3, 0x28}, 0, false},
