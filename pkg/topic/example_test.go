@@ -20,11 +20,11 @@ func ExampleIndex() {
 	var lines []string
 	ix.Match("sport/tennis/results",
 		func(filter, client string, o opts) {
+			// One call per matching filter: alice gets two, which the broker merges into one delivery.
 			lines = append(lines, fmt.Sprintf("%s via %s (QoS %d)", client, filter, o.QoS))
 		},
 		func(g topic.SharedGroup[string, opts]) {
-			// The broker picks one member, e.g. round-robin over g.Members. Alice gets two calls:
-			// the broker merges them into one delivery.
+			// The broker picks one member, e.g. round-robin over g.Members.
 			lines = append(lines, fmt.Sprintf("group %s on %s: %d members", g.Group, g.Filter, len(g.Members)))
 		})
 	slices.Sort(lines)
