@@ -123,8 +123,9 @@ type Publish struct {
 }
 
 // Puback, Pubrec, Pubrel and Pubcomp acknowledge a QoS 1 or QoS 2 PUBLISH. In 3.x only PacketID is
-// on the wire; in 5.0 a reason code 0 with no properties is also encoded as the short form
-// [MQTT-3.4.2-1].
+// on the wire; in 5.0 a reason code 0 with no properties is encoded in the short form of
+// §3.4.2.1 (remaining length 2), and a reason code with no properties without the property
+// length (remaining length 3).
 type (
 	Puback struct {
 		PacketID   uint16

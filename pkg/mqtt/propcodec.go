@@ -180,27 +180,49 @@ func (p *Properties) check(t Type) error {
 		return malformed(PropID(bits.TrailingZeros64(uint64(bad))).String() +
 			" is not valid in " + packetName(t) + " (§2.2.2.2)")
 	}
-	zeroOrOne := func(id PropID, v byte) error {
-		if s.Has(id) && v > 1 {
-			return protocolErr(id.String() + " must be 0 or 1, not " + strconv.Itoa(int(v)))
-		}
+	if s&rangeChecked == 0 {
 		return nil
 	}
-	for _, c := range [...]struct {
-		id PropID
-		v  byte
-	}{
-		{PropPayloadFormat, p.PayloadFormat},               // §3.3.2.3.2
-		{PropRequestProblemInfo, p.RequestProblemInfo},     // §3.1.2.11.7
-		{PropRequestResponseInfo, p.RequestResponseInfo},   // §3.1.2.11.6
-		{PropMaximumQoS, p.MaximumQoS},                     // §3.2.2.3.4
-		{PropRetainAvailable, p.RetainAvailable},           // §3.2.2.3.5
-		{PropWildcardSubAvailable, p.WildcardSubAvailable}, // §3.2.2.3.11
-		{PropSubIDAvailable, p.SubIDAvailable},             // §3.2.2.3.12
-		{PropSharedSubAvailable, p.SharedSubAvailable},     // §3.2.2.3.13
-	} {
-		if err := zeroOrOne(c.id, c.v); err != nil {
-			return err
+	return p.checkRanges(s, t)
+}
+
+// zeroOrOne are the byte properties whose only values are 0 and 1 (§3.1.2.11.6, §3.1.2.11.7,
+// §3.2.2.3.4, §3.2.2.3.5, §3.2.2.3.11 to §3.2.2.3.13; §3.3.2.3.2 lists the same two values).
+var zeroOrOne = props(PropPayloadFormat, PropRequestProblemInfo, PropRequestResponseInfo,
+	PropMaximumQoS, PropRetainAvailable, PropWildcardSubAvailable, PropSubIDAvailable,
+	PropSharedSubAvailable)
+
+// rangeChecked are the properties checkRanges looks at.
+var rangeChecked = zeroOrOne | props(PropReceiveMaximum, PropMaximumPacketSize, PropTopicAlias,
+	PropResponseTopic, PropSubscriptionID, PropAuthData)
+
+func (p *Properties) byteValue(id PropID) byte {
+	switch id {
+	case PropPayloadFormat:
+		return p.PayloadFormat
+	case PropRequestProblemInfo:
+		return p.RequestProblemInfo
+	case PropRequestResponseInfo:
+		return p.RequestResponseInfo
+	case PropMaximumQoS:
+		return p.MaximumQoS
+	case PropRetainAvailable:
+		return p.RetainAvailable
+	case PropWildcardSubAvailable:
+		return p.WildcardSubAvailable
+	case PropSubIDAvailable:
+		return p.SubIDAvailable
+	case PropSharedSubAvailable:
+		return p.SharedSubAvailable
+	}
+	return 0
+}
+
+func (p *Properties) checkRanges(s PropSet, t Type) error {
+	for rest := s & zeroOrOne; rest != 0; rest &= rest - 1 {
+		id := PropID(bits.TrailingZeros64(uint64(rest)))
+		if v := p.byteValue(id); v > 1 {
+			return protocolErr(id.String() + " must be 0 or 1, not " + strconv.Itoa(int(v)))
 		}
 	}
 	if s.Has(PropReceiveMaximum) && p.ReceiveMaximum == 0 {
@@ -413,6 +435,31 @@ func (p *Properties) collectLists(blk []byte, nUser, nSub int) {
 	}
 }
 
+// varField returns the value of a string or binary property as a string (without copying).
+func (p *Properties) varField(id PropID) string {
+	switch id {
+	case PropContentType:
+		return p.ContentType
+	case PropResponseTopic:
+		return p.ResponseTopic
+	case PropCorrelationData:
+		return aliasString(p.CorrelationData)
+	case PropAssignedClientID:
+		return p.AssignedClientID
+	case PropAuthMethod:
+		return p.AuthMethod
+	case PropAuthData:
+		return aliasString(p.AuthData)
+	case PropResponseInfo:
+		return p.ResponseInfo
+	case PropServerReference:
+		return p.ServerReference
+	case PropReasonString:
+		return p.ReasonString
+	}
+	return ""
+}
+
 // encodedLen checks p for packet type t and returns the length of its properties, without the
 // Property Length prefix.
 func (p *Properties) encodedLen(t Type) (int, error) {
@@ -424,20 +471,8 @@ func (p *Properties) encodedLen(t Type) (int, error) {
 		return 0, invalid("%s properties: %s", packetName(t), err.(*Error).Msg)
 	}
 	n := 0
-	str := func(id PropID, v string) error {
-		if s.Has(id) {
-			if err := checkLen(propNames[id], len(v)); err != nil {
-				return err
-			}
-			n += 3 + len(v)
-		}
-		return nil
-	}
-	bin := func(id PropID, v []byte) error { return str(id, aliasString(v)) }
-	for id := PropID(1); id <= maxPropID; id++ {
-		if !s.Has(id) {
-			continue
-		}
+	for rest := s; rest != 0; rest &= rest - 1 {
+		id := PropID(bits.TrailingZeros64(uint64(rest)))
 		switch propTypes[id] {
 		case ptByte:
 			n += 2
@@ -445,30 +480,27 @@ func (p *Properties) encodedLen(t Type) (int, error) {
 			n += 3
 		case ptUint32:
 			n += 5
+		case ptString, ptBinary:
+			l := len(p.varField(id))
+			if err := checkLen(propNames[id], l); err != nil {
+				return 0, err
+			}
+			n += 3 + l
+		case ptVarint:
+			for _, v := range p.SubscriptionIDs {
+				n += 1 + VarintSize(int(v))
+			}
+		case ptPair:
+			for _, u := range p.User {
+				if err := checkLen("User Property name", len(u.Key)); err != nil {
+					return 0, err
+				}
+				if err := checkLen("User Property value", len(u.Value)); err != nil {
+					return 0, err
+				}
+				n += 5 + len(u.Key) + len(u.Value)
+			}
 		}
-	}
-	for _, err := range [...]error{
-		str(PropContentType, p.ContentType), str(PropResponseTopic, p.ResponseTopic),
-		bin(PropCorrelationData, p.CorrelationData), str(PropAssignedClientID, p.AssignedClientID),
-		str(PropAuthMethod, p.AuthMethod), bin(PropAuthData, p.AuthData),
-		str(PropResponseInfo, p.ResponseInfo), str(PropServerReference, p.ServerReference),
-		str(PropReasonString, p.ReasonString),
-	} {
-		if err != nil {
-			return 0, err
-		}
-	}
-	for _, id := range p.SubscriptionIDs {
-		n += 1 + VarintSize(int(id))
-	}
-	for _, u := range p.User {
-		if err := checkLen("User Property name", len(u.Key)); err != nil {
-			return 0, err
-		}
-		if err := checkLen("User Property value", len(u.Value)); err != nil {
-			return 0, err
-		}
-		n += 5 + len(u.Key) + len(u.Value)
 	}
 	if n > MaxRemainingLength {
 		return 0, invalid("%s properties are %d bytes long", packetName(t), n)
@@ -483,75 +515,47 @@ func (p *Properties) appendTo(dst []byte, n int) []byte {
 	if n == 0 {
 		return dst
 	}
-	s := p.present()
-	for id := PropID(1); id <= maxPropID; id++ {
-		if !s.Has(id) {
-			continue
-		}
-		switch id {
-		case PropSubscriptionID:
+	for rest := p.present(); rest != 0; rest &= rest - 1 {
+		id := PropID(bits.TrailingZeros64(uint64(rest)))
+		switch propTypes[id] {
+		case ptByte:
+			dst = append(dst, byte(id), p.byteValue(id))
+		case ptUint16:
+			var v uint16
+			switch id {
+			case PropServerKeepAlive:
+				v = p.ServerKeepAlive
+			case PropReceiveMaximum:
+				v = p.ReceiveMaximum
+			case PropTopicAliasMaximum:
+				v = p.TopicAliasMaximum
+			case PropTopicAlias:
+				v = p.TopicAlias
+			}
+			dst = appendUint16(append(dst, byte(id)), v)
+		case ptUint32:
+			var v uint32
+			switch id {
+			case PropMessageExpiry:
+				v = p.MessageExpiry
+			case PropSessionExpiry:
+				v = p.SessionExpiry
+			case PropWillDelay:
+				v = p.WillDelay
+			case PropMaximumPacketSize:
+				v = p.MaximumPacketSize
+			}
+			dst = appendUint32(append(dst, byte(id)), v)
+		case ptString, ptBinary:
+			dst = appendString(append(dst, byte(id)), p.varField(id))
+		case ptVarint:
 			for _, v := range p.SubscriptionIDs {
 				dst = AppendVarint(append(dst, byte(id)), int(v))
 			}
-			continue
-		case PropUserProperty:
+		case ptPair:
 			for _, u := range p.User {
 				dst = appendString(appendString(append(dst, byte(id)), u.Key), u.Value)
 			}
-			continue
-		}
-		dst = append(dst, byte(id))
-		switch id {
-		case PropPayloadFormat:
-			dst = append(dst, p.PayloadFormat)
-		case PropMessageExpiry:
-			dst = appendUint32(dst, p.MessageExpiry)
-		case PropContentType:
-			dst = appendString(dst, p.ContentType)
-		case PropResponseTopic:
-			dst = appendString(dst, p.ResponseTopic)
-		case PropCorrelationData:
-			dst = appendBinary(dst, p.CorrelationData)
-		case PropSessionExpiry:
-			dst = appendUint32(dst, p.SessionExpiry)
-		case PropAssignedClientID:
-			dst = appendString(dst, p.AssignedClientID)
-		case PropServerKeepAlive:
-			dst = appendUint16(dst, p.ServerKeepAlive)
-		case PropAuthMethod:
-			dst = appendString(dst, p.AuthMethod)
-		case PropAuthData:
-			dst = appendBinary(dst, p.AuthData)
-		case PropRequestProblemInfo:
-			dst = append(dst, p.RequestProblemInfo)
-		case PropWillDelay:
-			dst = appendUint32(dst, p.WillDelay)
-		case PropRequestResponseInfo:
-			dst = append(dst, p.RequestResponseInfo)
-		case PropResponseInfo:
-			dst = appendString(dst, p.ResponseInfo)
-		case PropServerReference:
-			dst = appendString(dst, p.ServerReference)
-		case PropReasonString:
-			dst = appendString(dst, p.ReasonString)
-		case PropReceiveMaximum:
-			dst = appendUint16(dst, p.ReceiveMaximum)
-		case PropTopicAliasMaximum:
-			dst = appendUint16(dst, p.TopicAliasMaximum)
-		case PropTopicAlias:
-			dst = appendUint16(dst, p.TopicAlias)
-		case PropMaximumQoS:
-			dst = append(dst, p.MaximumQoS)
-		case PropRetainAvailable:
-			dst = append(dst, p.RetainAvailable)
-		case PropMaximumPacketSize:
-			dst = appendUint32(dst, p.MaximumPacketSize)
-		case PropWildcardSubAvailable:
-			dst = append(dst, p.WildcardSubAvailable)
-		case PropSubIDAvailable:
-			dst = append(dst, p.SubIDAvailable)
-		case PropSharedSubAvailable:
-			dst = append(dst, p.SharedSubAvailable)
 		}
 	}
 	return dst
