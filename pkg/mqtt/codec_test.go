@@ -355,7 +355,10 @@ func TestCheckString(t *testing.T) {
 		{"\xe0\x80\xaf", false},            // overlong '/'
 		{"\xf4\x90\x80\x80", false},        // above U+10FFFF
 		{"\xff", false},
-		{"\xc3", false}, // truncated sequence
+		{"\xc3", false},                            // truncated sequence
+		{strings.Repeat("a", 100) + "\x00", false}, // long strings take the vectorised path
+		{strings.Repeat("a", 100) + "\xed\xa0\x80", false},
+		{strings.Repeat("\u00e9", 100), true},
 		{strings.Repeat("a", 65535), true},
 		{strings.Repeat("a", 65536), false},
 	} {

@@ -100,13 +100,14 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 				return err
 			}
 		}
-		if p.WillTopic, err = c.readString("CONNECT will topic"); err != nil { // [MQTT-3.1.3-11]
+		topic, wildcard, err := c.readTopic("CONNECT will topic") // [MQTT-3.1.3-11]
+		if err != nil {
 			return err
 		}
-		if p.WillTopic == "" {
+		if p.WillTopic = topic; topic == "" {
 			return protocolErr("empty will topic [MQTT-4.7.3-1]")
 		}
-		if hasWildcard(p.WillTopic) {
+		if wildcard {
 			return &Error{Code: TopicNameInvalid, Msg: "will topic contains a wildcard [MQTT-4.7.0-1]"}
 		}
 		if p.WillPayload, err = c.readBinary("CONNECT will payload"); err != nil {

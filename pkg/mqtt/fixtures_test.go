@@ -5,7 +5,10 @@ package mqtt
 // The raw bytes are spelled out with the small builders below, written independently of the
 // encoder (vbi is its own varint), so a bug in AppendTo cannot hide in the expectations.
 
-import "math"
+import (
+	"math"
+	"strings"
+)
 
 func cat(parts ...[]byte) []byte {
 	out := []byte{}
@@ -360,6 +363,7 @@ var malformedCases = []malformedCase{
 	// PUBLISH.
 	{"MQTT-3.3.2-2 publish topic with +", V5, pkt(0x30, str("a/+"), noProps), TopicNameInvalid, 0},
 	{"MQTT-3.3.2-2 publish topic with # 3.1.1", V311, pkt(0x30, str("#")), TopicNameInvalid, 0},
+	{"MQTT-3.3.2-2 long publish topic with #", V311, pkt(0x30, str(strings.Repeat("abc/", 40)+"#")), TopicNameInvalid, 0},
 	{"MQTT-2.2.1-3 publish qos 1 packet id 0", V5, pkt(0x32, str("t"), u16(0), noProps), ProtocolError, 0},
 	{"MQTT-2.3.1-1 publish qos 2 packet id 0 3.1.1", V311, pkt(0x34, str("t"), u16(0)), ProtocolError, 0},
 	{"MQTT-4.7.3-1 publish empty topic 3.1.1", V311, pkt(0x30, str(""), []byte("x")), ProtocolError, 0},

@@ -31,18 +31,43 @@ var (
 // Other control characters and non-characters are allowed: the spec only says a sender SHOULD
 // NOT use them, and real clients do. The error is a *Error with code Malformed Packet.
 func CheckString(s string) error {
+	_, err := scanString(s)
+	return err
+}
+
+// scanString is CheckString that also reports whether s holds a wildcard character, in one pass
+// for the short strings topics usually are.
+func scanString(s string) (wildcard bool, err error) {
 	if len(s) > MaxStringLength {
-		return errStringLong
+		return false, errStringLong
 	}
-	// utf8.ValidString rejects the encodings of U+D800..U+DFFF (ED A0..BF xx), overlong forms and
-	// code points above U+10FFFF, which is exactly "well-formed" in RFC 3629's sense.
-	if !utf8.ValidString(s) {
-		return errStringUTF8
+	if len(s) > 64 {
+		// Long strings: let the vectorised searches do the work.
+		// utf8.ValidString rejects the encodings of U+D800..U+DFFF (ED A0..BF xx), overlong
+		// forms and code points above U+10FFFF: exactly RFC 3629's "well-formed".
+		if !utf8.ValidString(s) {
+			return false, errStringUTF8
+		}
+		if strings.IndexByte(s, 0) >= 0 {
+			return false, errStringNUL
+		}
+		return hasWildcard(s), nil
 	}
-	if strings.IndexByte(s, 0) >= 0 {
-		return errStringNUL
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == 0:
+			return false, errStringNUL
+		case c == '+' || c == '#':
+			wildcard = true
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
 	}
-	return nil
+	if !ascii && !utf8.ValidString(s) {
+		return false, errStringUTF8
+	}
+	return wildcard, nil
 }
 
 // CheckStringBytes is CheckString for a byte slice, without copying it.
@@ -147,10 +172,21 @@ func (c *cursor) readString(what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := CheckString(s); err != nil {
+	if _, err := scanString(s); err != nil {
 		return "", malformed(what + ": " + err.(*Error).Msg)
 	}
 	return s, nil
+}
+
+// readTopic reads a UTF-8 Encoded String and reports whether it holds a wildcard.
+func (c *cursor) readTopic(what string) (s string, wildcard bool, err error) {
+	if s, err = c.readRawString(what); err != nil {
+		return "", false, err
+	}
+	if wildcard, err = scanString(s); err != nil {
+		return "", false, malformed(what + ": " + err.(*Error).Msg)
+	}
+	return s, wildcard, nil
 }
 
 func appendUint16(dst []byte, v uint16) []byte { return append(dst, byte(v>>8), byte(v)) }

@@ -304,13 +304,12 @@ func (p *Properties) Validate(t Type) error {
 // only in that case, and keeps allocation at most 32 bytes per 5 wire bytes (a User Property) or
 // 4 bytes per 2 (a Subscription Identifier), whatever the input.
 func (p *Properties) decode(c *cursor, t Type) error {
-	what := packetName(t) + " property length"
-	n, err := c.readVarint(what)
+	n, err := c.readVarint("property length")
 	if err != nil {
 		return err
 	}
 	if n > c.rest() {
-		return malformed(what + " exceeds the packet")
+		return malformed(packetName(t) + " property length exceeds the packet")
 	}
 	blk := cursor{b: c.b[c.off : c.off+n : c.off+n]}
 	c.off += n

@@ -30,10 +30,11 @@ func (p *Publish) Decode(flags byte, body []byte, v Version) error {
 	p.QoS = flags >> pubQoSShift & 3
 	p.Retain = flags&pubRetain != 0
 	c := cursor{b: body}
-	var err error
-	if p.Topic, err = c.readString("PUBLISH topic name"); err != nil { // [MQTT-3.3.2-1]
+	topic, wildcard, err := c.readTopic("PUBLISH topic name") // [MQTT-3.3.2-1]
+	if err != nil {
 		return err
 	}
+	p.Topic = topic
 	if p.QoS > 0 {
 		if p.PacketID, err = c.readUint16("PUBLISH packet identifier"); err != nil {
 			return err
@@ -52,7 +53,7 @@ func (p *Publish) Decode(flags byte, body []byte, v Version) error {
 		// 3.1.1 has no aliases, and every Topic Name is at least one character [MQTT-4.7.3-1].
 		return protocolErr("PUBLISH with an empty topic name and no Topic Alias [MQTT-4.7.3-1]")
 	}
-	if hasWildcard(p.Topic) {
+	if wildcard {
 		return &Error{Code: TopicNameInvalid, Msg: "PUBLISH topic name contains a wildcard [MQTT-3.3.2-2]"}
 	}
 	p.Payload = aliasBytes(body[c.off:])
