@@ -26,6 +26,13 @@ type client struct {
 	// mu guards out and writes to nc.
 	mu  sync.Mutex
 	out []byte
+
+	// ctlMu guards ctl: acks that a reader queues for ctlWriter. It is never held
+	// during I/O, so a reader can not end up waiting for a write that waits for the
+	// broker to read, while the broker waits for that reader to read (QoS 2 PUBREL).
+	ctlMu sync.Mutex
+	ctl   []byte
+	kick  chan struct{} // wakes ctlWriter; capacity 1
 }
 
 // flushLocked writes out. Call with mu held.
@@ -45,12 +52,57 @@ func (c *client) flush() error {
 	return c.flushLocked()
 }
 
-// ping sends PINGREQ.
-func (c *client) ping() error {
-	c.mu.Lock()
+// tryPing sends PINGREQ unless a write is in progress: a connection that is writing
+// needs no keepalive, and one stuck connection must not stall the pinger.
+func (c *client) tryPing() {
+	if !c.mu.TryLock() {
+		return
+	}
 	defer c.mu.Unlock()
 	c.out = wire.AppendPingreq(c.out)
-	return c.flushLocked()
+	_ = c.flushLocked()
+}
+
+// queueAck queues an ack for ctlWriter to send; see ctlMu.
+func (c *client) queueAck(typ byte, id uint16) {
+	c.ctlMu.Lock()
+	c.ctl = wire.AppendAck(c.ctl, typ, id)
+	c.ctlMu.Unlock()
+}
+
+// kickCtl wakes ctlWriter without blocking.
+func (c *client) kickCtl() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ctlWriter sends queued acks each time it is kicked, until done is closed. It takes mu
+// like any writer, so acks never split another packet.
+func (c *client) ctlWriter(done <-chan struct{}, onErr func(error)) {
+	var buf []byte
+	for {
+		select {
+		case <-done:
+			return
+		case <-c.kick:
+		}
+		c.ctlMu.Lock()
+		buf, c.ctl = c.ctl, buf[:0]
+		c.ctlMu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		c.mu.Lock()
+		c.out = append(c.out, buf...)
+		err := c.flushLocked()
+		c.mu.Unlock()
+		if err != nil {
+			onErr(err)
+			return
+		}
+	}
 }
 
 // close sends DISCONNECT (MQTT only) with a short write deadline, then closes.
@@ -222,7 +274,7 @@ func pinger(keepalive int, clients func() []*client, stop <-chan struct{}) {
 		case <-t.C:
 			for _, c := range clients() {
 				if c != nil {
-					_ = c.ping()
+					c.tryPing()
 				}
 			}
 		}

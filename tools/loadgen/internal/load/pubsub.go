@@ -213,6 +213,10 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 		if redis {
 			go r.redisAckLoop(p)
 		} else {
+			if p.qos == 2 {
+				p.c.kick = make(chan struct{}, 1)
+				go p.c.ctlWriter(ctx.Done(), func(err error) { r.readErr("publisher", p.id, err) })
+			}
 			go r.mqttAckLoop(p)
 		}
 	}
@@ -534,9 +538,7 @@ func (r *run) mqttAckLoop(p *publisher) {
 				r.errs.add(fmt.Errorf("publisher %d: packet type %d refused with reason %#x", p.id, typ, reason))
 			}
 			if sendRel {
-				c.mu.Lock()
-				c.out = wire.AppendAck(c.out, wire.PUBREL, id)
-				c.mu.Unlock()
+				c.queueAck(wire.PUBREL, id)
 				pending = true
 			}
 			if release {
@@ -550,10 +552,7 @@ func (r *run) mqttAckLoop(p *publisher) {
 			r.errs.add(fmt.Errorf("publisher %d: unexpected packet type %d", p.id, typ))
 		}
 		if pending && c.r.Buffered() == 0 {
-			if err := c.flush(); err != nil {
-				r.readErr("publisher", p.id, err)
-				return
-			}
+			c.kickCtl()
 			pending = false
 		}
 	}
