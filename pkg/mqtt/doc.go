@@ -14,7 +14,14 @@
 // shares it with every subscriber.
 //
 // Reader wraps the two steps for callers that want one packet at a time from an io.Reader, and
-// Parse does the same over a byte slice that may hold a partial packet (ErrIncomplete).
+// Parse does the same over a byte slice that may hold a partial packet (ErrIncomplete). Reader
+// allocates a PUBLISH's struct and body together (one allocation up to 256 KiB), and a body
+// above 256 KiB only as its bytes arrive, so a peer announcing a large packet and sending
+// nothing cannot make it allocate much whatever the size limit.
+//
+// On a decoding error the packet decoded so far is returned with the error, so a server can
+// answer in the client's protocol version (a *Connect's Version) or acknowledge by packet
+// identifier (a *Publish with a wildcard in its topic).
 //
 // # Writing
 //
@@ -22,9 +29,11 @@
 // when dst has room. It refuses (ErrInvalidPacket) what cannot be framed or that a receiver would
 // reject as malformed: QoS 3, a missing packet identifier, a string over 65,535 bytes, a property
 // the packet may not carry, AUTH in 3.x. It does not re-check string contents. In 3.x the 5.0-only
-// fields (properties, most reason codes, subscription options) are dropped. Publish also has AppendHeader, which encodes everything but the payload, so a
-// large payload is written with net.Buffers and never copied. Size reports the encoded length, for
-// checks against a peer's Maximum Packet Size.
+// fields (properties, most reason codes, subscription options) are dropped, SUBACK failures are
+// sent as 0x80 and CONNACK reason codes are translated (V3ConnackCode). Publish also has
+// AppendHeader, which encodes everything but the payload, so a large payload is written with
+// net.Buffers and never copied. Size reports the encoded length, for checks against a peer's
+// Maximum Packet Size (-1 when AppendTo would fail).
 //
 // # Properties
 //
