@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -331,5 +332,45 @@ func TestRESPReadMalformed(t *testing.T) {
 		if _, err := rr.Read(); err == nil {
 			t.Errorf("%q: no error", s)
 		}
+	}
+}
+
+// BenchmarkReadPublish is the subscriber's per-message decode cost: one PUBLISH read
+// from a buffered stream and parsed, by payload size.
+func BenchmarkReadPublish(b *testing.B) {
+	for _, size := range []int{64, 1024} {
+		b.Run(strconv.Itoa(size), func(b *testing.B) {
+			one := AppendPublish(nil, V311, 1, false, "loadgen/123-abc/t", 7, make([]byte, size))
+			stream := bytes.Repeat(one, 1000)
+			rd := bytes.NewReader(stream)
+			r := bufio.NewReaderSize(rd, 64<<10)
+			var scratch []byte
+			b.SetBytes(int64(len(one)))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if i%1000 == 0 {
+					rd.Reset(stream)
+					r.Reset(rd)
+				}
+				hdr, body, err := ReadPacket(r, &scratch, 1<<20)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := ParsePublish(hdr, body, V311); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkAppendPublish is the publisher's per-message encode cost.
+func BenchmarkAppendPublish(b *testing.B) {
+	payload := make([]byte, 64)
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(AppendPublish(nil, V311, 1, false, "loadgen/123-abc/t", 7, payload))))
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = AppendPublish(buf[:0], V311, 1, false, "loadgen/123-abc/t", uint16(i), payload)
 	}
 }
