@@ -167,8 +167,29 @@ func (c *client) protocolFailure(err error) {
 		code = me.Code
 	}
 	c.log.Debug().Err(err).Str("client_id", c.id).Msg("closing connection on protocol error")
-	c.sendDisconnect(code)
+	if c.version == mqtt.V5 && c.disconnect.CompareAndSwap(0, uint32(code)+1) {
+		c.writePacket(&mqtt.Disconnect{ReasonCode: code})
+	}
+	c.lingerClose()
 }
+
+// lingerClose flushes the output, half-closes the connection and discards what the client still
+// sends for a moment before closing. Closing a socket with unread input makes the kernel answer
+// with a reset, and a client that is still writing (acks, pipelined publishes) would then lose the
+// DISCONNECT or CONNACK that explains why. Only the reader goroutine may call it.
+func (c *client) lingerClose() {
+	c.out.closeAndDrain(time.Second)
+	if tc, ok := c.conn.(*net.TCPConn); ok && !c.closed.Load() {
+		if tc.CloseWrite() == nil {
+			_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
+			_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
+		}
+	}
+	c.closeConn()
+}
+
+// lingerTimeout bounds lingerClose.
+const lingerTimeout = 2 * time.Second
 
 // sendDisconnect sends a v5 DISCONNECT with code (nothing for 3.x) and closes the connection once it
 // is written.

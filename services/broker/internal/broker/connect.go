@@ -52,8 +52,7 @@ func (c *client) readConnect() error {
 // refuse sends a failure CONNACK and closes the connection [MQTT-3.2.2-6].
 func (c *client) refuse(code mqtt.ReasonCode) {
 	c.writePacket(&mqtt.Connack{ReasonCode: code})
-	c.out.closeAndDrain(time.Second)
-	c.closeConn()
+	c.lingerClose()
 }
 
 // v3Or picks the 3.x return code or the v5 reason code for a refused CONNECT.
