@@ -266,6 +266,12 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 			p.Properties.Set(mqtt.PropSubscriptionID)
 		}
 	}
+	// A QoS 0 message that this client sees exactly like every other client of its version is
+	// encoded once per routed message and copied (see sharedEncoding).
+	var shared []byte
+	if d.enc != nil && id == 0 && (c.version != mqtt.V5 || c.aliasMax == 0 && c.maxOut == 0) {
+		shared = d.enc.get(c.version, &p)
+	}
 	o := &c.out
 	o.mu.Lock()
 	if o.closed {
@@ -277,17 +283,21 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 		c.srv.stats.droppedSlow.Add(1)
 		return false
 	}
-	if c.aliasMax > 0 {
-		c.applyAliasLocked(&p)
-	}
-	if c.maxOut > 0 && p.Size(c.version) > int(c.maxOut) {
-		o.mu.Unlock()
-		c.srv.stats.droppedTooLarge.Add(1)
-		return false
-	}
 	n := len(o.buf)
-	o.buf = p.AppendHeader(o.buf, c.version)
-	o.buf = append(o.buf, p.Payload...)
+	if shared != nil {
+		o.buf = append(o.buf, shared...)
+	} else {
+		if c.aliasMax > 0 {
+			c.applyAliasLocked(&p)
+		}
+		if c.maxOut > 0 && p.Size(c.version) > int(c.maxOut) {
+			o.mu.Unlock()
+			c.srv.stats.droppedTooLarge.Add(1)
+			return false
+		}
+		o.buf = p.AppendHeader(o.buf, c.version)
+		o.buf = append(o.buf, p.Payload...)
+	}
 	o.pending += len(o.buf) - n
 	if o.pending > 2*o.limit && d.qos > 0 {
 		// QoS 1/2 output piles up behind a client that does not read: cut it off.

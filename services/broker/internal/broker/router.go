@@ -50,6 +50,11 @@ func (r *router) route(m *Message, now time.Time, from *client) int {
 	if len(ts) > 8 {
 		r.markDuplicates(ts)
 	}
+	// Subscribers whose copy carries nothing of their own share one encoding per version.
+	var enc *sharedEncoding
+	if len(ts) > 1 {
+		enc = new(sharedEncoding)
+	}
 	n := 0
 	for i := range ts {
 		t := &ts[i]
@@ -75,6 +80,9 @@ func (r *router) route(m *Message, now time.Time, from *client) int {
 				}
 				u.sess = nil
 			}
+		}
+		if enc != nil && d.qos == 0 && !d.retain && len(d.subIDs) == 0 {
+			d.enc = enc
 		}
 		if t.sess.deliver(d, now, from) {
 			n++

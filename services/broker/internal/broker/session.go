@@ -23,6 +23,28 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32
+	// enc, when set, shares one encoding of a QoS 0 delivery among the subscribers of one routed
+	// message. It lives only for that routing call and is never queued.
+	enc *sharedEncoding
+}
+
+// sharedEncoding holds the encodings of one QoS 0 PUBLISH, one per protocol family, made on first
+// use. A PUBLISH to many subscribers is thus encoded at most twice, not once per subscriber.
+type sharedEncoding struct {
+	v3, v5 []byte
+}
+
+// get returns the encoding of p for version v, making it on first use.
+func (e *sharedEncoding) get(v mqtt.Version, p *mqtt.Publish) []byte {
+	b := &e.v3
+	if v == mqtt.V5 {
+		b = &e.v5
+	}
+	if *b == nil {
+		*b = p.AppendHeader(make([]byte, 0, p.Size(v)), v)
+		*b = append(*b, p.Payload...)
+	}
+	return *b
 }
 
 // inflight is a QoS 1/2 message sent to the client and not yet fully acknowledged.
@@ -115,6 +137,7 @@ func (s *Session) deliver(d delivery, now time.Time, via *client) bool {
 }
 
 func (s *Session) enqueueLocked(d delivery) bool {
+	d.enc = nil
 	lim := s.srv.cfg
 	if len(s.queue) >= lim.MaxQueuedMessages || (lim.MaxQueuedBytes > 0 && s.qBytes+d.msg.size() > lim.MaxQueuedBytes) {
 		s.srv.stats.droppedQueueFull.Add(1)
