@@ -32,8 +32,8 @@ test: deps ## run every module's tests with -race (fuzz seed corpora included)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 .PHONY: bench
-bench: ## codec and hot-path Go benchmarks
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/...
+bench: ## codec, topic index and broker hot-path Go benchmarks
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/... ./services/broker/internal/broker
 
 .PHONY: fuzz
 fuzz: ## fuzz every target for FUZZTIME each (default 60s)

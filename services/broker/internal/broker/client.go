@@ -168,7 +168,16 @@ func (c *client) protocolFailure(err error) {
 	}
 	c.log.Debug().Err(err).Str("client_id", c.id).Msg("closing connection on protocol error")
 	if c.version == mqtt.V5 && c.disconnect.CompareAndSwap(0, uint32(code)+1) {
-		c.writePacket(&mqtt.Disconnect{ReasonCode: code})
+		d := &mqtt.Disconnect{ReasonCode: code}
+		if me != nil && me.Msg != "" {
+			// Say why, unless that would break the client's Maximum Packet Size [MQTT-3.14.2-3].
+			d.Properties.ReasonString = me.Msg
+			d.Properties.Set(mqtt.PropReasonString)
+			if c.maxOut > 0 && d.Size(c.version) > int(c.maxOut) {
+				d.Properties.Clear(mqtt.PropReasonString)
+			}
+		}
+		c.writePacket(d)
 	}
 	c.lingerClose()
 }
