@@ -35,12 +35,19 @@ type Options struct {
 	Out     io.Writer
 }
 
+// levels maps the accepted level names to zerolog levels. zerolog.ParseLevel cannot be used: it
+// compares against LevelFieldMarshalFunc, which init replaces with Cloud Logging's severity names.
+var levels = map[string]zerolog.Level{
+	"trace": zerolog.TraceLevel, "debug": zerolog.DebugLevel, "info": zerolog.InfoLevel,
+	"warn": zerolog.WarnLevel, "warning": zerolog.WarnLevel, "error": zerolog.ErrorLevel,
+}
+
 // ValidateLevel reports whether s names a zerolog level.
 func ValidateLevel(s string) error {
 	if s == "" {
 		return nil
 	}
-	if _, err := zerolog.ParseLevel(strings.ToLower(s)); err != nil {
+	if _, ok := levels[strings.ToLower(s)]; !ok {
 		return fmt.Errorf("unknown log level %q (want trace, debug, info, warn or error)", s)
 	}
 	return nil
@@ -63,10 +70,8 @@ func New(o Options) zerolog.Logger {
 		out = os.Stderr
 	}
 	level := zerolog.InfoLevel
-	if o.Level != "" {
-		if l, err := zerolog.ParseLevel(strings.ToLower(o.Level)); err == nil {
-			level = l
-		}
+	if l, ok := levels[strings.ToLower(o.Level)]; ok {
+		level = l
 	}
 	format := o.Format
 	if format == "" || format == FormatAuto {

@@ -41,7 +41,18 @@ func TestConsoleFormat(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	if ValidateLevel("loud") == nil || ValidateLevel("debug") != nil || ValidateLevel("") != nil {
+	for _, l := range []string{"", "trace", "debug", "info", "warn", "WARN", "error"} {
+		if err := ValidateLevel(l); err != nil {
+			t.Errorf("ValidateLevel(%q): %v", l, err)
+		}
+	}
+	var buf bytes.Buffer
+	l := New(Options{Level: "warn", Format: FormatJSON, Out: &buf})
+	l.Info().Msg("hidden")
+	if buf.Len() != 0 {
+		t.Fatal("warn level let info through")
+	}
+	if ValidateLevel("loud") == nil {
 		t.Fatal("ValidateLevel")
 	}
 	if ValidateFormat("xml") == nil || ValidateFormat("json") != nil {
