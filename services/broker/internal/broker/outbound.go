@@ -34,7 +34,10 @@ type outbound struct {
 	drained chan struct{}
 }
 
-const maxSpareBuffer = 256 << 10
+const (
+	maxSpareBuffer = 256 << 10 // larger buffers are dropped after use, not kept per connection
+	maxWriteChunk  = 256 << 10
+)
 
 // startLocked starts the writer goroutine unless it runs already or there is nothing to write.
 func (o *outbound) startLocked() {
@@ -70,20 +73,32 @@ func (o *outbound) writeLoop() {
 		o.spare = nil
 		o.mu.Unlock()
 
-		_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
-		n, err := o.conn.Write(b)
+		// Write in chunks so that producers waiting for room see progress often, not only after a
+		// burst of megabytes has gone out.
+		var n int
+		var err error
+		for off := 0; off < len(b) && err == nil; off += n {
+			chunk := b[off:min(len(b), off+maxWriteChunk)]
+			_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+			n, err = o.conn.Write(chunk)
+			o.mu.Lock()
+			o.pending -= n
+			if o.progress != nil {
+				close(o.progress)
+				o.progress = nil
+			}
+			if o.congested && o.pending < o.limit/2 {
+				o.congested = false
+			}
+			o.mu.Unlock()
+			if o.onWritten != nil && n > 0 {
+				o.onWritten(n)
+			}
+		}
 
 		o.mu.Lock()
-		o.pending -= len(b)
 		if cap(b) <= maxSpareBuffer {
 			o.spare = b[:0]
-		}
-		if o.progress != nil {
-			close(o.progress)
-			o.progress = nil
-		}
-		if o.congested && o.pending < o.limit/2 {
-			o.congested = false
 		}
 		if err != nil {
 			o.closed = true
@@ -103,9 +118,6 @@ func (o *outbound) writeLoop() {
 			return
 		}
 		o.mu.Unlock()
-		if o.onWritten != nil {
-			o.onWritten(n)
-		}
 	}
 }
 
