@@ -60,7 +60,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	c := &client{srv: srv, conn: conn, log: srv.log, problems: true, done: make(chan struct{})}
-	c.out = outbound{conn: conn, timeout: srv.cfg.WriteTimeout, limit: srv.cfg.MaxPendingBytes}
+	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
 	c.out.onError = func(err error) { c.closeConn() }
 	c.out.onWritten = func(n int) { srv.stats.bytesSent.Add(int64(n)) }
 	return c
@@ -111,8 +111,10 @@ func (c *client) readPacket() (mqtt.FixedHeader, []byte, error) {
 }
 
 func (c *client) readLoop() {
+	batch := 0
 	for {
 		if c.rd.Buffered() == 0 {
+			batch = 0
 			// About to block: let everything produced from this batch of input go out.
 			c.flushKicks()
 			if c.keepAlive > 0 {
@@ -130,8 +132,10 @@ func (c *client) readLoop() {
 			}
 			return
 		}
-		if len(c.kicks) >= 64 {
+		// Long batches still let output go every few dozen packets, so latency stays bounded.
+		if batch++; batch >= 64 {
 			c.flushKicks()
+			batch = 0
 		}
 	}
 }
@@ -341,7 +345,7 @@ func (c *client) waitForRoomLocked() bool {
 		if !o.writing {
 			o.writing = true
 			o.queued = false
-			go o.writeLoop()
+			go o.writeLoop(nil, nil)
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 || !o.waitProgressLocked(wait) {

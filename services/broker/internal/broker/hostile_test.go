@@ -15,7 +15,7 @@ import (
 // reason code, then is closed.
 func TestHostileInput(t *testing.T) {
 	b := startBroker(t, func(c *config.Config) { c.MaxPacketSize = 4096 })
-	v3conn := []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, 0}     // id "" clean
+	v3conn := []byte{0x10, 0x0c, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 30, 0, 0}    // id "" clean
 	v5conn := []byte{0x10, 0x0d, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30, 0, 0, 0} // id "" clean, no props
 	cases := []struct {
 		name     string

@@ -1,34 +1,41 @@
 package broker
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// outbound is a connection's write side: producers append encoded packets to buf, and a writer
-// goroutine, started only while there is something to write, hands the whole buffer to the kernel
-// in one write. Idle connections therefore hold no writer goroutine and no buffer.
+// outbound is a connection's write side. Producers append encoded packets to buf; whoever takes
+// the writer role hands everything pending to the kernel at once. Idle connections hold no writer
+// goroutine and no buffer.
 //
-// A producer on a reader goroutine does not start the writer itself: it records the connection in
-// its kick list and starts every writer once, after it has processed all the input it read in one
-// go, so many messages leave in one write (see client.kicks).
+// A producer on a reader goroutine does not write itself: it records the connection in its kick
+// list, and once it has handled all the input of one read it kicks every connection on the list
+// (see client.kicks). kick first tries one non-blocking write on the reader's goroutine — the
+// common case, where the socket has room, then costs no goroutine switch and adds no latency —
+// and only when the socket is full starts a writer goroutine that waits for it.
 type outbound struct {
 	conn    net.Conn
+	raw     syscall.RawConn // for non-blocking write attempts; nil when not a plain socket (TLS)
 	timeout time.Duration
 	limit   int // pending bytes at which QoS 0 producers wait, then drop
+	// deadline is set while a write deadline is on the connection; only the writer role uses it.
+	deadline bool
 
 	// mu guards everything that follows.
 	mu        sync.Mutex
 	buf       []byte
 	spare     []byte
-	writing   bool          // a writer goroutine is running
+	writing   bool          // the writer role is taken (a kick's attempt or a writer goroutine)
 	queued    bool          // recorded in some reader's kick list
 	closed    bool          // no more writes: the connection is closing
 	pending   int           // bytes in buf plus bytes being written
 	progress  chan struct{} // closed and replaced when a write completes, for waiting producers
 	congested bool          // a producer gave up waiting; QoS 0 drops until pending halves
-	onError   func(error)   // called once from the writer when a write fails
+	onError   func(error)   // called once when a write fails
 	onWritten func(n int)   // bytes written, for statistics
 	// drained is closed when the writer stops with nothing pending after close.
 	drained chan struct{}
@@ -39,85 +46,188 @@ const (
 	maxWriteChunk  = 256 << 10
 )
 
-// startLocked starts the writer goroutine unless it runs already or there is nothing to write.
+func (o *outbound) init(conn net.Conn, timeout time.Duration, limit int) {
+	o.conn, o.timeout, o.limit = conn, timeout, limit
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			o.raw = raw
+		}
+	}
+}
+
+// startLocked starts a writer goroutine unless the writer role is taken or there is nothing to write.
 func (o *outbound) startLocked() {
 	if o.writing || o.closed || len(o.buf) == 0 {
 		return
 	}
 	o.writing = true
-	go o.writeLoop()
+	go o.writeLoop(nil, nil)
 }
 
-// kick starts the writer if there is something to write.
+// takeLocked swaps the pending buffer out for writing.
+func (o *outbound) takeLocked() []byte {
+	b := o.buf
+	o.buf = o.spare[:0]
+	o.spare = nil
+	return b
+}
+
+// wroteLocked accounts for n bytes handed to the kernel.
+func (o *outbound) wroteLocked(n int) {
+	o.pending -= n
+	if o.progress != nil {
+		close(o.progress)
+		o.progress = nil
+	}
+	if o.congested && o.pending < o.limit/2 {
+		o.congested = false
+	}
+}
+
+// kick writes what is pending: one non-blocking attempt here, the rest by a writer goroutine.
 func (o *outbound) kick() {
 	o.mu.Lock()
 	o.queued = false
-	o.startLocked()
+	if o.writing || o.closed || len(o.buf) == 0 {
+		o.mu.Unlock()
+		return
+	}
+	o.writing = true
+	b := o.takeLocked()
+	o.mu.Unlock()
+	if o.raw == nil {
+		go o.writeLoop(b, b)
+		return
+	}
+	if o.deadline {
+		// A writer goroutine left its write deadline behind; the raw write would obey it.
+		_ = o.conn.SetWriteDeadline(time.Time{})
+		o.deadline = false
+	}
+	n, err := o.tryWrite(b)
+	if n > 0 && o.onWritten != nil {
+		o.onWritten(n)
+	}
+	o.mu.Lock()
+	o.wroteLocked(n)
+	if err != nil {
+		o.failLocked(err) // unlocks
+		return
+	}
+	if n < len(b) {
+		o.mu.Unlock()
+		go o.writeLoop(b[n:], b)
+		return
+	}
+	o.recycleLocked(b)
+	if len(o.buf) > 0 {
+		// More arrived meanwhile (another producer): let a goroutine take it.
+		o.mu.Unlock()
+		go o.writeLoop(nil, nil)
+		return
+	}
+	o.stopLocked()
 	o.mu.Unlock()
 }
 
-func (o *outbound) writeLoop() {
-	for {
-		o.mu.Lock()
-		if len(o.buf) == 0 {
-			o.writing = false
-			if o.closed && o.drained != nil {
-				close(o.drained)
-				o.drained = nil
+// tryWrite writes as much of b as the socket takes without waiting.
+func (o *outbound) tryWrite(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := o.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := syscall.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
 			}
-			o.mu.Unlock()
-			return
+			if e == syscall.EINTR {
+				continue
+			}
+			if e != nil {
+				if !errors.Is(e, syscall.EAGAIN) {
+					werr = e
+				}
+				break
+			}
+			if m == 0 {
+				break
+			}
 		}
-		b := o.buf
-		o.buf = o.spare[:0]
-		o.spare = nil
-		o.mu.Unlock()
+		return true // never wait here: a writer goroutine does the waiting
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
+}
 
+// writeLoop is the writer goroutine. rest is what remains of whole from an earlier attempt.
+func (o *outbound) writeLoop(rest, whole []byte) {
+	for {
+		if whole == nil {
+			o.mu.Lock()
+			if len(o.buf) == 0 {
+				o.stopLocked()
+				o.mu.Unlock()
+				return
+			}
+			whole = o.takeLocked()
+			rest = whole
+			o.mu.Unlock()
+		}
 		// Write in chunks so that producers waiting for room see progress often, not only after a
 		// burst of megabytes has gone out.
-		var n int
 		var err error
-		for off := 0; off < len(b) && err == nil; off += n {
-			chunk := b[off:min(len(b), off+maxWriteChunk)]
+		for len(rest) > 0 && err == nil {
+			var n int
 			_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
-			n, err = o.conn.Write(chunk)
-			o.mu.Lock()
-			o.pending -= n
-			if o.progress != nil {
-				close(o.progress)
-				o.progress = nil
-			}
-			if o.congested && o.pending < o.limit/2 {
-				o.congested = false
-			}
-			o.mu.Unlock()
-			if o.onWritten != nil && n > 0 {
+			o.deadline = true
+			n, err = o.conn.Write(rest[:min(len(rest), maxWriteChunk)])
+			rest = rest[n:]
+			if n > 0 && o.onWritten != nil {
 				o.onWritten(n)
 			}
-		}
-
-		o.mu.Lock()
-		if cap(b) <= maxSpareBuffer {
-			o.spare = b[:0]
-		}
-		if err != nil {
-			o.closed = true
-			o.buf = nil
-			o.pending = 0
-			o.writing = false
-			if o.drained != nil {
-				close(o.drained)
-				o.drained = nil
-			}
-			onError := o.onError
-			o.onError = nil
+			o.mu.Lock()
+			o.wroteLocked(n)
 			o.mu.Unlock()
-			if onError != nil {
-				onError(err)
-			}
+		}
+		o.mu.Lock()
+		if err != nil {
+			o.failLocked(err) // unlocks
 			return
 		}
+		o.recycleLocked(whole)
 		o.mu.Unlock()
+		whole, rest = nil, nil
+	}
+}
+
+func (o *outbound) recycleLocked(b []byte) {
+	if cap(b) <= maxSpareBuffer && o.spare == nil {
+		o.spare = b[:0]
+	}
+}
+
+// stopLocked gives up the writer role.
+func (o *outbound) stopLocked() {
+	o.writing = false
+	if o.closed && o.drained != nil {
+		close(o.drained)
+		o.drained = nil
+	}
+}
+
+// failLocked ends the connection's output after a failed write. It unlocks mu.
+func (o *outbound) failLocked(err error) {
+	o.closed = true
+	o.buf = nil
+	o.pending = 0
+	o.stopLocked()
+	onError := o.onError
+	o.onError = nil
+	o.mu.Unlock()
+	if onError != nil {
+		onError(err)
 	}
 }
 
@@ -156,7 +266,7 @@ func (o *outbound) closeAndDrain(d time.Duration) {
 			return
 		}
 		o.writing = true
-		go o.writeLoop()
+		go o.writeLoop(nil, nil)
 	}
 	ch := make(chan struct{})
 	o.drained = ch

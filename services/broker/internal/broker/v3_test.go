@@ -34,7 +34,7 @@ func v3Client(t testing.TB, addr, id string, clean bool, mod ...func(*paho.Clien
 
 func wait(t testing.TB, tok paho.Token) {
 	t.Helper()
-	if !tok.WaitTimeout(5*time.Second) {
+	if !tok.WaitTimeout(5 * time.Second) {
 		t.Fatal("token timed out")
 	}
 	if err := tok.Error(); err != nil {
