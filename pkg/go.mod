@@ -2,9 +2,10 @@ module github.com/mcloudtt/mcloudtt/pkg
 
 go 1.25.0
 
+require github.com/rs/zerolog v1.35.1
+
 require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/rs/zerolog v1.35.1 // indirect
-	golang.org/x/sys v0.29.0 // indirect
+	golang.org/x/sys v0.36.0 // indirect
 )
