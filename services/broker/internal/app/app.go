@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
@@ -28,11 +32,17 @@ func Run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(logging.Options{Level: cfg.LogLevel, Format: logging.Format(cfg.LogFormat), Service: Name})
-	return Serve(ctx, cfg, log)
+	return Serve(ctx, cfg, log, nil)
+}
+
+// Addrs are the addresses a running broker listens on.
+type Addrs struct {
+	MQTT, HTTP string
 }
 
 // Serve runs a broker with cfg until ctx is cancelled, then drains within cfg.ShutdownTimeout.
-func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+// started, if not nil, is called with the listening addresses once the broker is ready.
+func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) error {
 	log = log.With().Str("broker_id", cfg.ID).Logger()
 	ln, err := net.Listen("tcp", cfg.MQTTAddr)
 	if err != nil {
@@ -43,6 +53,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 
+	addrs := Addrs{MQTT: ln.Addr().String()}
 	var hs *http.Server
 	if cfg.HTTPAddr != "" {
 		hln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -59,16 +70,31 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 			}
 			_, _ = w.Write([]byte("ready\n"))
 		})
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(srv.Collector(), collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http server: %w", err)
 			}
 		}()
-		log.Info().Str("http_addr", hln.Addr().String()).Msg("http listening")
+		addrs.HTTP = hln.Addr().String()
+		log.Info().Str("http_addr", addrs.HTTP).Msg("http listening")
 	}
 	ready.Store(true)
-	log.Info().Str("mqtt_addr", ln.Addr().String()).Msg("broker started")
+	log.Info().Str("mqtt_addr", addrs.MQTT).Msg("broker started")
+	if started != nil {
+		started(addrs)
+	}
 
 	var runErr error
 	select {

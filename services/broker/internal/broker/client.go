@@ -48,12 +48,18 @@ type client struct {
 	takeover          atomic.Bool   // closed because the client id connected again
 	takeoverKeepsWill atomic.Bool   // ...by a connection that resumes the session: the will waits
 
+	// reason is why the connection ended, plus 1 (0: not decided yet); the first one set wins.
+	reason atomic.Int32
+
 	closeOnce  sync.Once
 	closed     atomic.Bool
 	disconnect atomic.Uint32 // reason code sent in a server DISCONNECT, plus 1 (0 = none)
 	// normal is set when the client sent DISCONNECT without asking for its will.
 	normal bool
 }
+
+// setReason records why the connection ends, unless a reason was recorded already.
+func (c *client) setReason(r disconnectReason) { c.reason.CompareAndSwap(0, int32(r)+1) }
 
 // errClientGone ends the reader without another answer: the connection is already closed.
 var errClientGone = errors.New("connection closed")
@@ -87,6 +93,10 @@ func (c *client) serve() {
 	c.rd = newConnReader(c.conn)
 	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	if err := c.readConnect(); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.setReason(discConnectTimeout)
+		}
 		if !errors.Is(err, errClientGone) {
 			c.log.Debug().Err(err).Str("remote", c.conn.RemoteAddr().String()).Msg("connect failed")
 		}
@@ -147,7 +157,7 @@ func (c *client) readFailed(err error) {
 	case c.closed.Load(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 	case errors.As(err, &ne) && ne.Timeout():
 		// Keep alive expired [MQTT-3.1.2-24].
-		c.srv.stats.keepAliveTimeouts.Add(1)
+		c.setReason(discKeepAlive)
 		c.log.Debug().Str("client_id", c.id).Msg("keep alive timeout")
 		c.sendDisconnect(mqtt.KeepAliveTimeout)
 	case errors.Is(err, io.ErrUnexpectedEOF):
@@ -164,7 +174,7 @@ func (c *client) readFailed(err error) {
 // protocolFailure answers a malformed packet or protocol violation: a v5 client gets DISCONNECT with
 // the reason code [MQTT-4.13.2-1]; a 3.x client's connection is just closed [MQTT-4.8.0-1].
 func (c *client) protocolFailure(err error) {
-	c.srv.stats.protocolErrors.Add(1)
+	c.setReason(discProtocolError)
 	code := mqtt.ProtocolError
 	var me *mqtt.Error
 	if errors.As(err, &me) {
@@ -293,7 +303,7 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 	}
 	if d.qos == mqtt.QoS0 && o.pending >= o.limit && !c.waitForRoomLocked() {
 		o.mu.Unlock()
-		c.srv.stats.droppedSlow.Add(1)
+		c.srv.stats.drop(dropSlowConsumer)
 		return false
 	}
 	n := len(o.buf)
@@ -305,7 +315,7 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 		}
 		if c.maxOut > 0 && p.Size(c.version) > int(c.maxOut) {
 			o.mu.Unlock()
-			c.srv.stats.droppedTooLarge.Add(1)
+			c.srv.stats.drop(dropTooLarge)
 			return false
 		}
 		o.buf = p.AppendHeader(o.buf, c.version)
@@ -315,7 +325,7 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 	if o.pending > 2*o.limit && d.qos > 0 {
 		// QoS 1/2 output piles up behind a client that does not read: cut it off.
 		o.mu.Unlock()
-		c.srv.stats.slowConsumers.Add(1)
+		c.setReason(discSlowConsumer)
 		c.closeConn()
 		return true
 	}
@@ -328,7 +338,7 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 		o.startLocked()
 	}
 	o.mu.Unlock()
-	c.srv.stats.msgsSent.Add(1)
+	c.srv.stats.msgsSent[d.qos].Add(1)
 	return true
 }
 
@@ -460,7 +470,7 @@ func (c *client) handle(fh mqtt.FixedHeader, body []byte) error {
 }
 
 func (c *client) handlePublish(p *mqtt.Publish) error {
-	c.srv.stats.msgsRecv.Add(1)
+	c.srv.stats.msgsRecv[p.QoS].Add(1)
 	name := p.Topic
 	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropTopicAlias) {
 		a := p.Properties.TopicAlias
@@ -502,7 +512,7 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 	if topic.IsSystem(name) {
 		// $-topics belong to the broker; clients may not publish into them. The message is
 		// acknowledged and dropped, as mosquitto does.
-		c.srv.stats.droppedDenied.Add(1)
+		c.srv.stats.drop(dropNotAuthorized)
 	} else {
 		m := newMessage(p, name, c.id, now)
 		c.srv.publish(m, c)
@@ -613,11 +623,13 @@ func (c *client) handleDisconnect(p *mqtt.Disconnect) error {
 			c.sessExpiry = c.srv.capExpiry(p.Properties.SessionExpiry)
 		}
 		if p.ReasonCode == mqtt.DisconnectWithWill {
+			c.setReason(discNormal)
 			c.closeConn()
 			return errClientGone
 		}
 	}
 	// A normal DISCONNECT discards the will [MQTT-3.1.2-10], [MQTT-3.14.4-3].
+	c.setReason(discNormal)
 	c.normal = true
 	c.will = nil
 	c.closeConn()
@@ -628,6 +640,8 @@ func (c *client) handleDisconnect(p *mqtt.Disconnect) error {
 func (c *client) finish() {
 	c.flushKicks()
 	c.closeConn()
+	c.setReason(discConnectionLost)
+	c.srv.stats.disconnects[c.reason.Load()-1].Add(1)
 	if c.rd != nil {
 		c.rd.release()
 	}

@@ -51,6 +51,7 @@ func (c *client) readConnect() error {
 
 // refuse sends a failure CONNACK and closes the connection [MQTT-3.2.2-6].
 func (c *client) refuse(code mqtt.ReasonCode) {
+	c.setReason(discRefused)
 	c.writePacket(&mqtt.Connack{ReasonCode: code})
 	c.lingerClose()
 }
@@ -233,7 +234,7 @@ func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
 // takenOver closes a connection whose client id connected again. The old will is published unless
 // the new connection resumes the session and the will has a delay [MQTT-3.1.4-3].
 func (c *client) takenOver(newCleanStart bool) {
-	c.srv.stats.takeovers.Add(1)
+	c.setReason(discTakeover)
 	c.log.Debug().Msg("session taken over")
 	c.takeover.Store(true)
 	if !newCleanStart && c.willDelay > 0 {
@@ -336,5 +337,6 @@ func (c *client) shutdown(ctx context.Context) {
 		c.closeConn()
 		return
 	}
+	c.setReason(discShutdown)
 	c.sendDisconnect(mqtt.ServerShuttingDown)
 }

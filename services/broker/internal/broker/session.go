@@ -103,6 +103,11 @@ func (s *Session) nextPacketIDLocked() (uint16, bool) {
 	}
 }
 
+func (s *Session) removeInflightLocked(i int) {
+	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.srv.stats.inflight.Add(-1)
+}
+
 func (s *Session) findInflightLocked(id uint16) int {
 	for i, f := range s.inflight {
 		if f.id == id {
@@ -140,11 +145,12 @@ func (s *Session) enqueueLocked(d delivery) bool {
 	d.enc = nil
 	lim := s.srv.cfg
 	if len(s.queue) >= lim.MaxQueuedMessages || (lim.MaxQueuedBytes > 0 && s.qBytes+d.msg.size() > lim.MaxQueuedBytes) {
-		s.srv.stats.droppedQueueFull.Add(1)
+		s.srv.stats.drop(dropQueueFull)
 		return false
 	}
 	s.queue = append(s.queue, d)
 	s.qBytes += d.msg.size()
+	s.srv.stats.queued.Add(1)
 	return true
 }
 
@@ -160,6 +166,7 @@ func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *
 		return false
 	}
 	s.inflight = append(s.inflight, f)
+	s.srv.stats.inflight.Add(1)
 	return true
 }
 
@@ -176,13 +183,14 @@ func (s *Session) fillWindowLocked(now time.Time, via *client) {
 		n++
 		s.qBytes -= d.msg.size()
 		if d.msg.expired(now) {
-			s.srv.stats.droppedExpired.Add(1)
+			s.srv.stats.drop(dropExpired)
 			continue
 		}
 		s.sendInflightLocked(c, d, now, via)
 	}
 	if n > 0 {
 		s.queue = append(s.queue[:0], s.queue[n:]...)
+		s.srv.stats.queued.Add(int64(-n))
 	}
 }
 
@@ -194,7 +202,7 @@ func (s *Session) ack(id uint16, wantReleased bool, via *client) bool {
 	if i < 0 || s.inflight[i].released != wantReleased || (!wantReleased && s.inflight[i].d.qos != mqtt.QoS1) {
 		return false
 	}
-	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+	s.removeInflightLocked(i)
 	s.fillWindowLocked(time.Now(), via)
 	return true
 }
@@ -209,7 +217,7 @@ func (s *Session) received(id uint16, failed bool, via *client) bool {
 		return false
 	}
 	if failed {
-		s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
+		s.removeInflightLocked(i)
 		s.fillWindowLocked(time.Now(), via)
 		return true
 	}

@@ -27,6 +27,9 @@ type Config struct {
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
 
+	// Pprof serves /debug/pprof on the HTTP listener.
+	Pprof bool `envconfig:"PPROF" default:"false"`
+
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"auto"`
 	// ShutdownTimeout bounds the graceful drain after SIGTERM.

@@ -1,0 +1,91 @@
+package broker
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exposes the broker's counters to Prometheus. It reads the atomics of Stats at scrape
+// time, so the publish path pays nothing for metrics.
+func (s *Server) Collector() prometheus.Collector { return (*collector)(s) }
+
+type collector Server
+
+var (
+	descConnections = prometheus.NewDesc("mcloudtt_broker_connections",
+		"Open network connections, connected or still in CONNECT.", nil, nil)
+	descClients = prometheus.NewDesc("mcloudtt_broker_clients_connected",
+		"MQTT clients connected (CONNACK sent).", nil, nil)
+	descConnects = prometheus.NewDesc("mcloudtt_broker_connects_total",
+		"Successful CONNECTs.", nil, nil)
+	descDisconnects = prometheus.NewDesc("mcloudtt_broker_disconnects_total",
+		"Connections ended, by reason.", []string{"reason"}, nil)
+	descMsgsIn = prometheus.NewDesc("mcloudtt_broker_messages_received_total",
+		"PUBLISH packets received from clients, by QoS.", []string{"qos"}, nil)
+	descMsgsOut = prometheus.NewDesc("mcloudtt_broker_messages_sent_total",
+		"PUBLISH packets sent to clients, by QoS.", []string{"qos"}, nil)
+	descBytesIn = prometheus.NewDesc("mcloudtt_broker_bytes_received_total",
+		"Bytes of MQTT packets received.", nil, nil)
+	descBytesOut = prometheus.NewDesc("mcloudtt_broker_bytes_sent_total",
+		"Bytes written to clients.", nil, nil)
+	descDropped = prometheus.NewDesc("mcloudtt_broker_messages_dropped_total",
+		"Messages not delivered to a subscriber or not accepted, by cause.", []string{"cause"}, nil)
+	descInflight = prometheus.NewDesc("mcloudtt_broker_inflight_messages",
+		"QoS 1/2 messages sent to clients and not yet acknowledged.", nil, nil)
+	descQueued = prometheus.NewDesc("mcloudtt_broker_queued_messages",
+		"Messages waiting in session queues.", nil, nil)
+	descSessions = prometheus.NewDesc("mcloudtt_broker_sessions",
+		"Sessions held, connected or not.", nil, nil)
+	descSubscriptions = prometheus.NewDesc("mcloudtt_broker_subscriptions",
+		"Subscriptions in the index.", nil, nil)
+	descRetained = prometheus.NewDesc("mcloudtt_broker_retained_messages",
+		"Retained messages stored.", nil, nil)
+	descSlow = prometheus.NewDesc("mcloudtt_broker_slow_consumers_total",
+		"Clients cut off because their output piled up.", nil, nil)
+	descPanics = prometheus.NewDesc("mcloudtt_broker_recovered_panics_total",
+		"Panics recovered in connection handlers (each cost one connection).", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descClients, descConnects, descDisconnects, descMsgsIn,
+		descMsgsOut, descBytesIn, descBytesOut, descDropped, descInflight, descQueued, descSessions,
+		descSubscriptions, descRetained, descSlow, descPanics} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := &c.stats
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	counter := func(d *prometheus.Desc, v int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descConnections, st.connections.Load())
+	gauge(descClients, st.clients.Load())
+	counter(descConnects, st.connects.Load())
+	for i, name := range disconnectReasonNames {
+		counter(descDisconnects, st.disconnects[i].Load(), name)
+	}
+	for q := range st.msgsRecv {
+		counter(descMsgsIn, st.msgsRecv[q].Load(), strconv.Itoa(q))
+		counter(descMsgsOut, st.msgsSent[q].Load(), strconv.Itoa(q))
+	}
+	counter(descBytesIn, st.bytesRecv.Load())
+	counter(descBytesOut, st.bytesSent.Load())
+	for i, name := range dropCauseNames {
+		counter(descDropped, st.dropped[i].Load(), name)
+	}
+	gauge(descInflight, st.inflight.Load())
+	gauge(descQueued, st.queued.Load())
+	c.mu.Lock()
+	sessions := len(c.sessions)
+	c.mu.Unlock()
+	gauge(descSessions, int64(sessions))
+	gauge(descSubscriptions, int64(c.router.subs.Len()))
+	gauge(descRetained, int64(c.retained.Len()))
+	counter(descSlow, st.disconnects[discSlowConsumer].Load())
+	counter(descPanics, st.panics.Load())
+}
