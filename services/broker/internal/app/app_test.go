@@ -118,7 +118,7 @@ func TestHealthReadyAndMetricsMatchTraffic(t *testing.T) {
 	}
 	sub, pub := connect("sub"), connect("pub")
 	got := make(chan struct{}, 10)
-	if tok := sub.Subscribe("m/#", 1, func(paho.Client, paho.Message) { got <- struct{}{} }); !tok.WaitTimeout(5*time.Second) {
+	if tok := sub.Subscribe("m/#", 1, func(paho.Client, paho.Message) { got <- struct{}{} }); !tok.WaitTimeout(5 * time.Second) {
 		t.Fatal("subscribe")
 	}
 	for i := 0; i < 3; i++ {

@@ -55,15 +55,15 @@ func (s *Stats) drop(c dropCause) { s.dropped[c].Add(1) }
 type disconnectReason int
 
 const (
-	discNormal          disconnectReason = iota // client sent DISCONNECT
-	discConnectionLost                          // EOF, reset or write failure
-	discKeepAlive                               // keep alive timeout
-	discProtocolError                           // malformed packet or protocol violation
-	discTakeover                                // same client id connected again
-	discShutdown                                // server shutting down
-	discSlowConsumer                            // output piled up beyond the limit
-	discRefused                                 // CONNECT refused (auth, limits, bad CONNECT)
-	discConnectTimeout                          // no CONNECT in time
+	discNormal         disconnectReason = iota // client sent DISCONNECT
+	discConnectionLost                         // EOF, reset or write failure
+	discKeepAlive                              // keep alive timeout
+	discProtocolError                          // malformed packet or protocol violation
+	discTakeover                               // same client id connected again
+	discShutdown                               // server shutting down
+	discSlowConsumer                           // output piled up beyond the limit
+	discRefused                                // CONNECT refused (auth, limits, bad CONNECT)
+	discConnectTimeout                         // no CONNECT in time
 	numDisconnectReasons
 )
 
