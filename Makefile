@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 GO       ?= go
-MODULES  := pkg services/broker services/bigquery-adapter services/health-gateway
+MODULES  := pkg services/broker services/bigquery-adapter services/health-gateway tools/loadgen
 PKGS     := $(foreach m,$(MODULES),./$(m)/...)
 SERVICES := broker bigquery-adapter health-gateway
 BIN      := bin
@@ -55,6 +55,14 @@ tidy: ## go mod tidy in every module, then go work sync
 .PHONY: interop
 interop: ## Eclipse Paho interoperability suites v3+v5 against a fresh broker (PAHO_TESTING_DIR)
 	@scripts/interop.sh
+
+.PHONY: bench-compare
+bench-compare: deps ## S1–S5 against our broker, mosquitto and mochi; one table, raw JSON in bin/bench-results/
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
+	cd tools/bench/mochi && GOWORK=off $(GO) build -o $(CURDIR)/$(BIN)/mochi-bench .
+	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker || { rm -f $(BIN)/broker; echo "bench-compare: broker build failed; its rows are reported as failed" >&2; }
+	SKIP_BUILD=1 GO=$(GO) BIN=$(BIN) scripts/bench-compare.sh
 
 .PHONY: run
 run: deps build ## start the local stack (see README); Ctrl-C stops it

@@ -35,6 +35,7 @@ type client struct {
 	problems  bool   // v5 Request Problem Information (default true)
 
 	// Reader goroutine only.
+	rate       *tokenBucket // publish rate limit; nil when unlimited
 	aliasesIn  map[uint16]string
 	kicks      []*outbound
 	will       *Message
@@ -492,12 +493,34 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 	if p.QoS == mqtt.QoS2 {
 		s := c.sess
 		s.mu.Lock()
-		if _, dup := s.inQoS2[p.PacketID]; dup {
+		_, dup := s.inQoS2[p.PacketID]
+		s.mu.Unlock()
+		if dup {
 			// Already received and routed: acknowledge again, deliver once [MQTT-4.3.3-10].
-			s.mu.Unlock()
 			c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
 			return nil
 		}
+	}
+	cfg := &c.srv.cfg
+	if len(name) > cfg.MaxTopicLength || cfg.MaxTopicLevels > 0 && topic.LevelCount(name) > cfg.MaxTopicLevels {
+		if c.version != mqtt.V5 {
+			return &mqtt.Error{Code: mqtt.TopicNameInvalid, Msg: "topic beyond the broker's length or level limit"}
+		}
+		return c.rejectPublish(p, mqtt.TopicNameInvalid, dropTopicTooLong)
+	}
+	if c.rate != nil {
+		if wait := c.rate.take(time.Now(), c.version != mqtt.V5); wait > 0 {
+			if c.version == mqtt.V5 {
+				return c.rejectPublish(p, mqtt.MessageRateTooHigh, dropRateLimited)
+			}
+			// 3.x cannot be told: hold the publisher back instead (TCP backpressure, no loss).
+			c.flushKicks()
+			time.Sleep(wait)
+		}
+	}
+	if p.QoS == mqtt.QoS2 {
+		s := c.sess
+		s.mu.Lock()
 		if len(s.inQoS2) >= int(c.srv.cfg.ReceiveMaximum) {
 			s.mu.Unlock()
 			return &mqtt.Error{Code: mqtt.ReceiveMaximumExceeded, Msg: "more unacknowledged QoS 2 publishes than Receive Maximum [MQTT-3.3.4-9]"}
@@ -522,6 +545,19 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		c.sendAck(mqtt.PUBACK, p.PacketID, mqtt.Success)
 	case mqtt.QoS2:
 		c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+	}
+	return nil
+}
+
+// rejectPublish refuses a v5 PUBLISH with a reason code in its acknowledgement (nothing for QoS 0)
+// and counts the drop. A refused QoS 2 message is finished: no PUBREL follows [MQTT-4.3.3-4].
+func (c *client) rejectPublish(p *mqtt.Publish, code mqtt.ReasonCode, cause dropCause) error {
+	c.srv.stats.drop(cause)
+	switch p.QoS {
+	case mqtt.QoS1:
+		c.sendAck(mqtt.PUBACK, p.PacketID, code)
+	case mqtt.QoS2:
+		c.sendAck(mqtt.PUBREC, p.PacketID, code)
 	}
 	return nil
 }
@@ -564,6 +600,15 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		}
 		if c.srv.denySubscribe(sub.Filter) {
 			codes[i] = c.failCode(mqtt.UnspecifiedError)
+			continue
+		}
+		cfg := &c.srv.cfg
+		if len(sub.Filter) > cfg.MaxTopicLength || cfg.MaxTopicLevels > 0 && topic.LevelCount(sub.Filter) > cfg.MaxTopicLevels {
+			codes[i] = c.failCode(mqtt.TopicFilterInvalid)
+			continue
+		}
+		if cfg.MaxSubscriptions > 0 && c.sess.subscriptionCount() >= cfg.MaxSubscriptions && !c.sess.hasSubscription(sub.Filter) {
+			codes[i] = c.failCode(mqtt.QuotaExceeded)
 			continue
 		}
 		opts := SubOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,

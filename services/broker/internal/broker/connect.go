@@ -163,6 +163,14 @@ func (c *client) accept(p *mqtt.Connect) error {
 		}
 	}
 
+	if cfg.MaxConnections > 0 && c.srv.stats.clients.Load() >= int64(cfg.MaxConnections) {
+		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerBusy))
+		return errClientGone
+	}
+	if cfg.MaxPublishRate > 0 {
+		c.rate = newTokenBucket(cfg.MaxPublishRate, cfg.PublishBurst)
+	}
+
 	present, err := c.srv.attach(c, p.CleanStart)
 	if err != nil {
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerUnavailable))

@@ -150,6 +150,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		if tc, ok := conn.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
+		if lim := s.cfg.MaxConnections; lim > 0 && s.stats.connections.Load() >= int64(lim)+connectingSlack {
+			// Far over the limit: not even worth reading a CONNECT to refuse it.
+			s.stats.disconnects[discRefused].Add(1)
+			_ = conn.Close()
+			continue
+		}
 		c := newClient(s, conn)
 		s.mu.Lock()
 		if s.closing {
@@ -167,6 +173,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		}()
 	}
 }
+
+// connectingSlack is how many connections beyond MaxConnections may still be read, so that they
+// are refused with a CONNACK saying why rather than just closed.
+const connectingSlack = 256
 
 // isTemporary reports whether an accept error is worth retrying (EMFILE, ENFILE, ECONNABORTED...).
 func isTemporary(err error) bool {

@@ -248,3 +248,16 @@ func (s *Session) subscriptions() map[string]SubOpts {
 	}
 	return m
 }
+
+func (s *Session) subscriptionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+func (s *Session) hasSubscription(filter string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.subs[filter]
+	return ok
+}

@@ -62,6 +62,20 @@ type Config struct {
 	WriteTimeout time.Duration `envconfig:"WRITE_TIMEOUT" default:"10s"`
 	// SysInterval is how often $SYS/broker/... topics are refreshed; 0 disables them.
 	SysInterval time.Duration `envconfig:"SYS_INTERVAL" default:"10s"`
+	// MaxConnections bounds the connected clients; more are refused (v5 0x89 Server Busy, 3.x 0x03).
+	// 0 means no limit.
+	MaxConnections int `envconfig:"MAX_CONNECTIONS" default:"0"`
+	// MaxTopicLength bounds topic names and filters, in bytes.
+	MaxTopicLength int `envconfig:"MAX_TOPIC_LENGTH" default:"65535"`
+	// MaxTopicLevels bounds the levels of topic names and filters; 0 means no limit.
+	MaxTopicLevels int `envconfig:"MAX_TOPIC_LEVELS" default:"128"`
+	// MaxSubscriptions bounds one session's subscriptions (v5 SUBACK 0x97); 0 means no limit.
+	MaxSubscriptions int `envconfig:"MAX_SUBSCRIPTIONS" default:"10000"`
+	// MaxPublishRate bounds one client's PUBLISH rate, messages per second: v5 publishes beyond it
+	// are refused with 0x96, 3.x publishers are slowed down. 0 means no limit.
+	MaxPublishRate float64 `envconfig:"MAX_PUBLISH_RATE" default:"0"`
+	// PublishBurst is how many publishes above the rate a client may send at once (default: the rate).
+	PublishBurst int `envconfig:"PUBLISH_BURST" default:"0"`
 	// DenySubscribe is a comma-separated list of topic filters that clients may not subscribe to
 	// (answered with SUBACK failure 0x80). A stopgap until ACL files exist.
 	DenySubscribe []string `envconfig:"DENY_SUBSCRIBE"`
@@ -122,6 +136,18 @@ func (c Config) Validate() error {
 		return bad("WRITE_TIMEOUT", "must be positive, got %s", c.WriteTimeout)
 	case c.SysInterval < 0:
 		return bad("SYS_INTERVAL", "must not be negative, got %s", c.SysInterval)
+	case c.MaxConnections < 0:
+		return bad("MAX_CONNECTIONS", "must not be negative, got %d", c.MaxConnections)
+	case c.MaxTopicLength < 1 || c.MaxTopicLength > 65535:
+		return bad("MAX_TOPIC_LENGTH", "must be between 1 and 65535, got %d", c.MaxTopicLength)
+	case c.MaxTopicLevels < 0:
+		return bad("MAX_TOPIC_LEVELS", "must not be negative, got %d", c.MaxTopicLevels)
+	case c.MaxSubscriptions < 0:
+		return bad("MAX_SUBSCRIPTIONS", "must not be negative, got %d", c.MaxSubscriptions)
+	case c.MaxPublishRate < 0:
+		return bad("MAX_PUBLISH_RATE", "must not be negative, got %v", c.MaxPublishRate)
+	case c.PublishBurst < 0:
+		return bad("PUBLISH_BURST", "must not be negative, got %d", c.PublishBurst)
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
 	}
