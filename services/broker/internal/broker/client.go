@@ -511,7 +511,9 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 	if c.rate != nil {
 		if wait := c.rate.take(time.Now(), c.version != mqtt.V5); wait > 0 {
 			if c.version == mqtt.V5 {
-				return c.rejectPublish(p, mqtt.MessageRateTooHigh, dropRateLimited)
+				// 0x96 is a DISCONNECT reason only; PUBACK cannot carry it.
+				c.srv.stats.drop(dropRateLimited)
+				return &mqtt.Error{Code: mqtt.MessageRateTooHigh, Msg: fmt.Sprintf("more than %g publishes per second", c.srv.cfg.MaxPublishRate)}
 			}
 			// 3.x cannot be told: hold the publisher back instead (TCP backpressure, no loss).
 			c.flushKicks()

@@ -193,7 +193,7 @@ func TestSilentConnectionsClosedWithBoundedMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	const n = 300
+	const n = 2000
 	conns := make([]*rawConn, n)
 	for i := range conns {
 		conns[i] = dialRaw(t, b.Addr, 4)

@@ -71,8 +71,8 @@ type Config struct {
 	MaxTopicLevels int `envconfig:"MAX_TOPIC_LEVELS" default:"128"`
 	// MaxSubscriptions bounds one session's subscriptions (v5 SUBACK 0x97); 0 means no limit.
 	MaxSubscriptions int `envconfig:"MAX_SUBSCRIPTIONS" default:"10000"`
-	// MaxPublishRate bounds one client's PUBLISH rate, messages per second: v5 publishes beyond it
-	// are refused with 0x96, 3.x publishers are slowed down. 0 means no limit.
+	// MaxPublishRate bounds one client's PUBLISH rate, messages per second: a v5 client beyond it
+	// (and its burst) is disconnected with 0x96, a 3.x publisher is slowed down. 0: no limit.
 	MaxPublishRate float64 `envconfig:"MAX_PUBLISH_RATE" default:"0"`
 	// PublishBurst is how many publishes above the rate a client may send at once (default: the rate).
 	PublishBurst int `envconfig:"PUBLISH_BURST" default:"0"`
