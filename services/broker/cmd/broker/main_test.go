@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 )
@@ -46,5 +50,57 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		if !strings.Contains(p.Output(), field) {
 			t.Fatalf("%s: error does not name %s:\n%s", env, field, p.Output())
 		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// SIGTERM drains: a v5 client hears DISCONNECT 0x8B (server shutting down) and the process exits 0.
+func TestSIGTERMDrainTellsV5Clients(t *testing.T) {
+	bin := proctest.Build(t, ".")
+	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
+	p := proctest.Start(t, bin, []string{"BROKER_MQTT_ADDR=" + mqttAddr, "BROKER_HTTP_ADDR=" + httpAddr, "BROKER_LOG_FORMAT=json"})
+	if !p.WaitOutput("broker started", 10*time.Second) {
+		t.Fatalf("no start:\n%s", p.Output())
+	}
+	conn, err := net.Dial("tcp", mqttAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	discs := make(chan *paho.Disconnect, 1)
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnServerDisconnect: func(d *paho.Disconnect) { discs <- d }})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "drained", CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.Get("http://" + httpAddr + "/readyz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("not ready before SIGTERM: %v", err)
+	}
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-discs:
+		if d.ReasonCode != 0x8B {
+			t.Fatalf("DISCONNECT reason 0x%02X, want 0x8B", d.ReasonCode)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DISCONNECT on SIGTERM")
+	}
+	if resp, err := http.Get("http://" + httpAddr + "/readyz"); err == nil && resp.StatusCode == 200 {
+		t.Fatal("still ready after SIGTERM")
+	}
+	code, ok := p.Wait(ctx)
+	if !ok || code != 0 {
+		t.Fatalf("exit %d (exited %v)\n%s", code, ok, p.Output())
 	}
 }
