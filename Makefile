@@ -38,9 +38,9 @@ bench: ## codec, topic index and broker hot-path Go benchmarks
 .PHONY: fuzz
 fuzz: ## fuzz every target for FUZZTIME each (default 60s)
 	@for t in $$($(GO) test -list '^Fuzz' ./pkg/mqtt | grep '^Fuzz'); do \
-	  echo "== pkg/mqtt $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./pkg/mqtt || exit 1; done
+	  echo "== pkg/mqtt $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./pkg/mqtt || exit 1; done
 	@for t in $$($(GO) test -list '^Fuzz' ./pkg/topic | grep '^Fuzz'); do \
-	  echo "== pkg/topic $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) ./pkg/topic || exit 1; done
+	  echo "== pkg/topic $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./pkg/topic || exit 1; done
 
 .PHONY: lint
 lint: ## gofmt check and go vet on every module
