@@ -123,13 +123,20 @@ func (c *client) readPacket() (mqtt.FixedHeader, []byte, error) {
 
 func (c *client) readLoop() {
 	batch := 0
+	var lastDeadline time.Time
 	for {
 		if c.rd.Buffered() == 0 {
 			batch = 0
 			// About to block: let everything produced from this batch of input go out.
 			c.flushKicks()
 			if c.keepAlive > 0 {
-				_ = c.conn.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2)) // [MQTT-3.1.2-24]
+				// [MQTT-3.1.2-24]: close after 1.5 x keep alive without a packet. Moving the
+				// deadline costs a timer update, so it moves at most every deadlineSlack; the
+				// connection then closes between 1.5 x keep alive and that plus deadlineSlack.
+				if now := time.Now(); now.Sub(lastDeadline) >= deadlineSlack {
+					lastDeadline = now
+					_ = c.conn.SetReadDeadline(now.Add(c.keepAlive*3/2 + deadlineSlack))
+				}
 			}
 		}
 		fh, body, err := c.readPacket()
@@ -150,6 +157,9 @@ func (c *client) readLoop() {
 		}
 	}
 }
+
+// deadlineSlack is how far past 1.5 x keep alive a silent connection may live (see readLoop).
+const deadlineSlack = 250 * time.Millisecond
 
 // readFailed decides how a read error ends the connection.
 func (c *client) readFailed(err error) {
