@@ -601,7 +601,9 @@ func TestWebSocketTLS(t *testing.T) {
 	ln, url := startWS(t, WebSocketOptions{TLS: certs})
 	dial := func(cert ...tls.Certificate) (*websocket.Conn, *wsConn) {
 		t.Helper()
-		cli, _ := dialWS(t, url, &websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: clientConfig(ca, cert...)}, nil)
+		cfg := clientConfig(ca, cert...)
+		cfg.NextProtos = []string{"h2", "http/1.1"} // as browsers offer: the server must pick HTTP/1.1
+		cli, _ := dialWS(t, url, &websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: cfg}, nil)
 		if _, ok := cli.NetConn().(*tls.Conn); !ok {
 			t.Fatal("wss client connection without TLS")
 		}
@@ -625,8 +627,12 @@ func TestWebSocketTLS(t *testing.T) {
 	if cn, ok := PeerCommonName(srv); !ok || cn != "browser-7" {
 		t.Fatalf("PeerCommonName over wss = %q, %v", cn, ok)
 	}
-	if tc, ok := UnwrapTLS(srv); !ok || tc.ConnectionState().NegotiatedProtocol != "http/1.1" {
-		t.Fatalf("UnwrapTLS over wss: %v", ok)
+	tc, ok := UnwrapTLS(srv)
+	if !ok {
+		t.Fatal("UnwrapTLS found no TLS under wss")
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "http/1.1" {
+		t.Fatalf("ALPN %q, want http/1.1", p)
 	}
 	// A certificate is optional here; without one there is no name.
 	_, srv = dial()
