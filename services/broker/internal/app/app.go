@@ -1,5 +1,6 @@
-// Package app wires a broker replica together: configuration, logging, the MQTT listener, the
-// HTTP endpoints, and the lifecycle from start to graceful drain.
+// Package app wires a broker replica together: configuration, logging, the listeners (TCP, TLS,
+// WebSocket, secure WebSocket), authentication, the HTTP endpoints, reloads on SIGHUP, and the
+// lifecycle from start to graceful drain.
 package app
 
 import (
@@ -9,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"os/signal"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,8 +22,10 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
 
 // Name is the service name written into every log line.
@@ -35,53 +41,94 @@ func Run(ctx context.Context) error {
 	return Serve(ctx, cfg, log, nil)
 }
 
-// Addrs are the addresses a running broker listens on.
+// Addrs are the addresses a running broker listens on (empty when that listener is off).
 type Addrs struct {
-	MQTT, HTTP string
+	MQTT, TLS, WS, WSS, HTTP string
 }
 
 // Serve runs a broker with cfg until ctx is cancelled, then drains within cfg.ShutdownTimeout.
 // started, if not nil, is called with the listening addresses once the broker is ready.
-func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) error {
+func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) (err error) {
 	log = log.With().Str("broker_id", cfg.ID).Logger()
-	ln, err := net.Listen("tcp", cfg.MQTTAddr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.MQTTAddr, err)
-	}
-	srv := broker.New(cfg, log)
-	var ready atomic.Bool
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
 
-	addrs := Addrs{MQTT: ln.Addr().String()}
+	var opts []broker.Option
+	var store *auth.Store
+	if cfg.PasswordFile != "" || cfg.ACLFile != "" || !cfg.AllowAnonymous {
+		if store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		opts = append(opts, broker.WithAuth(store))
+	}
+	var certs *listener.Certs
+	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
+		certs, err = listener.LoadCerts(listener.TLSOptions{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+			ClientCAFile: cfg.TLSClientCAFile, RequireClientCert: cfg.TLSRequireClientCert})
+		if err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		opts = append(opts, broker.WithPeerName(listener.PeerCommonName))
+	}
+	srv := broker.New(cfg, log, opts...)
+
+	// Listeners: each optional; all up before the broker reports ready.
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
+	listen := func(kind, addr string, wrap func(net.Listener) net.Listener) (string, error) {
+		if addr == "" {
+			return "", nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return "", fmt.Errorf("%s listener %s: %w", kind, addr, err)
+		}
+		if wrap != nil {
+			ln = wrap(ln)
+		}
+		lns = append(lns, ln)
+		log.Info().Str("listener", kind).Str("addr", ln.Addr().String()).Msg("listening")
+		return ln.Addr().String(), nil
+	}
+	var addrs Addrs
+	ws := func(c *listener.Certs) func(net.Listener) net.Listener {
+		return func(ln net.Listener) net.Listener {
+			return listener.WebSocket(ln, listener.WebSocketOptions{Path: cfg.WSPath, TLS: c})
+		}
+	}
+	for _, l := range []struct {
+		kind string
+		addr string
+		out  *string
+		wrap func(net.Listener) net.Listener
+	}{
+		{"mqtt", cfg.MQTTAddr, &addrs.MQTT, nil},
+		{"mqtts", cfg.TLSAddr, &addrs.TLS, func(ln net.Listener) net.Listener { return listener.TLS(ln, certs) }},
+		{"ws", cfg.WSAddr, &addrs.WS, ws(nil)},
+		{"wss", cfg.WSSAddr, &addrs.WSS, ws(certs)},
+	} {
+		if *l.out, err = listen(l.kind, l.addr, l.wrap); err != nil {
+			closeAll()
+			return err
+		}
+	}
+
+	var ready atomic.Bool
+	errc := make(chan error, len(lns)+1)
+	for _, ln := range lns {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+
 	var hs *http.Server
 	if cfg.HTTPAddr != "" {
 		hln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
-			_ = ln.Close()
+			closeAll()
 			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready.Load() {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ready\n"))
-		})
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(srv.Collector(), collectors.NewGoCollector(),
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		if cfg.Pprof {
-			mux.HandleFunc("/debug/pprof/", pprof.Index)
-			mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		}
-		hs = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		hs = &http.Server{Handler: httpHandler(cfg, srv, &ready), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http server: %w", err)
@@ -90,6 +137,40 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		addrs.HTTP = hln.Addr().String()
 		log.Info().Str("http_addr", addrs.HTTP).Msg("http listening")
 	}
+
+	// SIGHUP reloads the password and ACL files and the certificates; the certificate files are
+	// also watched.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := func() {
+		if store != nil {
+			if err := store.Reload(); err != nil {
+				log.Error().Err(err).Msg("auth files not reloaded; the previous ones stay in force")
+			} else {
+				log.Info().Msg("auth files reloaded")
+			}
+		}
+		if certs != nil {
+			if err := certs.Reload(); err != nil {
+				log.Error().Err(err).Msg("certificates not reloaded; the previous ones stay in force")
+			} else {
+				log.Info().Msg("certificates reloaded")
+			}
+		}
+	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if certs != nil && cfg.CertReloadInterval > 0 {
+		go certs.Watch(wctx, cfg.CertReloadInterval, func(err error) {
+			if err != nil {
+				log.Error().Err(err).Msg("changed certificate files not loaded; the previous ones stay in force")
+				return
+			}
+			log.Info().Msg("certificates reloaded after a file change")
+		})
+	}
+
 	ready.Store(true)
 	log.Info().Str("mqtt_addr", addrs.MQTT).Msg("broker started")
 	if started != nil {
@@ -97,11 +178,19 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	}
 
 	var runErr error
-	select {
-	case err := <-errc:
-		runErr = err
-	case <-ctx.Done():
+loop:
+	for {
+		select {
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-hup:
+			reload()
+		case <-ctx.Done():
+			break loop
+		}
 	}
+	// Drain: not ready at once, then stop accepting, tell v5 clients, flush, close.
 	ready.Store(false)
 	log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
@@ -109,9 +198,34 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	if err := srv.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("drain did not finish in time")
 	}
+	closeAll()
 	if hs != nil {
 		_ = hs.Shutdown(sctx)
 	}
 	log.Info().Msg("stopped")
 	return runErr
+}
+
+func httpHandler(cfg config.Config, srv *broker.Server, ready *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv.Collector(), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
 }

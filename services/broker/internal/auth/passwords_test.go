@@ -20,7 +20,7 @@ bob:$6$zjFP1YpSIRXFVaOJ$pUywAMRFd3BqewMeDBoB4FBdXdVvYL/nQTMtT5ZFOC4bIJA49vRk6++n
 carol:$7$1000$oRZF5yxA8iE16ykY$+aZA3DWONvruu12ryNguUTpDUy3/XT3tnTiqOmF8JqKlyNOrdvqLCN7Dyw4V/Ij3r5BDDabCkJASXtIPr2tMkA==
 `
 
-func mustParsePasswords(t *testing.T, text string) *Passwords {
+func mustParsePasswords(t testing.TB, text string) *Passwords {
 	t.Helper()
 	p, err := ParsePasswords(strings.NewReader(text), "pw")
 	if err != nil {

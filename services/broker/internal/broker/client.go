@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
 
 // client is one network connection. Its reader goroutine (serve) parses and handles packets; its
@@ -26,6 +27,7 @@ type client struct {
 
 	// Set once while connecting, read-only afterwards.
 	id        string
+	username  string // after authentication: the user name, or the certificate's CN
 	version   mqtt.Version
 	sess      *Session
 	keepAlive time.Duration
@@ -543,13 +545,34 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		s.inQoS2[p.PacketID] = struct{}{}
 		s.mu.Unlock()
 	}
+	if !c.srv.allowed(c.id, c.username, name, auth.Write) {
+		// Refused by the ACL: v5 hears why [MQTT-3.3.5-2]; 3.x gets its usual ack and the message
+		// is dropped, as in mosquitto.
+		if c.version == mqtt.V5 {
+			return c.rejectPublish(p, mqtt.NotAuthorized, dropNotAuthorized)
+		}
+		c.srv.stats.drop(dropNotAuthorized)
+		switch p.QoS {
+		case mqtt.QoS1:
+			c.sendAck(mqtt.PUBACK, p.PacketID, mqtt.Success)
+		case mqtt.QoS2:
+			c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+			c.sess.mu.Lock()
+			if c.sess.inQoS2 == nil {
+				c.sess.inQoS2 = make(map[uint16]struct{})
+			}
+			c.sess.inQoS2[p.PacketID] = struct{}{}
+			c.sess.mu.Unlock()
+		}
+		return nil
+	}
 	now := time.Now()
 	if topic.IsSystem(name) {
 		// $-topics belong to the broker; clients may not publish into them. The message is
 		// acknowledged and dropped, as mosquitto does.
 		c.srv.stats.drop(dropNotAuthorized)
 	} else {
-		m := newMessage(p, name, c.id, now)
+		m := newMessage(p, name, c.id, c.username, now)
 		c.srv.publish(m, c)
 	}
 	switch p.QoS {
@@ -614,6 +637,10 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 			codes[i] = c.failCode(mqtt.UnspecifiedError)
 			continue
 		}
+		if !c.srv.allowed(c.id, c.username, sub.Filter, auth.Subscribe) {
+			codes[i] = c.failCode(c.srv.cfg.SubackDeniedCode())
+			continue
+		}
 		cfg := &c.srv.cfg
 		if len(sub.Filter) > cfg.MaxTopicLength || cfg.MaxTopicLevels > 0 && topic.LevelCount(sub.Filter) > cfg.MaxTopicLevels {
 			codes[i] = c.failCode(mqtt.TopicFilterInvalid)
@@ -637,7 +664,7 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 	now := time.Now()
 	for _, r := range wantRetained {
 		c.srv.retained.Match(r.filter, func(m *Message) {
-			if m.expired(now) {
+			if m.expired(now) || !c.srv.allowed(c.id, c.username, m.Topic, auth.Read) {
 				return
 			}
 			d := delivery{msg: m, qos: min(m.QoS, r.opts.QoS), retain: true}

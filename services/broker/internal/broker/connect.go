@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
 
 // readConnect reads and answers the first packet, which must be CONNECT [MQTT-3.1.0-1].
@@ -92,6 +93,28 @@ func (c *client) accept(p *mqtt.Connect) error {
 		c.log = c.srv.log.With().Str("client_id", c.id).Logger()
 	}
 
+	// Authentication [MQTT-3.1.4-2]: a verified client certificate's common name may stand for the
+	// user name (mosquitto's use_identity_as_username); otherwise the password file decides.
+	c.username = p.Username
+	hasUsername := p.UsernameFlag
+	byCert := false
+	if cfg.TLSCNAsUsername && c.srv.peerName != nil {
+		if cn, ok := c.srv.peerName(c.conn); ok {
+			c.username, hasUsername, byCert = cn, true, true
+		} else {
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
+			return errClientGone
+		}
+	}
+	if c.srv.auth != nil && !byCert && !c.srv.auth.Authenticate(c.username, p.Password, hasUsername) {
+		if hasUsername {
+			c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
+		} else {
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
+		}
+		return errClientGone
+	}
+
 	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
 	// 3.x has no way to tell a client another keep alive, so the cap applies to v5 clients, who
 	// are told it as Server Keep Alive; a 3.x client keeps what it asked for.
@@ -107,7 +130,7 @@ func (c *client) accept(p *mqtt.Connect) error {
 			return errClientGone
 		}
 		will := &Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
-			From: c.id, Created: time.Now()}
+			From: c.id, Username: c.username, Created: time.Now()}
 		if c.version == mqtt.V5 {
 			wp := &p.WillProperties
 			will.Props.Present = wp.Present & forwardedProps
@@ -216,6 +239,7 @@ func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
 		present = true
 	}
 	c.sess = sess
+	sess.username = c.username
 	sess.mu.Lock()
 	// The new connection owns the session from here on; the old one's teardown sees that and leaves
 	// the session alone.
@@ -235,6 +259,15 @@ func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
 
 	if old != nil {
 		old.takenOver(cleanStart)
+	}
+	if present && s.auth != nil {
+		// The ACL may have changed, or another user may resume this client id: subscriptions are
+		// checked again; queued messages are checked in resumeLocked.
+		for f := range sess.subscriptions() {
+			if !s.allowed(c.id, c.username, f, auth.Subscribe) {
+				s.unsubscribe(sess, f)
+			}
+		}
 	}
 	return present, nil
 }
@@ -327,8 +360,13 @@ func (s *Server) expireSession(sess *Session) {
 	s.endSessionLocked(sess)
 }
 
-// publishWill sends a will message; its expiry interval starts now.
+// publishWill sends a will message; its expiry interval starts now. The ACL is asked at this
+// moment, so a will written before an ACL change obeys the ACL in force when it fires.
 func (s *Server) publishWill(will *Message) {
+	if !s.allowed(will.From, will.Username, will.Topic, auth.Write) {
+		s.stats.drop(dropNotAuthorized)
+		return
+	}
 	now := time.Now()
 	m := *will
 	m.Created = now

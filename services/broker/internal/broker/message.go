@@ -26,6 +26,8 @@ type Message struct {
 	Expires time.Time
 	// From is the client id of the publisher (for no-local), empty for broker-made messages.
 	From string
+	// Username is the publisher's user name, if it had one.
+	Username string
 	// Created is when the broker accepted the message.
 	Created time.Time
 }
@@ -37,8 +39,8 @@ const forwardedProps = 1<<mqtt.PropPayloadFormat | 1<<mqtt.PropContentType | 1<<
 
 // newMessage builds a Message from a received PUBLISH. The publish's strings and payload alias the
 // packet body, which is owned by the message from here on.
-func newMessage(p *mqtt.Publish, topic, from string, now time.Time) *Message {
-	m := &Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Created: now}
+func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *Message {
+	m := &Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
 	pp := &p.Properties
 	if pp.Present != 0 {
 		m.Props.Present = pp.Present & forwardedProps

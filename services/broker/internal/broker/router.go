@@ -6,10 +6,12 @@ import (
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
 
 // router is the local publish path: it finds the sessions a message goes to and hands it to them.
 type router struct {
+	srv  *Server
 	subs *topic.Index[*Session, SubOpts]
 	// rr holds a round-robin counter per shared group ("group/filter"), for picking members.
 	rr sync.Map // string -> *atomic.Uint32
@@ -37,13 +39,17 @@ func (r *router) route(m *Message, now time.Time, from *client) int {
 	if from != nil {
 		fromSess = from.sess
 	}
+	acl := r.srv.auth
 	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
 		if o.NoLocal && sess == fromSess {
 			return // [MQTT-3.8.3-3]
 		}
+		if acl != nil && !acl.Allowed(sess.ID, sess.username, m.Topic, auth.Read) {
+			return // the ACL may deny a topic inside an allowed wildcard subscription
+		}
 		ts = append(ts, target{sess: sess, opts: o})
 	}, func(g topic.SharedGroup[*Session, SubOpts]) {
-		if mb, ok := r.pick(g); ok {
+		if mb, ok := r.pick(g); ok && (acl == nil || acl.Allowed(mb.Sub.ID, mb.Sub.username, m.Topic, auth.Read)) {
 			ts = append(ts, target{sess: mb.Sub, opts: mb.V, shared: true})
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
@@ -78,6 +79,8 @@ type Server struct {
 	stats    Stats
 	router   *router
 	retained RetainedStore
+	auth     *auth.Store                    // nil: everyone may do everything
+	peerName func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
 	// mu guards everything that follows.
 	mu        sync.Mutex
@@ -92,7 +95,7 @@ type Server struct {
 }
 
 // New returns a broker replica configured by cfg. It serves nothing until Serve is called.
-func New(cfg config.Config, log zerolog.Logger) *Server {
+func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      log,
@@ -103,10 +106,30 @@ func New(cfg config.Config, log zerolog.Logger) *Server {
 		conns:    make(map[*client]struct{}),
 		stop:     make(chan struct{}),
 	}
+	s.router.srv = s
+	for _, o := range opts {
+		o(s)
+	}
 	if cfg.SysInterval > 0 {
 		s.goFunc(s.sysLoop)
 	}
 	return s
+}
+
+// Option changes a Server made by New.
+type Option func(*Server)
+
+// WithAuth makes the server authenticate clients and check every publish, subscription and
+// delivery against st. Without it, every client may do everything.
+func WithAuth(st *auth.Store) Option { return func(s *Server) { s.auth = st } }
+
+// WithPeerName tells the server how to find the verified client-certificate common name of a
+// connection, for BROKER_TLS_CN_AS_USERNAME.
+func WithPeerName(f func(net.Conn) (string, bool)) Option { return func(s *Server) { s.peerName = f } }
+
+// allowed asks the ACL; true without one.
+func (s *Server) allowed(clientID, username, topic string, a auth.Access) bool {
+	return s.auth == nil || s.auth.Allowed(clientID, username, topic, a)
 }
 
 // goFunc starts f as a goroutine owned by the server: Close waits for it.

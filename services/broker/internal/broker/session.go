@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
 
 // SubOpts are the options of one subscription, as the client sent them.
@@ -59,6 +60,9 @@ type inflight struct {
 type Session struct {
 	ID  string
 	srv *Server
+	// username is the user name of the connection that last attached (for the ACL); written
+	// under Server.mu before the connection takes the session over.
+	username string
 	// client is the connection using the session, nil while offline. It is written with mu held
 	// and read without it on the QoS 0 path.
 	client atomic.Pointer[client]
@@ -228,6 +232,20 @@ func (s *Session) received(id uint16, failed bool, via *client) bool {
 // resumeLocked resends what the previous connection left unacknowledged, with DUP set on PUBLISH
 // [MQTT-4.4.0-1], then moves queued messages into the window.
 func (s *Session) resumeLocked(c *client, now time.Time) {
+	if s.srv.auth != nil && len(s.queue) > 0 {
+		kept := s.queue[:0]
+		for _, d := range s.queue {
+			if s.srv.allowed(s.ID, s.username, d.msg.Topic, auth.Read) {
+				kept = append(kept, d)
+				continue
+			}
+			s.qBytes -= d.msg.size()
+			s.srv.stats.queued.Add(-1)
+			s.srv.stats.drop(dropNotAuthorized)
+		}
+		clear(s.queue[len(kept):])
+		s.queue = kept
+	}
 	for _, f := range s.inflight {
 		if f.released {
 			c.sendAck(mqtt.PUBREL, f.id, mqtt.Success)

@@ -13,6 +13,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
 
 // Prefix is the environment prefix of every setting: BROKER_MQTT_ADDR and so on.
@@ -22,8 +23,42 @@ const Prefix = "BROKER"
 type Config struct {
 	// ID is this replica's unique id. Default: the host name (the pod name in Kubernetes).
 	ID string `envconfig:"ID"`
-	// MQTTAddr is the MQTT over TCP listener address.
+	// MQTTAddr is the MQTT over TCP listener address; empty disables it.
 	MQTTAddr string `envconfig:"MQTT_ADDR" default:":1883"`
+	// TLSAddr is the MQTT over TLS listener address (usually :8883); empty disables it.
+	TLSAddr string `envconfig:"TLS_ADDR"`
+	// WSAddr is the MQTT over WebSocket listener address (usually :8083); empty disables it.
+	WSAddr string `envconfig:"WS_ADDR"`
+	// WSSAddr is the MQTT over secure WebSocket listener address (usually :8084); empty disables it.
+	WSSAddr string `envconfig:"WSS_ADDR"`
+	// WSPath is the URL path that upgrades to MQTT over WebSocket (subprotocol "mqtt").
+	WSPath string `envconfig:"WS_PATH" default:"/mqtt"`
+	// TLSCertFile and TLSKeyFile are the server certificate chain and key (PEM) for TLS and WSS.
+	TLSCertFile string `envconfig:"TLS_CERT_FILE"`
+	TLSKeyFile  string `envconfig:"TLS_KEY_FILE"`
+	// TLSClientCAFile, when set, verifies client certificates against these CAs (PEM).
+	TLSClientCAFile string `envconfig:"TLS_CLIENT_CA_FILE"`
+	// TLSRequireClientCert refuses TLS clients without a certificate signed by TLSClientCAFile.
+	TLSRequireClientCert bool `envconfig:"TLS_REQUIRE_CLIENT_CERT" default:"false"`
+	// TLSCNAsUsername makes the verified client certificate's common name the user name, and the
+	// certificate the credential (mosquitto's use_identity_as_username).
+	TLSCNAsUsername bool `envconfig:"TLS_CN_AS_USERNAME" default:"false"`
+	// CertReloadInterval is how often the certificate files are checked for changes; 0 checks only
+	// on SIGHUP.
+	CertReloadInterval time.Duration `envconfig:"CERT_RELOAD_INTERVAL" default:"30s"`
+
+	// AllowAnonymous accepts clients that send no user name.
+	AllowAnonymous bool `envconfig:"ALLOW_ANONYMOUS" default:"true"`
+	// PasswordFile is a mosquitto-format password file (PBKDF2 $7$, $6$ or bcrypt entries); empty:
+	// no password check. Reloaded on SIGHUP.
+	PasswordFile string `envconfig:"PASSWORD_FILE"`
+	// ACLFile is a mosquitto-format ACL file; empty: every client may do everything. Reloaded on
+	// SIGHUP.
+	ACLFile string `envconfig:"ACL_FILE"`
+	// SubackDenied is the v5 SUBACK reason for a subscription the ACL refuses: not_authorized
+	// (0x87) or unspecified (0x80, which tells the client less). 3.x clients always get 0x80.
+	SubackDenied string `envconfig:"SUBACK_DENIED" default:"not_authorized"`
+
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
 
@@ -114,8 +149,6 @@ func (c Config) Validate() error {
 		return bad("LOG_FORMAT", "%v", err)
 	}
 	switch {
-	case c.MQTTAddr == "":
-		return bad("MQTT_ADDR", "must not be empty")
 	case c.ShutdownTimeout <= 0:
 		return bad("SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout)
 	case c.ConnectTimeout <= 0:
@@ -148,8 +181,28 @@ func (c Config) Validate() error {
 		return bad("MAX_PUBLISH_RATE", "must not be negative, got %v", c.MaxPublishRate)
 	case c.PublishBurst < 0:
 		return bad("PUBLISH_BURST", "must not be negative, got %d", c.PublishBurst)
+	case c.SubackDenied != "not_authorized" && c.SubackDenied != "unspecified":
+		return bad("SUBACK_DENIED", "must be not_authorized or unspecified, got %q", c.SubackDenied)
+	case (c.TLSAddr != "" || c.WSSAddr != "") && (c.TLSCertFile == "" || c.TLSKeyFile == ""):
+		return bad("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE are required with TLS_ADDR or WSS_ADDR")
+	case c.TLSRequireClientCert && c.TLSClientCAFile == "":
+		return bad("TLS_CLIENT_CA_FILE", "required with TLS_REQUIRE_CLIENT_CERT")
+	case c.TLSCNAsUsername && c.TLSClientCAFile == "":
+		return bad("TLS_CLIENT_CA_FILE", "required with TLS_CN_AS_USERNAME")
+	case c.CertReloadInterval < 0:
+		return bad("CERT_RELOAD_INTERVAL", "must not be negative, got %s", c.CertReloadInterval)
+	case c.MQTTAddr == "" && c.TLSAddr == "" && c.WSAddr == "" && c.WSSAddr == "":
+		return bad("MQTT_ADDR", "no listener: set at least one of MQTT_ADDR, TLS_ADDR, WS_ADDR, WSS_ADDR")
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
 	}
 	return nil
+}
+
+// SubackDeniedCode is the v5 SUBACK reason code for a subscription the ACL refuses.
+func (c Config) SubackDeniedCode() mqtt.ReasonCode {
+	if c.SubackDenied == "unspecified" {
+		return mqtt.UnspecifiedError
+	}
+	return mqtt.NotAuthorized
 }

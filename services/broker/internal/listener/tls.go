@@ -98,6 +98,11 @@ func loadCertState(o TLSOptions) (*certState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener: TLS certificate %s with key %s: %w", o.CertFile, o.KeyFile, err)
 	}
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("listener: TLS certificate %s: %w", o.CertFile, err)
+		}
+	}
 	st := &certState{cert: &cert}
 	if o.ClientCAFile != "" {
 		caPEM, err := os.ReadFile(o.ClientCAFile)

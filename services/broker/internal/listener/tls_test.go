@@ -500,3 +500,41 @@ func TestCertsWatch(t *testing.T) {
 		})
 	}
 }
+
+// A client whose certificate was verified against a CA that has since been rotated out must not
+// get back in by resuming its TLS session: the handshake config comes from GetConfigForClient,
+// and resumption has to be checked against the client CAs current then, not those of the
+// original handshake.
+func TestCertsReloadClientCAWithResumption(t *testing.T) {
+	dir := t.TempDir()
+	ca, next := newTestCA(t, "ca"), newTestCA(t, "next ca")
+	o := serverFiles(t, dir, ca, 1)
+	o.RequireClientCert = true
+	certs, err := LoadCerts(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTLS(t, certs)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cfg := clientConfig(ca, ca.clientCert(t, "old"))
+		cfg.MaxVersion = v
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+		if line, _, err := tryTLS(addr, cfg); err != nil || line != "cn=old" {
+			t.Fatalf("%s: first connection: %q, %v", tls.VersionName(v), line, err)
+		}
+		if _, st, err := tryTLS(addr, cfg); err != nil || !st.DidResume {
+			t.Fatalf("%s: the session was not resumed before rotation (%v), so this test proves nothing", tls.VersionName(v), err)
+		}
+		replaceFile(t, o.ClientCAFile, next.pem)
+		if err := certs.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		if line, st, err := tryTLS(addr, cfg); err == nil {
+			t.Fatalf("%s: client of the retired CA got back in (resumed %v): %q", tls.VersionName(v), st.DidResume, line)
+		}
+		replaceFile(t, o.ClientCAFile, ca.pem)
+		if err := certs.Reload(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -14,11 +14,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Subprotocols are the WebSocket subprotocols accepted, in the order the server prefers them:
+// subprotocols are the WebSocket subprotocols accepted, in the order the server prefers them:
 // "mqtt" is the registered name [MQTT-6.0.0-3] [MQTT-6.0.0-4]; "mqttv3.1" is the older informal
 // one that mosquitto, HiveMQ, VerneMQ and RabbitMQ also accept and that old MQTT.js and Paho
 // JavaScript clients still send.
-var Subprotocols = []string{"mqtt", "mqttv3.1"}
+var subprotocols = []string{"mqtt", "mqttv3.1"}
 
 // WebSocketOptions configure a MQTT over WebSocket listener. The zero value of every field but
 // Addr is usable.
@@ -65,7 +65,7 @@ func ListenWebSocket(o WebSocketOptions) (net.Listener, error) {
 
 // WebSocket serves MQTT over WebSocket on ln (o.Addr is ignored) and returns a listener whose
 // Accept yields one net.Conn per upgraded connection. An HTTP server upgrades GET requests on
-// o.Path that offer one of Subprotocols; other paths get 404, requests on the path that are not
+// o.Path that offer the subprotocol "mqtt" or "mqttv3.1"; other paths get 404, requests on the path that are not
 // WebSocket upgrades 426, and upgrades that offer none of the subprotocols 400 (a client that
 // got a 101 without its subprotocol would fail the connection anyway, RFC 6455 4.1, and a 400
 // with a reason is easier to debug; EMQX refuses such requests too by default).
@@ -262,7 +262,7 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // selectSubprotocol picks the server's most preferred of the offered subprotocols, "" if none.
 func selectSubprotocol(offered []string) string {
-	for _, p := range Subprotocols {
+	for _, p := range subprotocols {
 		for _, o := range offered {
 			if o == p {
 				return p
