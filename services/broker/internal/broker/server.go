@@ -79,7 +79,7 @@ type Server struct {
 	stats    Stats
 	router   *router
 	retained RetainedStore
-	auth     *auth.Store                    // nil: everyone may do everything
+	auth     *auth.Store                   // nil: everyone may do everything
 	peerName func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
 	// mu guards everything that follows.
