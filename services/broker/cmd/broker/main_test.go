@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,5 +103,73 @@ func TestSIGTERMDrainTellsV5Clients(t *testing.T) {
 	code, ok := p.Wait(ctx)
 	if !ok || code != 0 {
 		t.Fatalf("exit %d (exited %v)\n%s", code, ok, p.Output())
+	}
+}
+
+// SIGHUP reloads the password file: a user added with `broker passwd` can connect afterwards.
+func TestSIGHUPReloadsPasswordFile(t *testing.T) {
+	bin := proctest.Build(t, ".")
+	dir := t.TempDir()
+	pw := dir + "/passwd"
+	run := func(args ...string) {
+		t.Helper()
+		p := proctest.Start(t, bin, nil, append([]string{"passwd"}, args...)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if code, ok := p.Wait(ctx); !ok || code != 0 {
+			t.Fatalf("broker passwd %v: exit %d\n%s", args, code, p.Output())
+		}
+	}
+	run("-c", "-b", pw, "alice", "one")
+	mqttAddr := freeAddr(t)
+	p := proctest.Start(t, bin, []string{"BROKER_MQTT_ADDR=" + mqttAddr, "BROKER_HTTP_ADDR=", "BROKER_PASSWORD_FILE=" + pw,
+		"BROKER_ALLOW_ANONYMOUS=false", "BROKER_LOG_FORMAT=json"})
+	if !p.WaitOutput("broker started", 10*time.Second) {
+		t.Fatalf("no start:\n%s", p.Output())
+	}
+	connect := func(user, pass string) byte {
+		conn, err := net.Dial("tcp", mqttAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: conn})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ca, _ := c.Connect(ctx, &paho.Connect{ClientID: user, CleanStart: true, KeepAlive: 30,
+			Username: user, UsernameFlag: true, Password: []byte(pass), PasswordFlag: true})
+		if ca == nil {
+			t.Fatal("no CONNACK")
+		}
+		if ca.ReasonCode == 0 {
+			_ = c.Disconnect(&paho.Disconnect{})
+		}
+		return ca.ReasonCode
+	}
+	if rc := connect("alice", "one"); rc != 0 {
+		t.Fatalf("alice: 0x%02X", rc)
+	}
+	if rc := connect("bob", "two"); rc != 0x86 {
+		t.Fatalf("bob before reload: 0x%02X", rc)
+	}
+	run("-b", pw, "bob", "two")
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !p.WaitOutput("auth files reloaded", 5*time.Second) {
+		t.Fatalf("no reload:\n%s", p.Output())
+	}
+	if rc := connect("bob", "two"); rc != 0 {
+		t.Fatalf("bob after reload: 0x%02X", rc)
+	}
+	// A broken file is refused and the old one stays in force.
+	if err := os.WriteFile(pw, []byte("broken line without a hash\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Signal(syscall.SIGHUP)
+	if !p.WaitOutput("not reloaded", 5*time.Second) || !strings.Contains(p.Output(), "line 1") {
+		t.Fatalf("bad file not reported with its line:\n%s", p.Output())
+	}
+	if rc := connect("bob", "two"); rc != 0 {
+		t.Fatalf("bob after a failed reload: 0x%02X", rc)
 	}
 }
