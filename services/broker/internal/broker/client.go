@@ -633,10 +633,6 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		if shared && sub.NoLocal && c.version == mqtt.V5 {
 			return &mqtt.Error{Code: mqtt.ProtocolError, Msg: "no local on a shared subscription [MQTT-3.8.3-4]"}
 		}
-		if c.srv.denySubscribe(sub.Filter) {
-			codes[i] = c.failCode(mqtt.UnspecifiedError)
-			continue
-		}
 		if !c.srv.allowed(c.id, c.username, sub.Filter, auth.Subscribe) {
 			codes[i] = c.failCode(c.srv.cfg.SubackDeniedCode())
 			continue

@@ -10,7 +10,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
@@ -280,15 +279,6 @@ func (s *Server) unsubscribe(sess *Session, filter string) bool {
 	return ok
 }
 
-// denySubscribe reports whether filter is on the configured deny list.
-func (s *Server) denySubscribe(filter string) bool {
-	for _, f := range s.cfg.DenySubscribe {
-		if f == filter || topic.Match(f, filter) {
-			return true
-		}
-	}
-	return false
-}
 
 // capExpiry turns a v5 Session Expiry Interval into a duration, capped by MaxSessionExpiry.
 func (s *Server) capExpiry(secs uint32) time.Duration {

@@ -111,9 +111,6 @@ type Config struct {
 	MaxPublishRate float64 `envconfig:"MAX_PUBLISH_RATE" default:"0"`
 	// PublishBurst is how many publishes above the rate a client may send at once (default: the rate).
 	PublishBurst int `envconfig:"PUBLISH_BURST" default:"0"`
-	// DenySubscribe is a comma-separated list of topic filters that clients may not subscribe to
-	// (answered with SUBACK failure 0x80). A stopgap until ACL files exist.
-	DenySubscribe []string `envconfig:"DENY_SUBSCRIBE"`
 }
 
 // Load reads the configuration from the environment and validates it.
