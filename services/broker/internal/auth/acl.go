@@ -106,7 +106,7 @@ type section struct {
 }
 
 type pattern struct {
-	raw          string
+	parts        []part // the whole filter, for expand
 	levels       []level
 	usesC, usesU bool
 }
@@ -241,7 +241,7 @@ func (s *section) add(filter string, access perm) {
 
 func (a *ACL) addPattern(filter string, access perm) {
 	p := pattern{
-		raw:    filter,
+		parts:  templateParts(filter),
 		levels: compileFilter(filter, true),
 		usesC:  strings.Contains(filter, "%c"),
 		usesU:  strings.Contains(filter, "%u"),
@@ -275,10 +275,10 @@ func (p *pattern) match(s string, cover bool, w *who) bool {
 	return matchLevels(p.levels, s, cover, w.clientID, w.username)
 }
 
-// expand substitutes %c and %u in p.raw as mosquitto does.
+// expand substitutes %c and %u in the filter as mosquitto does.
 func (p *pattern) expand(clientID, username string) string {
 	var b strings.Builder
-	for _, pt := range templateParts(p.raw) {
+	for _, pt := range p.parts {
 		switch pt.subst {
 		case 'c':
 			b.WriteString(clientID)
