@@ -64,6 +64,13 @@ bench-compare: deps ## S1–S5 against our broker, mosquitto and mochi; one tabl
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker || { rm -f $(BIN)/broker; echo "bench-compare: broker build failed; its rows are reported as failed" >&2; }
 	SKIP_BUILD=1 GO=$(GO) BIN=$(BIN) scripts/bench-compare.sh
 
+.PHONY: bench-tls
+bench-tls: deps ## S1 against one broker over TCP and over TLS, with the ratio
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
+	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
+	BIN=$(BIN) scripts/bench-tls.sh
+
 .PHONY: run
 run: deps build ## start the local stack (see README); Ctrl-C stops it
 	@scripts/run-local.sh

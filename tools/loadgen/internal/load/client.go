@@ -2,6 +2,7 @@ package load
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -125,6 +126,7 @@ type dialer struct {
 	timeout  time.Duration // per connection attempt
 	deadline time.Time     // of the whole run; set on every connection
 	maxPkt   int
+	tls      *tls.Config // nil: plain TCP
 }
 
 func (d *dialer) dial(readBuf int) (*client, error) {
@@ -145,6 +147,14 @@ func (d *dialer) dial(readBuf int) (*client, error) {
 		hs = d.deadline
 	}
 	_ = nc.SetDeadline(hs)
+	if d.tls != nil {
+		tc := tls.Client(nc, d.tls)
+		if err := tc.Handshake(); err != nil {
+			_ = nc.Close()
+			return nil, fmt.Errorf("tls handshake: %w", err)
+		}
+		nc = tc
+	}
 	return &client{nc: nc, r: bufio.NewReaderSize(nc, readBuf), version: d.version}, nil
 }
 

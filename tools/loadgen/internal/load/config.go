@@ -1,10 +1,14 @@
 package load
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"time"
 )
 
@@ -13,6 +17,8 @@ import (
 // S1–S5 command lines run unchanged.
 type Config struct {
 	Addr        string        // -addr: broker or redis-server host:port
+	TLS         bool          // -tls: MQTT over TLS
+	TLSCA       string        // -tls-ca: PEM CA file to verify the broker with (else not verified)
 	Mode        string        // -mode: pubsub, conns or redis
 	Topology    string        // -topology: fanin, fanout or pairwise
 	Pubs        int           // -pubs: publishers
@@ -49,6 +55,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:1883", "broker (or redis-server) address host:port")
 	fs.StringVar(&c.Mode, "mode", "pubsub", "pubsub | conns | redis")
+	fs.BoolVar(&c.TLS, "tls", false, "MQTT over TLS (pubsub and conns modes)")
+	fs.StringVar(&c.TLSCA, "tls-ca", "", "with -tls: PEM CA file to verify the broker's certificate; empty: not verified")
 	fs.StringVar(&c.Topology, "topology", "fanin", "fanin|fanout: every publisher sends to one topic that every subscriber is on; pairwise: publisher i -> topic i -> subscriber i (needs -pubs == -subs)")
 	fs.IntVar(&c.Pubs, "pubs", 1, "publishers")
 	fs.IntVar(&c.Subs, "subs", 1, "subscribers")
@@ -98,6 +106,9 @@ func (c *Config) validate() error {
 	}
 	if c.Addr == "" {
 		return errors.New("-addr: empty")
+	}
+	if _, err := c.tlsConfig(); err != nil {
+		return err
 	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("-timeout: must be positive, got %s", c.Timeout)
@@ -160,4 +171,29 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-max-packet: must be at least -size + 1024, got %d", c.MaxPacket)
 	}
 	return nil
+}
+
+// tlsConfig is the client TLS configuration for -tls, or nil.
+func (c *Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCA == "" {
+		conf.InsecureSkipVerify = true // a load test against a self-signed loopback broker
+		return conf, nil
+	}
+	pem, err := os.ReadFile(c.TLSCA)
+	if err != nil {
+		return nil, fmt.Errorf("-tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("-tls-ca: no certificate in %s", c.TLSCA)
+	}
+	conf.RootCAs = pool
+	if host, _, err := net.SplitHostPort(c.Addr); err == nil {
+		conf.ServerName = host
+	}
+	return conf, nil
 }

@@ -26,6 +26,7 @@ func runConns(parent context.Context, cfg Config, errs *errorLog) *Summary {
 	defer cancel()
 	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
 		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
+	d.tls, _ = cfg.tlsConfig() // checked by Config.validate
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
 
 	if cfg.BrokerPID > 0 && cfg.ResetPeak {

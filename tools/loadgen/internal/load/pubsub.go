@@ -88,6 +88,7 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 	r := &run{cfg: cfg, redis: redis, version: byte(cfg.Version), ctx: ctx, errs: errs}
 	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
 		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
+	d.tls, _ = cfg.tlsConfig() // checked by Config.validate
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
 
 	if cfg.BrokerPID > 0 {
