@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,4 +237,20 @@ func uniq(t testing.TB, prefix string) string {
 func rawConnectWithWill(id, topic, payload string, qos byte) *mqtt.Connect {
 	return &mqtt.Connect{ClientID: id, CleanStart: true, KeepAlive: 30, WillFlag: true, WillTopic: topic,
 		WillPayload: []byte(payload), WillQoS: qos}
+}
+
+// vmRSS is this process's resident set size in KiB (the in-process broker's included), for logs.
+func vmRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kb)
+			return kb
+		}
+	}
+	return -1
 }

@@ -193,6 +193,7 @@ func TestSilentConnectionsClosedWithBoundedMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	rssBefore := vmRSS()
 	const n = 2000
 	conns := make([]*rawConn, n)
 	for i := range conns {
@@ -208,8 +209,11 @@ func TestSilentConnectionsClosedWithBoundedMemory(t *testing.T) {
 	if c := b.Server.Stats()["connections"]; c != 0 {
 		t.Fatalf("%d connections still open", c)
 	}
+	rssDuring := vmRSS()
 	runtime.GC()
 	runtime.ReadMemStats(&after)
+	t.Logf("RSS %d KiB before, %d KiB after %d silent connections were closed; heap in use %d -> %d KiB",
+		rssBefore, rssDuring, n, before.HeapInuse>>10, after.HeapInuse>>10)
 	if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 4<<20 {
 		t.Fatalf("heap grew by %d bytes after %d closed connections", grow, n)
 	}

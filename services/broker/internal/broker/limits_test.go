@@ -151,6 +151,7 @@ func TestSlowConsumerCutOffWithBoundedMemory(t *testing.T) {
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
+	rssBefore := vmRSS()
 	flood := dialRaw(t, b.Addr, mqtt.V311)
 	flood.connect(&mqtt.Connect{ClientID: "flood", CleanStart: true, KeepAlive: 60})
 	payload := make([]byte, 16<<10)
@@ -177,6 +178,8 @@ func TestSlowConsumerCutOffWithBoundedMemory(t *testing.T) {
 	<-done
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
+	t.Logf("RSS %d KiB before, %d KiB after a 32 MiB QoS 0 flood to a stuck subscriber; heap in use %d -> %d KiB; worst probe latency %v",
+		rssBefore, vmRSS(), before.HeapInuse>>10, after.HeapInuse>>10, worst)
 	if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 16<<20 {
 		t.Errorf("heap grew by %d MiB during a 32 MiB flood to a stuck subscriber", grow>>20)
 	}
