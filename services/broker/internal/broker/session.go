@@ -246,6 +246,17 @@ func (s *Session) resumeLocked(c *client, now time.Time) {
 		clear(s.queue[len(kept):])
 		s.queue = kept
 	}
+	if s.srv.auth != nil {
+		// Unacknowledged messages are sent again below; those the client may no longer read are
+		// dropped instead (a QoS 2 message already released stays: it was delivered).
+		for i := len(s.inflight) - 1; i >= 0; i-- {
+			f := s.inflight[i]
+			if !f.released && !s.srv.allowed(s.ID, s.username, f.d.msg.Topic, auth.Read) {
+				s.removeInflightLocked(i)
+				s.srv.stats.drop(dropNotAuthorized)
+			}
+		}
+	}
 	for _, f := range s.inflight {
 		if f.released {
 			c.sendAck(mqtt.PUBREL, f.id, mqtt.Success)
