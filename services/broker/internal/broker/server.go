@@ -279,7 +279,6 @@ func (s *Server) unsubscribe(sess *Session, filter string) bool {
 	return ok
 }
 
-
 // capExpiry turns a v5 Session Expiry Interval into a duration, capped by MaxSessionExpiry.
 func (s *Server) capExpiry(secs uint32) time.Duration {
 	if secs == 0xFFFFFFFF && s.cfg.MaxSessionExpiry == 0 {
