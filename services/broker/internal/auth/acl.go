@@ -67,8 +67,9 @@ const (
 //     is stricter than mosquitto 2.0 on PUBLISH and delivery.
 //   - Patterns: %c and %u are replaced by the client id and user name anywhere in the filter. If
 //     either the client id or the user name contains '+' or '#', no pattern grants that client
-//     anything (mosquitto's fix for CVE-2021-34432-era bypasses; its 2.0.x series checks only these
-//     two characters; '/' is allowed and the substituted value then spans levels, as in mosquitto).
+//     anything: mosquitto's fix for CVE-2017-7650 (1.4.12), unchanged through 2.0.x. That fix
+//     first refused '/' too; 1.4.13 allowed it again, and so do we: the substituted value then
+//     spans levels (client id "a/b" with `devices/%c/#` gets devices/a/b/#).
 //     A pattern using %u never matches a client without a user name, nor one using %c an empty
 //     client id. Pattern `deny` lines apply whatever the client id (a dangerous one can only
 //     make them match more).
