@@ -1,0 +1,203 @@
+package infra
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ConfigVar is one environment variable a service's config struct reads.
+type ConfigVar struct {
+	Name       string // with the prefix: BROKER_MQTT_ADDR
+	Field      string // Go field path: MQTTAddr
+	Default    string // the `default` tag
+	HasDefault bool
+}
+
+// ServiceConfig is what a service's internal/config package reads from the environment.
+type ServiceConfig struct {
+	Service string
+	Prefix  string
+	Vars    map[string]ConfigVar
+}
+
+// Names returns the variable names, sorted.
+func (c ServiceConfig) Names() []string {
+	names := make([]string, 0, len(c.Vars))
+	for n := range c.Vars {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// LoadServiceConfig reads services/<service>/internal/config's Go source: the Prefix constant and the
+// Config struct's fields, named the way github.com/kelseyhightower/envconfig names them (the
+// `envconfig` tag or the upper-cased field name, split_words, `ignored`, nested and embedded structs).
+func LoadServiceConfig(root, service string) (ServiceConfig, error) {
+	dir := filepath.Join(root, "services", service, "internal", "config")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return ServiceConfig{}, err
+	}
+	fset := token.NewFileSet()
+	structs := map[string]*ast.StructType{}
+	prefix := ""
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.SkipObjectResolution)
+		if err != nil {
+			return ServiceConfig{}, err
+		}
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				switch s := spec.(type) {
+				case *ast.TypeSpec:
+					if st, ok := s.Type.(*ast.StructType); ok {
+						structs[s.Name.Name] = st
+					}
+				case *ast.ValueSpec:
+					for i, n := range s.Names {
+						if n.Name != "Prefix" || gd.Tok != token.CONST || i >= len(s.Values) {
+							continue
+						}
+						lit, ok := s.Values[i].(*ast.BasicLit)
+						if !ok || lit.Kind != token.STRING {
+							return ServiceConfig{}, fmt.Errorf("%s: Prefix is not a string literal", dir)
+						}
+						prefix, _ = strconv.Unquote(lit.Value)
+					}
+				}
+			}
+		}
+	}
+	cfg, ok := structs["Config"]
+	if !ok {
+		return ServiceConfig{}, fmt.Errorf("%s: no Config struct", dir)
+	}
+	if prefix == "" {
+		return ServiceConfig{}, fmt.Errorf("%s: no Prefix constant", dir)
+	}
+	sc := ServiceConfig{Service: service, Prefix: prefix, Vars: map[string]ConfigVar{}}
+	if err := collectVars(sc.Vars, structs, cfg, prefix, "", 0); err != nil {
+		return ServiceConfig{}, fmt.Errorf("%s: %w", dir, err)
+	}
+	return sc, nil
+}
+
+var (
+	gatherWords  = regexp.MustCompile("([^A-Z]+|[A-Z]+[^A-Z]+|[A-Z]+)")
+	splitAcronym = regexp.MustCompile("([A-Z]+)([A-Z][^A-Z]+)")
+)
+
+func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, st *ast.StructType, prefix, path string, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("config structs nest deeper than 8 levels at %s", path)
+	}
+	for _, f := range st.Fields.List {
+		var tag reflect.StructTag
+		if f.Tag != nil {
+			s, err := strconv.Unquote(f.Tag.Value)
+			if err != nil {
+				return err
+			}
+			tag = reflect.StructTag(s)
+		}
+		if v, _ := strconv.ParseBool(tag.Get("ignored")); v {
+			continue
+		}
+		typ := f.Type
+		if star, ok := typ.(*ast.StarExpr); ok {
+			typ = star.X
+		}
+		var nested *ast.StructType
+		if id, ok := typ.(*ast.Ident); ok {
+			nested = structs[id.Name]
+		}
+		names := f.Names
+		if len(names) == 0 { // embedded
+			id, ok := typ.(*ast.Ident)
+			if !ok {
+				continue // an embedded type from another package: not a config struct
+			}
+			if nested != nil && tag.Get("envconfig") == "" {
+				if err := collectVars(out, structs, nested, prefix, joinPath(path, id.Name), depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			names = []*ast.Ident{id}
+		}
+		for _, n := range names {
+			if !n.IsExported() {
+				continue
+			}
+			key := n.Name
+			if v, _ := strconv.ParseBool(tag.Get("split_words")); v {
+				var words []string
+				for _, w := range gatherWords.FindAllStringSubmatch(n.Name, -1) {
+					if m := splitAcronym.FindStringSubmatch(w[0]); len(m) == 3 {
+						words = append(words, m[1], m[2])
+					} else {
+						words = append(words, w[0])
+					}
+				}
+				key = strings.Join(words, "_")
+			}
+			if alt := tag.Get("envconfig"); alt != "" {
+				key = alt
+			}
+			key = strings.ToUpper(prefix + "_" + key)
+			if nested != nil {
+				if err := collectVars(out, structs, nested, key, joinPath(path, n.Name), depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			def, has := tag.Lookup("default")
+			out[key] = ConfigVar{Name: key, Field: joinPath(path, n.Name), Default: def, HasDefault: has}
+		}
+	}
+	return nil
+}
+
+func joinPath(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}
+
+// ListenPort reports the TCP port of a listener address such as ":1883" or "0.0.0.0:8080". Addresses
+// that name a host ("redis:6379") are where a service connects to, not where it listens, and report
+// false, as does an empty (disabled) address.
+func ListenPort(addr string) (int, bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, false
+	}
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		return 0, false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return 0, false
+	}
+	return p, true
+}
