@@ -1,6 +1,6 @@
 module github.com/mcloudtt/mcloudtt/services/bigquery-adapter
 
-go 1.25.0
+go 1.26.0
 
 require (
 	github.com/kelseyhightower/envconfig v1.4.0
@@ -11,7 +11,7 @@ require (
 require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
-	golang.org/x/sys v0.36.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
 )
 
 replace github.com/mcloudtt/mcloudtt/pkg => ../../pkg
