@@ -194,34 +194,24 @@ func (c *client) accept(p *mqtt.Connect) error {
 		c.rate = newTokenBucket(cfg.MaxPublishRate, cfg.PublishBurst)
 	}
 
-	present, err := c.srv.attach(c, p.CleanStart)
-	if err != nil {
+	if err := c.srv.attach(c, p.CleanStart, &ack); err != nil {
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerUnavailable))
 		return errClientGone
 	}
-	ack.SessionPresent = present
-	c.srv.stats.connects.Add(1)
-	c.srv.stats.clients.Add(1)
-
-	// CONNACK first, then whatever the session holds [MQTT-3.2.0-1], all in one write.
-	sess := c.sess
-	sess.mu.Lock()
-	c.writePacket(&ack)
-	sess.client.Store(c)
-	sess.resumeLocked(c, time.Now())
-	sess.mu.Unlock()
 	c.flushKicks()
-	c.log.Debug().Str("version", c.version.String()).Bool("session_present", present).Msg("client connected")
+	c.log.Debug().Str("version", c.version.String()).Bool("session_present", ack.SessionPresent).Msg("client connected")
 	return nil
 }
 
 // attach finds or makes the session for c.id, taking it over from an older connection
-// [MQTT-3.1.4-2], and reports whether a session was present [MQTT-3.2.2-2..3].
-func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
+// [MQTT-3.1.4-2], sets ack.SessionPresent [MQTT-3.2.2-2..3], and writes the CONNACK followed by
+// what the session holds [MQTT-3.2.0-1]. The new connection owns the session from the moment it
+// is attached, under the server lock, so two CONNECTs with one client id cannot both take it.
+func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		return false, errors.New("server shutting down")
+		return errors.New("server shutting down")
 	}
 	sess := s.sessions[c.id]
 	var old *client
@@ -232,18 +222,23 @@ func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
 		s.endSessionLocked(sess)
 		sess = nil
 	}
+	present := sess != nil
 	if sess == nil {
 		sess = newSession(s, c.id)
 		s.sessions[c.id] = sess
-	} else {
-		present = true
 	}
 	c.sess = sess
 	sess.username = c.username
+	if present && s.auth != nil {
+		// The ACL may have changed, or another user may resume this client id: subscriptions are
+		// checked again; queued messages are checked in resumeLocked.
+		for f := range sess.subscriptions() {
+			if !s.allowed(c.id, c.username, f, auth.Subscribe) {
+				s.unsubscribe(sess, f)
+			}
+		}
+	}
 	sess.mu.Lock()
-	// The new connection owns the session from here on; the old one's teardown sees that and leaves
-	// the session alone.
-	sess.client.Store(nil)
 	if sess.expiryTimer != nil {
 		sess.expiryTimer.Stop()
 		sess.expiryTimer = nil
@@ -254,22 +249,20 @@ func (s *Server) attach(c *client, cleanStart bool) (present bool, err error) {
 		sess.willTimer = nil
 		sess.will = nil
 	}
+	ack.SessionPresent = present
+	c.writePacket(ack)
+	// From here the old connection's teardown sees that it no longer owns the session.
+	sess.client.Store(c)
+	sess.resumeLocked(c, time.Now())
 	sess.mu.Unlock()
+	s.stats.connects.Add(1)
+	s.stats.clients.Add(1)
 	s.mu.Unlock()
 
 	if old != nil {
 		old.takenOver(cleanStart)
 	}
-	if present && s.auth != nil {
-		// The ACL may have changed, or another user may resume this client id: subscriptions are
-		// checked again; queued messages are checked in resumeLocked.
-		for f := range sess.subscriptions() {
-			if !s.allowed(c.id, c.username, f, auth.Subscribe) {
-				s.unsubscribe(sess, f)
-			}
-		}
-	}
-	return present, nil
+	return nil
 }
 
 // takenOver closes a connection whose client id connected again. The old will is published unless

@@ -7,6 +7,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
@@ -265,5 +267,46 @@ func TestConnectTimeout(t *testing.T) {
 	r.expectClosed(5 * time.Second)
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("closed after %v", d)
+	}
+}
+
+// Many CONNECTs with one client id at once: exactly one connection owns the session afterwards.
+func TestConcurrentTakeoversLeaveOneOwner(t *testing.T) {
+	b := startBroker(t)
+	const n = 20
+	conns := make([]*rawConn, n)
+	done := make(chan int, n)
+	for i := range conns {
+		conns[i] = dialRaw(t, b.Addr, mqtt.V5)
+		go func(i int) {
+			conns[i].send(&mqtt.Connect{ProtocolName: "MQTT", Version: mqtt.V5, ClientID: "contested", KeepAlive: 30})
+			done <- i
+		}(i)
+	}
+	for range conns {
+		<-done
+	}
+	waitFor(t, func() bool { return b.Server.Stats()["clients"] == 1 })
+	time.Sleep(200 * time.Millisecond)
+	if c := b.Server.Stats()["clients"]; c != 1 {
+		t.Fatalf("%d clients connected with one client id", c)
+	}
+	// The survivor works: it can subscribe and receive.
+	alive := 0
+	for _, r := range conns {
+		r.send(&mqtt.Pingreq{})
+		for {
+			pk, err := r.readErr(300 * time.Millisecond)
+			if err != nil {
+				break
+			}
+			if pk.Type() == mqtt.PINGRESP {
+				alive++
+				break
+			}
+		}
+	}
+	if alive != 1 {
+		t.Fatalf("%d connections answer PINGREQ, want 1", alive)
 	}
 }
