@@ -3,6 +3,8 @@
 #
 # Usage: scripts/deps.sh [GROUP ...]     (default: base)
 #   base   redis-server, mosquitto (broker and clients, for interop and benchmarks), python3
+#   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
+#          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
 #
 # As root on Debian it installs missing packages with apt-get. For anyone else it prints the exact
 # command to run and fails. Tools built from the Go module proxy are cached outside the repository in
@@ -50,11 +52,63 @@ group_base() {
   apt_install
 }
 
+# --- infra -------------------------------------------------------------------------------------
+# Each validator is built from a module under tools/infra whose go.mod pins it with an exact
+# `require` (the proxy lists no versions for several of them), with GOWORK=off so the workspace
+# cannot change a version. A binary is rebuilt only when it is missing or when its module's files or
+# the Go version change: the stamp beside it records their hash. Cold builds take minutes and are
+# run one package at a time (DEPS_BUILD_P, default 1) to bound memory; cached runs take seconds.
+# Each build's wall time and peak memory go to $CACHE/bin/.<name>.build.
+build_pinned() { # module-dir binary package [extra ldflags]
+  local dir=$1 bin=$2 pkg=$3 ldflags="-s -w ${4:-}"
+  local out="$CACHE/bin/$bin" stamp="$CACHE/bin/.$bin.stamp" want
+  want=$( (cd "$dir" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs cat; go env GOVERSION; echo "$pkg $ldflags") | sha256sum | cut -c1-16)
+  if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  echo "deps: building $bin from ${dir#"$REPO"/} (a cold build takes minutes)" >&2
+  local timing=()
+  [ -x /usr/bin/time ] && timing=(/usr/bin/time -f "$bin: %e s wall, %M KiB peak RSS" -o "$out.build")
+  if ! (cd "$dir" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false -trimpath" CGO_ENABLED=0 \
+      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
+    rm -f "$out.tmp"
+    echo "deps: building $bin failed" >&2
+    return 1
+  fi
+  mv -f "$out.tmp" "$out"
+  echo "$want" >"$stamp"
+  [ -f "$out.build" ] && cat "$out.build" >&2
+  return 0
+}
+
+group_infra() {
+  need_cmd openssl openssl
+  need_cmd python3 python3
+  need_cmd timeout coreutils
+  need_cmd /usr/bin/time time
+  apt_install
+  command -v go >/dev/null 2>&1 || { echo "deps: infra needs Go (see go.work for the version)" >&2; exit 1; }
+  local pins="$REPO/tools/infra/pins" kubever
+  kubever=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$pins/kube/go.mod")
+  local kubeflags="-X k8s.io/component-base/version.gitVersion=$kubever -X k8s.io/component-base/version.gitMajor=1"
+  kubeflags+=" -X k8s.io/component-base/version.gitMinor=$(echo "$kubever" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
+  local failed=0
+  build_pinned "$REPO/tools/infra/imagekit" imagekit . || failed=1
+  build_pinned "$pins/etcd" etcd go.etcd.io/etcd/server/v3 || failed=1
+  build_pinned "$pins/kube" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kubeflags" || failed=1
+  build_pinned "$pins/kube" kubectl k8s.io/kubernetes/cmd/kubectl "$kubeflags" || failed=1
+  build_pinned "$pins/tofu" tofu github.com/opentofu/opentofu/cmd/tofu || failed=1
+  [ "$failed" -eq 0 ] || exit 1
+}
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+
 groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(base)
 for g in "${groups[@]}"; do
   case "$g" in
     base) group_base ;;
+    infra) group_infra ;;
     *) echo "deps: unknown group $g" >&2; exit 2 ;;
   esac
 done

@@ -3,6 +3,7 @@ package infra
 import (
 	"bytes"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -292,8 +293,22 @@ func TestTerraformMatchesManifests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(settings), "\nREDIS_CIDR="+str("redis_reserved_ip_range")+"\n") {
-		t.Errorf("settings.env REDIS_CIDR is not terraform's redis_reserved_ip_range default %s", str("redis_reserved_ip_range"))
+	// settings.env holds terraform's outputs (scripts/infra-gke-settings.sh); the committed one its
+	// defaults. Either way Memorystore's address must lie in the range the NetworkPolicy allows.
+	env := map[string]string{}
+	for _, line := range strings.Split(string(settings), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			env[k] = v
+		}
+	}
+	_, cidr, err := net.ParseCIDR(env["REDIS_CIDR"])
+	if err != nil {
+		t.Errorf("settings.env REDIS_CIDR: %v", err)
+	} else if ip := net.ParseIP(env["REDIS_HOST"]); ip == nil || !cidr.Contains(ip) {
+		t.Errorf("settings.env REDIS_HOST %q is not in REDIS_CIDR %s", env["REDIS_HOST"], cidr)
+	}
+	if _, def, err := net.ParseCIDR(str("redis_reserved_ip_range")); err != nil || len(def.IP.To4()) != net.IPv4len {
+		t.Errorf("redis_reserved_ip_range default %q is not an IPv4 range", str("redis_reserved_ip_range"))
 	}
 
 	wi := m.Resources("google_service_account_iam_member")
