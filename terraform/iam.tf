@@ -39,4 +39,7 @@ resource "google_service_account_iam_member" "adapter_workload_identity" {
   service_account_id = google_service_account.adapter.name
   role               = "roles/iam.workloadIdentityUser"
   member             = "serviceAccount:${local.workload_pool}[${var.k8s_namespace}/${var.adapter_k8s_service_account}]"
+
+  # The pool <project>.svc.id.goog exists only once a cluster with Workload Identity does.
+  depends_on = [google_container_cluster.autopilot]
 }
