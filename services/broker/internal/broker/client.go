@@ -85,14 +85,13 @@ func (c *client) closeConn() {
 
 // serve runs the connection from accept to close. It is the reader goroutine.
 func (c *client) serve() {
+	handedOver := false
 	defer func() {
-		if r := recover(); r != nil {
-			// A last guard: a bug in handling one connection costs that connection only.
-			c.log.Error().Interface("panic", r).Str("client_id", c.id).Msg("recovered from panic in connection handler")
-			c.srv.stats.panics.Add(1)
+		if !handedOver {
+			c.finish()
 		}
-		c.finish()
 	}()
+	defer c.recoverPanic()
 	c.rd = newConnReader(c.conn)
 	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
 	if err := c.readConnect(); err != nil {
@@ -105,7 +104,26 @@ func (c *client) serve() {
 		}
 		return
 	}
-	c.readLoop()
+	// Handling CONNECT (TLS handshake, authentication, session resume) grows a goroutine's stack
+	// to several KiB, and Go keeps it until a GC shrinks it. The read loop runs on a fresh
+	// goroutine instead, whose small stack is all an idle connection then holds.
+	handedOver = true
+	c.srv.wg.Add(1)
+	go func() {
+		defer c.srv.wg.Done()
+		defer c.finish()
+		defer c.recoverPanic()
+		c.readLoop()
+	}()
+}
+
+// recoverPanic is the last guard: a bug in handling one connection costs that connection only.
+// It must be deferred itself (recover works only when called by the deferred function).
+func (c *client) recoverPanic() {
+	if r := recover(); r != nil {
+		c.log.Error().Interface("panic", r).Str("client_id", c.id).Msg("recovered from panic in connection handler")
+		c.srv.stats.panics.Add(1)
+	}
 }
 
 // readPacket reads one packet's fixed header and body. The body is freshly allocated, so packets
