@@ -227,17 +227,19 @@ func (c *client) protocolFailure(err error) {
 	c.lingerClose()
 }
 
-// lingerClose flushes the output, half-closes the connection and discards what the client still
-// sends for a moment before closing. Closing a socket with unread input makes the kernel answer
-// with a reset, and a client that is still writing (acks, pipelined publishes) would then lose the
-// DISCONNECT or CONNACK that explains why. Only the reader goroutine may call it.
+// lingerClose flushes the output, half-closes the connection where the transport can (TCP FIN,
+// TLS close_notify) and discards what the client still sends for a moment before closing. Closing
+// a socket with unread input makes the kernel answer with a reset, and a client that is still
+// writing (acks, pipelined publishes) would then lose the DISCONNECT or CONNACK that explains why.
+// Only the reader goroutine may call it.
 func (c *client) lingerClose() {
 	c.out.closeAndDrain(time.Second)
-	if tc, ok := c.conn.(*net.TCPConn); ok && !c.closed.Load() {
-		if tc.CloseWrite() == nil {
-			_ = tc.SetReadDeadline(time.Now().Add(lingerTimeout))
-			_, _ = io.Copy(io.Discard, io.LimitReader(tc, 1<<20))
+	if !c.closed.Load() {
+		if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
 		}
+		_ = c.conn.SetReadDeadline(time.Now().Add(lingerTimeout))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.conn, 1<<20))
 	}
 	c.closeConn()
 }
