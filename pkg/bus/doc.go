@@ -1,0 +1,46 @@
+// Package bus is how MCloudTT's processes talk to each other through Redis. It owns:
+//
+//   - the names of every Redis channel and key the services share (Names), so broker, adapter and
+//     health gateway never spell them twice;
+//   - the binary envelope that carries MQTT messages between broker replicas (Message,
+//     AppendMessage, DecodeBatch): pure code, no I/O;
+//   - the Bus: batching of messages per destination replica into one PUBLISH (SPUBLISH on a
+//     Redis Cluster), the subscription to the replica's own channels, its health check,
+//     reconnects with backoff, and the status readiness probes follow;
+//   - heartbeats (Heartbeat, PublishHeartbeat, DecodeHeartbeat) and the cluster route table
+//     (AddRoutes, RemoveRoutes, Routes, Replicas, RouteChange).
+//
+// It does not decide where a message goes: the broker's router looks up which replicas have
+// matching subscriptions and calls Publish once per destination replica.
+//
+// # Data flow
+//
+//	replica A: Publish(dest B, msg) ─▶ pending batch for B ─▶ flusher: one PUBLISH mcloudtt:{B}:in
+//	                                                           (all due destinations pipelined)
+//	replica B: subscription connection ◀─ Redis ─┘  OnBatch(batch) ─▶ DecodeBatch ─▶ router
+//
+// # Batching
+//
+// Publish appends the message's encoding to the pending batch of its destination and returns.
+// One flusher goroutine sends every pending batch, one PUBLISH per batch, all of them in one
+// pipeline, as soon as a batch reaches Options.BatchMaxBytes or Options.BatchMaxDelay has passed
+// since the oldest pending message. While a pipeline is in flight new messages keep collecting, so
+// under load batches grow by themselves and the Redis command rate stays far below the message
+// rate; an idle bus adds at most BatchMaxDelay of latency. There is one pipeline in flight at a
+// time, which keeps the batches for one destination in order.
+//
+// # Subscriptions
+//
+// The subscription connection is the bus's own RESP2 connection rather than go-redis' PubSub,
+// because the bus must own its life: go-redis reconnects a PubSub silently (the broker would miss
+// that messages were lost and not resync its route table) and hands payloads over as strings.
+// Here every read has a deadline of Options.HealthTimeout while a PING goes out every
+// Options.HealthInterval, so a dead or half-open link is noticed within HealthTimeout; the
+// connection is then dropped and made again with capped exponential backoff and jitter,
+// re-subscribed, and Options.OnReconnect is called. Status and Options.OnStatus report the state.
+//
+// On a Redis Cluster (Options.Cluster) the bus uses sharded pub/sub: each replica's channels
+// carry the replica id as a hash tag, so they live on one node and different replicas' traffic
+// spreads over the masters. Channels in different slots need separate subscription connections;
+// the bus opens one per slot it needs (the replica's own channels, heartbeats, route changes).
+package bus

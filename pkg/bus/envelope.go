@@ -1,0 +1,464 @@
+package bus
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"unsafe"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+)
+
+// The envelope: how messages travel between replicas. Pure code, no I/O.
+//
+// A batch is one version byte followed by any number of messages, each framed by its length:
+//
+//	batch   = version:u8 (=1)  message*
+//	message = length:uvarint  body[length]
+//	body    = id[16]  hdr:u8  flags:uvarint  created:int64 LE  expiry:varint (zig-zag)
+//	          origin:str  client:str  username:str  topic:str  payload:bin
+//	          [payload format:u8]  [content type:str]  [response topic:str]  [correlation:bin]
+//	          user-properties:uvarint (key:str value:str)*
+//	          groups:uvarint group:str*
+//	          (bytes after the groups are ignored: room for later fields)
+//	str, bin = length:uvarint bytes
+//	hdr     = bits 0-1 QoS, 2 retain, 3 plain, 4..7 payload format, content type, response topic,
+//	          correlation data present
+//
+// Lengths are varints, so nothing is capped at 64 KiB and short fields cost one byte; no JSON,
+// no base64. The frame length lets a decoder skip fields a newer sender appended, and lets the
+// decoder count the messages (and so size its one allocation) before decoding any.
+
+// EnvelopeVersion is the first byte of every batch this package writes.
+const EnvelopeVersion = 1
+
+// minBody is the smallest body a message can have: id, header, flags, created, expiry, five
+// empty strings, two zero counts.
+const minBody = 16 + 1 + 1 + 8 + 1 + 5 + 2
+
+const (
+	hdrQoS     = 0x03
+	hdrRetain  = 0x04
+	hdrPlain   = 0x08
+	hdrPropsAt = 4 // PropMask bits sit at hdr bits 4..7
+)
+
+// ErrMalformed is wrapped by every error DecodeBatch returns.
+var ErrMalformed = errors.New("bus: malformed envelope")
+
+// ErrBadMessage is returned by AppendMessage for a message that cannot be encoded (QoS above 2).
+var ErrBadMessage = errors.New("bus: message cannot be encoded")
+
+// PropMask records which optional MQTT 5 properties a message carries, so that "absent" and
+// "zero" stay different across the bus.
+type PropMask uint8
+
+// Bits of PropMask.
+const (
+	PropPayloadFormat   PropMask = 1 << iota // Payload Format Indicator
+	PropContentType                          // Content Type
+	PropResponseTopic                        // Response Topic
+	PropCorrelationData                      // Correlation Data
+)
+
+// MessageID identifies a message across the cluster: 128 random bits, laid out as a version 4
+// UUID so it prints as one.
+type MessageID [16]byte
+
+// NewMessageID returns a random id. It uses the runtime's per-thread ChaCha8 generator
+// (math/rand/v2), seeded from the operating system: unpredictable enough for ids, a few
+// nanoseconds, no lock, no system call.
+func NewMessageID() MessageID {
+	var id MessageID
+	binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
+	id[6] = id[6]&0x0f | 0x40 // version 4
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id
+}
+
+// IsZero reports whether id is all zeros (no id).
+func (id MessageID) IsZero() bool { return id == MessageID{} }
+
+// String formats id as a UUID: 8-4-4-4-12 hex digits.
+func (id MessageID) String() string {
+	var b [36]byte
+	hex.Encode(b[0:8], id[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], id[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], id[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], id[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], id[10:])
+	return string(b[:])
+}
+
+// Message is one MQTT application message as it travels between replicas.
+//
+// A decoded Message aliases the batch it came from: its strings and byte slices point into it.
+// The bus hands every received batch over in a buffer of its own that it never reuses, so
+// decoded messages may be kept as long as needed, but nobody may write into the batch.
+type Message struct {
+	ID       MessageID
+	Origin   string // id of the replica the publisher is connected to
+	ClientID string // publisher's client id
+	Username string // publisher's user name ("" if none)
+	Topic    string
+	Payload  []byte // any bytes
+	QoS      byte   // 0, 1 or 2
+	Retain   bool
+	Flags    uint32 // the broker's own flags; opaque to the bus
+	Created  int64  // when the broker accepted the PUBLISH, Unix nanoseconds
+	Expiry   int64  // absolute expiry (Message Expiry Interval added to Created), Unix ns; 0 = never
+
+	// MQTT 5 properties that travel with the message. A property is present when its bit is set
+	// in Props or, when encoding, when its field is not the zero value (CorrelationData: not nil).
+	Props           PropMask
+	PayloadFormat   byte
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	UserProperties  []mqtt.UserProperty // in the order the publisher sent them
+
+	// Routing hints for the receiving replica. Plain: deliver to its non-shared subscribers
+	// whose filters match. Groups: shared-subscription groups, as "group/filter", for which the
+	// receiver must pick one of its local members.
+	Plain  bool
+	Groups []string
+}
+
+// props returns the properties that will be encoded.
+func (m *Message) props() PropMask {
+	p := m.Props
+	if m.PayloadFormat != 0 {
+		p |= PropPayloadFormat
+	}
+	if m.ContentType != "" {
+		p |= PropContentType
+	}
+	if m.ResponseTopic != "" {
+		p |= PropResponseTopic
+	}
+	if m.CorrelationData != nil {
+		p |= PropCorrelationData
+	}
+	return p & 0x0f
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func strLen(n int) int { return uvarintLen(uint64(n)) + n }
+
+func zigzag(x int64) uint64 { return uint64(x<<1) ^ uint64(x>>63) }
+
+// bodySize is the encoded size of m without its length prefix.
+func (m *Message) bodySize(p PropMask) int {
+	n := 16 + 1 + uvarintLen(uint64(m.Flags)) + 8 + uvarintLen(zigzag(m.Expiry)) +
+		strLen(len(m.Origin)) + strLen(len(m.ClientID)) + strLen(len(m.Username)) +
+		strLen(len(m.Topic)) + strLen(len(m.Payload))
+	if p&PropPayloadFormat != 0 {
+		n++
+	}
+	if p&PropContentType != 0 {
+		n += strLen(len(m.ContentType))
+	}
+	if p&PropResponseTopic != 0 {
+		n += strLen(len(m.ResponseTopic))
+	}
+	if p&PropCorrelationData != 0 {
+		n += strLen(len(m.CorrelationData))
+	}
+	n += uvarintLen(uint64(len(m.UserProperties)))
+	for i := range m.UserProperties {
+		n += strLen(len(m.UserProperties[i].Key)) + strLen(len(m.UserProperties[i].Value))
+	}
+	n += uvarintLen(uint64(len(m.Groups)))
+	for _, g := range m.Groups {
+		n += strLen(len(g))
+	}
+	return n
+}
+
+// Size returns how many bytes AppendMessage adds for m.
+func (m *Message) Size() int {
+	b := m.bodySize(m.props())
+	return uvarintLen(uint64(b)) + b
+}
+
+// AppendBatchHeader appends the version byte that starts every batch.
+func AppendBatchHeader(dst []byte) []byte { return append(dst, EnvelopeVersion) }
+
+// AppendMessage appends m's framed encoding to dst, which must already hold a batch header (or
+// earlier messages after one). It allocates nothing when dst has room for m.Size() more bytes.
+// It fails, leaving dst as it was, only for a QoS above 2.
+func AppendMessage(dst []byte, m *Message) ([]byte, error) {
+	if m.QoS > 2 {
+		return dst, fmt.Errorf("%w: QoS %d", ErrBadMessage, m.QoS)
+	}
+	p := m.props()
+	body := m.bodySize(p)
+	dst = growBytes(dst, uvarintLen(uint64(body))+body)
+	dst = binary.AppendUvarint(dst, uint64(body))
+	dst = append(dst, m.ID[:]...)
+	hdr := m.QoS | byte(p)<<hdrPropsAt
+	if m.Retain {
+		hdr |= hdrRetain
+	}
+	if m.Plain {
+		hdr |= hdrPlain
+	}
+	dst = append(dst, hdr)
+	dst = binary.AppendUvarint(dst, uint64(m.Flags))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(m.Created))
+	dst = binary.AppendVarint(dst, m.Expiry)
+	dst = appendStr(dst, m.Origin)
+	dst = appendStr(dst, m.ClientID)
+	dst = appendStr(dst, m.Username)
+	dst = appendStr(dst, m.Topic)
+	dst = appendBin(dst, m.Payload)
+	if p&PropPayloadFormat != 0 {
+		dst = append(dst, m.PayloadFormat)
+	}
+	if p&PropContentType != 0 {
+		dst = appendStr(dst, m.ContentType)
+	}
+	if p&PropResponseTopic != 0 {
+		dst = appendStr(dst, m.ResponseTopic)
+	}
+	if p&PropCorrelationData != 0 {
+		dst = appendBin(dst, m.CorrelationData)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.UserProperties)))
+	for i := range m.UserProperties {
+		dst = appendStr(dst, m.UserProperties[i].Key)
+		dst = appendStr(dst, m.UserProperties[i].Value)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(m.Groups)))
+	for _, g := range m.Groups {
+		dst = appendStr(dst, g)
+	}
+	return dst, nil
+}
+
+// growBytes makes room for n more bytes with one allocation at most.
+func growBytes(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), 2*cap(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+func appendStr(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendBin(dst []byte, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+// malformed builds a decoding error; offset is from the start of the batch.
+func malformed(off int, what string) error {
+	return fmt.Errorf("%w: %s at byte %d", ErrMalformed, what, off)
+}
+
+// DecodeBatch decodes every message of a batch. See DecodeBatchInto.
+func DecodeBatch(batch []byte) ([]Message, error) { return DecodeBatchInto(nil, batch) }
+
+// DecodeBatchInto appends the messages of batch to dst[:0] and returns the result.
+//
+// The messages alias batch (strings and byte slices point into it; nothing is copied), so batch
+// must not be modified while they are in use.
+//
+// It never panics and checks every length against the bytes present before using it. It
+// allocates at most: the message slice (when dst is too small), sized after counting frames,
+// each at least 35 wire bytes for about 250 bytes of Message; and per message, exactly sized
+// slices for user properties (at least 2 wire bytes per 32-byte element) and groups (at least 1
+// per 16). So any input costs under 16 bytes of heap per byte.
+//
+// A malformed batch is rejected whole (ErrMalformed): it can only come from a bug or a foreign
+// publisher, and half a batch would hide that.
+func DecodeBatchInto(dst []Message, batch []byte) ([]Message, error) {
+	dst = dst[:0]
+	if len(batch) == 0 {
+		return dst, malformed(0, "empty batch")
+	}
+	if batch[0] != EnvelopeVersion {
+		return dst, malformed(0, fmt.Sprintf("unknown version %d", batch[0]))
+	}
+	// First pass: frames only, to size the slice once.
+	n := 0
+	for off := 1; off < len(batch); {
+		l, k := binary.Uvarint(batch[off:])
+		if k <= 0 {
+			return dst, malformed(off, "bad message length")
+		}
+		if l < minBody || l > uint64(len(batch)-off-k) {
+			return dst, malformed(off, "message length out of range")
+		}
+		off += k + int(l)
+		n++
+	}
+	if cap(dst) < n {
+		dst = make([]Message, 0, n)
+	}
+	for off := 1; off < len(batch); {
+		l, k := binary.Uvarint(batch[off:])
+		off += k
+		dst = dst[:len(dst)+1]
+		m := &dst[len(dst)-1]
+		if err := m.decodeBody(batch[off:off+int(l)], off); err != nil {
+			return dst[:0], err
+		}
+		off += int(l)
+	}
+	return dst, nil
+}
+
+// decoder reads one message body; base is its offset in the batch, for error messages.
+type decoder struct {
+	b    []byte
+	off  int
+	base int
+	err  error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = malformed(d.base+d.off, what)
+	}
+}
+
+func (d *decoder) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, k := binary.Uvarint(d.b[d.off:])
+	if k <= 0 {
+		d.fail("bad varint: " + what)
+		return 0
+	}
+	d.off += k
+	return v
+}
+
+func (d *decoder) bytes(what string) []byte {
+	l := d.uvarint(what)
+	if d.err != nil {
+		return nil
+	}
+	if l > uint64(len(d.b)-d.off) {
+		d.fail(what + " longer than the message")
+		return nil
+	}
+	b := d.b[d.off : d.off+int(l) : d.off+int(l)]
+	d.off += int(l)
+	return b
+}
+
+func (d *decoder) str(what string) string {
+	b := d.bytes(what)
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+func (m *Message) decodeBody(b []byte, base int) error {
+	d := decoder{b: b, base: base}
+	// len(b) >= minBody, checked by the first pass: the fixed part is present.
+	copy(m.ID[:], b[:16])
+	hdr := b[16]
+	d.off = 17
+	m.QoS = hdr & hdrQoS
+	if m.QoS > 2 {
+		return malformed(base+16, "QoS 3")
+	}
+	m.Retain = hdr&hdrRetain != 0
+	m.Plain = hdr&hdrPlain != 0
+	m.Props = PropMask(hdr >> hdrPropsAt)
+	flags := d.uvarint("flags")
+	if flags > 0xffffffff {
+		d.fail("flags above 32 bits")
+	}
+	m.Flags = uint32(flags)
+	if d.err == nil {
+		if len(b)-d.off < 8 {
+			d.fail("created time missing")
+		} else {
+			m.Created = int64(binary.LittleEndian.Uint64(b[d.off:]))
+			d.off += 8
+		}
+	}
+	if d.err == nil {
+		v, k := binary.Varint(b[d.off:])
+		if k <= 0 {
+			d.fail("bad expiry")
+		} else {
+			m.Expiry = v
+			d.off += k
+		}
+	}
+	m.Origin = d.str("origin")
+	m.ClientID = d.str("client id")
+	m.Username = d.str("username")
+	m.Topic = d.str("topic")
+	m.Payload = d.bytes("payload")
+	m.PayloadFormat, m.ContentType, m.ResponseTopic, m.CorrelationData = 0, "", "", nil
+	if m.Props&PropPayloadFormat != 0 && d.err == nil {
+		if d.off >= len(b) {
+			d.fail("payload format missing")
+		} else {
+			m.PayloadFormat = b[d.off]
+			d.off++
+		}
+	}
+	if m.Props&PropContentType != 0 {
+		m.ContentType = d.str("content type")
+	}
+	if m.Props&PropResponseTopic != 0 {
+		m.ResponseTopic = d.str("response topic")
+	}
+	if m.Props&PropCorrelationData != 0 {
+		m.CorrelationData = d.bytes("correlation data")
+	}
+	m.UserProperties = nil
+	if n := d.uvarint("user property count"); n > 0 && d.err == nil {
+		// Each pair takes at least two bytes: check before allocating.
+		if n > uint64(len(b)-d.off)/2 {
+			d.fail("user property count exceeds the message")
+		} else {
+			m.UserProperties = make([]mqtt.UserProperty, n)
+			for i := range m.UserProperties {
+				m.UserProperties[i].Key = d.str("user property key")
+				m.UserProperties[i].Value = d.str("user property value")
+			}
+		}
+	}
+	m.Groups = nil
+	if n := d.uvarint("group count"); n > 0 && d.err == nil {
+		if n > uint64(len(b)-d.off) {
+			d.fail("group count exceeds the message")
+		} else {
+			m.Groups = make([]string, n)
+			for i := range m.Groups {
+				m.Groups[i] = d.str("group")
+			}
+		}
+	}
+	return d.err
+}

@@ -1,0 +1,76 @@
+package bus
+
+import (
+	"errors"
+	"reflect"
+	"runtime"
+	"testing"
+)
+
+// decodeAllocLimit is the most DecodeBatch may allocate for n input bytes: 16 bytes per byte
+// (see DecodeBatchInto) plus small-object rounding.
+func decodeAllocLimit(n int) uint64 { return uint64(16*n + 512) }
+
+var fuzzCalls int
+
+// FuzzDecodeBatch feeds arbitrary bytes to DecodeBatch. It must not panic; whatever decodes
+// must re-encode and decode to the same messages; errors are ErrMalformed. Every 64th input also
+// checks the allocation bound.
+func FuzzDecodeBatch(f *testing.F) {
+	for _, fx := range fixtures {
+		f.Add(encodeBatch(f, fx.msgs))
+	}
+	for _, c := range malformedCases() {
+		f.Add(c.raw)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := DecodeBatch(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v is not ErrMalformed", err)
+			}
+			if len(ms) != 0 {
+				t.Fatal("messages returned with an error")
+			}
+			return
+		}
+		re := AppendBatchHeader(nil)
+		for i := range ms {
+			if re, err = AppendMessage(re, &ms[i]); err != nil {
+				t.Fatalf("decoded message %d does not encode: %v", i, err)
+			}
+		}
+		again, err := DecodeBatch(re)
+		if err != nil {
+			t.Fatalf("re-encoded batch does not decode: %v", err)
+		}
+		if len(again) != len(ms) {
+			t.Fatalf("%d messages, then %d", len(ms), len(again))
+		}
+		for i := range ms {
+			if a, b := normalize(ms[i]), normalize(again[i]); !reflect.DeepEqual(a, b) {
+				t.Fatalf("message %d changed:\n%+v\n%+v", i, a, b)
+			}
+		}
+		// Canonical encodings survive byte for byte.
+		if len(re) > len(data) {
+			t.Fatalf("re-encoding grew: %d > %d bytes", len(re), len(data))
+		}
+		fuzzCalls++
+		if fuzzCalls%64 == 0 {
+			// The fuzzing engine allocates in other goroutines: take the least of three runs.
+			least := ^uint64(0)
+			for range 3 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				out, _ := DecodeBatch(data)
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(out)
+				least = min(least, after.TotalAlloc-before.TotalAlloc)
+			}
+			if least > decodeAllocLimit(len(data)) {
+				t.Fatalf("decoding %d bytes allocated %d", len(data), least)
+			}
+		}
+	})
+}
