@@ -34,7 +34,6 @@ type client struct {
 	sendQuota int    // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
 	maxOut    uint32 // client's Maximum Packet Size; 0 means no limit
 	aliasMax  uint16 // topic aliases the client accepts from us
-	problems  bool   // v5 Request Problem Information (default true)
 
 	// Reader goroutine only.
 	rate       *tokenBucket // publish rate limit; nil when unlimited
@@ -68,7 +67,7 @@ func (c *client) setReason(r disconnectReason) { c.reason.CompareAndSwap(0, int3
 var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
-	c := &client{srv: srv, conn: conn, log: srv.log, problems: true, done: make(chan struct{})}
+	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{})}
 	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
 	c.out.onError = func(err error) { c.closeConn() }
 	c.out.onWritten = func(n int) { srv.stats.bytesSent.Add(int64(n)) }

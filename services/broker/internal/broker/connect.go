@@ -158,9 +158,9 @@ func (c *client) accept(p *mqtt.Connect) error {
 			c.maxOut = pp.MaximumPacketSize // [MQTT-3.1.2-24]
 		}
 		c.aliasMax = pp.TopicAliasMaximum // [MQTT-3.1.2-26]
-		if pp.Has(mqtt.PropRequestProblemInfo) {
-			c.problems = pp.RequestProblemInfo == 1
-		}
+		// Request Problem Information 0 forbids reason strings and user properties on packets
+		// other than PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29]; the broker sends them on
+		// none of those others, so there is nothing to switch off.
 		c.sessExpiry = c.srv.capExpiry(pp.SessionExpiry)
 		if pp.Has(mqtt.PropSessionExpiry) && cfg.MaxSessionExpiry > 0 && pp.SessionExpiry > cfg.MaxSessionExpiry {
 			ack.Properties.SessionExpiry = cfg.MaxSessionExpiry
