@@ -58,7 +58,7 @@ group_base() {
 # cannot change a version. A binary is rebuilt only when it is missing or when its module's files or
 # the Go version change: the stamp beside it records their hash. Cold builds take minutes and are
 # run one package at a time (DEPS_BUILD_P, default 1) to bound memory; cached runs take seconds.
-# Each build's wall time and peak memory go to $CACHE/bin/.<name>.build.
+# Each build's wall time and peak memory go to $CACHE/bin/<name>.build.
 build_pinned() { # module-dir binary package [extra ldflags]
   local dir=$1 bin=$2 pkg=$3 ldflags="-s -w ${4:-}"
   local out="$CACHE/bin/$bin" stamp="$CACHE/bin/.$bin.stamp" want
@@ -97,7 +97,8 @@ group_infra() {
   build_pinned "$pins/etcd" etcd go.etcd.io/etcd/server/v3 || failed=1
   build_pinned "$pins/kube" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kubeflags" || failed=1
   build_pinned "$pins/kube" kubectl k8s.io/kubernetes/cmd/kubectl "$kubeflags" || failed=1
-  build_pinned "$pins/tofu" tofu github.com/opentofu/opentofu/cmd/tofu || failed=1
+  # dev=no is what OpenTofu's release builds set: the version is then 1.12.6, not 1.12.6-dev.
+  build_pinned "$pins/tofu" tofu github.com/opentofu/opentofu/cmd/tofu "-X github.com/opentofu/opentofu/version.dev=no" || failed=1
   [ "$failed" -eq 0 ] || exit 1
 }
 

@@ -247,7 +247,10 @@ done
 # ---------------------------------------------------------------------------------------------------
 # 3. terraform/ with OpenTofu
 # ---------------------------------------------------------------------------------------------------
-check "tofu $("$BIN/tofu" version | head -1 | awk '{print $2}') fmt -check -recursive terraform/" \
+# tofu reads TF_CLI_CONFIG_FILE: start from an empty one, not whatever the machine points it at.
+: >"$WORK/tofurc"
+export TF_CLI_CONFIG_FILE="$WORK/tofurc" TF_DATA_DIR="$WORK/tfdata" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
+check "tofu $("$BIN/tofu" version | sed -n '1s/^OpenTofu //p') fmt -check -recursive terraform/" \
   "$BIN/tofu" -chdir="$ROOT/terraform" fmt -check -recursive -diff
 
 provider_dir=${TF_GOOGLE_PROVIDER_DIR:-}
@@ -263,7 +266,6 @@ provider_installation {
   direct {}
 }
 EOF
-  export TF_CLI_CONFIG_FILE="$WORK/tofurc" TF_DATA_DIR="$WORK/tfdata" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
   check "tofu validate terraform/ (google provider from $provider_dir)" "$BIN/tofu" -chdir="$ROOT/terraform" validate -no-color
   check "tofu test terraform/ (mock_provider \"google\": plans the whole stack)" "$BIN/tofu" -chdir="$ROOT/terraform" test -no-color
 else
@@ -296,8 +298,15 @@ for dir in "$ROOT"/services/*/; do
   entry=$(dockerfile_arg "$df" ENTRYPOINT)
   dest=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])[0])' "$entry" 2>/dev/null)
   log="$IMG/$svc.log"
-  # The Dockerfile's build step: the service's own module, static, stripped.
-  if ! (cd "$dir" && GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags="-s -w" -o "$IMG/$svc" "./cmd/$svc") >"$log" 2>&1; then
+  # The Dockerfile's build stage, step for step, in a scratch copy of what it COPYs (pkg/ and the
+  # service): the service's own module, `go mod download` (which also records any go.sum line the
+  # module lacks), then a static, stripped build.
+  src="$IMG/src-$svc"
+  mkdir -p "$src/services"
+  cp -R "$ROOT/pkg" "$src/pkg"
+  cp -R "$dir" "$src/services/$svc"
+  if ! (cd "$src/services/$svc" && export GOWORK=off CGO_ENABLED=0 GOFLAGS=-buildvcs=false &&
+    go mod download && go build -trimpath -ldflags="-s -w" -o "$IMG/$svc" "./cmd/$svc") >"$log" 2>&1; then
     fail "$svc: static build as in the Dockerfile" "$log"
     continue
   fi
