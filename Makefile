@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 GO       ?= go
-MODULES  := pkg services/broker services/bigquery-adapter services/health-gateway tools/loadgen
+MODULES  := pkg services/broker services/bigquery-adapter services/health-gateway tools/loadgen tools/infra
 PKGS     := $(foreach m,$(MODULES),./$(m)/...)
 SERVICES := broker bigquery-adapter health-gateway
 BIN      := bin
