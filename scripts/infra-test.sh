@@ -45,7 +45,18 @@ trap 'exit 130' INT TERM
 
 log() { printf '%s\n' "$*" >&2; }
 pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$1"; [ -n "${2:-}" ] && sed 's/^/      /' "$2" | head -40; return 0; }
+# fail NAME [LOG]: the log's warnings and errors if it has any, else its last 40 lines.
+fail() {
+  failed=$((failed + 1))
+  printf 'FAIL  %s\n' "$1"
+  [ -n "${2:-}" ] || return 0
+  if grep -qiE '^(warning|error)' "$2"; then
+    grep -iE '^(warning|error)' "$2" | head -40 | sed 's/^/      /'
+  else
+    tail -40 "$2" | sed 's/^/      /'
+  fi
+  return 0
+}
 skip() { skipped=$((skipped + 1)); printf 'SKIP  %s: %s\n' "$1" "$2"; }
 
 # check NAME CMD...: runs CMD with its output in a file, PASS or FAIL with that output.
