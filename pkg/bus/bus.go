@@ -80,15 +80,17 @@ type Bus struct {
 	status   Status
 
 	// mu guards everything that follows: the pending batches (see publish.go).
-	mu        sync.Mutex
-	closed    bool
-	dests     map[string]*dest
-	ready     []*dest // destinations with pending batches, in the order they got them
-	first     time.Time
-	urgent    bool // a batch reached BatchMaxBytes: flush without waiting for BatchMaxDelay
-	pending   int  // encoded bytes queued or in flight
-	free      []*batch
-	lastSweep time.Time
+	mu     sync.Mutex
+	closed bool
+	dests  map[string]*dest
+	ready  []*dest // destinations with pending batches, in the order they got them
+	first  time.Time
+	urgent bool // a batch reached BatchMaxBytes: flush without waiting for BatchMaxDelay
+	// dueSignaled: a Publish saw BatchMaxDelay pass and woke the flusher (once per round).
+	dueSignaled bool
+	pending     int // encoded bytes queued or in flight
+	free        []*batch
+	lastSweep   time.Time
 
 	kick        chan struct{} // wakes the flusher
 	flusherDone chan struct{}

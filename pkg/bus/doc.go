@@ -29,6 +29,30 @@
 // rate; an idle bus adds at most BatchMaxDelay of latency. There is one pipeline in flight at a
 // time, which keeps the batches for one destination in order.
 //
+// Measured on two cores with a local redis-server and 64-byte payloads (BenchmarkBusPaced,
+// BenchmarkBusThroughput): at saturation about 4M messages/s end to end in batches of ~1400
+// (0.0007 PUBLISH per message) whatever the delay. Below saturation the delay is the trade-off;
+// per destination replica, commands per message and Publish-to-OnBatch latency p50 are:
+//
+//	offered/dest   delay 0          100µs            500µs (default)   1ms
+//	10k msg/s      0.30   ~0.1ms    0.10   ~0.2ms    0.080  ~1.3ms     0.080  ~1.3ms
+//	100k msg/s     0.15   ~0.1ms    0.013  ~0.2ms    0.008  ~1.3ms     0.008  ~1.3ms
+//	1M msg/s       0.014  ~0.1ms    0.0024 ~0.3ms    0.0011 ~1.2ms     0.0011 ~0.8ms
+//
+// The default, 500µs, keeps a destination receiving 40k msg/s or more under 0.05 commands per
+// message. Delays under a millisecond are only kept precisely while messages keep coming (each
+// Publish checks the deadline): the flusher's own timer sleeps in whole milliseconds when the
+// process is otherwise idle, because Go's timers wait in epoll_wait.
+//
+// # Delivery
+//
+// Publish's done(nil) means Redis accepted the PUBLISH and at that moment at least one client was
+// subscribed to the destination channel (else ErrNoReceiver). Redis pub/sub delivers at most once
+// from there: a message is lost if Redis stops before writing it to the subscriber, if the
+// subscriber's connection drops, or if Redis disconnects a subscriber that fell behind
+// (client-output-buffer-limit pubsub, 32 MiB by default: raise it for the bus). In each case the
+// receiving replica reconnects and is told through OnReconnect.
+//
 // # Subscriptions
 //
 // The subscription connection is the bus's own RESP2 connection rather than go-redis' PubSub,

@@ -124,6 +124,11 @@ func (b *Bus) Publish(to string, m *Message, done func(error)) {
 	if b.first.IsZero() {
 		b.first = time.Now()
 		wake = true
+	} else if !b.dueSignaled && time.Since(b.first) >= b.opts.BatchMaxDelay {
+		// Under load the publishers see the deadline pass before the flusher's timer fires:
+		// Go's timers sleep in whole milliseconds when the process is idle (epoll_wait).
+		b.dueSignaled = true
+		wake = true
 	}
 	b.mu.Unlock()
 	if wake {
@@ -170,6 +175,7 @@ func (b *Bus) takeLocked(work []*batch, now time.Time) []*batch {
 	b.ready = b.ready[:0]
 	b.first = time.Time{}
 	b.urgent = false
+	b.dueSignaled = false
 	return work
 }
 
