@@ -9,6 +9,8 @@ PKGS     := $(foreach m,$(MODULES),./$(m)/...)
 SERVICES := broker bigquery-adapter health-gateway
 BIN      := bin
 FUZZTIME ?= 60s
+TF       ?= $(shell command -v terraform || command -v tofu)
+PROJECT  ?=
 BENCHTIME ?= 1s
 TEST_TIMEOUT ?= 9m
 
@@ -70,6 +72,29 @@ bench-tls: deps ## S1 against one broker over TCP and over TLS, with the ratio
 	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
 	BIN=$(BIN) scripts/bench-tls.sh
+
+.PHONY: test-infra
+test-infra: ## real validators: kube-apiserver + etcd on loopback, tofu, offline images (builds them first)
+	@scripts/deps.sh infra
+	@scripts/infra-test.sh
+
+.PHONY: images
+images: ## build the service images mcloudtt-<service>:dev with docker (needs a running container engine)
+	@docker info >/dev/null 2>&1 || { echo "images: no container engine answers 'docker info'; make test-infra assembles the images offline" >&2; exit 1; }
+	@for s in $(SERVICES); do echo "== mcloudtt-$$s"; DOCKER_BUILDKIT=1 docker build -f services/$$s/Dockerfile -t mcloudtt-$$s:dev . || exit 1; done
+
+.PHONY: dev
+dev: ## skaffold dev -p local: build, deploy to the current kube context, port-forward 1883/8883/8083/8090
+	skaffold dev -p local
+
+.PHONY: deploy
+deploy: ## skaffold run -p gke: build, push to Artifact Registry and deploy to the GKE cluster terraform made
+	skaffold run -p gke --default-repo="$$($(TF) -chdir=terraform output -raw image_repository)"
+
+.PHONY: tf-plan
+tf-plan: ## terraform plan of the GKE stack into terraform/tfplan (PROJECT=<project id>; init first, see README)
+	@test -n "$(PROJECT)" || { echo "tf-plan: set PROJECT=<google cloud project id>" >&2; exit 1; }
+	$(TF) -chdir=terraform plan -var="project_id=$(PROJECT)" -out=tfplan
 
 .PHONY: run
 run: deps build ## start the local stack (see README); Ctrl-C stops it
