@@ -2,6 +2,7 @@ package redistest
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -169,5 +170,22 @@ func TestProxy(t *testing.T) {
 	c3.Write(ping)
 	if l := readLine(t, bufio.NewReader(c3), c3, 2*time.Second); l != "+PONG" {
 		t.Fatalf("new connection after Cut: %q", l)
+	}
+}
+
+// fatalRecorder stands in for a testing.TB to see what Binary reports.
+type fatalRecorder struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalRecorder) Fatalf(format string, args ...any) { f.msg = fmt.Sprintf(format, args...) }
+
+func TestMissingBinaryPointsAtDeps(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	f := &fatalRecorder{TB: t}
+	Binary(f)
+	if !strings.Contains(f.msg, "scripts/deps.sh") {
+		t.Fatalf("message %q does not point at scripts/deps.sh", f.msg)
 	}
 }
