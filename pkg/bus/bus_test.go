@@ -643,3 +643,17 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishDoesNotAllocate(t *testing.T) {
+	s := redistest.Start(t)
+	o := testOptions(t, "r1", s.Addr())
+	o.BatchMaxDelay = time.Hour // nothing flushes while measuring
+	o.BatchMaxBytes = 4 << 20
+	b := newBus(t, o)
+	waitConnected(t, b)
+	m := seqMessage("r1", 1)
+	b.Publish("r2", m, nil) // the destination's queue and first batch
+	if a := testing.AllocsPerRun(2000, func() { b.Publish("r2", m, nil) }); a != 0 {
+		t.Fatalf("Publish allocates %v times per message", a)
+	}
+}

@@ -99,10 +99,12 @@ func (b *Bus) Publish(to string, m *Message, done func(error)) {
 		d = &dest{channel: b.names.Inbound(to)}
 		b.dests[to] = d
 	}
+	wake := false // the flusher is woken once per reason per round, not per message
 	bt := d.cur
 	if bt != nil && len(bt.buf) > 1 && len(bt.buf)+size > b.opts.BatchMaxBytes {
 		d.sealed = append(d.sealed, bt)
 		bt = nil
+		wake = wake || !b.urgent
 		b.urgent = true
 	}
 	if bt == nil {
@@ -114,13 +116,13 @@ func (b *Bus) Publish(to string, m *Message, done func(error)) {
 	bt.size += size
 	b.pending += size
 	if len(bt.buf) >= b.opts.BatchMaxBytes {
+		wake = wake || !b.urgent
 		b.urgent = true
 	}
 	if !d.queued {
 		d.queued = true
 		b.ready = append(b.ready, d)
 	}
-	wake := b.urgent
 	if b.first.IsZero() {
 		b.first = time.Now()
 		wake = true

@@ -26,7 +26,7 @@ type subConn struct {
 	r       *bufio.Reader
 	maxRecv int
 
-	wmu sync.Mutex // serializes writes (PINGs) with Close
+	wmu sync.Mutex // serializes writes: the handshake, then the pinger
 	// kind and channel of the last push; they alias these arrays, so no allocation per push.
 	kindBuf [16]byte
 	chanBuf [512]byte

@@ -191,8 +191,11 @@ func (l *link) serve(c *subConn) error {
 			}
 		}
 	}()
-	defer wg.Wait()
-	defer close(done)
+	defer func() {
+		c.close() // unblocks a PING stuck on a full socket buffer
+		close(done)
+		wg.Wait()
+	}()
 	for {
 		kind, ch, payload, err := c.next()
 		if err != nil {
