@@ -184,8 +184,9 @@ func (b *Bus) Stats() Stats {
 
 // Close stops the bus: Publish fails with ErrClosed from now on, pending batches are flushed (or
 // failed, when Redis is down; this waits at most WriteTimeout+ReadTimeout), the subscription
-// connections are closed, every goroutine has returned, and the Redis clients are closed.
-// It is idempotent.
+// connections are closed, every goroutine has returned, and the Redis clients are closed. Status
+// then reports not connected (OnStatus is not called). It is idempotent. It must not be called
+// from the bus's own callbacks.
 func (b *Bus) Close() error {
 	var err error
 	b.once.Do(func() {
@@ -196,6 +197,13 @@ func (b *Bus) Close() error {
 		<-b.flusherDone
 		b.cancel()
 		b.wg.Wait()
+		b.up.Store(false)
+		b.statusMu.Lock()
+		if b.status.Connected {
+			b.status.Connected, b.status.Since = false, time.Now()
+		}
+		b.status.LastError = ErrClosed.Error()
+		b.statusMu.Unlock()
 		err = errors.Join(b.pub.Close(), b.client.Close())
 	})
 	return err

@@ -530,6 +530,9 @@ func TestCloseFlushesAndStops(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal("second Close:", err)
 	}
+	if st := b.Status(); st.Connected || st.LastError != ErrClosed.Error() {
+		t.Fatalf("status after Close: %+v", st)
+	}
 	var got error
 	b.Publish("r2", seqMessage("r1", 2), func(err error) { got = err })
 	if !errors.Is(got, ErrClosed) {

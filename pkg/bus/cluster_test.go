@@ -45,12 +45,20 @@ func TestCluster(t *testing.T) {
 		rs[i].attach(&o)
 		if i == 1 {
 			o.OnHeartbeat = func(hb Heartbeat) { beats <- hb }
+			// One seed node and Cluster set explicitly work as well as the full list.
+			o.Addrs, o.Cluster = c.Addrs()[:1], true
 		}
 		bs = append(bs, newBus(t, o))
 	}
 	waitConnected(t, bs...)
 	if !bs[0].opts.Cluster {
 		t.Fatal("several addresses did not select cluster mode")
+	}
+	if got := len(bs[0].links); got != 1 {
+		t.Fatalf("%d subscription connections for the replica's own channels, want 1", got)
+	}
+	if got := len(bs[1].links); got != 2 {
+		t.Fatalf("%d subscription connections with heartbeats on another slot, want 2", got)
 	}
 
 	const n = 2000
