@@ -9,6 +9,7 @@ PKGS     := $(foreach m,$(MODULES),./$(m)/...)
 SERVICES := broker bigquery-adapter health-gateway
 BIN      := bin
 FUZZTIME ?= 60s
+FUZZ_PKGS := ./pkg/mqtt ./pkg/topic ./pkg/bus ./services/broker/internal/auth
 TF       ?= $(shell command -v terraform || command -v tofu)
 PROJECT  ?=
 BENCHTIME ?= 1s
@@ -39,10 +40,10 @@ bench: ## codec, topic index and broker hot-path Go benchmarks
 
 .PHONY: fuzz
 fuzz: ## fuzz every target for FUZZTIME each (default 60s)
-	@for t in $$($(GO) test -list '^Fuzz' ./pkg/mqtt | grep '^Fuzz'); do \
-	  echo "== pkg/mqtt $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./pkg/mqtt || exit 1; done
-	@for t in $$($(GO) test -list '^Fuzz' ./pkg/topic | grep '^Fuzz'); do \
-	  echo "== pkg/topic $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s ./pkg/topic || exit 1; done
+	@for p in $(FUZZ_PKGS); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$p | grep '^Fuzz'); do \
+	    echo "== $$p $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s $$p || exit 1; \
+	  done; done
 
 .PHONY: lint
 lint: ## gofmt check and go vet on every module
