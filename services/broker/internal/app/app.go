@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
@@ -69,6 +70,25 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		opts = append(opts, broker.WithPeerName(listener.PeerCommonName))
 	}
 	srv := broker.New(cfg, log, opts...)
+
+	// The cluster bus: without it the replica stands alone. It connects in the background and
+	// keeps retrying, so a replica that starts before Redis runs and reports not ready.
+	var rbus *bus.Bus
+	if len(cfg.RedisAddrs) > 0 {
+		rbus, err = bus.New(ctx, bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
+			ReplicaID: cfg.ID, Logger: log.With().Str("component", "bus").Logger(),
+			OnStatus: func(st bus.Status) {
+				if st.Connected {
+					log.Info().Msg("redis connected")
+				} else {
+					log.Warn().Str("error", st.LastError).Msg("redis not connected")
+				}
+			}})
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		defer rbus.Close() // last: after the drain
+	}
 
 	// Listeners: each optional; all up before the broker reports ready.
 	var lns []net.Listener
@@ -128,7 +148,8 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 			closeAll()
 			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 		}
-		hs = &http.Server{Handler: httpHandler(cfg, srv, &ready), ReadHeaderTimeout: 5 * time.Second}
+		isReady := func() bool { return ready.Load() && (rbus == nil || rbus.Status().Connected) }
+		hs = &http.Server{Handler: httpHandler(cfg, srv, isReady), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("http server: %w", err)
@@ -171,6 +192,9 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		})
 	}
 
+	if rbus != nil {
+		go heartbeats(wctx, rbus, srv, cfg, addrs, log)
+	}
 	ready.Store(true)
 	log.Info().Str("mqtt_addr", addrs.MQTT).Msg("broker started")
 	if started != nil {
@@ -206,11 +230,11 @@ loop:
 	return runErr
 }
 
-func httpHandler(cfg config.Config, srv *broker.Server, ready *atomic.Bool) http.Handler {
+func httpHandler(cfg config.Config, srv *broker.Server, ready func() bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
+		if !ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -228,4 +252,31 @@ func httpHandler(cfg config.Config, srv *broker.Server, ready *atomic.Bool) http
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// heartbeats announces the replica on the bus every HeartbeatInterval until ctx ends: its id,
+// version, address, uptime, clients and message rates, which the health gateway reads.
+func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, log zerolog.Logger) {
+	started := time.Now()
+	t := time.NewTicker(cfg.HeartbeatInterval)
+	defer t.Stop()
+	last, lastAt := srv.Stats(), started
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			st := srv.Stats()
+			secs := now.Sub(lastAt).Seconds()
+			hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version,
+				Address: addrs.MQTT, Started: started, Sent: now, Clients: int(st["clients"]),
+				MsgsInRate:  float64(st["messages_received"]-last["messages_received"]) / secs,
+				MsgsOutRate: float64(st["messages_sent"]-last["messages_sent"]) / secs,
+				Redis:       b.Status()}
+			last, lastAt = st, now
+			if err := b.PublishHeartbeat(ctx, hb); err != nil {
+				log.Debug().Err(err).Msg("heartbeat not sent")
+			}
+		}
+	}
 }

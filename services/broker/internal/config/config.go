@@ -12,6 +12,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
@@ -58,6 +59,14 @@ type Config struct {
 	// SubackDenied is the v5 SUBACK reason for a subscription the ACL refuses: not_authorized
 	// (0x87) or unspecified (0x80, which tells the client less). 3.x clients always get 0x80.
 	SubackDenied string `envconfig:"SUBACK_DENIED" default:"not_authorized"`
+
+	// RedisAddrs are the Redis addresses of the cluster bus (comma-separated; several mean a
+	// Redis Cluster). Empty: a stand-alone replica without Redis.
+	RedisAddrs []string `envconfig:"REDIS_ADDRS"`
+	// RedisPassword authenticates to Redis.
+	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// HeartbeatInterval is how often the replica announces itself on the bus.
+	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
 
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
@@ -190,8 +199,15 @@ func (c Config) Validate() error {
 		return bad("CERT_RELOAD_INTERVAL", "must not be negative, got %s", c.CertReloadInterval)
 	case c.MQTTAddr == "" && c.TLSAddr == "" && c.WSAddr == "" && c.WSSAddr == "":
 		return bad("MQTT_ADDR", "no listener: set at least one of MQTT_ADDR, TLS_ADDR, WS_ADDR, WSS_ADDR")
+	case c.HeartbeatInterval <= 0:
+		return bad("HEARTBEAT_INTERVAL", "must be positive, got %s", c.HeartbeatInterval)
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
+	}
+	if len(c.RedisAddrs) > 0 {
+		if err := bus.ValidateReplicaID(c.ID); err != nil {
+			return bad("ID", "%v (the replica id names its Redis channels)", err)
+		}
 	}
 	return nil
 }
