@@ -20,14 +20,14 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --d
   --logfile "$STATE/redis.log" &
 pids+=($!)
 
-BROKER_HTTP_ADDR=:8080 bin/broker & pids+=($!)
+BROKER_ID=broker-1 BROKER_HTTP_ADDR=:8080 BROKER_REDIS_ADDRS=127.0.0.1:$REDIS_PORT bin/broker & pids+=($!)
 ADAPTER_HTTP_ADDR=:8091 bin/bigquery-adapter & pids+=($!)
 GATEWAY_HTTP_ADDR=:8090 bin/health-gateway & pids+=($!)
 
 cat >&2 <<MSG
 MCloudTT local stack (state in $STATE):
   redis            127.0.0.1:$REDIS_PORT
-  broker           http://127.0.0.1:8080/healthz
+  broker           mqtt://127.0.0.1:1883  (health, readiness, metrics on http://127.0.0.1:8080)
   bigquery-adapter http://127.0.0.1:8091/healthz
   health-gateway   http://127.0.0.1:8090/healthz
 Ctrl-C stops everything.
