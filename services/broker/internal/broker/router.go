@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,12 +14,15 @@ import (
 type router struct {
 	srv  *Server
 	subs *topic.Index[*Session, SubOpts]
-	// rr holds a round-robin counter per shared group ("group/filter"), for picking members.
-	rr sync.Map // string -> *atomic.Uint32
+	// rr are round-robin counters for picking shared-group members, indexed by a hash of the
+	// group and filter: bounded memory whatever groups come and go; two groups that share a
+	// counter still each cycle through their members.
+	rr     [256]atomic.Uint32
+	rrSeed maphash.Seed
 }
 
 func newRouter() *router {
-	return &router{subs: topic.NewIndex[*Session, SubOpts]()}
+	return &router{subs: topic.NewIndex[*Session, SubOpts](), rrSeed: maphash.MakeSeed()}
 }
 
 // target is one matching subscription found for a message.
@@ -126,12 +130,13 @@ func (r *router) pick(g topic.SharedGroup[*Session, SubOpts]) (topic.Member[*Ses
 	if len(ms) == 0 {
 		return topic.Member[*Session, SubOpts]{}, false
 	}
-	key := g.Group + "/" + g.Filter
-	v, ok := r.rr.Load(key)
-	if !ok {
-		v, _ = r.rr.LoadOrStore(key, new(atomic.Uint32))
-	}
-	start := int(v.(*atomic.Uint32).Add(1))
+	var h maphash.Hash
+	h.SetSeed(r.rrSeed)
+	h.WriteString(g.Group)
+	h.WriteByte(0)
+	h.WriteString(g.Filter)
+	ctr := &r.rr[h.Sum64()%uint64(len(r.rr))]
+	start := int(ctr.Add(1))
 	for i := range ms {
 		mb := ms[(start+i)%len(ms)]
 		if mb.Sub.client.Load() != nil {
