@@ -641,7 +641,7 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 	}
 	var wantRetained []retainedReq
 	for i, sub := range p.Subscriptions {
-		share, shared, err := topic.ParseShare(sub.Filter)
+		_, shared, err := topic.ParseShare(sub.Filter)
 		if err == nil {
 			err = topic.ValidateFilter(sub.Filter)
 		}
@@ -669,7 +669,6 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 			RetainHandling: sub.RetainHandling, SubID: subID}
 		existed := c.srv.subscribe(c.sess, sub.Filter, opts)
 		codes[i] = mqtt.ReasonCode(sub.QoS)
-		_ = share
 		// Retained messages go to new non-shared subscriptions per Retain Handling [MQTT-3.3.1-9..11].
 		if !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && !existed)) {
 			wantRetained = append(wantRetained, retainedReq{sub.Filter, opts})

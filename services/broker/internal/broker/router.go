@@ -36,7 +36,7 @@ type target struct {
 var targetPool = sync.Pool{New: func() any { s := make([]target, 0, 64); return &s }}
 
 // route delivers m to every matching session. from is the publishing client, or nil.
-func (r *router) route(m *Message, now time.Time, from *client) int {
+func (r *router) route(m *Message, now time.Time, from *client) {
 	tp := targetPool.Get().(*[]target)
 	ts := (*tp)[:0]
 	var fromSess *Session
@@ -65,7 +65,6 @@ func (r *router) route(m *Message, now time.Time, from *client) int {
 	if len(ts) > 1 {
 		enc = new(sharedEncoding)
 	}
-	n := 0
 	for i := range ts {
 		t := &ts[i]
 		if t.sess == nil {
@@ -94,14 +93,11 @@ func (r *router) route(m *Message, now time.Time, from *client) int {
 		if enc != nil && d.qos == 0 && !d.retain && len(d.subIDs) == 0 {
 			d.enc = enc
 		}
-		if t.sess.deliver(d, now, from) {
-			n++
-		}
+		t.sess.deliver(d, now, from)
 	}
 	clear(ts)
 	*tp = ts[:0]
 	targetPool.Put(tp)
-	return n
 }
 
 var seenPool = sync.Pool{New: func() any { return make(map[*Session]int) }}
