@@ -32,8 +32,14 @@ type Heartbeat struct {
 	MsgsInRate  float64       `json:"msgs_in_per_s"`  // messages received from clients per second
 	MsgsOutRate float64       `json:"msgs_out_per_s"` // messages delivered to clients per second
 	// Redis is the sender's bus status.
-	Redis Status         `json:"redis"`
-	Extra map[string]any `json:"extra,omitempty"`
+	Redis Status `json:"redis"`
+	// ExportLag is, for an adapter, how many export entries are waiting: not yet delivered to
+	// its consumer group plus delivered but not acknowledged.
+	ExportLag int64 `json:"export_lag,omitempty"`
+	// ExportLagSeconds is, for an adapter, the age of the oldest export entry not yet written
+	// to BigQuery (0 when it has caught up).
+	ExportLagSeconds float64        `json:"export_lag_seconds,omitempty"`
+	Extra            map[string]any `json:"extra,omitempty"`
 }
 
 // DecodeHeartbeat parses a heartbeat payload.

@@ -89,6 +89,11 @@ func (n Names) SessionOwner(clientID string) string {
 	return n.p() + ":{s:" + clientID + "}:owner"
 }
 
+// ProbeTopicPrefix is where the health gateway's synthetic probe messages live. It starts with
+// '$', so subscriptions to "#" or "+/..." never see probes [MQTT-4.7.2-1]; the broker lets clients
+// publish under it (still subject to the ACL), and the export to BigQuery skips it.
+const ProbeTopicPrefix = "$mcloudtt/probe/"
+
 // Export is the Redis Stream of messages for the BigQuery adapter (XADD by brokers, XREADGROUP
 // and XACK by the adapter). "mcloudtt:export".
 func (n Names) Export() string { return n.p() + ":export" }

@@ -258,6 +258,10 @@ func httpHandler(cfg config.Config, srv *broker.Server, ready func() bool) http.
 // version, address, uptime, clients and message rates, which the health gateway reads.
 func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, log zerolog.Logger) {
 	started := time.Now()
+	advertise := cfg.AdvertiseAddr
+	if advertise == "" {
+		advertise = addrs.MQTT
+	}
 	t := time.NewTicker(cfg.HeartbeatInterval)
 	defer t.Stop()
 	last, lastAt := srv.Stats(), started
@@ -269,7 +273,7 @@ func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.
 			st := srv.Stats()
 			secs := now.Sub(lastAt).Seconds()
 			hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version,
-				Address: addrs.MQTT, Started: started, Sent: now, Clients: int(st["clients"]),
+				Address: advertise, Started: started, Sent: now, Clients: int(st["clients"]),
 				MsgsInRate:  float64(st["messages_received"]-last["messages_received"]) / secs,
 				MsgsOutRate: float64(st["messages_sent"]-last["messages_sent"]) / secs,
 				Redis:       b.Status()}

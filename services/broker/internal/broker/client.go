@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
@@ -586,9 +588,10 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		return nil
 	}
 	now := time.Now()
-	if topic.IsSystem(name) {
+	if topic.IsSystem(name) && !strings.HasPrefix(name, bus.ProbeTopicPrefix) {
 		// $-topics belong to the broker; clients may not publish into them. The message is
-		// acknowledged and dropped, as mosquitto does.
+		// acknowledged and dropped, as mosquitto does. The health gateway's probe topics are
+		// the exception: under '$' so that "#" subscribers never see them.
 		c.srv.stats.drop(dropNotAuthorized)
 	} else {
 		m := newMessage(p, name, c.id, c.username, now)

@@ -65,6 +65,10 @@ type Config struct {
 	RedisAddrs []string `envconfig:"REDIS_ADDRS"`
 	// RedisPassword authenticates to Redis.
 	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// AdvertiseAddr is the MQTT address other services (the health gateway's probes) reach this
+	// replica at, announced in its heartbeat; in Kubernetes the pod IP with the MQTT port.
+	// Default: the MQTT listener's address.
+	AdvertiseAddr string `envconfig:"ADVERTISE_ADDR"`
 	// HeartbeatInterval is how often the replica announces itself on the bus.
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
 
