@@ -3,6 +3,7 @@
 #
 # Usage: scripts/deps.sh [GROUP ...]     (default: base)
 #   base   redis-server, mosquitto (broker and clients, for interop and benchmarks), python3
+#   browser  chromium (headless, for the health gateway's status-page test)
 #   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
 #          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
 #
@@ -49,6 +50,13 @@ group_base() {
   need_cmd mosquitto_sub mosquitto-clients
   need_cmd python3 python3
   need_cmd timeout coreutils
+  apt_install
+}
+
+# --- browser -----------------------------------------------------------------------------------
+# Debian's chromium, which the health gateway's status-page test drives headless (chromedp).
+group_browser() {
+  need_cmd chromium chromium
   apt_install
 }
 
@@ -109,6 +117,7 @@ groups=("$@")
 for g in "${groups[@]}"; do
   case "$g" in
     base) group_base ;;
+    browser) group_browser ;;
     infra) group_infra ;;
     *) echo "deps: unknown group $g" >&2; exit 2 ;;
   esac
