@@ -52,6 +52,13 @@ type Stats struct {
 	RecvBytes  uint64 // bytes of received payloads
 	SentBytes  uint64 // bytes of batches Redis accepted
 	Reconnects uint64 // as Status.Reconnects
+
+	// The export stream (Export).
+	Exported        uint64 // entries Redis added to the export stream
+	ExportDropped   uint64 // messages Export refused (queue full, closed) or Close gave up on
+	ExportRetries   uint64 // export pipelines that had failed entries and were sent again
+	ExportPipelines uint64 // export pipelines sent (attempts)
+	ExportQueued    uint64 // messages queued or being written now (a gauge)
 }
 
 // Bus connects one process to MCloudTT's Redis. Create it with New, stop it with Close.
@@ -95,6 +102,8 @@ type Bus struct {
 	kick        chan struct{} // wakes the flusher
 	flusherDone chan struct{}
 
+	export *exporter // the export stream's queue and writer (export.go)
+
 	stats struct {
 		published, failed, commands, flushes, received, discarded, recvBytes, sentBytes,
 		reconnects atomic.Uint64
@@ -118,6 +127,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 		kick:        make(chan struct{}, 1),
 		flusherDone: make(chan struct{}),
 		lastSweep:   time.Now(),
+		export:      newExporter(),
 	}
 	b.status.Since = time.Now()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -131,6 +141,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	}
 	b.wg.Add(1)
 	go b.flushLoop()
+	go b.exportLoop() // waited for by closeExport
 	return b, nil
 }
 
@@ -175,15 +186,18 @@ func (b *Bus) Status() Status {
 // Stats returns the counters.
 func (b *Bus) Stats() Stats {
 	s := &b.stats
-	return Stats{
+	st := Stats{
 		Published: s.published.Load(), Failed: s.failed.Load(), Commands: s.commands.Load(),
 		Flushes: s.flushes.Load(), Received: s.received.Load(), Discarded: s.discarded.Load(),
 		RecvBytes: s.recvBytes.Load(), SentBytes: s.sentBytes.Load(), Reconnects: s.reconnects.Load(),
 	}
+	b.export.stats(&st)
+	return st
 }
 
 // Close stops the bus: Publish fails with ErrClosed from now on, pending batches are flushed (or
-// failed, when Redis is down; this waits at most WriteTimeout+ReadTimeout), the subscription
+// failed, when Redis is down; this waits at most WriteTimeout+ReadTimeout), the export queue is
+// written out (Redis down: waiting at most WriteTimeout+ReadTimeout more), the subscription
 // connections are closed, every goroutine has returned, and the Redis clients are closed. Status
 // then reports not connected (OnStatus is not called). It is idempotent. It must not be called
 // from the bus's own callbacks.
@@ -195,6 +209,7 @@ func (b *Bus) Close() error {
 		b.mu.Unlock()
 		b.wake()
 		<-b.flusherDone
+		b.closeExport()
 		b.cancel()
 		b.wg.Wait()
 		b.up.Store(false)

@@ -57,6 +57,19 @@ type Options struct {
 	// counted in Stats.Discarded) instead of being allocated. Default: 64 MiB.
 	MaxReceiveBytes int
 
+	// ExportMaxLen caps the export stream (Names.Export) at about this many entries: every XADD
+	// carries MAXLEN ~ ExportMaxLen, so Redis trims whole macro nodes past it. Entries trimmed
+	// before the adapter read them are lost, so keep it well above what the adapter may lag
+	// behind (at 1 KiB per entry the default is about 1 GiB of Redis memory). Default: 1,000,000.
+	ExportMaxLen int64
+	// ExportBatch is the most XADDs in one pipeline of the export writer. Default: 512.
+	ExportBatch int
+	// ExportQueue bounds the messages Export has queued and the writer has not yet written;
+	// Export refuses (and counts) messages beyond it. Default: 65,536.
+	ExportQueue int
+	// ExportQueueBytes bounds the encoded bytes of those messages in the same way. Default: 64 MiB.
+	ExportQueueBytes int
+
 	// Logger receives the bus's log lines: every connection attempt and its outcome, lost
 	// connections, discarded payloads. Default: zerolog's zero value, which logs nothing.
 	Logger zerolog.Logger
@@ -97,6 +110,11 @@ const (
 	DefaultBatchMaxDelay   = 500 * time.Microsecond
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultMaxReceiveBytes = 64 << 20
+
+	DefaultExportMaxLen     = 1_000_000
+	DefaultExportBatch      = 512
+	DefaultExportQueue      = 65_536
+	DefaultExportQueueBytes = 64 << 20
 )
 
 // withDefaults returns a copy of o with defaults applied, or an error naming the bad field.
@@ -143,6 +161,21 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxReceiveBytes == 0 {
 		o.MaxReceiveBytes = DefaultMaxReceiveBytes
+	}
+	if o.ExportMaxLen == 0 {
+		o.ExportMaxLen = DefaultExportMaxLen
+	}
+	if o.ExportBatch == 0 {
+		o.ExportBatch = DefaultExportBatch
+	}
+	if o.ExportQueue == 0 {
+		o.ExportQueue = DefaultExportQueue
+	}
+	if o.ExportQueueBytes == 0 {
+		o.ExportQueueBytes = DefaultExportQueueBytes
+	}
+	if o.ExportMaxLen < 0 || o.ExportBatch < 0 || o.ExportQueue < 0 || o.ExportQueueBytes < 0 {
+		return o, errors.New("bus: Options.ExportMaxLen, ExportBatch, ExportQueue and ExportQueueBytes must not be negative")
 	}
 	for _, c := range []struct {
 		name string

@@ -1,0 +1,285 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// exportMsg builds the i-th test message; its payload is binary and its fields vary with i.
+func exportMsg(i int) Message {
+	m := Message{
+		ID: NewMessageID(), Origin: "r1", ClientID: "dev-" + strconv.Itoa(i%7), Topic: "t/" + strconv.Itoa(i%13),
+		Payload: []byte{0xff, 0x00, byte(i), byte(i >> 8), byte(i >> 16)}, QoS: byte(i % 3), Retain: i%5 == 0,
+		Created: time.Now().UnixNano(),
+	}
+	if i%2 == 0 {
+		m.Username = "user"
+		m.ContentType = "application/octet-stream"
+		m.UserProperties = []mqtt.UserProperty{{Key: "seq", Value: strconv.Itoa(i)}, {Key: "k", Value: ""}}
+	}
+	return m
+}
+
+// readExport reads the whole export stream and decodes every entry, failing on anything else
+// than one well-formed one-message envelope per entry.
+func readExport(t *testing.T, c redis.UniversalClient, stream string) []Message {
+	t.Helper()
+	entries, err := c.XRange(context.Background(), stream, "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]Message, 0, len(entries))
+	for _, e := range entries {
+		if len(e.Values) != 1 {
+			t.Fatalf("entry %s: fields %v, want only %q", e.ID, e.Values, ExportField)
+		}
+		v, ok := e.Values[ExportField].(string)
+		if !ok {
+			t.Fatalf("entry %s: no field %q", e.ID, ExportField)
+		}
+		ms, err := DecodeBatch([]byte(v))
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("entry %s: %d messages, %v", e.ID, len(ms), err)
+		}
+		out = append(out, ms[0])
+	}
+	return out
+}
+
+func sameMessage(a, b *Message) bool {
+	if len(a.UserProperties) != len(b.UserProperties) {
+		return false
+	}
+	for i := range a.UserProperties {
+		if a.UserProperties[i] != b.UserProperties[i] {
+			return false
+		}
+	}
+	return a.ID == b.ID && a.Origin == b.Origin && a.ClientID == b.ClientID && a.Username == b.Username &&
+		a.Topic == b.Topic && bytes.Equal(a.Payload, b.Payload) && a.QoS == b.QoS && a.Retain == b.Retain &&
+		a.Created == b.Created && a.ContentType == b.ContentType
+}
+
+func TestExportWritesEveryMessageInOrderInPipelines(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions(t, "r1", srv.Addr())
+	o.ExportBatch = 100
+	b := newBus(t, o)
+	const n = 10_000
+	want := make([]Message, n)
+	buf := make([]byte, 5)
+	for i := range want {
+		want[i] = exportMsg(i)
+		m := want[i]
+		copy(buf, m.Payload)
+		m.Payload = buf // the caller's buffer, overwritten by the next message
+		if !b.Export(&m) {
+			t.Fatalf("Export %d refused", i)
+		}
+	}
+	waitFor(t, "every message exported", 10*time.Second, func() bool { return b.Stats().Exported == n })
+	got := readExport(t, b.Client(), b.Names().Export())
+	if len(got) != n {
+		t.Fatalf("stream has %d entries, want %d", len(got), n)
+	}
+	for i := range got {
+		if !sameMessage(&got[i], &want[i]) {
+			t.Fatalf("entry %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	st := b.Stats()
+	// At most ExportBatch XADDs per pipeline: at least n/100 pipelines, and (since messages
+	// arrive faster than Redis answers) far fewer than one per message.
+	if st.ExportPipelines < n/100 || st.ExportPipelines > n/5 {
+		t.Errorf("%d pipelines for %d messages in batches of 100", st.ExportPipelines, n)
+	}
+	if xadd := srv.CommandCalls("xadd"); xadd != n {
+		t.Errorf("redis ran %d XADDs, want %d", xadd, n)
+	}
+	if st.ExportDropped != 0 || st.ExportRetries != 0 || st.ExportQueued != 0 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestExportCapsTheStreamApproximately(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions(t, "r1", srv.Addr())
+	o.ExportMaxLen = 1000
+	b := newBus(t, o)
+	for i := 0; i < 5000; i++ {
+		m := exportMsg(i)
+		b.Export(&m)
+	}
+	waitFor(t, "exported", 10*time.Second, func() bool { return b.Stats().Exported == 5000 })
+	n, err := b.Client().XLen(context.Background(), b.Names().Export()).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// MAXLEN ~ trims whole macro nodes (stream-node-max-entries, 100 by default).
+	if n < 1000 || n > 1100 {
+		t.Fatalf("XLEN %d with MAXLEN ~ 1000", n)
+	}
+}
+
+func TestExportQueueBoundedWhileRedisIsDownThenDelivered(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions(t, "r1", srv.Addr())
+	o.ExportQueue = 100
+	b := newBus(t, o)
+	waitConnected(t, b)
+	srv.Stop()
+	ids := map[MessageID]bool{}
+	accepted := 0
+	for i := 0; i < 150; i++ {
+		m := exportMsg(i)
+		if b.Export(&m) {
+			accepted++
+			ids[m.ID] = true
+		}
+	}
+	if accepted != 100 {
+		t.Fatalf("accepted %d of 150 with ExportQueue 100", accepted)
+	}
+	if st := b.Stats(); st.ExportDropped != 50 || st.ExportQueued != 100 {
+		t.Fatalf("stats %+v: want 50 dropped, 100 queued", st)
+	}
+	waitFor(t, "a failed attempt", 5*time.Second, func() bool { return b.Stats().ExportRetries > 0 })
+	srv.Start()
+	waitFor(t, "queued messages written after Redis came back", 10*time.Second,
+		func() bool { return b.Stats().Exported == 100 })
+	got := readExport(t, b.Client(), b.Names().Export())
+	if len(got) != 100 {
+		t.Fatalf("%d entries, want 100", len(got))
+	}
+	for _, m := range got {
+		if !ids[m.ID] {
+			t.Fatalf("unexpected or repeated id %s", m.ID)
+		}
+		delete(ids, m.ID)
+	}
+	if st := b.Stats(); st.ExportQueued != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestExportCloseFlushes(t *testing.T) {
+	srv := redistest.Start(t)
+	b, err := New(context.Background(), testOptions(t, "r1", srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for i := 0; i < n; i++ {
+		m := exportMsg(i)
+		if !b.Export(&m) {
+			t.Fatal("refused")
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := b.Stats(); st.Exported != n || st.ExportQueued != 0 {
+		t.Fatalf("after Close: %+v", st)
+	}
+	m := exportMsg(0)
+	if b.Export(&m) {
+		t.Fatal("Export after Close accepted")
+	}
+	r := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer r.Close()
+	if got := readExport(t, r, NewNames("").Export()); len(got) != n {
+		t.Fatalf("%d entries after Close, want %d", len(got), n)
+	}
+}
+
+func TestExportCloseGivesUpWhenRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions(t, "r1", srv.Addr())
+	b, err := New(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, b)
+	srv.Stop()
+	for i := 0; i < 10; i++ {
+		m := exportMsg(i)
+		b.Export(&m)
+	}
+	start := time.Now()
+	_ = b.Close()
+	// Close waits at most WriteTimeout+ReadTimeout for the export (2 s in these options), plus
+	// the flusher's own bound and a slack.
+	if d := time.Since(start); d > 2*(o.WriteTimeout+o.ReadTimeout)+time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	if st := b.Stats(); st.ExportDropped != 10 || st.Exported != 0 || st.ExportQueued != 0 {
+		t.Fatalf("stats %+v: want the 10 messages dropped", st)
+	}
+}
+
+func TestExportRefusesQoS3(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newBus(t, testOptions(t, "r1", srv.Addr()))
+	m := exportMsg(0)
+	m.QoS = 3
+	if b.Export(&m) {
+		t.Fatal("QoS 3 accepted")
+	}
+	if st := b.Stats(); st.ExportDropped != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestExportClusterMode(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	o := testOptions(t, "r1", c.Addrs()...)
+	b := newBus(t, o)
+	const n = 2000
+	for i := 0; i < n; i++ {
+		m := exportMsg(i)
+		if !b.Export(&m) {
+			t.Fatal("refused")
+		}
+	}
+	waitFor(t, "exported", 10*time.Second, func() bool { return b.Stats().Exported == n })
+	node := c.NodeFor(t, b.Names().Export())
+	r := redis.NewClient(&redis.Options{Addr: node.Addr()})
+	defer r.Close()
+	if got := readExport(t, r, b.Names().Export()); len(got) != n {
+		t.Fatalf("%d entries on the stream's node, want %d", len(got), n)
+	}
+}
+
+func BenchmarkExport(b *testing.B) {
+	srv := redistest.Start(b)
+	o := testOptions(b, "r1", srv.Addr())
+	o.ExportMaxLen = 100_000
+	bs := newBus(b, o)
+	for _, size := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
+			m := exportMsg(0)
+			m.Payload = make([]byte, size)
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			start := bs.Stats().Exported
+			sent := 0
+			for i := 0; i < b.N; i++ {
+				for !bs.Export(&m) {
+					time.Sleep(time.Microsecond) // queue full: Redis is the bottleneck
+				}
+				sent++
+			}
+			for bs.Stats().Exported-start < uint64(sent) {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
