@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,8 @@ type exporter struct {
 	queued int            // messages queued or being written
 	bytes  int            // their encoded bytes
 	free   []*exportChunk
+
+	args []any // the writer's argument array for XADDs (writer goroutine only)
 
 	kick  chan struct{} // wakes the writer
 	abort chan struct{} // closed when Close stops waiting for Redis
@@ -187,19 +190,24 @@ func (b *Bus) writeChunk(c *exportChunk, cmds []*redis.StringCmd, idx []int) ([]
 		idx = append(idx, i)
 	}
 	stream := b.names.Export()
+	var streamArg, maxLenArg any = stream, strconv.FormatInt(b.opts.ExportMaxLen, 10)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.WriteTimeout+b.opts.ReadTimeout)
 		pipe := b.pub.Pipeline()
 		cmds = cmds[:0]
+		// One argument array for the whole pipeline, sliced per command: go-redis keeps a
+		// command's arguments until Exec returns, and the array is reused after that.
+		args := e.args[:0]
 		for _, i := range idx {
 			start := 0
 			if i > 0 {
 				start = c.ends[i-1]
 			}
-			cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{
-				Stream: stream, MaxLen: b.opts.ExportMaxLen, Approx: true, ID: "*",
-				Values: []any{ExportField, c.buf[start:c.ends[i]]},
-			}))
+			k := len(args)
+			args = append(args, "xadd", streamArg, "maxlen", "~", maxLenArg, "*", ExportField, c.buf[start:c.ends[i]])
+			cmd := redis.NewStringCmd(ctx, args[k:len(args):len(args)]...)
+			_ = pipe.Process(ctx, cmd)
+			cmds = append(cmds, cmd)
 		}
 		_, _ = pipe.Exec(ctx) // errors are per command
 		cancel()
@@ -217,6 +225,8 @@ func (b *Bus) writeChunk(c *exportChunk, cmds []*redis.StringCmd, idx []int) ([]
 			}
 		}
 		clear(cmds)
+		clear(args)
+		e.args = args[:0]
 		idx = failed
 		if len(idx) == 0 {
 			return cmds, idx
