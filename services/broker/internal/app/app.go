@@ -74,20 +74,25 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	// The cluster bus: without it the replica stands alone. It connects in the background and
 	// keeps retrying, so a replica that starts before Redis runs and reports not ready.
 	var rbus *bus.Bus
+	var cl *broker.Cluster
 	if len(cfg.RedisAddrs) > 0 {
-		rbus, err = bus.New(ctx, bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
-			ReplicaID: cfg.ID, Logger: log.With().Str("component", "bus").Logger(),
+		cl = broker.NewCluster(srv)
+		bopts := bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
+			Logger: log.With().Str("component", "bus").Logger(),
 			OnStatus: func(st bus.Status) {
 				if st.Connected {
 					log.Info().Msg("redis connected")
 				} else {
 					log.Warn().Str("error", st.LastError).Msg("redis not connected")
 				}
-			}})
+			}}
+		cl.BusOptions(&bopts)
+		rbus, err = bus.New(ctx, bopts)
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
 		defer rbus.Close() // last: after the drain
+		cl.Start(rbus)
 	}
 
 	// Listeners: each optional; all up before the broker reports ready.
@@ -221,6 +226,9 @@ loop:
 	defer cancel()
 	if err := srv.Close(sctx); err != nil {
 		log.Warn().Err(err).Msg("drain did not finish in time")
+	}
+	if cl != nil {
+		cl.Stop() // after the drain: offline sessions and routes reach Redis first
 	}
 	closeAll()
 	if hs != nil {

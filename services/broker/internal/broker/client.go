@@ -34,6 +34,10 @@ type client struct {
 	sess      *Session
 	keepAlive time.Duration
 	sendQuota int    // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
+	// acks are PUBACK/PUBREC not yet sent because Redis has not yet accepted an earlier message
+	// of this client for another replica; guarded by ackMu (before out.mu in the lock order).
+	ackMu sync.Mutex
+	acks  []*pendingAck
 	maxOut    uint32 // client's Maximum Packet Size; 0 means no limit
 	aliasMax  uint16 // topic aliases the client accepts from us
 
@@ -530,7 +534,7 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		s.mu.Unlock()
 		if dup {
 			// Already received and routed: acknowledge again, deliver once [MQTT-4.3.3-10].
-			c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
 			return nil
 		}
 	}
@@ -575,9 +579,9 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		c.srv.stats.drop(dropNotAuthorized)
 		switch p.QoS {
 		case mqtt.QoS1:
-			c.sendAck(mqtt.PUBACK, p.PacketID, mqtt.Success)
+			c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
 		case mqtt.QoS2:
-			c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
 			c.sess.mu.Lock()
 			if c.sess.inQoS2 == nil {
 				c.sess.inQoS2 = make(map[uint16]struct{})
@@ -595,13 +599,21 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		c.srv.stats.drop(dropNotAuthorized)
 	} else {
 		m := newMessage(p, name, c.id, c.username, now)
-		c.srv.publish(m, c)
+		if p.QoS > 0 && c.srv.cluster != nil {
+			// The acknowledgement waits until Redis has the message for every other replica it
+			// goes to; acknowledgements still leave in PUBLISH order [MQTT-4.6.0-2].
+			pa := c.pendAck(p)
+			c.srv.publish(m, c, pa)
+			pa.done(nil)
+			return nil
+		}
+		c.srv.publish(m, c, nil)
 	}
 	switch p.QoS {
 	case mqtt.QoS1:
-		c.sendAck(mqtt.PUBACK, p.PacketID, mqtt.Success)
+		c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
 	case mqtt.QoS2:
-		c.sendAck(mqtt.PUBREC, p.PacketID, mqtt.Success)
+		c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
 	}
 	return nil
 }
@@ -612,9 +624,9 @@ func (c *client) rejectPublish(p *mqtt.Publish, code mqtt.ReasonCode, cause drop
 	c.srv.stats.drop(cause)
 	switch p.QoS {
 	case mqtt.QoS1:
-		c.sendAck(mqtt.PUBACK, p.PacketID, code)
+		c.ack(mqtt.PUBACK, p.PacketID, code)
 	case mqtt.QoS2:
-		c.sendAck(mqtt.PUBREC, p.PacketID, code)
+		c.ack(mqtt.PUBREC, p.PacketID, code)
 	}
 	return nil
 }
@@ -643,6 +655,7 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		opts   SubOpts
 	}
 	var wantRetained []retainedReq
+	var routes []chan struct{}
 	for i, sub := range p.Subscriptions {
 		_, shared, err := topic.ParseShare(sub.Filter)
 		if err == nil {
@@ -670,12 +683,20 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		}
 		opts := SubOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 			RetainHandling: sub.RetainHandling, SubID: subID}
-		existed := c.srv.subscribe(c.sess, sub.Filter, opts)
+		existed, route := c.srv.subscribe(c.sess, sub.Filter, opts)
+		if route != nil {
+			routes = append(routes, route)
+		}
 		codes[i] = mqtt.ReasonCode(sub.QoS)
 		// Retained messages go to new non-shared subscriptions per Retain Handling [MQTT-3.3.1-9..11].
 		if !shared && (sub.RetainHandling == 0 || (sub.RetainHandling == 1 && !existed)) {
 			wantRetained = append(wantRetained, retainedReq{sub.Filter, opts})
 		}
+	}
+	// In a cluster the SUBACK waits until the new filters are in the route table, so that a
+	// message published on another replica after the SUBACK finds this subscription.
+	for _, r := range routes {
+		c.srv.cluster.waitRoute(r)
 	}
 	c.writePacket(&mqtt.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	now := time.Now()

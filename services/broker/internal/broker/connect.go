@@ -367,7 +367,7 @@ func (s *Server) publishWill(will *Message) {
 		m.Expires = now.Add(will.Expires.Sub(time.Time{}))
 	}
 	s.stats.willsSent.Add(1)
-	s.publish(&m, nil)
+	s.publish(&m, nil, nil)
 }
 
 // shutdown ends one connection during a server stop: v5 clients hear DISCONNECT 0x8B first.

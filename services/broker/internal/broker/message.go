@@ -8,12 +8,15 @@ package broker
 import (
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
 
 // Message is an application message inside the broker. It is immutable once routed: every
 // subscriber, queue and retained store shares the same value.
 type Message struct {
+	// ID identifies the message across the cluster and in the export (BigQuery's message_id).
+	ID      bus.MessageID
 	Topic   string
 	Payload []byte
 	QoS     byte
@@ -40,7 +43,7 @@ const forwardedProps = 1<<mqtt.PropPayloadFormat | 1<<mqtt.PropContentType | 1<<
 // newMessage builds a Message from a received PUBLISH. The publish's strings and payload alias the
 // packet body, which is owned by the message from here on.
 func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *Message {
-	m := &Message{Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
+	m := &Message{ID: bus.NewMessageID(), Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
 	pp := &p.Properties
 	if pp.Present != 0 {
 		m.Props.Present = pp.Present & forwardedProps

@@ -18,6 +18,7 @@ type router struct {
 	// group and filter: bounded memory whatever groups come and go; two groups that share a
 	// counter still each cycle through their members.
 	rr     [256]atomic.Uint32
+	rrRep  [256]atomic.Uint32 // the same for choosing a replica in the cluster
 	rrSeed maphash.Seed
 }
 
@@ -35,17 +36,26 @@ type target struct {
 
 var targetPool = sync.Pool{New: func() any { s := make([]target, 0, 64); return &s }}
 
-// route delivers m to every matching session. from is the publishing client, or nil.
-func (r *router) route(m *Message, now time.Time, from *client) {
+// route delivers m to every matching session, and in a cluster forwards it to the replicas with
+// matching subscriptions. from is the publishing client, or nil. hints is set for a message
+// another replica forwarded: it says which local subscriptions it is for, and it is not
+// forwarded again. ack counts the forwards (see pendingAck).
+func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHints, ack *pendingAck) {
 	tp := targetPool.Get().(*[]target)
 	ts := (*tp)[:0]
 	var fromSess *Session
 	if from != nil {
 		fromSess = from.sess
 	}
+	cl := r.srv.cluster
+	forwarding := cl != nil && hints == nil && cl.forwardable(m.Topic)
+	var groups []topic.SharedGroup[*Session, SubOpts] // shared groups decided with the cluster
 	acl := r.srv.auth
 	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
-		if o.NoLocal && sess == fromSess {
+		if hints != nil && !hints.plain {
+			return
+		}
+		if o.NoLocal && (sess == fromSess || hints != nil && sess.ID == m.From) {
 			return // [MQTT-3.8.3-3]
 		}
 		if acl != nil && !acl.Allowed(sess.ID, sess.username, m.Topic, auth.Read) {
@@ -53,10 +63,20 @@ func (r *router) route(m *Message, now time.Time, from *client) {
 		}
 		ts = append(ts, target{sess: sess, opts: o})
 	}, func(g topic.SharedGroup[*Session, SubOpts]) {
-		if mb, ok := r.pick(g); ok && (acl == nil || acl.Allowed(mb.Sub.ID, mb.Sub.username, m.Topic, auth.Read)) {
-			ts = append(ts, target{sess: mb.Sub, opts: mb.V, shared: true})
+		if hints != nil && !hints.hasGroup(g.Group, g.Filter) {
+			return
 		}
+		if forwarding {
+			groups = append(groups, g)
+			return
+		}
+		ts = r.pickLocal(ts, g, m.Topic)
 	})
+	var fwBuf [4]forward
+	fws := fwBuf[:0]
+	if forwarding {
+		fws, ts = r.plan(m, fws, ts, groups)
+	}
 	if len(ts) > 8 {
 		r.markDuplicates(ts)
 	}
@@ -98,6 +118,88 @@ func (r *router) route(m *Message, now time.Time, from *client) {
 	clear(ts)
 	*tp = ts[:0]
 	targetPool.Put(tp)
+	if len(fws) > 0 {
+		cl.send(m, fws, m.Retain, ack)
+	}
+}
+
+// pickLocal adds the local member of shared group g that gets the message, if the ACL lets it.
+func (r *router) pickLocal(ts []target, g topic.SharedGroup[*Session, SubOpts], name string) []target {
+	acl := r.srv.auth
+	if mb, ok := r.pick(g); ok && (acl == nil || acl.Allowed(mb.Sub.ID, mb.Sub.username, name, auth.Read)) {
+		ts = append(ts, target{sess: mb.Sub, opts: mb.V, shared: true})
+	}
+	return ts
+}
+
+// plan finds the other replicas a locally published message goes to: those with a matching
+// non-shared subscription, and for each shared group one replica among those with members
+// (this one included), round robin. A retained message goes to every live replica, which stores
+// it. local are the shared groups with local members.
+func (r *router) plan(m *Message, fws []forward, ts []target, local []topic.SharedGroup[*Session, SubOpts]) ([]forward, []target) {
+	cl := r.srv.cluster
+	at := func(rep string) *forward {
+		for i := range fws {
+			if fws[i].replica == rep {
+				return &fws[i]
+			}
+		}
+		fws = append(fws, forward{replica: rep})
+		return &fws[len(fws)-1]
+	}
+	var remote []topic.SharedGroup[string, struct{}]
+	if ix := cl.remote.Load(); ix.Len() > 0 {
+		ix.Match(m.Topic, func(_ string, rep string, _ struct{}) {
+			at(rep).plain = true
+		}, func(g topic.SharedGroup[string, struct{}]) {
+			remote = append(remote, g)
+		})
+	}
+	for _, lg := range local {
+		var rg *topic.SharedGroup[string, struct{}]
+		for i := range remote {
+			if remote[i].Group == lg.Group && remote[i].Filter == lg.Filter {
+				rg = &remote[i]
+				break
+			}
+		}
+		if rg == nil {
+			ts = r.pickLocal(ts, lg, m.Topic)
+			continue
+		}
+		n := r.rrReplica(lg.Group, lg.Filter) % uint32(len(rg.Members)+1)
+		if n == 0 {
+			ts = r.pickLocal(ts, lg, m.Topic)
+		} else {
+			f := at(rg.Members[n-1].Sub)
+			f.groups = append(f.groups, lg.Group+"/"+lg.Filter)
+		}
+		rg.Members = nil // served
+	}
+	for _, rg := range remote {
+		if len(rg.Members) == 0 {
+			continue
+		}
+		n := r.rrReplica(rg.Group, rg.Filter) % uint32(len(rg.Members))
+		f := at(rg.Members[n].Sub)
+		f.groups = append(f.groups, rg.Group+"/"+rg.Filter)
+	}
+	if m.Retain {
+		for _, p := range cl.livePeers(nil) {
+			at(p)
+		}
+	}
+	return fws, ts
+}
+
+// rrReplica is the round-robin counter that picks a replica for a shared group.
+func (r *router) rrReplica(group, filter string) uint32 {
+	var h maphash.Hash
+	h.SetSeed(r.rrSeed)
+	h.WriteString(group)
+	h.WriteByte(1)
+	h.WriteString(filter)
+	return r.rrRep[h.Sum64()%uint64(len(r.rrRep))].Add(1)
 }
 
 var seenPool = sync.Pool{New: func() any { return make(map[*Session]int) }}

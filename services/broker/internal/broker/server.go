@@ -43,11 +43,12 @@ const (
 	dropNotAuthorized                  // refused by the ACL, or a client publishing into $SYS
 	dropRateLimited                    // publisher over its rate limit
 	dropTopicTooLong                   // topic beyond the configured length or level limit
+	dropClusterUnavailable             // not accepted by Redis for another replica (down, overloaded)
 	numDropCauses
 )
 
 var dropCauseNames = [numDropCauses]string{"queue_full", "slow_consumer", "too_large", "expired",
-	"not_authorized", "rate_limited", "topic_limit"}
+	"not_authorized", "rate_limited", "topic_limit", "cluster_unavailable"}
 
 func (s *Stats) drop(c dropCause) { s.dropped[c].Add(1) }
 
@@ -78,6 +79,7 @@ type Server struct {
 	stats    Stats
 	router   *router
 	retained RetainedStore
+	cluster  *Cluster                      // nil: a stand-alone replica
 	auth     *auth.Store                   // nil: everyone may do everything
 	peerName func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
@@ -251,21 +253,27 @@ func (s *Server) connDone(c *client, wasClient bool) {
 }
 
 // publish routes a message accepted from a client (or made by the broker, with from nil): retained
-// store first, then every matching local subscription.
-func (s *Server) publish(m *Message, from *client) {
+// store first, then every matching local subscription, then the other replicas. ack, when set,
+// is released once every replica the message went to has it (Redis accepted it).
+func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 	if m.Retain {
 		s.retained.Set(m)
 	}
-	s.router.route(m, time.Now(), from)
+	s.router.route(m, time.Now(), from, nil, ack)
 }
 
-func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool) {
+// subscribe adds or replaces one subscription of sess. route, when not nil, closes once the
+// cluster's route table has the filter (see Cluster.waitRoute).
+func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, route chan struct{}) {
 	sess.mu.Lock()
 	_, existed = sess.subs[filter]
 	sess.subs[filter] = opts
 	sess.mu.Unlock()
 	_, _ = s.router.subs.Subscribe(filter, sess, opts)
-	return existed
+	if !existed && s.cluster != nil {
+		route = s.cluster.addFilter(filter)
+	}
+	return existed, route
 }
 
 func (s *Server) unsubscribe(sess *Session, filter string) bool {
@@ -275,6 +283,9 @@ func (s *Server) unsubscribe(sess *Session, filter string) bool {
 	sess.mu.Unlock()
 	if ok {
 		s.router.subs.Unsubscribe(filter, sess)
+		if s.cluster != nil {
+			s.cluster.removeFilter(filter)
+		}
 	}
 	return ok
 }
@@ -315,6 +326,9 @@ func (s *Server) endSessionLocked(sess *Session) {
 	sess.mu.Unlock()
 	for f := range subs {
 		s.router.subs.Unsubscribe(f, sess)
+		if s.cluster != nil {
+			s.cluster.removeFilter(f)
+		}
 	}
 	if will != nil {
 		// A delayed will is sent at the latest when its session ends [MQTT-3.1.3-9].

@@ -47,7 +47,7 @@ func (s *Server) publishSys() {
 		{"$SYS/broker/subscriptions/count", strconv.Itoa(s.router.subs.Len())},
 	}
 	for _, v := range vals {
-		s.publish(&Message{Topic: v.topic, Payload: []byte(v.value), Retain: true, Created: now}, nil)
+		s.publish(&Message{Topic: v.topic, Payload: []byte(v.value), Retain: true, Created: now}, nil, nil)
 	}
 }
 

@@ -1,0 +1,5 @@
+package broker
+
+func (c *Cluster) resyncSessions() {}
+
+func (c *Cluster) onControl(p []byte) {}
