@@ -45,6 +45,9 @@ type Cluster struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
+	// exports are the export filters (nil: no export).
+	exports *topic.Index[struct{}, struct{}]
+
 	forwarded, received atomic.Int64
 }
 
@@ -72,6 +75,12 @@ func NewCluster(s *Server) *Cluster {
 		stop:    make(chan struct{}),
 	}
 	c.remote.Store(topic.NewIndex[string, struct{}]())
+	if len(s.cfg.ExportFilters) > 0 {
+		c.exports = topic.NewIndex[struct{}, struct{}]()
+		for _, f := range s.cfg.ExportFilters {
+			_, _ = c.exports.Subscribe(f, struct{}{}, struct{}{})
+		}
+	}
 	s.cluster = c
 	c.store = newClusterStore(c)
 	s.retained = newClusterRetained(c)
@@ -81,6 +90,7 @@ func NewCluster(s *Server) *Cluster {
 // BusOptions sets the callbacks the cluster needs on o.
 func (c *Cluster) BusOptions(o *bus.Options) {
 	o.ReplicaID = c.self
+	o.ExportMaxLen = c.srv.cfg.ExportMaxLen
 	o.OnBatch = func(b []byte) {
 		select {
 		case c.inbox <- b:
@@ -627,3 +637,18 @@ func (c *Cluster) forwardable(name string) bool {
 }
 
 func (s *Server) clusterNames() bus.Names { return s.cluster.bus.Names() }
+
+// export appends an accepted message to the export stream for the BigQuery adapter, if the
+// export filters match. $SYS and probe topics are never exported. The bus counts what it could
+// not queue (Redis far behind).
+func (c *Cluster) export(m *Message) {
+	if topic.IsSystem(m.Topic) || !c.exports.HasMatch(m.Topic) {
+		return
+	}
+	var bm bus.Message
+	toBus(&bm, m, c.self)
+	if bm.ID.IsZero() {
+		bm.ID = bus.NewMessageID()
+	}
+	c.bus.Export(&bm)
+}

@@ -43,6 +43,16 @@ var (
 		"Retained messages stored.", nil, nil)
 	descSlow = prometheus.NewDesc("mcloudtt_broker_slow_consumers_total",
 		"Clients cut off because their output piled up.", nil, nil)
+	descForwarded = prometheus.NewDesc("mcloudtt_broker_cluster_forwarded_total",
+		"Messages forwarded to other replicas (one per destination replica).", nil, nil)
+	descClusterRecv = prometheus.NewDesc("mcloudtt_broker_cluster_received_total",
+		"Messages received from other replicas.", nil, nil)
+	descPeers = prometheus.NewDesc("mcloudtt_broker_cluster_peers",
+		"Other replicas this one hears heartbeats from.", nil, nil)
+	descRemoteFilters = prometheus.NewDesc("mcloudtt_broker_cluster_remote_filters",
+		"Subscriptions of other replicas in the route cache (filter, replica pairs).", nil, nil)
+	descExported = prometheus.NewDesc("mcloudtt_broker_export_messages_total",
+		"Messages appended to the export stream for BigQuery (written) or refused (dropped: Redis far behind).", []string{"result"}, nil)
 	descPanics = prometheus.NewDesc("mcloudtt_broker_recovered_panics_total",
 		"Panics recovered in connection handlers (each cost one connection).", nil, nil)
 )
@@ -50,7 +60,8 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descClients, descConnects, descDisconnects, descMsgsIn,
 		descMsgsOut, descBytesIn, descBytesOut, descDropped, descInflight, descQueued, descSessions,
-		descSubscriptions, descRetained, descSlow, descPanics} {
+		descSubscriptions, descRetained, descSlow, descPanics, descForwarded, descClusterRecv, descPeers,
+		descRemoteFilters, descExported} {
 		ch <- d
 	}
 }
@@ -88,4 +99,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRetained, int64(c.retained.Len()))
 	counter(descSlow, st.disconnects[discSlowConsumer].Load())
 	counter(descPanics, st.panics.Load())
+	if cl := c.cluster; cl != nil {
+		counter(descForwarded, cl.forwarded.Load())
+		counter(descClusterRecv, cl.received.Load())
+		gauge(descPeers, int64(len(cl.livePeers(nil))))
+		gauge(descRemoteFilters, int64(cl.remote.Load().Len()))
+		if cl.bus != nil {
+			bs := cl.bus.Stats()
+			counter(descExported, int64(bs.Exported), "written")
+			counter(descExported, int64(bs.ExportDropped), "dropped")
+		}
+	}
 }

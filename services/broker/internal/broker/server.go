@@ -260,6 +260,9 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 		s.retained.Set(m)
 	}
 	s.router.route(m, time.Now(), from, nil, ack)
+	if s.cluster != nil && s.cluster.exports != nil {
+		s.cluster.export(m)
+	}
 }
 
 // subscribe adds or replaces one subscription of sess. route, when not nil, closes once the

@@ -15,6 +15,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
 )
 
 // Prefix is the environment prefix of every setting: BROKER_MQTT_ADDR and so on.
@@ -65,6 +66,13 @@ type Config struct {
 	RedisAddrs []string `envconfig:"REDIS_ADDRS"`
 	// RedisPassword authenticates to Redis.
 	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// ExportFilters are the topic filters of the messages appended to the export stream that the
+	// BigQuery adapter reads (comma-separated); empty turns the export off. $SYS and the health
+	// probe topics are never exported. Needs REDIS_ADDRS.
+	ExportFilters []string `envconfig:"EXPORT_FILTERS" default:"#"`
+	// ExportMaxLen caps the export stream at about this many entries (XADD MAXLEN ~): the oldest
+	// entries go when the adapter is that far behind.
+	ExportMaxLen int64 `envconfig:"EXPORT_MAXLEN" default:"1000000"`
 	// AdvertiseAddr is the MQTT address other services (the health gateway's probes) reach this
 	// replica at, announced in its heartbeat; in Kubernetes the pod IP with the MQTT port.
 	// Default: the MQTT listener's address.
@@ -207,6 +215,14 @@ func (c Config) Validate() error {
 		return bad("HEARTBEAT_INTERVAL", "must be positive, got %s", c.HeartbeatInterval)
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
+	}
+	for _, f := range c.ExportFilters {
+		if err := topic.ValidateFilter(f); err != nil {
+			return bad("EXPORT_FILTERS", "%q: %v", f, err)
+		}
+	}
+	if c.ExportMaxLen < 1 {
+		return bad("EXPORT_MAXLEN", "must be positive, got %d", c.ExportMaxLen)
 	}
 	if len(c.RedisAddrs) > 0 {
 		if err := bus.ValidateReplicaID(c.ID); err != nil {
