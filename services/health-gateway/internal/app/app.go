@@ -1,5 +1,6 @@
-// Package app wires the health gateway together: configuration, logging, the HTTP server, and the
-// lifecycle from start to graceful stop.
+// Package app wires the health gateway together: configuration, logging, the Redis bus (heartbeats
+// in, the gateway's own heartbeat out), the probe connections, the monitor, the HTTP server, and
+// the lifecycle from start to graceful stop.
 package app
 
 import (
@@ -8,16 +9,27 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/monitor"
+	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/probe"
+	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/web"
 )
 
 // Name is the service name written into every log line.
 const Name = "health-gateway"
+
+// Version is the gateway's version, sent in its heartbeat.
+const Version = "0.1.0"
 
 // Run loads the configuration from the environment and serves until ctx is cancelled.
 func Run(ctx context.Context) error {
@@ -26,33 +38,116 @@ func Run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(logging.Options{Level: cfg.LogLevel, Format: logging.Format(cfg.LogFormat), Service: Name})
-	return Serve(ctx, cfg, log)
+	return Serve(ctx, cfg, log, nil)
 }
 
 // Serve runs the gateway with cfg until ctx is cancelled, then stops within cfg.ShutdownTimeout.
-func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+// started, when not nil, is called with the HTTP address once the gateway serves.
+//
+// The gateway is ready (/readyz) while its own Redis subscription is up: then it sees the
+// heartbeats and its judgement means something. It does not follow the cluster's status: when the
+// cluster is red, the page and the API that say why must stay reachable.
+func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(httpAddr string)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prober := probe.New(probe.Options{
+		GatewayID: cfg.ID, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
+		ConnectTimeout: cfg.ProbeTimeout, RetryInterval: cfg.ProbeInterval,
+		Log: log.With().Str("component", "probe").Logger(),
+	})
+	// The bus calls the monitor, which asks for the bus's status: the pointer is set once New returns.
+	var busp atomic.Pointer[bus.Bus]
+	busStatus := func() bus.Status {
+		if b := busp.Load(); b != nil {
+			return b.Status()
+		}
+		return bus.Status{}
+	}
+	mon := monitor.New(monitor.Options{
+		GatewayID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, DownAfter: cfg.DownAfter(),
+		ForgetAfter: cfg.ForgetAfter, ProbeInterval: cfg.ProbeInterval, ProbeTimeout: cfg.ProbeTimeout,
+		FailAfter: cfg.FailAfter, RecoverAfter: cfg.RecoverAfter, AdapterMaxLag: cfg.AdapterMaxLag,
+		BusStatus: busStatus, Registerer: reg, Log: log,
+	}, prober)
+	rbus, err := bus.New(ctx, bus.Options{
+		Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, ReplicaID: cfg.ID,
+		Logger: log.With().Str("component", "bus").Logger(), OnHeartbeat: mon.OnHeartbeat,
+	})
+	if err != nil {
+		ln.Close()
+		prober.Close()
+		return fmt.Errorf("bus: %w", err)
+	}
+	busp.Store(rbus)
+
+	ready := func() (bool, string) {
+		st := rbus.Status()
+		if !st.Connected {
+			return false, "no Redis subscription (" + st.LastError + ")"
+		}
+		return true, ""
+	}
+	srv := &http.Server{Handler: web.Handler(mon, ready, reg), ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info().Str("http_addr", ln.Addr().String()).Msg("health gateway started")
 
+	wctx, stopWork := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { mon.Run(wctx) })
+	wg.Go(func() { heartbeats(wctx, rbus, cfg, mon, log) })
+	log.Info().Str("http_addr", ln.Addr().String()).Str("id", cfg.ID).Strs("redis", cfg.RedisAddrs).
+		Msg("health gateway started")
+	if started != nil {
+		started(ln.Addr().String())
+	}
+
+	var runErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+		runErr = fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+	stopWork()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("http shutdown: %w", err)
+	}
+	wg.Wait()
+	prober.Close()
+	if err := rbus.Close(); err != nil {
+		log.Warn().Err(err).Msg("closing the bus")
 	}
 	log.Info().Msg("stopped")
-	return nil
+	return runErr
+}
+
+// heartbeats announces the gateway on the bus every HeartbeatInterval with the cluster's status,
+// so other gateways list it.
+func heartbeats(ctx context.Context, b *bus.Bus, cfg config.Config, mon *monitor.Monitor, log zerolog.Logger) {
+	started := time.Now()
+	t := time.NewTicker(cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			st, _ := mon.Status()
+			hb := bus.Heartbeat{Kind: bus.KindGateway, Version: Version, Started: started,
+				Extra: map[string]any{"cluster_status": string(st)}}
+			if err := b.PublishHeartbeat(ctx, hb); err != nil {
+				log.Debug().Err(err).Msg("heartbeat not sent")
+			}
+		}
+	}
 }

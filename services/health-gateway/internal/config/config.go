@@ -1,12 +1,19 @@
-// Package config holds the health gateway's configuration, read from the environment.
+// Package config holds the health gateway's configuration, read from the environment (prefix
+// GATEWAY_).
+//
+// Every field documents its default in the `default` tag; README's configuration table lists them.
+// Validate names the environment variable of the first bad field, so a bad value stops the gateway
+// at start with a message an operator can act on.
 package config
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 )
 
@@ -23,6 +30,42 @@ type Config struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"auto"`
 	// ShutdownTimeout bounds the graceful stop after SIGTERM.
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
+
+	// ID names the gateway on the bus and in its probe topics. Default: "gateway-" and the host
+	// name (the pod name in Kubernetes), so it never equals a broker's id on the same host.
+	ID string `envconfig:"ID"`
+	// RedisAddrs are the Redis addresses of the cluster bus (comma-separated; several mean a Redis
+	// Cluster), where the heartbeats are read.
+	RedisAddrs []string `envconfig:"REDIS_ADDRS" default:"127.0.0.1:6379"`
+	// RedisPassword authenticates to Redis.
+	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+
+	// HeartbeatInterval is how often members send heartbeats (BROKER_HEARTBEAT_INTERVAL), and how
+	// often the gateway sends its own.
+	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
+	// MissedHeartbeats is how many heartbeat intervals may pass without one before a member is down.
+	MissedHeartbeats int `envconfig:"MISSED_HEARTBEATS" default:"3"`
+	// ForgetAfter is how long a down member stays listed (red, and probed) before the gateway
+	// forgets it, as after a scale-down.
+	ForgetAfter time.Duration `envconfig:"FORGET_AFTER" default:"2m"`
+
+	// ProbeInterval is how often every pair of the ring is probed.
+	ProbeInterval time.Duration `envconfig:"PROBE_INTERVAL" default:"2s"`
+	// ProbeTimeout is how long a probe message may take from replica A to replica B.
+	ProbeTimeout time.Duration `envconfig:"PROBE_TIMEOUT" default:"1s"`
+	// FailAfter is how long a failure (of a pair, a member or an adapter's lag) must last before it
+	// turns red.
+	FailAfter time.Duration `envconfig:"FAIL_AFTER" default:"10s"`
+	// RecoverAfter is how long a red pair or member must be healthy again before it turns green.
+	RecoverAfter time.Duration `envconfig:"RECOVER_AFTER" default:"10s"`
+	// AdapterMaxLag is the export lag (age of the oldest entry not yet in BigQuery) beyond which an
+	// adapter fails; 0 only shows the lag.
+	AdapterMaxLag time.Duration `envconfig:"ADAPTER_MAX_LAG" default:"60s"`
+
+	// MQTTUsername and MQTTPassword are the probe clients' credentials (empty: anonymous). The ACL
+	// must let this user publish and subscribe under $mcloudtt/probe/.
+	MQTTUsername string `envconfig:"MQTT_USERNAME"`
+	MQTTPassword string `envconfig:"MQTT_PASSWORD"`
 }
 
 // Load reads the configuration from the environment and validates it.
@@ -31,22 +74,77 @@ func Load() (Config, error) {
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return c, err
 	}
+	if c.ID == "" {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			c.ID = "gateway-" + h
+		}
+	}
 	return c, c.Validate()
+}
+
+// Default returns the configuration with every default applied, as Load would with an empty
+// environment, and the id "gateway-test". Tests start from it.
+func Default() Config {
+	var c Config
+	_ = envconfig.Process("MCLOUDTT_UNSET_PREFIX_FOR_DEFAULTS", &c)
+	c.ID = "gateway-test"
+	return c
+}
+
+// DownAfter is how long a member may be silent before it is down.
+func (c Config) DownAfter() time.Duration {
+	return time.Duration(c.MissedHeartbeats) * c.HeartbeatInterval
 }
 
 // Validate reports the first invalid field by its environment variable name.
 func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%s_%s: %s", Prefix, field, fmt.Sprintf(format, args...))
+	}
 	if err := logging.ValidateLevel(c.LogLevel); err != nil {
-		return fmt.Errorf("%s_LOG_LEVEL: %w", Prefix, err)
+		return bad("LOG_LEVEL", "%v", err)
 	}
 	if err := logging.ValidateFormat(c.LogFormat); err != nil {
-		return fmt.Errorf("%s_LOG_FORMAT: %w", Prefix, err)
+		return bad("LOG_FORMAT", "%v", err)
 	}
-	if c.HTTPAddr == "" {
-		return fmt.Errorf("%s_HTTP_ADDR: must not be empty", Prefix)
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"HEARTBEAT_INTERVAL", c.HeartbeatInterval},
+		{"FORGET_AFTER", c.ForgetAfter}, {"PROBE_INTERVAL", c.ProbeInterval}, {"PROBE_TIMEOUT", c.ProbeTimeout},
 	}
-	if c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("%s_SHUTDOWN_TIMEOUT: must be positive, got %s", Prefix, c.ShutdownTimeout)
+	for _, p := range positive {
+		if p.d <= 0 {
+			return bad(p.name, "must be positive, got %s", p.d)
+		}
+	}
+	switch {
+	case c.HTTPAddr == "":
+		return bad("HTTP_ADDR", "must not be empty")
+	case len(c.RedisAddrs) == 0:
+		return bad("REDIS_ADDRS", "must name at least one Redis address")
+	case c.MissedHeartbeats < 1:
+		return bad("MISSED_HEARTBEATS", "must be at least 1, got %d", c.MissedHeartbeats)
+	case c.FailAfter < 0:
+		return bad("FAIL_AFTER", "must not be negative, got %s", c.FailAfter)
+	case c.RecoverAfter < 0:
+		return bad("RECOVER_AFTER", "must not be negative, got %s", c.RecoverAfter)
+	case c.AdapterMaxLag < 0:
+		return bad("ADAPTER_MAX_LAG", "must not be negative, got %s", c.AdapterMaxLag)
+	case c.ForgetAfter < c.DownAfter():
+		return bad("FORGET_AFTER", "must be at least MISSED_HEARTBEATS x HEARTBEAT_INTERVAL (%s), got %s",
+			c.DownAfter(), c.ForgetAfter)
+	case c.MQTTPassword != "" && c.MQTTUsername == "":
+		return bad("MQTT_USERNAME", "required with MQTT_PASSWORD")
+	}
+	for i, a := range c.RedisAddrs {
+		if a == "" {
+			return bad("REDIS_ADDRS", "address %d is empty", i+1)
+		}
+	}
+	if err := bus.ValidateReplicaID(c.ID); err != nil {
+		return bad("ID", "%v (the id names the gateway's Redis channels and probe topics)", err)
 	}
 	return nil
 }
