@@ -50,7 +50,7 @@ function drawMembers(c) {
     el("td", {}, m.clients),
     el("td", {}, m.msgs_in_per_s.toFixed(1)),
     el("td", {}, m.msgs_out_per_s.toFixed(1)),
-    el("td", {}, m.redis.connected ? "connected" : "down"),
+    el("td", {}, !m.up ? "unknown (down)" : m.redis.connected ? "connected" : "down"),
     el("td", {}, m.probe_connected === undefined ? "" : (m.probe_connected ? "connected" : "down")),
     el("td", { class: "problem" }, m.problem || m.probe_error || ""),
   )));
