@@ -26,7 +26,8 @@ BROKER_ID=broker-1 BROKER_MQTT_ADDR=:1883 BROKER_HTTP_ADDR=:8080 BROKER_ADVERTIS
 BROKER_ID=broker-2 BROKER_MQTT_ADDR=:1884 BROKER_HTTP_ADDR=:8081 BROKER_ADVERTISE_ADDR=127.0.0.1:1884 \
   BROKER_REDIS_ADDRS=127.0.0.1:$REDIS_PORT bin/broker & pids+=($!)
 ADAPTER_HTTP_ADDR=:8091 bin/bigquery-adapter & pids+=($!)
-GATEWAY_HTTP_ADDR=:8090 bin/health-gateway & pids+=($!)
+# The health gateway reads the heartbeats on Redis and probes every broker pair over MQTT.
+GATEWAY_HTTP_ADDR=:8090 GATEWAY_REDIS_ADDRS=127.0.0.1:$REDIS_PORT bin/health-gateway & pids+=($!)
 
 cat >&2 <<MSG
 MCloudTT local stack (state in $STATE):
@@ -34,7 +35,7 @@ MCloudTT local stack (state in $STATE):
   broker-1         mqtt://127.0.0.1:1883  (health, readiness, metrics on http://127.0.0.1:8080)
   broker-2         mqtt://127.0.0.1:1884  (health, readiness, metrics on http://127.0.0.1:8081)
   bigquery-adapter http://127.0.0.1:8091/healthz
-  health-gateway   http://127.0.0.1:8090/healthz
+  health-gateway   http://127.0.0.1:8090/  (status page; JSON at /api/v1/cluster, metrics at /metrics)
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}"
