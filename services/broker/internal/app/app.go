@@ -153,7 +153,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 			closeAll()
 			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 		}
-		isReady := func() bool { return ready.Load() && (rbus == nil || rbus.Status().Connected) }
+		isReady := func() bool { return ready.Load() && (cl == nil || cl.Ready()) }
 		hs = &http.Server{Handler: httpHandler(cfg, srv, isReady), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -1,25 +1,35 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
 // replicas starts n in-process replicas on one Redis and waits until each sees the others.
 func replicas(t *testing.T, rs *redistest.Server, n int, mod func(i int, c *config.Config)) []Addrs {
+	return replicasFrom(t, rs, 0, n, mod)
+}
+
+// replicasFrom starts replicas first .. first+n-1 (replica-a is 0).
+func replicasFrom(t *testing.T, rs *redistest.Server, first, n int, mod func(i int, c *config.Config)) []Addrs {
 	t.Helper()
 	out := make([]Addrs, n)
 	for i := range out {
-		out[i] = serve(t, func(c *config.Config) {
+		i := first + i
+		out[i-first] = serve(t, func(c *config.Config) {
 			c.ID = fmt.Sprintf("replica-%c", 'a'+i)
 			c.RedisAddrs = []string{rs.Addr()}
 			c.HeartbeatInterval = 100 * time.Millisecond
+			c.PeerTimeout = 3 * time.Second
 			c.HTTPAddr = "127.0.0.1:0"
 			if mod != nil {
 				mod(i, c)
@@ -116,4 +126,168 @@ func TestClusterCrossReplicaDelivery(t *testing.T) {
 		t.Fatalf("got %q", m.Payload())
 	}
 	inB.none(t, 300*time.Millisecond)
+}
+
+// Retained messages are visible to a wildcard SUBSCRIBE on any replica, replaced and cleared
+// cluster-wide, and kept in Redis for a replica that starts later.
+func TestClusterRetained(t *testing.T) {
+	rs := redistest.Start(t)
+	rep := replicas(t, rs, 2, nil)
+	pub := mustV3(t, rep[0], "pub", nil)
+	publish(t, pub, "home/kitchen/temp", 1, true, "21")
+	publish(t, pub, "home/hall/temp", 1, true, "19")
+	publish(t, pub, "home/hall/temp", 1, true, "20") // replaces
+	time.Sleep(100 * time.Millisecond)              // forwarded asynchronously after the PUBACK
+	sub := mustV3(t, rep[1], "sub", nil)
+	in := subscribe(t, sub, "home/+/temp", 1)
+	got := map[string]string{}
+	for range 2 {
+		m := in.next(t, 5*time.Second)
+		if !m.Retained() {
+			t.Fatalf("%s not flagged retained", m.Topic())
+		}
+		got[m.Topic()] = string(m.Payload())
+	}
+	if got["home/kitchen/temp"] != "21" || got["home/hall/temp"] != "20" {
+		t.Fatalf("retained %v", got)
+	}
+	in.none(t, 200*time.Millisecond)
+
+	publish(t, pub, "home/kitchen/temp", 1, true, "") // clears
+	if m := in.next(t, 5*time.Second); len(m.Payload()) != 0 {
+		t.Fatalf("clear delivered as %q", m.Payload())
+	}
+	time.Sleep(100 * time.Millisecond)
+	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
+	defer rc.Close()
+	if n, err := rc.HLen(context.Background(), "mcloudtt:retained").Result(); err != nil || n != 1 {
+		t.Fatalf("retained hash holds %d (%v), want 1", n, err)
+	}
+	late := replicasFrom(t, rs, 2, 1, nil)[0] // a third replica joins: loads the retained set from Redis
+	sub3 := mustV3(t, late, "sub3", nil)
+	in3 := subscribe(t, sub3, "home/#", 0)
+	if m := in3.next(t, 5*time.Second); m.Topic() != "home/hall/temp" || string(m.Payload()) != "20" {
+		t.Fatalf("late replica: %s %q", m.Topic(), m.Payload())
+	}
+	in3.none(t, 200*time.Millisecond)
+}
+
+// A CONNECT on replica B closes the same client id on replica A; a persistent session resumes
+// on another replica with the messages queued while it was offline.
+func TestClusterTakeoverAndSessionResume(t *testing.T) {
+	rs := redistest.Start(t)
+	rep := replicas(t, rs, 3, nil)
+	lost := make(chan error, 1)
+	persistent := func(o *pahov3.ClientOptions) {
+		o.SetCleanSession(false)
+		o.SetConnectionLostHandler(func(_ pahov3.Client, err error) { lost <- err })
+	}
+	a := mustV3(t, rep[0], "device-1", persistent)
+	subscribe(t, a, "cmd/device-1/#", 1)
+
+	// Takeover from another replica: the first connection is closed.
+	b := mustV3(t, rep[1], "device-1", func(o *pahov3.ClientOptions) { o.SetCleanSession(false) })
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection on replica a not closed by the CONNECT on replica b")
+	}
+	_ = a
+	// The session moved with its subscription: a publish on replica c reaches b.
+	got := make(inbox, 100)
+	b.AddRoute("cmd/device-1/#", func(_ pahov3.Client, m pahov3.Message) { got <- m })
+	pub := mustV3(t, rep[2], "pub", nil)
+	publish(t, pub, "cmd/device-1/reboot", 1, false, "now")
+	if m := got.next(t, 5*time.Second); string(m.Payload()) != "now" {
+		t.Fatalf("got %q", m.Payload())
+	}
+
+	// Offline on b: messages are queued (in Redis too); the client comes back on c.
+	b.Disconnect(100)
+	time.Sleep(100 * time.Millisecond)
+	for i := range 5 {
+		publish(t, pub, "cmd/device-1/n", 1, false, fmt.Sprint(i))
+	}
+	time.Sleep(100 * time.Millisecond)
+	resumed := make(inbox, 100)
+	c, err := v3(t, "tcp://"+rep[2].MQTT, "device-1", func(o *pahov3.ClientOptions) {
+		o.SetCleanSession(false)
+		o.SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) { resumed <- m })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if m := resumed.next(t, 5*time.Second); string(m.Payload()) != fmt.Sprint(i) {
+			t.Fatalf("queued message %d: got %q", i, m.Payload())
+		}
+	}
+	resumed.none(t, 200*time.Millisecond)
+	// And the subscription works live on c.
+	publish(t, pub, "cmd/device-1/live", 1, false, "live")
+	if m := resumed.next(t, 5*time.Second); string(m.Payload()) != "live" {
+		t.Fatalf("got %q", m.Payload())
+	}
+	_ = c
+}
+
+// Shared subscriptions are balanced over members on all replicas: each message reaches exactly
+// one member of the group.
+func TestClusterSharedSubscriptions(t *testing.T) {
+	rs := redistest.Start(t)
+	rep := replicas(t, rs, 3, nil)
+	all := make(inbox, 1000)
+	counts := make([]int, 3)
+	var ins []inbox
+	for i := range 3 {
+		c := mustV3(t, rep[i], fmt.Sprint("worker-", i), nil)
+		ins = append(ins, subscribe(t, c, "$share/workers/jobs/#", 1))
+	}
+	_ = all
+	pub := mustV3(t, rep[0], "pub", nil)
+	const n = 60
+	for i := range n {
+		publish(t, pub, "jobs/x", 1, false, fmt.Sprint(i))
+	}
+	seen := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < n {
+		select {
+		case m := <-ins[0]:
+			counts[0]++
+			seen[string(m.Payload())] = true
+		case m := <-ins[1]:
+			counts[1]++
+			seen[string(m.Payload())] = true
+		case m := <-ins[2]:
+			counts[2]++
+			seen[string(m.Payload())] = true
+		case <-deadline:
+			t.Fatalf("only %d of %d messages arrived (%v)", len(seen), n, counts)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	total := counts[0] + counts[1] + counts[2] + len(ins[0]) + len(ins[1]) + len(ins[2])
+	if total != n {
+		t.Fatalf("%d deliveries for %d messages: a message reached more than one member (%v)", total, n, counts)
+	}
+	for i, c := range counts {
+		if c == 0 {
+			t.Fatalf("member on replica %d got nothing (%v)", i, counts)
+		}
+	}
+}
+
+// A will is delivered on every replica.
+func TestClusterWill(t *testing.T) {
+	rs := redistest.Start(t)
+	rep := replicas(t, rs, 2, nil)
+	sub := mustV3(t, rep[1], "watcher", nil)
+	in := subscribe(t, sub, "status/#", 1)
+	dev := dialV3(t, rep[0].MQTT, &mqtt.Connect{ClientID: "dev-9", CleanStart: true, WillFlag: true,
+		WillTopic: "status/dev-9", WillPayload: []byte("offline"), WillQoS: 1})
+	dev.conn.Close() // no DISCONNECT: the will goes out
+	if m := in.next(t, 10*time.Second); m.Topic() != "status/dev-9" || string(m.Payload()) != "offline" {
+		t.Fatalf("got %s %q", m.Topic(), m.Payload())
+	}
 }

@@ -699,6 +699,9 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		c.srv.cluster.waitRoute(r)
 	}
 	c.writePacket(&mqtt.Suback{PacketID: p.PacketID, ReasonCodes: codes})
+	if c.srv.cluster != nil && c.sessExpiry != 0 {
+		c.srv.cluster.saveSession(c.sess, false)
+	}
 	now := time.Now()
 	for _, r := range wantRetained {
 		c.srv.retained.Match(r.filter, func(m *Message) {
@@ -733,6 +736,9 @@ func (c *client) handleUnsubscribe(p *mqtt.Unsubscribe) {
 		}
 	}
 	c.writePacket(&mqtt.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
+	if c.srv.cluster != nil && c.sessExpiry != 0 {
+		c.srv.cluster.saveSession(c.sess, false)
+	}
 }
 
 func (c *client) handleDisconnect(p *mqtt.Disconnect) error {

@@ -36,6 +36,7 @@ type Cluster struct {
 	peers     map[string]time.Time       // live replicas: last heartbeat received
 	selfSeen  time.Time                  // our own last heartbeat, as received (link check)
 	resyncing bool
+	releases  map[string]chan struct{} // sessions this replica asked another to release
 	missed    []bus.RouteChange // notices received during a resync, replayed after it
 
 	wake   chan struct{}
@@ -49,6 +50,13 @@ type Cluster struct {
 	exports *topic.Index[struct{}, struct{}]
 
 	forwarded, received atomic.Int64
+	synced              atomic.Bool // the last (re)connect's resync finished
+}
+
+// Ready reports whether the replica is part of the cluster: Redis connected and the state
+// synchronised since the last connect.
+func (c *Cluster) Ready() bool {
+	return c.bus != nil && c.bus.Status().Connected && c.synced.Load()
 }
 
 // Envelope flags (bus.Message.Flags) the broker uses between replicas.
@@ -57,7 +65,7 @@ const (
 )
 
 // peerTimeout is how long a replica may stay silent before the others forget its routes.
-func (c *Cluster) peerTimeout() time.Duration { return 5 * c.srv.cfg.HeartbeatInterval }
+func (c *Cluster) peerTimeout() time.Duration { return c.srv.cfg.PeerTimeout }
 
 // NewCluster prepares s to join the cluster as replica id. Pass its callbacks to bus.New with
 // BusOptions, then call Start with the bus.
@@ -100,11 +108,13 @@ func (c *Cluster) BusOptions(o *bus.Options) {
 	o.OnControl = c.onControl
 	o.OnHeartbeat = c.onHeartbeat
 	o.OnRouteChange = c.onRouteChange
-	o.OnReconnect = c.requestResync
+	o.OnReconnect = func() { c.synced.Store(false); c.requestResync() }
 	prev := o.OnStatus
 	o.OnStatus = func(st bus.Status) {
 		if st.Connected {
 			c.requestResync()
+		} else {
+			c.synced.Store(false)
 		}
 		if prev != nil {
 			prev(st)
@@ -311,6 +321,19 @@ func (c *Cluster) doResync() {
 	}
 	if ok {
 		c.store.resync()
+		// Announce this replica at once, so the others forward retained messages to it from
+		// now on; those published before they heard it are in Redis, read again shortly.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.bus.PublishHeartbeat(ctx, bus.Heartbeat{Kind: bus.KindBroker, Version: Version, Started: c.srv.started})
+		cancel()
+		c.synced.Store(true)
+		time.AfterFunc(2*c.srv.cfg.HeartbeatInterval+500*time.Millisecond, func() {
+			select {
+			case <-c.stop:
+			default:
+				c.srv.retained.(*clusterRetained).resync()
+			}
+		})
 	}
 	if !ok {
 		time.AfterFunc(time.Second, c.requestResync)
@@ -460,7 +483,7 @@ func (c *Cluster) peerLoop() {
 		case now := <-t.C:
 			c.mu.Lock()
 			var dead []string
-			if now.Sub(c.selfSeen) < 2*c.srv.cfg.HeartbeatInterval+time.Second {
+			if now.Sub(c.selfSeen) < c.peerTimeout()/2 {
 				for id, last := range c.peers {
 					if now.Sub(last) > c.peerTimeout() {
 						dead = append(dead, id)

@@ -190,8 +190,8 @@ func (r *clusterRetained) setLocal(m *Message) {
 func (r *clusterRetained) Match(filter string, fn func(*Message)) { r.mem.Match(filter, fn) }
 func (r *clusterRetained) Len() int                               { return r.mem.Len() }
 
-// resync loads Redis' retained messages into memory (the newer of the two wins) and writes back
-// those Redis lacks or holds older copies of: after a Redis restart the replicas seed it again.
+// resync loads Redis' retained messages into memory (the newer of the two wins); when Redis has
+// none at all (it restarted empty) the replica writes its copy back.
 func (r *clusterRetained) resync() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -215,6 +215,12 @@ func (r *clusterRetained) resync() {
 		if cursor = next; cursor == 0 {
 			break
 		}
+	}
+	if len(inRedis) > 0 {
+		// Redis kept its data: it is the truth (a message cleared while this replica was
+		// away must not come back). An empty hash is a Redis that restarted without its data:
+		// the replicas seed it again from their copies.
+		return
 	}
 	r.mem.mu.RLock()
 	var missing []*Message

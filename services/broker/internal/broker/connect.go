@@ -208,6 +208,11 @@ func (c *client) accept(p *mqtt.Connect) error {
 // what the session holds [MQTT-3.2.0-1]. The new connection owns the session from the moment it
 // is attached, under the server lock, so two CONNECTs with one client id cannot both take it.
 func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
+	var loaded *loadedSession
+	if s.cluster != nil {
+		// Ownership first: another replica holding this client id lets go of it.
+		loaded = s.cluster.claim(c.id, cleanStart)
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -219,16 +224,21 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 		old = sess.client.Load()
 	}
 	if sess != nil && cleanStart {
-		s.endSessionLocked(sess)
+		s.endSessionLocked(sess, false)
 		sess = nil
 	}
 	present := sess != nil
 	if sess == nil {
 		sess = newSession(s, c.id)
 		s.sessions[c.id] = sess
+		if loaded != nil && !cleanStart {
+			s.cluster.install(sess, loaded) // resumed from another replica
+			present = true
+		}
 	}
 	c.sess = sess
 	sess.username = c.username
+	sess.expiry = c.sessExpiry
 	if present && s.auth != nil {
 		// The ACL may have changed, or another user may resume this client id: subscriptions are
 		// checked again; queued messages are checked in resumeLocked.
@@ -258,6 +268,10 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	s.stats.connects.Add(1)
 	s.stats.clients.Add(1)
 	s.mu.Unlock()
+	if s.cluster != nil && c.sessExpiry != 0 {
+		s.cluster.onlineAgain(c.id)
+		s.cluster.saveSession(sess, false)
+	}
 
 	if old != nil {
 		old.takenOver(cleanStart)
@@ -307,7 +321,7 @@ func (s *Server) detach(c *client) {
 		return
 	}
 	if c.sessExpiry == 0 {
-		s.endSessionLocked(sess)
+		s.endSessionLocked(sess, true)
 		if will != nil {
 			s.publishWill(will)
 		}
@@ -328,7 +342,12 @@ func (s *Server) detach(c *client) {
 	if c.sessExpiry != neverExpire {
 		sess.expiryTimer = time.AfterFunc(c.sessExpiry, func() { s.expireSession(sess) })
 	}
+	sess.expiry = c.sessExpiry
 	sess.mu.Unlock()
+	if s.cluster != nil {
+		// Offline now: the whole session goes to Redis, where any replica can resume it.
+		s.cluster.saveSession(sess, true)
+	}
 }
 
 // fireDelayedWill publishes a session's delayed will if the client has not come back.
@@ -350,7 +369,7 @@ func (s *Server) expireSession(sess *Session) {
 	if sess.client.Load() != nil || s.sessions[sess.ID] != sess {
 		return
 	}
-	s.endSessionLocked(sess)
+	s.endSessionLocked(sess, true)
 }
 
 // publishWill sends a will message; its expiry interval starts now. The ACL is asked at this

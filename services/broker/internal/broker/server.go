@@ -304,8 +304,23 @@ func (s *Server) capExpiry(secs uint32) time.Duration {
 	return time.Duration(secs) * time.Second
 }
 
-// endSessionLocked removes a session and its subscriptions. Called with s.mu held.
-func (s *Server) endSessionLocked(sess *Session) {
+// endSessionLocked removes a session and its subscriptions, and publishes a will still waiting
+// for its delay. disown gives up the client id in the cluster (not when a clean start replaces
+// the session). Called with s.mu held.
+func (s *Server) endSessionLocked(sess *Session, disown bool) {
+	will := s.dropSessionLocked(sess)
+	if s.cluster != nil {
+		s.cluster.forgetSession(sess.ID, disown)
+	}
+	if will != nil {
+		// A delayed will is sent at the latest when its session ends [MQTT-3.1.3-9].
+		go s.publishWill(will)
+	}
+}
+
+// dropSessionLocked removes a session from this replica: from the session table and the index,
+// timers stopped. It returns the delayed will it held, if any. Called with s.mu held.
+func (s *Server) dropSessionLocked(sess *Session) (will *Message) {
 	if s.sessions[sess.ID] == sess {
 		delete(s.sessions, sess.ID)
 	}
@@ -321,7 +336,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 	if sess.expiryTimer != nil {
 		sess.expiryTimer.Stop()
 	}
-	will := sess.will
+	will = sess.will
 	sess.will = nil
 	if sess.willTimer != nil {
 		sess.willTimer.Stop()
@@ -333,10 +348,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 			s.cluster.removeFilter(f)
 		}
 	}
-	if will != nil {
-		// A delayed will is sent at the latest when its session ends [MQTT-3.1.3-9].
-		go s.publishWill(will)
-	}
+	return will
 }
 
 // Stats returns a snapshot of selected counters, for tests and $SYS.

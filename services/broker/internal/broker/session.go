@@ -155,6 +155,9 @@ func (s *Session) enqueueLocked(d delivery) bool {
 	s.queue = append(s.queue, d)
 	s.qBytes += d.msg.size()
 	s.srv.stats.queued.Add(1)
+	if cl := s.srv.cluster; cl != nil && s.expiry != 0 && s.client.Load() == nil {
+		cl.appendQueuedLocked(s, d)
+	}
 	return true
 }
 

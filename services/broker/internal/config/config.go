@@ -79,6 +79,9 @@ type Config struct {
 	AdvertiseAddr string `envconfig:"ADVERTISE_ADDR"`
 	// HeartbeatInterval is how often the replica announces itself on the bus.
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
+	// PeerTimeout is how long another replica may stay silent (no heartbeat) before this one
+	// forgets its routes and removes it from Redis. Must exceed HEARTBEAT_INTERVAL.
+	PeerTimeout time.Duration `envconfig:"PEER_TIMEOUT" default:"5s"`
 
 	// HTTPAddr serves /healthz, /readyz and /metrics; empty disables it.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8080"`
@@ -213,6 +216,8 @@ func (c Config) Validate() error {
 		return bad("MQTT_ADDR", "no listener: set at least one of MQTT_ADDR, TLS_ADDR, WS_ADDR, WSS_ADDR")
 	case c.HeartbeatInterval <= 0:
 		return bad("HEARTBEAT_INTERVAL", "must be positive, got %s", c.HeartbeatInterval)
+	case c.PeerTimeout <= c.HeartbeatInterval:
+		return bad("PEER_TIMEOUT", "must exceed HEARTBEAT_INTERVAL (%s), got %s", c.HeartbeatInterval, c.PeerTimeout)
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
 	}
