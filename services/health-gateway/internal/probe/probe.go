@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -94,9 +95,29 @@ func (p *Prober) Ensure(replica, addr string) {
 		}
 		p.opts.Log.Info().Str("replica", replica).Str("old_addr", c.addr).Str("addr", addr).
 			Msg("probe: replica moved, reconnecting")
-		go c.client.Disconnect(0)
+		c.disconnect(0)
+	}
+	if err := reachable(addr); err != nil {
+		// Keep the entry so that probes through the replica fail and say why.
+		c := &conn{replica: replica, addr: addr, lastErr: err.Error()}
+		p.conns[replica] = c
+		p.opts.Log.Warn().Str("replica", replica).Str("addr", addr).Err(err).Msg("probe: cannot connect")
+		return
 	}
 	p.conns[replica] = p.dial(replica, addr)
+}
+
+// reachable reports why addr, as announced in a heartbeat, cannot be dialled from elsewhere: a
+// replica that announces its listener address (":1883", "0.0.0.0:1883") instead of its pod IP.
+func reachable(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("announced address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("announced address %q has no host to connect to: set BROKER_ADVERTISE_ADDR on that replica (the pod IP and MQTT port)", addr)
+	}
+	return nil
 }
 
 // Retain closes the connections to replicas not in keep.
@@ -106,7 +127,7 @@ func (p *Prober) Retain(keep func(replica string) bool) {
 	for id, c := range p.conns {
 		if !keep(id) {
 			delete(p.conns, id)
-			go c.client.Disconnect(0)
+			c.disconnect(0)
 		}
 	}
 }
@@ -136,6 +157,18 @@ func (c *conn) setErr(err error) {
 	} else {
 		c.lastErr = err.Error()
 	}
+}
+
+// disconnect closes the connection, if one was made, in the background unless quiesce > 0.
+func (c *conn) disconnect(quiesce uint) {
+	if c.client == nil {
+		return
+	}
+	if quiesce == 0 {
+		go c.client.Disconnect(0)
+		return
+	}
+	c.client.Disconnect(quiesce)
 }
 
 // dial starts a connection; the client connects and reconnects in the background, and subscribes
@@ -307,7 +340,7 @@ func (p *Prober) Close() {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, c := range conns {
-		wg.Go(func() { c.client.Disconnect(250) })
+		wg.Go(func() { c.disconnect(250) })
 	}
 	wg.Wait()
 }
