@@ -6,6 +6,7 @@
 #   browser  chromium (headless, for the health gateway's status-page test)
 #   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
 #          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
+#   bq     clang and the local BigQuery emulator (tools/bqemulator), built with cgo and clang
 #
 # As root on Debian it installs missing packages with apt-get. For anyone else it prints the exact
 # command to run and fails. Tools built from the Go module proxy are cached outside the repository in
@@ -110,6 +111,42 @@ group_infra() {
   [ "$failed" -eq 0 ] || exit 1
 }
 
+# --- bq ----------------------------------------------------------------------------------------
+# The local BigQuery emulator (github.com/goccy/bigquery-emulator, pinned in tools/bqemulator) that
+# `make run` and the bigquery-adapter's tests use. Its go-zetasql dependency is C++ built with cgo:
+# g++ 12 fails on it, clang++ builds it (cold: ~16 minutes and ~7 GB of memory; cached: seconds).
+# Same stamp rule as build_pinned, but with cgo on and clang as the C and C++ compiler.
+build_pinned_cgo() { # module-dir binary package
+  local dir=$1 bin=$2 pkg=$3 ldflags="-s -w"
+  local out="$CACHE/bin/$bin" stamp="$CACHE/bin/.$bin.stamp" want
+  want=$( (cd "$dir" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs cat; go env GOVERSION; clang --version | head -1; echo "$pkg $ldflags cgo") | sha256sum | cut -c1-16)
+  if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  echo "deps: building $bin from ${dir#"$REPO"/} with clang (a cold build takes ~16 minutes and ~7 GB)" >&2
+  local timing=()
+  [ -x /usr/bin/time ] && timing=(/usr/bin/time -f "$bin: %e s wall, %M KiB peak RSS" -o "$out.build")
+  if ! (cd "$dir" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false -trimpath" CGO_ENABLED=1 CC=clang CXX=clang++ \
+      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
+    rm -f "$out.tmp"
+    echo "deps: building $bin failed" >&2
+    return 1
+  fi
+  mv -f "$out.tmp" "$out"
+  echo "$want" >"$stamp"
+  [ -f "$out.build" ] && cat "$out.build" >&2
+  return 0
+}
+
+group_bq() {
+  need_cmd clang clang
+  need_cmd clang++ clang
+  need_cmd /usr/bin/time time
+  apt_install
+  command -v go >/dev/null 2>&1 || { echo "deps: bq needs Go (see go.work for the version)" >&2; exit 1; }
+  build_pinned_cgo "$REPO/tools/bqemulator" bigquery-emulator github.com/goccy/bigquery-emulator/cmd/bigquery-emulator || exit 1
+}
+
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 groups=("$@")
@@ -119,6 +156,7 @@ for g in "${groups[@]}"; do
     base) group_base ;;
     browser) group_browser ;;
     infra) group_infra ;;
+    bq) group_bq ;;
     *) echo "deps: unknown group $g" >&2; exit 2 ;;
   esac
 done
