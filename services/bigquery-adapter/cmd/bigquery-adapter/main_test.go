@@ -7,12 +7,20 @@ import (
 )
 
 func TestStopsCleanlyOnSIGTERM(t *testing.T) {
-	proctest.CheckStopsOnSIGTERM(t, proctest.Build(t, "."), "ADAPTER_HTTP_ADDR=127.0.0.1:0", "ADAPTER_LOG_FORMAT=json")
+	// Neither Redis nor BigQuery answers: the adapter starts anyway, retries, and stops cleanly.
+	proctest.CheckStopsOnSIGTERM(t, proctest.Build(t, "."), "ADAPTER_HTTP_ADDR=127.0.0.1:0", "ADAPTER_LOG_FORMAT=json",
+		"ADAPTER_BIGQUERY_PROJECT=p", "ADAPTER_REDIS_ADDRS=127.0.0.1:1", "ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:1")
 }
 
 func TestBadConfigNamesTheField(t *testing.T) {
 	proctest.CheckBadConfigNamesField(t, proctest.Build(t, "."), map[string]string{
-		"ADAPTER_LOG_LEVEL=loud":        "ADAPTER_LOG_LEVEL",
-		"ADAPTER_SHUTDOWN_TIMEOUT=soon": "ADAPTER_SHUTDOWN_TIMEOUT",
+		"ADAPTER_LOG_LEVEL=loud":                   "ADAPTER_LOG_LEVEL",
+		"ADAPTER_SHUTDOWN_TIMEOUT=soon":            "ADAPTER_SHUTDOWN_TIMEOUT",
+		"ADAPTER_BATCH_ROWS=0":                     "ADAPTER_BATCH_ROWS",
+		"ADAPTER_BATCH_BYTES=100000000":            "ADAPTER_BATCH_BYTES",
+		"ADAPTER_CLAIM_IDLE=1s":                    "ADAPTER_CLAIM_IDLE",
+		"ADAPTER_BIGQUERY_ENDPOINT=localhost:9050": "ADAPTER_BIGQUERY_ENDPOINT",
+		"ADAPTER_ID=a:b":                           "ADAPTER_ID",
+		"ADAPTER_GROUP=g":                          "ADAPTER_BIGQUERY_PROJECT",
 	})
 }

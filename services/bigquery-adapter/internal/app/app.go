@@ -1,5 +1,7 @@
-// Package app wires the BigQuery adapter together: configuration, logging, the HTTP server, and the
-// lifecycle from start to graceful stop.
+// Package app wires the BigQuery adapter together: configuration, logging, the export feed on
+// Redis, the BigQuery client, the HTTP endpoints (health, readiness, metrics), the heartbeat on
+// the bus, and the lifecycle from start to graceful stop (SIGTERM writes the open batches and
+// acknowledges them).
 package app
 
 import (
@@ -8,16 +10,27 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/adapter"
+	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/bq"
 	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/feed"
 )
 
 // Name is the service name written into every log line.
 const Name = "bigquery-adapter"
+
+// Version is the adapter's version, announced in its heartbeat (set with -ldflags -X).
+var Version = "dev"
 
 // Run loads the configuration from the environment and serves until ctx is cancelled.
 func Run(ctx context.Context) error {
@@ -26,33 +39,142 @@ func Run(ctx context.Context) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := logging.New(logging.Options{Level: cfg.LogLevel, Format: logging.Format(cfg.LogFormat), Service: Name})
+	bus.SetRedisLogger(log)
 	return Serve(ctx, cfg, log)
 }
 
-// Serve runs the gateway with cfg until ctx is cancelled, then stops within cfg.ShutdownTimeout.
+// Serve runs the adapter with cfg until ctx is cancelled, then stops within cfg.ShutdownTimeout.
+// Neither Redis nor BigQuery needs to be reachable at start: the adapter retries in the
+// background and reports not ready meanwhile.
 func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+	log = log.With().Str("adapter_id", cfg.ID).Logger()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
 	}
+
+	client, err := bq.New(ctx, bq.Options{Project: cfg.Project, Dataset: cfg.Dataset, Table: cfg.Table,
+		Location: cfg.Location, Endpoint: cfg.Endpoint, CreateTable: cfg.CreateTable})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer client.Close()
+	f := feed.New(feed.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, Group: cfg.Group,
+		Consumer: cfg.ID, DeadLetterMaxLen: cfg.DeadLetterMaxLen})
+	defer f.Close()
+	// The bus carries only the heartbeat: the adapter neither publishes nor receives messages.
+	hbus, err := bus.New(ctx, bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, ReplicaID: cfg.ID,
+		Logger: log.With().Str("component", "bus").Logger()})
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer hbus.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := adapter.NewMetrics(reg)
+	ad := adapter.New(adapter.Options{BatchRows: cfg.BatchRows, BatchBytes: cfg.BatchBytes, BatchDelay: cfg.BatchDelay,
+		Writers: cfg.Writers, RequestTimeout: cfg.RequestTimeout, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,
+		ClaimIdle: cfg.ClaimIdle, DedupCache: cfg.DedupCache, ShutdownTimeout: cfg.ShutdownTimeout},
+		f, client, metrics, log)
+
+	// Readiness: Redis and BigQuery answered within the last checks, and the table is set up.
+	var redisOK, bqOK atomic.Bool
+	hctx, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopChecks()
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			c, cancel := context.WithTimeout(hctx, 2*time.Second)
+			redisOK.Store(f.Ping(c) == nil)
+			cancel()
+			c, cancel = context.WithTimeout(hctx, cfg.RequestTimeout)
+			bqOK.Store(client.Ping(c) == nil)
+			cancel()
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	go heartbeats(hctx, hbus, f, metrics, cfg, ln.Addr().String(), log)
+
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !redisOK.Load():
+			http.Error(w, "redis not reachable", http.StatusServiceUnavailable)
+		case !bqOK.Load():
+			http.Error(w, "bigquery not reachable", http.StatusServiceUnavailable)
+		case !ad.Ready():
+			http.Error(w, "consumer group or table not set up", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ready\n"))
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info().Str("http_addr", ln.Addr().String()).Msg("BigQuery adapter started")
+	log.Info().Str("http_addr", ln.Addr().String()).Strs("redis", cfg.RedisAddrs).
+		Str("table", cfg.Project+"."+cfg.Dataset+"."+cfg.Table).Str("endpoint", cfg.Endpoint).Msg("BigQuery adapter started")
 
+	runDone := make(chan error, 1)
+	go func() { runDone <- ad.Run(ctx) }()
+
+	var runErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
+		runErr = fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	log.Info().Msg("shutting down: writing the open batches")
+	// Run returns once the open batches are written and acknowledged (or ShutdownTimeout passed).
+	if err := <-runDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
+		runErr = fmt.Errorf("http shutdown: %w", err)
 	}
 	log.Info().Msg("stopped")
-	return nil
+	return runErr
+}
+
+// heartbeats announces the adapter and its lag on the bus every HeartbeatInterval.
+func heartbeats(ctx context.Context, b *bus.Bus, f *feed.Feed, m *adapter.Metrics, cfg config.Config, addr string, log zerolog.Logger) {
+	started := time.Now()
+	t := time.NewTicker(cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindAdapter, Version: Version, Address: addr,
+				Started: started, Sent: now}
+			c, cancel := context.WithTimeout(ctx, cfg.HeartbeatInterval)
+			lag, oldest, err := f.Lag(c)
+			cancel()
+			if err == nil {
+				hb.ExportLag = lag
+				if !oldest.IsZero() {
+					hb.ExportLagSeconds = max(0, now.Sub(oldest).Seconds())
+				}
+				m.Lag.Set(float64(lag))
+				m.LagSeconds.Set(hb.ExportLagSeconds)
+			} else {
+				log.Debug().Err(err).Msg("export lag not measured")
+			}
+			if err := b.PublishHeartbeat(ctx, hb); err != nil {
+				log.Debug().Err(err).Msg("heartbeat not sent")
+			}
+		}
+	}
 }

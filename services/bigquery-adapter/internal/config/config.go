@@ -1,27 +1,90 @@
-// Package config holds the BigQuery adapter's configuration, read from the environment.
+// Package config holds the BigQuery adapter's configuration, read from the environment (prefix
+// ADAPTER_).
+//
+// Every field documents its default in the `default` tag; README's adapter table lists them.
+// Validate names the environment variable of the first bad field.
 package config
 
 import (
+	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 )
 
 // Prefix is the environment prefix of every setting: ADAPTER_HTTP_ADDR and so on.
 const Prefix = "ADAPTER"
 
-// Config is the gateway's whole configuration. Each field's default is in its tag.
+// Config is the adapter's whole configuration. Each field's default is in its tag.
 type Config struct {
-	// HTTPAddr is where /healthz, /readyz, /metricsare served.
+	// ID names this replica: its consumer in the group, its heartbeat. Default: the host name
+	// (the pod name in Kubernetes). A replica restarted under the same id takes its own pending
+	// entries back at once; under a new id, another replica claims them after ClaimIdle.
+	ID string `envconfig:"ID"`
+
+	// RedisAddrs are the Redis addresses (comma-separated; several mean a Redis Cluster).
+	RedisAddrs []string `envconfig:"REDIS_ADDRS" default:"127.0.0.1:6379"`
+	// RedisPassword authenticates to Redis.
+	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// Group is the consumer group on the export stream that every adapter replica joins.
+	Group string `envconfig:"GROUP" default:"bigquery-adapter"`
+
+	// Project is the Google Cloud project of the table (and of the query jobs). Required.
+	Project string `envconfig:"BIGQUERY_PROJECT"`
+	// Dataset and Table name the table the rows go to.
+	Dataset string `envconfig:"BIGQUERY_DATASET" default:"mqtt"`
+	Table   string `envconfig:"BIGQUERY_TABLE" default:"messages"`
+	// Location is where a missing dataset is created (empty: BigQuery's default, US).
+	Location string `envconfig:"BIGQUERY_LOCATION"`
+	// Endpoint overrides the BigQuery REST endpoint (the local emulator: http://127.0.0.1:9050)
+	// and turns authentication off. Empty: Google's endpoint with Application Default
+	// Credentials (Workload Identity in GKE).
+	Endpoint string `envconfig:"BIGQUERY_ENDPOINT"`
+	// CreateTable creates the dataset and the table when they are missing; otherwise a missing
+	// table keeps the adapter not ready. An existing table's schema is always checked.
+	CreateTable bool `envconfig:"CREATE_TABLE" default:"true"`
+
+	// BatchRows, BatchBytes and BatchDelay close a batch: at this many rows, at about this many
+	// bytes of row JSON, or this long after its first entry was read, whichever comes first.
+	BatchRows  int           `envconfig:"BATCH_ROWS" default:"500"`
+	BatchBytes int           `envconfig:"BATCH_BYTES" default:"5242880"`
+	BatchDelay time.Duration `envconfig:"BATCH_DELAY" default:"1s"`
+	// Writers is how many batches may be written to BigQuery at once.
+	Writers int `envconfig:"WRITERS" default:"2"`
+	// RequestTimeout bounds one BigQuery request.
+	RequestTimeout time.Duration `envconfig:"REQUEST_TIMEOUT" default:"30s"`
+	// RetryMin and RetryMax bound the delay between attempts of a failed batch: it doubles per
+	// attempt and is drawn at random from its upper half.
+	RetryMin time.Duration `envconfig:"RETRY_MIN" default:"200ms"`
+	RetryMax time.Duration `envconfig:"RETRY_MAX" default:"20s"`
+
+	// ClaimIdle: entries delivered to another replica and not acknowledged for this long are
+	// claimed (XAUTOCLAIM) and written by this one. Must exceed RequestTimeout: a replica
+	// refreshes its entries' idle time before every attempt, so ClaimIdle must exceed
+	// RequestTimeout + RetryMax (one wait and one attempt).
+	ClaimIdle time.Duration `envconfig:"CLAIM_IDLE" default:"60s"`
+	// DeadLetterMaxLen caps the dead-letter stream (MAXLEN ~).
+	DeadLetterMaxLen int64 `envconfig:"DEAD_LETTER_MAXLEN" default:"100000"`
+	// DedupCache is how many recently written message ids the replica remembers, to skip an
+	// export entry the broker wrote twice (a retried XADD).
+	DedupCache int `envconfig:"DEDUP_CACHE" default:"262144"`
+	// HeartbeatInterval is how often the adapter announces itself and its lag on the bus.
+	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
+
+	// HTTPAddr is where /healthz, /readyz and /metrics are served.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091"`
 	// LogLevel is trace, debug, info, warn or error.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	// LogFormat is auto (console on a terminal, JSON otherwise), json or console.
 	LogFormat string `envconfig:"LOG_FORMAT" default:"auto"`
-	// ShutdownTimeout bounds the graceful stop after SIGTERM.
+	// ShutdownTimeout bounds the graceful stop after SIGTERM: writing the open batch and
+	// acknowledging it.
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s"`
 }
 
@@ -31,22 +94,84 @@ func Load() (Config, error) {
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return c, err
 	}
+	if c.ID == "" {
+		c.ID, _ = os.Hostname()
+	}
 	return c, c.Validate()
 }
 
 // Validate reports the first invalid field by its environment variable name.
 func (c Config) Validate() error {
+	v := func(name string, err error) error { return fmt.Errorf("%s_%s: %w", Prefix, name, err) }
 	if err := logging.ValidateLevel(c.LogLevel); err != nil {
-		return fmt.Errorf("%s_LOG_LEVEL: %w", Prefix, err)
+		return v("LOG_LEVEL", err)
 	}
 	if err := logging.ValidateFormat(c.LogFormat); err != nil {
-		return fmt.Errorf("%s_LOG_FORMAT: %w", Prefix, err)
+		return v("LOG_FORMAT", err)
+	}
+	if err := bus.ValidateReplicaID(c.ID); err != nil {
+		return v("ID", err)
+	}
+	if len(c.RedisAddrs) == 0 {
+		return v("REDIS_ADDRS", errors.New("must not be empty"))
+	}
+	for _, a := range c.RedisAddrs {
+		if a == "" {
+			return v("REDIS_ADDRS", errors.New("empty address"))
+		}
+	}
+	if c.Group == "" {
+		return v("GROUP", errors.New("must not be empty"))
+	}
+	if c.Dataset == "" {
+		return v("BIGQUERY_DATASET", errors.New("must not be empty"))
+	}
+	if c.Table == "" {
+		return v("BIGQUERY_TABLE", errors.New("must not be empty"))
+	}
+	if c.Endpoint != "" {
+		if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return v("BIGQUERY_ENDPOINT", fmt.Errorf("want an http(s) URL, got %q", c.Endpoint))
+		}
+	}
+	if c.BatchRows < 1 || c.BatchRows > 50000 {
+		return v("BATCH_ROWS", fmt.Errorf("want 1 to 50000 (insertAll's limit), got %d", c.BatchRows))
+	}
+	if c.BatchBytes < 1024 || c.BatchBytes > 9<<20 {
+		return v("BATCH_BYTES", fmt.Errorf("want 1024 to 9437184 (insertAll takes 10 MB a request), got %d", c.BatchBytes))
+	}
+	pos := []struct {
+		name string
+		d    time.Duration
+	}{{"BATCH_DELAY", c.BatchDelay}, {"REQUEST_TIMEOUT", c.RequestTimeout}, {"RETRY_MIN", c.RetryMin},
+		{"RETRY_MAX", c.RetryMax}, {"CLAIM_IDLE", c.ClaimIdle}, {"HEARTBEAT_INTERVAL", c.HeartbeatInterval},
+		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}}
+	for _, p := range pos {
+		if p.d <= 0 {
+			return v(p.name, fmt.Errorf("must be positive, got %s", p.d))
+		}
+	}
+	if c.RetryMax < c.RetryMin {
+		return v("RETRY_MAX", fmt.Errorf("below ADAPTER_RETRY_MIN (%s)", c.RetryMin))
+	}
+	if c.ClaimIdle <= c.RequestTimeout+c.RetryMax {
+		return v("CLAIM_IDLE", fmt.Errorf("must exceed ADAPTER_REQUEST_TIMEOUT + ADAPTER_RETRY_MAX (%s)", c.RequestTimeout+c.RetryMax))
+	}
+	if c.Writers < 1 || c.Writers > 64 {
+		return v("WRITERS", fmt.Errorf("want 1 to 64, got %d", c.Writers))
+	}
+	if c.DeadLetterMaxLen < 1 {
+		return v("DEAD_LETTER_MAXLEN", fmt.Errorf("must be positive, got %d", c.DeadLetterMaxLen))
+	}
+	if c.DedupCache < 0 {
+		return v("DEDUP_CACHE", fmt.Errorf("must not be negative, got %d", c.DedupCache))
 	}
 	if c.HTTPAddr == "" {
-		return fmt.Errorf("%s_HTTP_ADDR: must not be empty", Prefix)
+		return v("HTTP_ADDR", errors.New("must not be empty"))
 	}
-	if c.ShutdownTimeout <= 0 {
-		return fmt.Errorf("%s_SHUTDOWN_TIMEOUT: must be positive, got %s", Prefix, c.ShutdownTimeout)
+	// Last, so that a bad value elsewhere is reported even where the project is not set yet.
+	if c.Project == "" {
+		return v("BIGQUERY_PROJECT", errors.New("must be set (the Google Cloud project of the table)"))
 	}
 	return nil
 }

@@ -1,0 +1,598 @@
+// Package adapter moves the export stream into BigQuery: it reads entries through the consumer
+// group, turns them into rows, writes them in batches, and acknowledges entries only once
+// BigQuery holds their rows.
+//
+// No row is lost: an entry is acknowledged after BigQuery confirmed its row (or after it went to
+// the dead-letter stream), so a replica that dies leaves its entries pending, and they are written
+// by the replica itself when it comes back under the same id (ReadOwn) or by another one after
+// ClaimIdle (XAUTOCLAIM).
+//
+// No row is doubled, even when the replica dies between BigQuery's confirmation and the XACK, or
+// an insertAll times out after BigQuery applied it: every row carries its message id as insertId
+// (BigQuery's best-effort deduplication, about a minute), and whenever an attempt's outcome is
+// unknown — entries delivered before (taken back or claimed), or an attempt that ended in a 5xx,
+// a timeout or a lost connection — the adapter first asks the table which of the batch's message
+// ids it already holds and sends only the others. That question costs one query, so it is asked
+// only then, never on the normal path. Before every attempt after the first, the adapter also
+// makes sure the entries are still its own and resets their idle time, so no other replica
+// claims and writes them at the same time. Entries the broker wrote twice (a retried XADD) are
+// skipped by message id within a batch and against the replica's recently written ids.
+package adapter
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/bq"
+	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/feed"
+)
+
+// Options configure an Adapter; see the config package for their meaning and defaults.
+type Options struct {
+	BatchRows, BatchBytes int
+	BatchDelay            time.Duration
+	Writers               int
+	RequestTimeout        time.Duration
+	RetryMin, RetryMax    time.Duration
+	ClaimIdle             time.Duration
+	DedupCache            int
+	// ShutdownTimeout bounds writing the open batches after Run's context ends.
+	ShutdownTimeout time.Duration
+}
+
+// Adapter is one replica's pipeline from the stream to the table.
+type Adapter struct {
+	o   Options
+	f   *feed.Feed
+	bq  *bq.Client
+	log zerolog.Logger
+	m   *Metrics
+
+	seen *idCache
+
+	mu       sync.Mutex
+	inflight map[string]bool // entry ids read and not yet acknowledged or abandoned
+	setup    bool            // the group and the table are ready
+	lastErr  error
+}
+
+// New returns an adapter; Run starts it.
+func New(o Options, f *feed.Feed, c *bq.Client, m *Metrics, log zerolog.Logger) *Adapter {
+	return &Adapter{o: o, f: f, bq: c, m: m, log: log, seen: newIDCache(o.DedupCache), inflight: map[string]bool{}}
+}
+
+// Ready reports whether the group and the table have been set up.
+func (a *Adapter) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.setup
+}
+
+// batch is one insertAll's worth of entries.
+type batch struct {
+	rows      []bq.Row
+	entries   []string // entry id of each row
+	extra     []string // entry ids acknowledged with the batch without a row of their own
+	dead      []feed.Dead
+	deadWhy   []string // metric reason of each dead entry
+	bytes     int
+	recovered bool // delivered before: the rows may already be in the table
+	started   time.Time
+	ids       map[string]bool // message ids in rows
+}
+
+func (b *batch) size() int { return len(b.rows) + len(b.extra) + len(b.dead) }
+
+// Run sets up the group and the table (retrying until both work), then moves entries until
+// ctx ends; then it writes the open batches within ShutdownTimeout and acknowledges them.
+func (a *Adapter) Run(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := a.f.EnsureGroup(ctx)
+		if err == nil {
+			sctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
+			err = a.bq.Setup(sctx)
+			cancel()
+		}
+		if err == nil {
+			break
+		}
+		a.mu.Lock()
+		a.lastErr = err
+		a.mu.Unlock()
+		a.log.Warn().Err(err).Int("attempt", attempt).Msg("setting up the consumer group and the table failed; retrying")
+		if !sleep(ctx, a.backoff(attempt)) {
+			return nil
+		}
+	}
+	a.mu.Lock()
+	a.setup = true
+	a.mu.Unlock()
+	a.log.Info().Str("stream", a.f.Stream()).Msg("consumer group and table ready")
+
+	// Writers outlive ctx by ShutdownTimeout, to finish the batches handed to them.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
+	work := make(chan *batch, a.o.Writers)
+	var wg sync.WaitGroup
+	for i := 0; i < a.o.Writers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				a.write(wctx, b)
+			}
+		}()
+	}
+	a.read(ctx, work)
+	close(work)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.o.ShutdownTimeout):
+		a.log.Warn().Msg("shutdown timeout: unfinished batches stay pending for the next replica")
+		wcancel()
+		<-done
+	}
+	return nil
+}
+
+// read is the reader loop: own pending entries first, then claimed and new ones.
+func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
+	send := func(b *batch) bool {
+		if b == nil || b.size() == 0 {
+			return true
+		}
+		select {
+		case work <- b:
+			return true
+		case <-ctx.Done():
+			// Not handed over: forget it; its entries stay pending for the next start.
+			a.forget(b)
+			return false
+		}
+	}
+	// 1. What this consumer read before and did not acknowledge (a restart under the same id).
+	after := "0"
+	for ctx.Err() == nil {
+		es, err := a.f.ReadOwn(ctx, after, a.o.BatchRows)
+		if err != nil {
+			a.redisError(ctx, err, "reading own pending entries")
+			continue
+		}
+		if len(es) == 0 {
+			break
+		}
+		after = es[len(es)-1].ID
+		if !send(a.makeBatch(es, true)) {
+			return
+		}
+	}
+	// 2. New entries, and every ClaimIdle/4 what dead replicas left pending.
+	var cur *batch
+	lastClaim := time.Time{}
+	claimEvery := max(a.o.ClaimIdle/4, time.Second)
+	for ctx.Err() == nil {
+		if time.Since(lastClaim) >= claimEvery {
+			lastClaim = time.Now()
+			if !a.claim(ctx, send) {
+				break
+			}
+		}
+		block := a.o.BatchDelay
+		if cur != nil {
+			block = a.o.BatchDelay - time.Since(cur.started)
+		}
+		want := a.o.BatchRows
+		if cur != nil {
+			want -= len(cur.rows)
+		}
+		es, err := a.f.ReadNew(ctx, want, min(block, claimEvery))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			a.redisError(ctx, err, "reading new entries")
+			continue
+		}
+		for _, e := range es {
+			if cur == nil {
+				cur = a.newBatch(false)
+			}
+			a.add(cur, e)
+			if len(cur.rows) >= a.o.BatchRows || cur.bytes >= a.o.BatchBytes {
+				if !send(cur) {
+					return
+				}
+				cur = nil
+			}
+		}
+		if cur != nil && time.Since(cur.started) >= a.o.BatchDelay {
+			if !send(cur) {
+				return
+			}
+			cur = nil
+		}
+	}
+	// SIGTERM: the open batch is written (the writers outlive ctx) and acknowledged.
+	if cur != nil && cur.size() > 0 {
+		work <- cur
+	}
+}
+
+// claim takes over entries pending for longer than ClaimIdle, in batches.
+func (a *Adapter) claim(ctx context.Context, send func(*batch) bool) bool {
+	start := "0-0"
+	for i := 0; i < 100 && ctx.Err() == nil; i++ {
+		es, next, deleted, err := a.f.Claim(ctx, a.o.ClaimIdle, start, a.o.BatchRows)
+		if err != nil {
+			a.redisError(ctx, err, "claiming pending entries")
+			return ctx.Err() == nil
+		}
+		if len(deleted) > 0 {
+			a.m.Trimmed.Add(float64(len(deleted)))
+			a.log.Error().Int("entries", len(deleted)).Msg("pending entries were trimmed from the stream before being written (raise the brokers' export MAXLEN)")
+			_ = a.f.Ack(ctx, deleted)
+		}
+		// Entries this replica is still working on (a long retry) are its own: skip them.
+		a.mu.Lock()
+		es = slices.DeleteFunc(es, func(e feed.Entry) bool { return a.inflight[e.ID] })
+		a.mu.Unlock()
+		if len(es) > 0 {
+			a.m.Claimed.Add(float64(len(es)))
+			a.log.Info().Int("entries", len(es)).Msg("claimed entries another replica left pending")
+			if !send(a.makeBatch(es, true)) {
+				return false
+			}
+		}
+		if next == "0-0" || next == "" {
+			break
+		}
+		start = next
+	}
+	return true
+}
+
+func (a *Adapter) newBatch(recovered bool) *batch {
+	return &batch{recovered: recovered, started: time.Now(), ids: map[string]bool{}}
+}
+
+func (a *Adapter) makeBatch(es []feed.Entry, recovered bool) *batch {
+	b := a.newBatch(recovered)
+	for _, e := range es {
+		a.add(b, e)
+	}
+	return b
+}
+
+// add decodes e into b: a row, a duplicate, or a dead letter.
+func (a *Adapter) add(b *batch, e feed.Entry) {
+	a.mu.Lock()
+	a.inflight[e.ID] = true
+	a.mu.Unlock()
+	if e.Data == nil {
+		b.dead = append(b.dead, feed.Dead{Entry: e, Err: "entry has no field " + bus.ExportField})
+		b.deadWhy = append(b.deadWhy, "malformed")
+		return
+	}
+	ms, err := bus.DecodeBatch(e.Data)
+	if err == nil && len(ms) != 1 {
+		err = errors.New("entry holds more than one message")
+	}
+	if err != nil {
+		b.dead = append(b.dead, feed.Dead{Entry: e, Err: err.Error()})
+		b.deadWhy = append(b.deadWhy, "malformed")
+		return
+	}
+	row, err := bq.NewRow(&ms[0], time.Now())
+	if err != nil {
+		b.dead = append(b.dead, feed.Dead{Entry: e, Err: err.Error()})
+		b.deadWhy = append(b.deadWhy, "invalid_row")
+		return
+	}
+	if b.ids[row.ID] {
+		b.extra = append(b.extra, e.ID)
+		a.m.Duplicates.WithLabelValues("batch").Inc()
+		return
+	}
+	b.ids[row.ID] = true
+	b.rows = append(b.rows, row)
+	b.entries = append(b.entries, e.ID)
+	b.bytes += row.Size
+}
+
+func (a *Adapter) forget(b *batch) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, id := range b.entries {
+		delete(a.inflight, id)
+	}
+	for _, id := range b.extra {
+		delete(a.inflight, id)
+	}
+	for _, d := range b.dead {
+		delete(a.inflight, d.Entry.ID)
+	}
+}
+
+// write puts b into BigQuery and acknowledges its entries. It returns when everything is done,
+// or when ctx ends (what is not acknowledged stays pending).
+func (a *Adapter) write(ctx context.Context, b *batch) {
+	defer a.forget(b)
+	// Dead letters first, then their acknowledgement.
+	if len(b.dead) > 0 {
+		ids := make([]string, len(b.dead))
+		for i, d := range b.dead {
+			ids[i] = d.Entry.ID
+		}
+		if !a.retryRedis(ctx, "dead-lettering entries", func() error { return a.f.DeadLetter(ctx, b.dead) }) {
+			return
+		}
+		for i, d := range b.dead {
+			a.m.DeadLetters.WithLabelValues(b.deadWhy[i]).Inc()
+			a.log.Warn().Str("entry", d.Entry.ID).Str("error", d.Err).Msg("entry moved to the dead-letter stream")
+		}
+		if !a.retryRedis(ctx, "acknowledging dead letters", func() error { return a.f.Ack(ctx, ids) }) {
+			return
+		}
+	}
+	// Rows this replica wrote recently (the broker exported the message twice).
+	var ack []string
+	ack = append(ack, b.extra...)
+	rows, entries := b.rows[:0:0], b.entries[:0:0]
+	for i, r := range b.rows {
+		if a.seen.has(r.ID) {
+			a.m.Duplicates.WithLabelValues("cache").Inc()
+			ack = append(ack, b.entries[i])
+			continue
+		}
+		rows = append(rows, r)
+		entries = append(entries, b.entries[i])
+	}
+	if len(ack) > 0 && !a.retryRedis(ctx, "acknowledging duplicates", func() error { return a.f.Ack(ctx, ack) }) {
+		return
+	}
+	// Split on a request BigQuery refuses as a whole, until the bad rows stand alone.
+	stack := []part{{rows, entries, b.recovered}}
+	for len(stack) > 0 && ctx.Err() == nil {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		for attempt := 1; len(p.rows) > 0 && ctx.Err() == nil; attempt++ {
+			if attempt > 1 && !sleep(ctx, a.backoff(attempt-1)) {
+				return
+			}
+			if attempt > 1 || b.recovered {
+				kept, err := a.f.Keep(ctx, p.entries)
+				if err != nil {
+					a.m.Retries.WithLabelValues("redis").Inc()
+					a.log.Warn().Err(err).Msg("checking entry ownership failed; retrying")
+					continue
+				}
+				p = p.filter(func(i int) bool { return kept[p.entries[i]] })
+			}
+			if p.uncertain && len(p.rows) > 0 {
+				found, err := a.existing(ctx, p.rows)
+				if err != nil {
+					a.m.Retries.WithLabelValues("uncertain").Inc()
+					a.log.Warn().Err(err).Msg("asking the table which rows it holds failed; retrying")
+					continue
+				}
+				var already []string
+				p = p.filter(func(i int) bool {
+					if found[p.rows[i].ID] {
+						already = append(already, p.entries[i])
+						return false
+					}
+					return true
+				})
+				if len(already) > 0 {
+					a.m.Duplicates.WithLabelValues("table").Add(float64(len(already)))
+					if !a.retryRedis(ctx, "acknowledging rows already written", func() error { return a.f.Ack(ctx, already) }) {
+						return
+					}
+				}
+				p.uncertain = false
+			}
+			if len(p.rows) == 0 {
+				break
+			}
+			rctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
+			start := time.Now()
+			err := a.bq.Insert(rctx, p.rows)
+			cancel()
+			if err == nil {
+				a.m.BatchTime.Observe(time.Since(start).Seconds())
+				a.m.BatchRows.Observe(float64(len(p.rows)))
+				a.m.Batches.Inc()
+				a.m.Rows.Add(float64(len(p.rows)))
+				for _, r := range p.rows {
+					a.seen.add(r.ID)
+				}
+				a.retryRedis(ctx, "acknowledging written rows", func() error { return a.f.Ack(ctx, p.entries) })
+				break
+			}
+			var ie *bq.InsertError
+			if errors.As(err, &ie) {
+				// Nothing was written; the refused rows go to the dead letters, the rest again.
+				bad := map[int]string{}
+				for _, re := range ie.Invalid {
+					bad[re.Index] = re.Reason
+				}
+				var dead []feed.Dead
+				var deadIDs []string
+				p = p.filter(func(i int) bool {
+					if why, ok := bad[i]; ok {
+						dead = append(dead, feed.Dead{Entry: feed.Entry{ID: p.entries[i], Fields: map[string]any{"message_id": p.rows[i].ID}}, Err: "bigquery: " + why})
+						deadIDs = append(deadIDs, p.entries[i])
+						return false
+					}
+					return true
+				})
+				if !a.deadLetter(ctx, dead, deadIDs, "refused") {
+					return
+				}
+				attempt = 0 // the rest was refused only because of them: send it at once
+				continue
+			}
+			switch bq.Classify(err) {
+			case bq.Invalid:
+				if len(p.rows) == 1 {
+					dead := []feed.Dead{{Entry: feed.Entry{ID: p.entries[0], Fields: map[string]any{"message_id": p.rows[0].ID}}, Err: "bigquery: " + err.Error()}}
+					a.deadLetter(ctx, dead, p.entries[:1], "refused")
+					p.rows = nil
+					continue
+				}
+				a.m.Retries.WithLabelValues("invalid").Inc()
+				h := len(p.rows) / 2
+				stack = append(stack, part{p.rows[h:], p.entries[h:], p.uncertain}, part{p.rows[:h], p.entries[:h], p.uncertain})
+				p.rows = nil
+				a.log.Warn().Err(err).Int("rows", h*2).Msg("BigQuery refused the request; splitting it to find the bad rows")
+			case bq.Retry:
+				a.m.Retries.WithLabelValues("retry").Inc()
+				a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll refused; retrying")
+			default:
+				a.m.Retries.WithLabelValues("uncertain").Inc()
+				p.uncertain = true
+				a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll failed, outcome unknown; checking and retrying")
+			}
+		}
+	}
+}
+
+// part is a run of rows sent in one insertAll.
+type part struct {
+	rows      []bq.Row
+	entries   []string // entry id of each row
+	uncertain bool     // the rows may already be in the table
+}
+
+// filter returns p with the rows for which keep(i) holds.
+func (p part) filter(keep func(i int) bool) part {
+	var rows []bq.Row
+	var entries []string
+	for i := range p.rows {
+		if keep(i) {
+			rows = append(rows, p.rows[i])
+			entries = append(entries, p.entries[i])
+		}
+	}
+	p.rows, p.entries = rows, entries
+	return p
+}
+
+func (a *Adapter) existing(ctx context.Context, rows []bq.Row) (map[string]bool, error) {
+	ids := make([]string, len(rows))
+	from, to := rows[0].Published, rows[0].Published
+	for i, r := range rows {
+		ids[i] = r.ID
+		if r.Published.Before(from) {
+			from = r.Published
+		}
+		if r.Published.After(to) {
+			to = r.Published
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
+	defer cancel()
+	return a.bq.Existing(qctx, ids, from, to)
+}
+
+func (a *Adapter) deadLetter(ctx context.Context, dead []feed.Dead, ids []string, why string) bool {
+	if len(dead) == 0 {
+		return true
+	}
+	if !a.retryRedis(ctx, "dead-lettering rows", func() error { return a.f.DeadLetter(ctx, dead) }) {
+		return false
+	}
+	a.m.DeadLetters.WithLabelValues(why).Add(float64(len(dead)))
+	for _, d := range dead {
+		a.log.Warn().Str("entry", d.Entry.ID).Str("error", d.Err).Msg("row moved to the dead-letter stream")
+	}
+	return a.retryRedis(ctx, "acknowledging dead letters", func() error { return a.f.Ack(ctx, ids) })
+}
+
+// retryRedis runs fn until it succeeds or ctx ends.
+func (a *Adapter) retryRedis(ctx context.Context, what string, fn func() error) bool {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		a.m.Retries.WithLabelValues("redis").Inc()
+		a.log.Warn().Err(err).Int("attempt", attempt).Msg(what + " failed; retrying")
+		if !sleep(ctx, a.backoff(attempt)) {
+			return false
+		}
+	}
+}
+
+func (a *Adapter) redisError(ctx context.Context, err error, what string) {
+	a.m.Retries.WithLabelValues("redis").Inc()
+	a.log.Warn().Err(err).Msg(what + " failed; retrying")
+	sleep(ctx, a.backoff(1))
+}
+
+// backoff returns the delay before attempt n+1: RetryMin doubled per attempt, capped at
+// RetryMax, drawn at random from its upper half (jitter).
+func (a *Adapter) backoff(n int) time.Duration {
+	d := a.o.RetryMin
+	for i := 1; i < n && d < a.o.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, a.o.RetryMax)
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// idCache remembers recently written message ids in two generations of at most n/2 each.
+type idCache struct {
+	mu       sync.Mutex
+	n        int
+	cur, old map[string]struct{}
+}
+
+func newIDCache(n int) *idCache {
+	return &idCache{n: n, cur: map[string]struct{}{}}
+}
+
+func (c *idCache) add(id string) {
+	if c.n == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) >= c.n/2+1 {
+		c.old, c.cur = c.cur, make(map[string]struct{}, len(c.cur))
+	}
+	c.cur[id] = struct{}{}
+}
+
+func (c *idCache) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.cur[id]; ok {
+		return true
+	}
+	_, ok := c.old[id]
+	return ok
+}

@@ -1,0 +1,242 @@
+// Package bqtest runs the local BigQuery emulator (github.com/goccy/bigquery-emulator, built by
+// `scripts/deps.sh bq` into the tools cache) as a real process for tests, and puts a
+// fault-injecting HTTP proxy in front of it.
+//
+// A test that needs the emulator is skipped, saying so, only when the binary is absent; `make
+// test` builds it first, so in CI it is always there.
+package bqtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+)
+
+// Binary returns the emulator binary's path, where scripts/deps.sh puts it:
+// $MCLOUDTT_CACHE/bin, else $XDG_CACHE_HOME/mcloudtt/bin, else ~/.cache/mcloudtt/bin. It skips
+// the test when the binary is absent.
+func Binary(t testing.TB) string {
+	t.Helper()
+	cache := os.Getenv("MCLOUDTT_CACHE")
+	if cache == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			home, _ := os.UserHomeDir()
+			base = filepath.Join(home, ".cache")
+		}
+		cache = filepath.Join(base, "mcloudtt")
+	}
+	bin := filepath.Join(cache, "bin", "bigquery-emulator")
+	if st, err := os.Stat(bin); err != nil || st.IsDir() {
+		t.Skipf("bigquery-emulator not built at %s: run scripts/deps.sh bq (make test does)", bin)
+	}
+	return bin
+}
+
+// Emulator is a running emulator.
+type Emulator struct {
+	Project  string
+	Endpoint string // http://127.0.0.1:port
+	GRPCAddr string
+	cmd      *exec.Cmd
+	out      *syncBuffer
+}
+
+// Start starts the emulator for project with an in-memory database and waits until it answers.
+// It is stopped when the test ends.
+func Start(t testing.TB, project string) *Emulator {
+	t.Helper()
+	bin := Binary(t)
+	port, grpcPort := freePort(t), freePort(t)
+	out := &syncBuffer{}
+	cmd := exec.Command(bin, "--project="+project, "--host=127.0.0.1", "--port="+strconv.Itoa(port),
+		"--grpc-port="+strconv.Itoa(grpcPort), "--log-level=error")
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("bqtest: starting %s: %v", bin, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	e := &Emulator{Project: project, Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port),
+		GRPCAddr: fmt.Sprintf("127.0.0.1:%d", grpcPort), cmd: cmd, out: out}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(e.Endpoint + "/bigquery/v2/projects/" + project + "/datasets")
+		if err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return e
+			}
+		}
+		select {
+		case <-done:
+			t.Fatalf("bqtest: emulator exited at start:\n%s", out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bqtest: emulator not answering after 30s (%v):\n%s", err, out.String())
+		}
+	}
+}
+
+// Log returns what the emulator wrote.
+func (e *Emulator) Log() string { return e.out.String() }
+
+// Client returns a BigQuery client on the emulator, closed when the test ends.
+func (e *Emulator) Client(t testing.TB) *bigquery.Client {
+	t.Helper()
+	c, err := bigquery.NewClient(context.Background(), e.Project,
+		option.WithEndpoint(e.Endpoint), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Query runs sql on the emulator and returns every row.
+func (e *Emulator) Query(t testing.TB, sql string) [][]bigquery.Value {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	it, err := e.Client(t).Query(sql).Read(ctx)
+	if err != nil {
+		t.Fatalf("bqtest: %s: %v", sql, err)
+	}
+	var out [][]bigquery.Value
+	for {
+		var row []bigquery.Value
+		err := it.Next(&row)
+		if err == iterator.Done {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("bqtest: %s: %v", sql, err)
+		}
+		out = append(out, row)
+	}
+}
+
+// FaultProxy forwards HTTP requests to a target and fails a share of them, in two ways:
+// before forwarding (503; the target never saw the request), or after forwarding (the target
+// applied it, its answer is thrown away and the client gets 502): the case where a client
+// cannot know whether its request took effect.
+type FaultProxy struct {
+	URL    string
+	target string
+	srv    *http.Server
+	client *http.Client
+
+	// Shares of requests failed before and after forwarding, in 1/1000.
+	before, after atomic.Int64
+
+	Requests, FailedBefore, FailedAfter atomic.Int64
+}
+
+// StartFaultProxy starts a proxy to target (an http:// URL) on a free loopback port.
+func StartFaultProxy(t testing.TB, target string) *FaultProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &FaultProxy{URL: "http://" + ln.Addr().String(), target: target,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
+	p.srv = &http.Server{Handler: http.HandlerFunc(p.serve), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = p.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = p.srv.Close() })
+	return p
+}
+
+// SetFaults sets the shares (0 to 1) of requests failed before and after forwarding.
+func (p *FaultProxy) SetFaults(before, after float64) {
+	p.before.Store(int64(before * 1000))
+	p.after.Store(int64(after * 1000))
+}
+
+func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
+	p.Requests.Add(1)
+	roll := rand.Int64N(1000)
+	before, after := p.before.Load(), p.after.Load()
+	if roll < before {
+		p.FailedBefore.Add(1)
+		http.Error(w, `{"error":{"code":503,"message":"injected: backend unavailable","errors":[{"reason":"backendError"}]}}`, http.StatusServiceUnavailable)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	req.Header = r.Header.Clone()
+	res, err := p.client.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	if roll < before+after {
+		p.FailedAfter.Add(1)
+		http.Error(w, `{"error":{"code":502,"message":"injected: answer lost","errors":[{"reason":"backendError"}]}}`, http.StatusBadGateway)
+		return
+	}
+	for k, v := range res.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(res.StatusCode)
+	_, _ = w.Write(body)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b = append(s.b, p...)
+	return len(p), nil
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b)
+}
