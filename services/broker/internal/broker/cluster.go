@@ -37,9 +37,10 @@ type Cluster struct {
 	selfSeen  time.Time                  // our own last heartbeat, as received (link check)
 	resyncing bool
 	releases  map[string]chan struct{} // sessions this replica asked another to release
-	missed    []bus.RouteChange // notices received during a resync, replayed after it
+	missed    []bus.RouteChange        // notices received during a resync, replayed after it
 
 	wake   chan struct{}
+	ownAdd chan struct{} // an own route-add notice came back
 	resync chan struct{}
 	inbox  chan []byte
 	store  *clusterStore
@@ -78,6 +79,7 @@ func NewCluster(s *Server) *Cluster {
 		removes: make(map[string]struct{}),
 		peers:   make(map[string]time.Time),
 		wake:    make(chan struct{}, 1),
+		ownAdd:  make(chan struct{}, 1),
 		resync:  make(chan struct{}, 1),
 		inbox:   make(chan []byte, 1024),
 		stop:    make(chan struct{}),
@@ -273,7 +275,21 @@ func (c *Cluster) flushRoutes() bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	select {
+	case <-c.ownAdd: // a stale signal
+	default:
+	}
 	err := c.bus.AddRoutes(ctx, c.self, adds...)
+	if err == nil && len(adds) > 0 {
+		// Redis writes a notice to every subscriber at once: when this replica has its own
+		// notice back, the others have theirs, and the SUBACK can go.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-c.ownAdd:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	if err == nil {
 		err = c.bus.RemoveRoutes(ctx, c.self, removes...)
 	}
@@ -416,6 +432,12 @@ func (c *Cluster) resyncRoutes() bool {
 
 func (c *Cluster) onRouteChange(rc bus.RouteChange) {
 	if rc.Replica == c.self {
+		if rc.Op == bus.RouteAdd {
+			select {
+			case c.ownAdd <- struct{}{}:
+			default:
+			}
+		}
 		if rc.Op == bus.RouteDrop {
 			// Another replica thought this one dead (its heartbeats did not arrive): write the
 			// table again.

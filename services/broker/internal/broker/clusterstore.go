@@ -196,6 +196,7 @@ func (r *clusterRetained) resync() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	key := r.c.srv.clusterNames().Retained()
+	began := time.Now()
 	inRedis := make(map[string]time.Time)
 	var cursor uint64
 	for {
@@ -218,8 +219,15 @@ func (r *clusterRetained) resync() {
 	}
 	if len(inRedis) > 0 {
 		// Redis kept its data: it is the truth (a message cleared while this replica was
-		// away must not come back). An empty hash is a Redis that restarted without its data:
-		// the replicas seed it again from their copies.
+		// away must not come back), except for what arrived since the scan began. An empty
+		// hash is a Redis that restarted without its data: the replicas seed it again.
+		r.mem.mu.Lock()
+		for name, m := range r.mem.msgs {
+			if _, ok := inRedis[name]; !ok && r.c.forwardable(name) && m.Created.Before(began) {
+				delete(r.mem.msgs, name)
+			}
+		}
+		r.mem.mu.Unlock()
 		return
 	}
 	r.mem.mu.RLock()
