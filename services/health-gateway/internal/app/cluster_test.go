@@ -269,6 +269,11 @@ func TestClusterProbesTurnRedAndGreen(t *testing.T) {
 		t.Fatalf("reason should name broker-b only: %q", red.Reason)
 	}
 	t.Logf("killed: red after %s: %s", redAt.Sub(killed).Round(time.Millisecond), red.Reason)
+	// The live replica keeps a ring of its own: broker-a -> broker-a works and stays green.
+	c.waitFor("broker-a -> broker-a probed", 15*time.Second, func(cl monitor.Cluster) bool {
+		p, ok := pair(cl, "broker-a", "broker-a")
+		return ok && p.Probed && p.OK && p.Status == monitor.Green
+	})
 	// It comes back on another port; the gateway follows the address in its heartbeat.
 	c.startBroker("broker-b", c.proxyB.Addr())
 	c.waitFor("green after broker-b restarts", 30*time.Second, allGreen)
