@@ -20,12 +20,11 @@ import (
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/monitor"
 )
 
-// Short intervals so that a failure and a recovery each take about a second. The brokers'
-// heartbeat stays at 500 ms: a replica stops judging its peers 2 intervals + 1 s after its own
-// heartbeats stop reaching it, and forgets a peer after 5 intervals, so below about 333 ms a
-// partitioned replica would forget (and drop from Redis) the routes of peers that are alive.
+// Short intervals so that a failure and a recovery each take about a second. The brokers keep
+// their default BROKER_PEER_TIMEOUT (5 s), longer than any partition below, so neither replica
+// forgets the other's routes.
 const (
-	testHeartbeat = 500 * time.Millisecond
+	testHeartbeat = 100 * time.Millisecond
 	testFailAfter = time.Second
 	testRecover   = time.Second
 )
