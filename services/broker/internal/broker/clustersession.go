@@ -56,6 +56,16 @@ type loadedSession struct {
 	st       storedSession
 	inflight []*inflight
 	queue    []delivery
+	held     []string // filters whose routes claim added ahead (see unhold)
+}
+
+// unhold drops the route references claim took so that the routes existed before the CONNACK;
+// the session's own subscriptions hold them from then on (or nothing does, if it was not used).
+func (c *Cluster) unhold(ld *loadedSession) {
+	for _, f := range ld.held {
+		c.removeFilter(f)
+	}
+	ld.held = nil
 }
 
 // sessionTTL is how long Redis keeps a session's keys: its expiry and a margin; 0 is forever.
@@ -249,6 +259,17 @@ func (c *Cluster) claim(id string, cleanStart bool) *loadedSession {
 		c.srv.log.Warn().Err(err).Str("client_id", id).Msg("stored session undecodable; starting a new one")
 		return nil
 	}
+	// The subscriptions' routes exist before the CONNACK, as they did on the old replica.
+	var routes []chan struct{}
+	for _, sub := range ld.st.Subs {
+		ld.held = append(ld.held, sub.Filter)
+		if ch := c.addFilter(sub.Filter); ch != nil {
+			routes = append(routes, ch)
+		}
+	}
+	for _, ch := range routes {
+		c.waitRoute(ch)
+	}
 	subIDs := func(name string) []uint32 {
 		var ids []uint32
 		for _, s := range ld.st.Subs {
@@ -284,6 +305,7 @@ func (c *Cluster) install(sess *Session, ld *loadedSession) {
 	for _, s := range ld.st.Subs {
 		_, _ = c.srv.subscribe(sess, s.Filter, SubOpts{QoS: s.QoS, NoLocal: s.NL, RetainAsPublished: s.RAP, RetainHandling: s.RH, SubID: s.SubID})
 	}
+	c.unhold(ld)
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	sess.inflight = ld.inflight

@@ -236,6 +236,9 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 			present = true
 		}
 	}
+	if loaded != nil && loaded.held != nil {
+		s.cluster.unhold(loaded) // not used: a session appeared here meanwhile
+	}
 	c.sess = sess
 	sess.username = c.username
 	sess.expiry = c.sessExpiry
