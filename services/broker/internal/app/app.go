@@ -76,6 +76,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	var rbus *bus.Bus
 	var cl *broker.Cluster
 	if len(cfg.RedisAddrs) > 0 {
+		bus.SetRedisLogger(log.With().Str("component", "redis").Logger())
 		cl = broker.NewCluster(srv)
 		bopts := bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
 			Logger: log.With().Str("component", "bus").Logger(),
