@@ -67,6 +67,10 @@ bench-compare: deps ## S1–S5 against our broker, mosquitto and mochi; one tabl
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker || { rm -f $(BIN)/broker; echo "bench-compare: broker build failed; its rows are reported as failed" >&2; }
 	SKIP_BUILD=1 GO=$(GO) BIN=$(BIN) scripts/bench-compare.sh
 
+.PHONY: bench-cluster
+bench-cluster: deps ## S1/S3 on one replica vs across two replicas on Redis, the Redis Pub/Sub ceiling, Redis commands per message
+	@scripts/bench-cluster.sh
+
 .PHONY: bench-tls
 bench-tls: deps ## S1 against one broker over TCP and over TLS, with the ratio
 	@mkdir -p $(BIN)

@@ -17,6 +17,7 @@ import (
 // S1–S5 command lines run unchanged.
 type Config struct {
 	Addr        string        // -addr: broker or redis-server host:port
+	SubAddr     string        // -sub-addr: where subscribers connect (another cluster replica); default Addr
 	TLS         bool          // -tls: MQTT over TLS
 	TLSCA       string        // -tls-ca: PEM CA file to verify the broker with (else not verified)
 	Mode        string        // -mode: pubsub, conns or redis
@@ -54,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:1883", "broker (or redis-server) address host:port")
+	fs.StringVar(&c.SubAddr, "sub-addr", "", "subscribers connect here instead of -addr (another replica of a cluster)")
 	fs.StringVar(&c.Mode, "mode", "pubsub", "pubsub | conns | redis")
 	fs.BoolVar(&c.TLS, "tls", false, "MQTT over TLS (pubsub and conns modes)")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "with -tls: PEM CA file to verify the broker's certificate; empty: not verified")

@@ -90,6 +90,12 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
 	d.tls, _ = cfg.tlsConfig() // checked by Config.validate
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
+	sd := d // subscribers' dialer
+	if cfg.SubAddr != "" {
+		sdc := *d
+		sdc.addr = cfg.SubAddr
+		sd = &sdc
+	}
 
 	if cfg.BrokerPID > 0 {
 		if cfg.ResetPeak {
@@ -109,12 +115,12 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 		var err error
 		granted := byte(0)
 		if redis {
-			if c, err = d.dial(readBuf); err == nil {
+			if c, err = sd.dial(readBuf); err == nil {
 				_ = c.nc.SetDeadline(deadline)
-				err = d.subscribeRedis(c, r.topicFor(runID, i))
+				err = sd.subscribeRedis(c, r.topicFor(runID, i))
 			}
-		} else if c, _, err = d.connectMQTT(fmt.Sprintf("lg-%s-s%d", runID, i), readBuf); err == nil {
-			granted, err = d.subscribeMQTT(c, r.topicFor(runID, i), subQoS)
+		} else if c, _, err = sd.connectMQTT(fmt.Sprintf("lg-%s-s%d", runID, i), readBuf); err == nil {
+			granted, err = sd.subscribeMQTT(c, r.topicFor(runID, i), subQoS)
 		}
 		if err != nil {
 			if c != nil {
