@@ -291,3 +291,49 @@ func TestClusterWill(t *testing.T) {
 		t.Fatalf("got %s %q", m.Topic(), m.Payload())
 	}
 }
+
+// Routing, not broadcast: four replicas with pairwise traffic (each publisher's only subscriber
+// on the next replica). Each replica receives from Redis exactly the messages for its own
+// subscribers, and forwards only its own publishers' messages, once.
+func TestClusterPairwiseRoutesOnlyToSubscribers(t *testing.T) {
+	rs := redistest.Start(t)
+	rep := replicas(t, rs, 4, nil)
+	const n = 300
+	var ins []*counter
+	for i := range 4 {
+		c := newCounter()
+		sub := mustV3(t, rep[(i+1)%4], fmt.Sprint("sub-", i), nil)
+		if tok := sub.Subscribe(fmt.Sprintf("pair/%d", i), 1, c.handler); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+		ins = append(ins, c)
+	}
+	before := make([][2]float64, 4)
+	for i, a := range rep {
+		fams := scrape(t, a.HTTP)
+		before[i] = [2]float64{value(t, fams, "mcloudtt_broker_cluster_received_total"), value(t, fams, "mcloudtt_broker_cluster_forwarded_total")}
+	}
+	// Replica i publishes 300 messages for its pair, plus 100 on a topic nobody subscribes to.
+	for i := range 4 {
+		pub := mustV3(t, rep[i], fmt.Sprint("pub-", i), nil)
+		for j := range n {
+			pub.Publish(fmt.Sprintf("pair/%d", i), 1, false, fmt.Sprint("m", j))
+		}
+		for j := range 100 {
+			publish(t, pub, fmt.Sprintf("nobody/%d", i), 1, false, fmt.Sprint(j))
+		}
+	}
+	for i, c := range ins {
+		c.exactlyOnce(t, "m", n, 10*time.Second)
+		_ = i
+	}
+	for i, a := range rep {
+		fams := scrape(t, a.HTTP)
+		recv := value(t, fams, "mcloudtt_broker_cluster_received_total") - before[i][0]
+		fwd := value(t, fams, "mcloudtt_broker_cluster_forwarded_total") - before[i][1]
+		t.Logf("replica %d: received %v from Redis, forwarded %v", i, recv, fwd)
+		if recv != n || fwd != n {
+			t.Errorf("replica %d received %v and forwarded %v messages through Redis; want %d each (its own pair only)", i, recv, fwd, n)
+		}
+	}
+}
