@@ -270,6 +270,11 @@ func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.
 	advertise := cfg.AdvertiseAddr
 	if advertise == "" {
 		advertise = addrs.MQTT
+	} else if _, _, err := net.SplitHostPort(advertise); err != nil {
+		// A bare host (the pod IP): the MQTT listener's port.
+		if _, port, err := net.SplitHostPort(addrs.MQTT); err == nil {
+			advertise = net.JoinHostPort(advertise, port)
+		}
 	}
 	t := time.NewTicker(cfg.HeartbeatInterval)
 	defer t.Stop()

@@ -74,8 +74,8 @@ type Config struct {
 	// entries go when the adapter is that far behind.
 	ExportMaxLen int64 `envconfig:"EXPORT_MAXLEN" default:"1000000"`
 	// AdvertiseAddr is the MQTT address other services (the health gateway's probes) reach this
-	// replica at, announced in its heartbeat; in Kubernetes the pod IP with the MQTT port.
-	// Default: the MQTT listener's address.
+	// replica at, announced in its heartbeat: host:port, or a bare host (the pod IP in
+	// Kubernetes) to which the MQTT listener's port is added. Default: the MQTT listener's address.
 	AdvertiseAddr string `envconfig:"ADVERTISE_ADDR"`
 	// HeartbeatInterval is how often the replica announces itself on the bus.
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
