@@ -75,6 +75,9 @@ func (a *Adapter) Ready() bool {
 	return a.setup
 }
 
+// maxBlock bounds one blocking read, which is how long a SIGTERM may wait to be noticed.
+const maxBlock = 500 * time.Millisecond
+
 // batch is one insertAll's worth of entries.
 type batch struct {
 	rows      []bq.Row
@@ -194,7 +197,8 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		if cur != nil {
 			want -= len(cur.rows)
 		}
-		es, err := a.f.ReadNew(ctx, want, min(block, claimEvery))
+		// A blocking XREADGROUP does not end with ctx: keep it short so SIGTERM is seen soon.
+		es, err := a.f.ReadNew(ctx, want, min(block, maxBlock))
 		if err != nil {
 			if ctx.Err() != nil {
 				break

@@ -254,15 +254,23 @@ func (c *Client) Insert(ctx context.Context, rows []Row) error {
 // ErrUncertain marks an error after which BigQuery may or may not hold the rows.
 var ErrUncertain = errors.New("bq: outcome unknown")
 
-// Existing returns which of ids the table holds among rows published between from and to
-// (a window that lets BigQuery read only the partitions concerned).
+// Existing returns which of ids the table holds, looking at the rows published between from
+// and to (the batch's own window, which BigQuery reads from the partitions concerned only).
+//
+// The query lists the window's message ids and the adapter intersects them with ids itself.
+// Asking for the ids directly is what BigQuery would do best, but the emulator evaluates
+// IN UNNEST(@ids), a literal IN list and a JOIN on UNNEST row by row against every value (about a
+// minute for 2,000 ids against 40,000 rows), while a time window takes milliseconds; a batch's
+// window holds about as many rows as the batches written alongside it.
 func (c *Client) Existing(ctx context.Context, ids []string, from, to time.Time) (map[string]bool, error) {
-	q := c.bq.Query("SELECT message_id FROM " + c.TableID() +
-		" WHERE message_id IN UNNEST(@ids) AND published_at BETWEEN @from AND @to")
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	q := c.bq.Query("SELECT message_id FROM " + c.TableID() + " WHERE published_at BETWEEN @from AND @to")
 	q.Parameters = []bigquery.QueryParameter{
-		{Name: "ids", Value: ids},
-		{Name: "from", Value: from.Add(-time.Second)},
-		{Name: "to", Value: to.Add(time.Second)},
+		{Name: "from", Value: from.Add(-time.Millisecond)},
+		{Name: "to", Value: to.Add(time.Millisecond)},
 	}
 	it, err := q.Read(ctx)
 	if err != nil {
@@ -278,7 +286,7 @@ func (c *Client) Existing(ctx context.Context, ids []string, from, to time.Time)
 		if err != nil {
 			return nil, err
 		}
-		if s, ok := row[0].(string); ok {
+		if s, ok := row[0].(string); ok && want[s] {
 			found[s] = true
 		}
 	}

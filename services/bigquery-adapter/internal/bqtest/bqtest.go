@@ -63,7 +63,7 @@ type Emulator struct {
 func Start(t testing.TB, project string) *Emulator {
 	t.Helper()
 	bin := Binary(t)
-	port, grpcPort := freePort(t), freePort(t)
+	port, grpcPort := freePorts(t)
 	out := &syncBuffer{}
 	cmd := exec.Command(bin, "--project="+project, "--host=127.0.0.1", "--port="+strconv.Itoa(port),
 		"--grpc-port="+strconv.Itoa(grpcPort), "--log-level=error")
@@ -213,14 +213,19 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-func freePort(t testing.TB) int {
+// freePorts returns two different loopback ports that were free a moment ago.
+func freePorts(t testing.TB) (int, int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports [2]int
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close() // both held until both are known
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports[0], ports[1]
 }
 
 type syncBuffer struct {

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/proctest"
+	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/bqtest"
+)
+
+// exporter is a bus on the stack's Redis that feeds the export stream as a broker does.
+func (s *stack) exporter(queue int) *bus.Bus {
+	s.t.Helper()
+	b, err := bus.New(context.Background(), bus.Options{Addrs: []string{s.redis.Addr()}, ReplicaID: "producer",
+		ExportQueue: queue, ExportQueueBytes: 1 << 30, Logger: zerolog.Nop()})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+func exportN(t *testing.T, b *bus.Bus, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		m := bus.Message{ID: bus.NewMessageID(), Origin: "producer", ClientID: "dev-" + strconv.Itoa(i%100),
+			Topic: "load/" + strconv.Itoa(i%10), Payload: []byte(strconv.Itoa(i)), QoS: 1, Created: time.Now().UnixNano()}
+		for !b.Export(&m) {
+			time.Sleep(time.Millisecond) // queue full: Redis is behind
+		}
+	}
+}
+
+// TestNoLossNoDuplicates: 200,000 messages go through while the adapter is SIGKILLed and
+// restarted twice and the BigQuery endpoint fails 10% of requests (half of them after the
+// emulator applied them, so the adapter cannot know whether its rows arrived). The table must
+// end with exactly 200,000 rows and 200,000 distinct message ids, and nothing pending.
+func TestNoLossNoDuplicates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200,000 messages")
+	}
+	const total = 200_000
+	s := newStack(t)
+	proxy := bqtest.StartFaultProxy(t, s.emu.Endpoint)
+	env := []string{"ADAPTER_BATCH_ROWS=2000", "ADAPTER_WRITERS=2"}
+	start := func() (*proctest.Proc, string) { return s.adapter("loss-1", proxy.URL, env...) }
+	// The table is created before the faults start, then the faults run to the end.
+	p, httpAddr := start()
+	proxy.SetFaults(0.1, 0.1)
+	prod := s.exporter(total)
+	go exportN(t, prod, 0, total)
+
+	logs := func() string { return p.Output() }
+	for _, at := range []int64{total / 4, total / 2} {
+		s.waitRows(at, 60*time.Second, logs)
+		t.Logf("adapter before the kill: %v rows written, %v retries after an uncertain outcome, %v rows found already written",
+			metric(t, httpAddr, "mcloudtt_adapter_rows_written_total"),
+			metric(t, httpAddr, `mcloudtt_adapter_retries_total{class="uncertain"}`),
+			metric(t, httpAddr, `mcloudtt_adapter_duplicates_skipped_total{where="table"}`))
+		_ = p.Signal(syscall.SIGKILL)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _ = p.Wait(ctx)
+		cancel()
+		t.Logf("adapter killed at >= %d rows (pending entries %d)", at, s.pending())
+		p, httpAddr = start()
+	}
+	s.waitRows(total, 60*time.Second, logs)
+	// Let the adapter finish acknowledging, then check the table did not get more.
+	deadline := time.Now().Add(30 * time.Second)
+	for s.pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := prod.Stats(); st.Exported != total {
+		t.Fatalf("producer exported %d of %d", st.Exported, total)
+	}
+	t.Logf("last adapter: %v rows written, %v retries after an uncertain outcome, %v rows found already written",
+		metric(t, httpAddr, "mcloudtt_adapter_rows_written_total"),
+		metric(t, httpAddr, `mcloudtt_adapter_retries_total{class="uncertain"}`),
+		metric(t, httpAddr, `mcloudtt_adapter_duplicates_skipped_total{where="table"}`))
+	rows := s.count("SELECT COUNT(*) FROM " + table)
+	distinct := s.count("SELECT COUNT(DISTINCT message_id) FROM " + table)
+	t.Logf("rows %d, distinct message ids %d, pending %d; proxy: %d requests, %d failed before forwarding, %d failed after the emulator applied them",
+		rows, distinct, s.pending(), proxy.Requests.Load(), proxy.FailedBefore.Load(), proxy.FailedAfter.Load())
+	if rows != total || distinct != total {
+		t.Fatalf("table has %d rows and %d distinct message ids, want exactly %d of each", rows, distinct, total)
+	}
+	if n := s.pending(); n != 0 {
+		t.Fatalf("%d entries still pending", n)
+	}
+	if proxy.FailedAfter.Load() == 0 || proxy.FailedBefore.Load() == 0 {
+		t.Fatal("the proxy injected no faults of one kind: the test proved nothing")
+	}
+}
+
+// TestPoisonEntriesGoToTheDeadLetterStream: entries that are not an envelope, a malformed
+// envelope, and a message BigQuery cannot store each land in the dead-letter stream with the
+// error; the good messages around them are written, and everything is acknowledged.
+func TestPoisonEntriesGoToTheDeadLetterStream(t *testing.T) {
+	s := newStack(t)
+	ctx := context.Background()
+	stream := s.names.Export()
+	xadd := func(vals ...any) string {
+		id, err := s.rc.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: vals}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	envelope := func(m bus.Message) []byte {
+		b, err := bus.AppendMessage(bus.AppendBatchHeader(nil), &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	good := func(i int) []byte {
+		return envelope(bus.Message{ID: bus.NewMessageID(), Topic: "ok/" + strconv.Itoa(i), Created: time.Now().UnixNano()})
+	}
+	xadd(bus.ExportField, good(1))
+	bad := map[string]string{
+		xadd("x", "no envelope field"):                                                              "no field m",
+		xadd(bus.ExportField, []byte{1, 200, 3}):                                                    "malformed envelope",
+		xadd(bus.ExportField, envelope(bus.Message{ID: bus.NewMessageID(), Topic: "t"})):            "out of range",
+		xadd(bus.ExportField, envelope(bus.Message{ID: bus.NewMessageID(), Topic: "", Created: 1})): "empty topic",
+	}
+	xadd(bus.ExportField, good(2))
+	p, httpAddr := s.adapter("poison-1", s.emu.Endpoint)
+	s.waitRows(2, 20*time.Second, p.Output)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, _ := s.rc.XLen(ctx, s.names.ExportDeadLetter()).Result()
+		if n >= int64(len(bad)) && s.pending() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters %d, pending %d\n%s", n, s.pending(), p.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dl, err := s.rc.XRange(ctx, s.names.ExportDeadLetter(), "-", "+").Result()
+	if err != nil || len(dl) != len(bad) {
+		t.Fatalf("%v: %d dead letters, want %d", err, len(dl), len(bad))
+	}
+	for _, d := range dl {
+		entry, _ := d.Values["entry"].(string)
+		want, ok := bad[entry]
+		errText, _ := d.Values["error"].(string)
+		if !ok || errText == "" || d.Values["consumer"] != "poison-1" {
+			t.Errorf("dead letter %v: not one of the bad entries (%q)", d.Values, want)
+		}
+		t.Logf("dead letter for %q: %s", want, errText)
+	}
+	if n := s.count("SELECT COUNT(*) FROM " + table); n != 2 {
+		t.Fatalf("%d rows, want the 2 good ones", n)
+	}
+	if v := metric(t, httpAddr, `mcloudtt_adapter_dead_letters_total{reason="malformed"}`) +
+		metric(t, httpAddr, `mcloudtt_adapter_dead_letters_total{reason="invalid_row"}`); v != float64(len(bad)) {
+		t.Fatalf("dead-letter metric %v, want %d", v, len(bad))
+	}
+}
+
+// TestSIGTERMWritesTheOpenBatch: with a batch that would stay open for an hour, SIGTERM makes the
+// adapter write it, acknowledge it and exit 0.
+func TestSIGTERMWritesTheOpenBatch(t *testing.T) {
+	s := newStack(t)
+	p, _ := s.adapter("term-1", s.emu.Endpoint, "ADAPTER_BATCH_DELAY=1h", "ADAPTER_BATCH_ROWS=10000")
+	prod := s.exporter(1000)
+	exportN(t, prod, 0, 25)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.pending() < 25 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the adapter did not read the entries (pending %d)", s.pending())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := s.count("SELECT COUNT(*) FROM " + table); n != 0 {
+		t.Fatalf("%d rows before SIGTERM: the batch was not open", n)
+	}
+	_ = p.Signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if code, ok := p.Wait(ctx); !ok || code != 0 {
+		t.Fatalf("exit %d (%v)\n%s", code, ok, p.Output())
+	}
+	if n := s.count("SELECT COUNT(*) FROM " + table); n != 25 {
+		t.Fatalf("%d rows after SIGTERM, want 25", n)
+	}
+	if n := s.pending(); n != 0 {
+		t.Fatalf("%d entries pending after SIGTERM", n)
+	}
+}
+
+// TestHeartbeatCarriesTheLag: the adapter announces itself as KindAdapter with its lag.
+func TestHeartbeatCarriesTheLag(t *testing.T) {
+	s := newStack(t)
+	hbs := make(chan bus.Heartbeat, 100)
+	w, err := bus.New(context.Background(), bus.Options{Addrs: []string{s.redis.Addr()}, ReplicaID: "watcher",
+		Logger: zerolog.Nop(), OnHeartbeat: func(h bus.Heartbeat) {
+			select {
+			case hbs <- h:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	// Entries wait while the adapter's BigQuery endpoint refuses everything.
+	proxy := bqtest.StartFaultProxy(t, s.emu.Endpoint)
+	s.adapter("hb-1", proxy.URL)
+	proxy.SetFaults(1, 0)
+	prod := s.exporter(1000)
+	exportN(t, prod, 0, 50)
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case h := <-hbs:
+			if h.ReplicaID == "hb-1" && h.Kind == bus.KindAdapter && h.ExportLag == 50 && h.ExportLagSeconds > 0.3 {
+				proxy.SetFaults(0, 0)
+				s.waitRows(50, 20*time.Second, func() string { return "" })
+				return
+			}
+		case <-deadline:
+			t.Fatal("no adapter heartbeat with export_lag 50 and a growing lag in seconds")
+		}
+	}
+}
