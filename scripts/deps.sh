@@ -116,18 +116,37 @@ group_infra() {
 # `make run` and the bigquery-adapter's tests use. Its go-zetasql dependency is C++ built with cgo:
 # g++ 12 fails on it, clang++ builds it (cold: ~16 minutes and ~7 GB of memory; cached: seconds).
 # Same stamp rule as build_pinned, but with cgo on and clang as the C and C++ compiler.
+# Each *.patch in the module dir is a unified diff against one module's files, paths relative to
+# that module's root, which its first line names ("# module: <path>"); that module is built from a
+# patched copy in the cache (a replace directive in a copy of go.mod, given with -modfile), so
+# neither the module cache nor the repository changes.
 build_pinned_cgo() { # module-dir binary package
   local dir=$1 bin=$2 pkg=$3 ldflags="-s -w"
   local out="$CACHE/bin/$bin" stamp="$CACHE/bin/.$bin.stamp" want
-  want=$( (cd "$dir" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum \) | LC_ALL=C sort | xargs cat; go env GOVERSION; clang --version | head -1; echo "$pkg $ldflags cgo") | sha256sum | cut -c1-16)
+  want=$( (cd "$dir" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.patch' \) | LC_ALL=C sort | xargs cat; go env GOVERSION; clang --version | head -1; echo "$pkg $ldflags cgo") | sha256sum | cut -c1-16)
   if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
   echo "deps: building $bin from ${dir#"$REPO"/} with clang (a cold build takes ~16 minutes and ~7 GB)" >&2
-  local timing=()
+  local timing=() modfile=()
   [ -x /usr/bin/time ] && timing=(/usr/bin/time -f "$bin: %e s wall, %M KiB peak RSS" -o "$out.build")
+  local patches=("$dir"/*.patch)
+  if [ -e "${patches[0]}" ]; then
+    # (go build -overlay may not replace files in the module cache, hence the copy.)
+    local odir="$CACHE/patched/$bin" p mod mdir
+    rm -rf "$odir" && mkdir -p "$odir/src"
+    cp "$dir/go.mod" "$dir/go.sum" "$odir/"
+    for p in "${patches[@]}"; do
+      mod=$(sed -n '1s/^# module: //p' "$p")
+      mdir=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' "$mod") || return 1
+      mkdir -p "$odir/src/$mod" && cp -r "$mdir"/. "$odir/src/$mod/" && chmod -R u+w "$odir/src/$mod"
+      patch -s -p1 -d "$odir/src/$mod" <"$p" || { echo "deps: $p does not apply to $mod" >&2; return 1; }
+      echo "replace $mod => $odir/src/$mod" >>"$odir/go.mod"
+    done
+    modfile=(-modfile "$odir/go.mod")
+  fi
   if ! (cd "$dir" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false -trimpath" CGO_ENABLED=1 CC=clang CXX=clang++ \
-      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
+      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" "${modfile[@]}" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
     rm -f "$out.tmp"
     echo "deps: building $bin failed" >&2
     return 1
@@ -141,6 +160,7 @@ build_pinned_cgo() { # module-dir binary package
 group_bq() {
   need_cmd clang clang
   need_cmd clang++ clang
+  need_cmd patch patch
   need_cmd /usr/bin/time time
   apt_install
   command -v go >/dev/null 2>&1 || { echo "deps: bq needs Go (see go.work for the version)" >&2; exit 1; }
