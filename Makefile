@@ -23,7 +23,7 @@ help: ## list the targets
 
 .PHONY: deps
 deps: ## install missing system packages and tools (see scripts/deps.sh)
-	@scripts/deps.sh base browser
+	@scripts/deps.sh base browser bq
 
 .PHONY: build
 build: ## build every service binary into bin/
