@@ -70,7 +70,11 @@ type Bus struct {
 
 	// pub sends the flusher's pipelines, heartbeats and route updates. It never retries: a
 	// PUBLISH whose reply was lost may have been delivered, and a retry would duplicate it.
-	pub redis.UniversalClient
+	// pub publishes (no retries: a retried PUBLISH could be delivered twice). It is replaced by
+	// a fresh client whenever a subscription link reconnects, so that no publish goes out on a
+	// pooled connection to a Redis that has since restarted. Read it with pubc.
+	pubMu sync.RWMutex
+	pub   redis.UniversalClient
 	// client is for the broker's stores (Client): go-redis' default retries.
 	client redis.UniversalClient
 
@@ -143,6 +147,24 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	go b.flushLoop()
 	go b.exportLoop() // waited for by closeExport
 	return b, nil
+}
+
+// pubc returns the publishing client.
+func (b *Bus) pubc() redis.UniversalClient {
+	b.pubMu.RLock()
+	defer b.pubMu.RUnlock()
+	return b.pub
+}
+
+// renewPub replaces the publishing client; the old one is closed once what it is running has
+// had time to finish (or fail).
+func (b *Bus) renewPub() {
+	nc := newClient(b.opts, -1)
+	b.pubMu.Lock()
+	old := b.pub
+	b.pub = nc
+	b.pubMu.Unlock()
+	time.AfterFunc(b.opts.ReadTimeout+b.opts.WriteTimeout, func() { _ = old.Close() })
 }
 
 // newClient makes the go-redis client; maxRetries 0 keeps go-redis' default.
@@ -219,7 +241,7 @@ func (b *Bus) Close() error {
 		}
 		b.status.LastError = ErrClosed.Error()
 		b.statusMu.Unlock()
-		err = errors.Join(b.pub.Close(), b.client.Close())
+		err = errors.Join(b.pubc().Close(), b.client.Close())
 	})
 	return err
 }
@@ -255,6 +277,11 @@ func (b *Bus) setLink(l *link, up bool, err error) {
 	}
 	st := *s
 	b.statusMu.Unlock()
+	if reconnect {
+		// Redis may have restarted: publish on new connections, not on pooled dead ones
+		// (each would fail one batch).
+		b.renewPub()
+	}
 	b.up.Store(all)
 	if !all {
 		b.wake() // fail what is pending now rather than at its flush time

@@ -193,7 +193,7 @@ func (b *Bus) writeChunk(c *exportChunk, cmds []*redis.StringCmd, idx []int) ([]
 	var streamArg, maxLenArg any = stream, strconv.FormatInt(b.opts.ExportMaxLen, 10)
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.WriteTimeout+b.opts.ReadTimeout)
-		pipe := b.pub.Pipeline()
+		pipe := b.pubc().Pipeline()
 		cmds = cmds[:0]
 		// One argument array for the whole pipeline, sliced per command: go-redis keeps a
 		// command's arguments until Exec returns, and the array is reused after that.

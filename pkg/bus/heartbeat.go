@@ -77,9 +77,9 @@ func (b *Bus) PublishHeartbeat(ctx context.Context, hb Heartbeat) error {
 	}
 	var pubErr error
 	if b.opts.Cluster {
-		pubErr = b.pub.SPublish(ctx, b.names.Heartbeats(), p).Err()
+		pubErr = b.pubc().SPublish(ctx, b.names.Heartbeats(), p).Err()
 	} else {
-		pubErr = b.pub.Publish(ctx, b.names.Heartbeats(), p).Err()
+		pubErr = b.pubc().Publish(ctx, b.names.Heartbeats(), p).Err()
 	}
 	if pubErr != nil {
 		return fmt.Errorf("%w: heartbeat: %w", ErrUnavailable, pubErr)

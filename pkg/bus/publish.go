@@ -263,7 +263,7 @@ func (b *Bus) flushLoop() {
 
 // send publishes work as one pipeline and calls every done.
 func (b *Bus) send(work []*batch, cmds []*redis.IntCmd) []*redis.IntCmd {
-	pipe := b.pub.Pipeline()
+	pipe := b.pubc().Pipeline()
 	for _, bt := range work {
 		if b.opts.Cluster {
 			cmds = append(cmds, pipe.SPublish(b.ctx, bt.channel, bt.buf))
@@ -305,9 +305,9 @@ func (b *Bus) PublishControl(ctx context.Context, replica string, payload []byte
 	}
 	var cmd *redis.IntCmd
 	if b.opts.Cluster {
-		cmd = b.pub.SPublish(ctx, b.names.Control(replica), payload)
+		cmd = b.pubc().SPublish(ctx, b.names.Control(replica), payload)
 	} else {
-		cmd = b.pub.Publish(ctx, b.names.Control(replica), payload)
+		cmd = b.pubc().Publish(ctx, b.names.Control(replica), payload)
 	}
 	n, err := cmd.Result()
 	if err != nil {

@@ -104,9 +104,9 @@ func (b *Bus) announce(ctx context.Context, rc RouteChange) error {
 	p := AppendRouteChange(nil, rc)
 	var err error
 	if b.opts.Cluster {
-		err = b.pub.SPublish(ctx, b.names.RouteChanges(), p).Err()
+		err = b.pubc().SPublish(ctx, b.names.RouteChanges(), p).Err()
 	} else {
-		err = b.pub.Publish(ctx, b.names.RouteChanges(), p).Err()
+		err = b.pubc().Publish(ctx, b.names.RouteChanges(), p).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("%w: route change notice: %w", ErrUnavailable, err)
@@ -122,7 +122,7 @@ func (b *Bus) AddRoutes(ctx context.Context, replica string, filters ...string) 
 	if err := ValidateReplicaID(replica); err != nil {
 		return err
 	}
-	if err := b.pub.SAdd(ctx, b.names.Routes(replica), toAny(filters)...).Err(); err != nil {
+	if err := b.pubc().SAdd(ctx, b.names.Routes(replica), toAny(filters)...).Err(); err != nil {
 		return fmt.Errorf("%w: add routes: %w", ErrUnavailable, err)
 	}
 	return b.announce(ctx, RouteChange{Op: RouteAdd, Replica: replica, Filters: filters})
@@ -136,7 +136,7 @@ func (b *Bus) RemoveRoutes(ctx context.Context, replica string, filters ...strin
 	if err := ValidateReplicaID(replica); err != nil {
 		return err
 	}
-	if err := b.pub.SRem(ctx, b.names.Routes(replica), toAny(filters)...).Err(); err != nil {
+	if err := b.pubc().SRem(ctx, b.names.Routes(replica), toAny(filters)...).Err(); err != nil {
 		return fmt.Errorf("%w: remove routes: %w", ErrUnavailable, err)
 	}
 	return b.announce(ctx, RouteChange{Op: RouteRemove, Replica: replica, Filters: filters})
@@ -148,10 +148,10 @@ func (b *Bus) DropReplica(ctx context.Context, replica string) error {
 	if err := ValidateReplicaID(replica); err != nil {
 		return err
 	}
-	if err := b.pub.Del(ctx, b.names.Routes(replica)).Err(); err != nil {
+	if err := b.pubc().Del(ctx, b.names.Routes(replica)).Err(); err != nil {
 		return fmt.Errorf("%w: drop routes: %w", ErrUnavailable, err)
 	}
-	if err := b.pub.ZRem(ctx, b.names.Replicas(), replica).Err(); err != nil {
+	if err := b.pubc().ZRem(ctx, b.names.Replicas(), replica).Err(); err != nil {
 		return fmt.Errorf("%w: drop replica: %w", ErrUnavailable, err)
 	}
 	return b.announce(ctx, RouteChange{Op: RouteDrop, Replica: replica})
@@ -159,7 +159,7 @@ func (b *Bus) DropReplica(ctx context.Context, replica string) error {
 
 // Routes returns replica's filters, sorted.
 func (b *Bus) Routes(ctx context.Context, replica string) ([]string, error) {
-	fs, err := b.pub.SMembers(ctx, b.names.Routes(replica)).Result()
+	fs, err := b.pubc().SMembers(ctx, b.names.Routes(replica)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%w: routes: %w", ErrUnavailable, err)
 	}
@@ -176,7 +176,7 @@ type ReplicaSeen struct {
 // Replicas returns the replica set (brokers that sent a heartbeat and were not dropped), the
 // least recently seen first. Callers decide how old is dead (a few heartbeat intervals).
 func (b *Bus) Replicas(ctx context.Context) ([]ReplicaSeen, error) {
-	zs, err := b.pub.ZRangeWithScores(ctx, b.names.Replicas(), 0, -1).Result()
+	zs, err := b.pubc().ZRangeWithScores(ctx, b.names.Replicas(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%w: replicas: %w", ErrUnavailable, err)
 	}
@@ -190,7 +190,7 @@ func (b *Bus) Replicas(ctx context.Context) ([]ReplicaSeen, error) {
 
 // TouchReplica records that replica was seen at t (PublishHeartbeat does this for brokers).
 func (b *Bus) TouchReplica(ctx context.Context, replica string, t time.Time) error {
-	err := b.pub.ZAdd(ctx, b.names.Replicas(), redis.Z{Score: float64(t.UnixMilli()), Member: replica}).Err()
+	err := b.pubc().ZAdd(ctx, b.names.Replicas(), redis.Z{Score: float64(t.UnixMilli()), Member: replica}).Err()
 	if err != nil {
 		return fmt.Errorf("%w: touch replica: %w", ErrUnavailable, err)
 	}

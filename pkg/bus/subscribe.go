@@ -93,7 +93,7 @@ func (l *link) addr() (string, error) {
 	if !o.Cluster {
 		return o.Addrs[0], nil
 	}
-	cc, ok := l.b.pub.(*redis.ClusterClient)
+	cc, ok := l.b.pubc().(*redis.ClusterClient)
 	if !ok {
 		return "", errors.New("bus: cluster mode without a cluster client")
 	}
@@ -130,7 +130,7 @@ func (l *link) run() {
 			log.Warn().Err(err).Str("addr", addr).Int("attempt", attempt).Dur("retry_in", d).
 				Msg("bus: redis subscription failed")
 			b.setLink(l, false, err)
-			if cc, ok := b.pub.(*redis.ClusterClient); ok {
+			if cc, ok := b.pubc().(*redis.ClusterClient); ok {
 				cc.ReloadState(b.ctx)
 			}
 			if !b.sleep(d) {

@@ -9,6 +9,7 @@ import (
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
 // counter records the payloads a subscriber receives.
@@ -61,7 +62,21 @@ func (c *counter) exactlyOnce(t *testing.T, prefix string, n int, d time.Duratio
 // QoS 1 traffic while Redis is up is neither lost nor doubled.
 func TestClusterSurvivesRedisRestart(t *testing.T) {
 	rs := redistest.Start(t)
-	rep := replicas(t, rs, 2, nil)
+	// The subscriber's queue holds a whole burst: a full queue would drop (and count) messages,
+	// which is not what this test is about.
+	rep := replicas(t, rs, 2, func(_ int, c *config.Config) { c.MaxQueuedMessages = 100_000 })
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, r := range rep {
+				fams := scrape(t, r.HTTP)
+				for _, cause := range []string{"queue_full", "slow_consumer", "cluster_unavailable"} {
+					t.Logf("replica %d dropped %s: %v", i, cause, value(t, fams, "mcloudtt_broker_messages_dropped_total", "cause", cause))
+				}
+				t.Logf("replica %d forwarded %v received %v", i, value(t, fams, "mcloudtt_broker_cluster_forwarded_total"),
+					value(t, fams, "mcloudtt_broker_cluster_received_total"))
+			}
+		}
+	})
 	pub := mustV3(t, rep[0], "pub", nil)
 	localSub := mustV3(t, rep[0], "local-sub", nil)
 	remote := newCounter()
@@ -76,6 +91,9 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 		pub.Publish("load/a", 1, false, fmt.Sprint("before-", i))
 	}
 	remote.exactlyOnce(t, "before-", n, 10*time.Second)
+	for len(remote.ch) > 0 {
+		<-remote.ch
+	}
 
 	rs.Kill()
 	publish(t, pub, "load/outage", 1, false, "during")

@@ -222,10 +222,15 @@ func (c *Cluster) waitRoute(ch chan struct{}) {
 	}
 }
 
+// routeResyncInterval is how often the route cache is read again from Redis in full.
+const routeResyncInterval = 30 * time.Second
+
 // routeLoop writes route-table changes to Redis, batched, and runs resyncs.
 func (c *Cluster) routeLoop() {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	periodic := time.NewTicker(routeResyncInterval)
+	defer periodic.Stop()
 	for {
 		select {
 		case <-c.stop:
@@ -240,6 +245,22 @@ func (c *Cluster) routeLoop() {
 			}
 		case <-c.resync:
 			c.doResync()
+		case <-periodic.C:
+			// A lost notice (the sender died between writing its set and announcing it) is
+			// healed by reading the tables again now and then.
+			if c.bus.Status().Connected && c.synced.Load() {
+				c.mu.Lock()
+				c.resyncing, c.missed = true, nil
+				c.mu.Unlock()
+				c.resyncRoutes()
+				c.mu.Lock()
+				missed := c.missed
+				c.resyncing, c.missed = false, nil
+				c.mu.Unlock()
+				for _, rc := range missed {
+					c.applyRouteChange(rc)
+				}
+			}
 		}
 	}
 }
@@ -402,6 +423,24 @@ func (c *Cluster) resyncRoutes() bool {
 		log.Warn().Err(err).Msg("resync: reading replicas")
 		return false
 	}
+	// Redis may have restarted empty: its replica set fills again only as heartbeats arrive.
+	// The replicas this one hears are read too.
+	c.mu.Lock()
+	for id, last := range c.peers {
+		found := false
+		for i := range reps {
+			if reps[i].ID == id {
+				found = true
+				if last.After(reps[i].LastSeen) {
+					reps[i].LastSeen = last
+				}
+			}
+		}
+		if !found {
+			reps = append(reps, bus.ReplicaSeen{ID: id, LastSeen: last})
+		}
+	}
+	c.mu.Unlock()
 	ix := topic.NewIndex[string, struct{}]()
 	now := time.Now()
 	for _, r := range reps {
