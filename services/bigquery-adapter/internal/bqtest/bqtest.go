@@ -7,6 +7,7 @@
 package bqtest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -184,12 +185,27 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":{"code":503,"message":"injected: backend unavailable","errors":[{"reason":"backendError"}]}}`, http.StatusServiceUnavailable)
 		return
 	}
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, p.target+r.URL.RequestURI(), r.Body)
+	// The forwarded request does not end when the client goes away (a SIGKILLed adapter): like
+	// BigQuery, the emulator then completes what it received, which is the case the adapter must
+	// survive. (It also spares the emulator a cancelled request, which leaves v0.6.6 answering
+	// "sql: connection is already closed" to everything after.)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, r.Method, p.target+r.URL.RequestURI(), r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
 	req.Header = r.Header.Clone()
+	if r.ContentLength != 0 { // read the whole body first: the client may die while sending
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+	}
 	res, err := p.client.Do(req)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
