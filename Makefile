@@ -71,6 +71,13 @@ bench-compare: deps ## S1–S5 against our broker, mosquitto and mochi; one tabl
 bench-cluster: deps ## S1/S3 on one replica vs across two replicas on Redis, the Redis Pub/Sub ceiling, Redis commands per message
 	@scripts/bench-cluster.sh
 
+.PHONY: bench-adapter
+bench-adapter: deps ## adapter rows/s and CPU per 100k rows into the emulator (batch 100/500/2000); broker S1 with the export off vs on
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
+	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
+	GO=$(GO) BIN=$(BIN) scripts/bench-adapter.sh
+
 .PHONY: bench-tls
 bench-tls: deps ## S1 against one broker over TCP and over TLS, with the ratio
 	@mkdir -p $(BIN)

@@ -27,7 +27,7 @@ func (s *stack) exporter(queue int) *bus.Bus {
 	return b
 }
 
-func exportN(t *testing.T, b *bus.Bus, from, n int) {
+func exportN(t testing.TB, b *bus.Bus, from, n int) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
 		m := bus.Message{ID: bus.NewMessageID(), Origin: "producer", ClientID: "dev-" + strconv.Itoa(i%100),

@@ -20,7 +20,7 @@ import (
 
 // stack is a real redis-server, a real BigQuery emulator and the adapter binary.
 type stack struct {
-	t     *testing.T
+	t     testing.TB
 	redis *redistest.Server
 	emu   *bqtest.Emulator
 	bin   string
@@ -30,7 +30,7 @@ type stack struct {
 
 const table = "`test.mqtt.messages`"
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	emu := bqtest.Start(t, "test") // skips when the emulator is not built
 	s := &stack{t: t, redis: redistest.Start(t), emu: emu, bin: proctest.Build(t, "."), names: bus.NewNames("")}
@@ -39,7 +39,7 @@ func newStack(t *testing.T) *stack {
 	return s
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -126,7 +126,7 @@ func tail(s string, n int) string {
 }
 
 // metric reads one sample from the adapter's /metrics ("name" or `name{label="v"}`).
-func metric(t *testing.T, httpAddr, name string) float64 {
+func metric(t testing.TB, httpAddr, name string) float64 {
 	t.Helper()
 	res, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
