@@ -54,7 +54,8 @@ type Stats struct {
 	Reconnects uint64 // as Status.Reconnects
 
 	// The export stream (Export).
-	Exported        uint64 // entries Redis added to the export stream
+	Exported        uint64 // messages in the entries Redis added to the export stream
+	ExportEntries   uint64 // entries Redis added to the export stream (one envelope batch each)
 	ExportDropped   uint64 // messages Export refused (queue full, closed) or Close gave up on
 	ExportRetries   uint64 // export pipelines that had failed entries and were sent again
 	ExportPipelines uint64 // export pipelines sent (attempts)

@@ -12,34 +12,42 @@ import (
 
 // The export writer: how a broker feeds the BigQuery adapter.
 //
-// Export encodes a message at once into the open chunk of a bounded queue and returns; one
-// goroutine takes the oldest chunk and sends it to Redis as one pipeline of
+// Export encodes a message at once into the open chunk of a bounded queue and returns. A chunk
+// is one envelope batch (AppendBatchHeader, then up to ExportBatch messages or about 256 KiB)
+// and becomes one stream entry. One goroutine takes every chunk queued (the open one included,
+// which seals it) and sends them to Redis in one pipeline of
 //
-//	XADD <Names.Export()> MAXLEN ~ <ExportMaxLen> * m <one-message envelope batch>
+//	XADD <Names.Export()> MAXLEN ~ <ExportMaxLen> * m <envelope batch>
+//
+// so under light load an entry holds one message, and under heavy load, while a pipeline is in
+// flight, the next entries fill up: Redis does one XADD per chunk, not per message (S1's million
+// messages a second cost one XADD each and dropped half of them).
 //
 // A failed pipeline is sent again, only the entries whose XADD failed, after a backoff, and
 // again, until Redis takes it or the bus closes; meanwhile new messages queue up to ExportQueue
 // (and ExportQueueBytes) and are dropped and counted beyond it. The export is at-least-once: an
 // XADD whose reply was lost and that is sent again is in the stream twice with the same message
-// id, so the reader deduplicates by message id, never by stream entry id.
+// ids, so the reader deduplicates by message id, never by stream entry id.
 //
 // Unlike the pub/sub path, the export does not fail fast while the subscription connections
 // are down: the stream is durable, and a short Redis outage should cost queue space, not data.
 
-// ExportField is the stream entry field that holds the envelope batch (one message).
+// ExportField is the stream entry field that holds the envelope batch (DecodeBatch).
 const ExportField = "m"
 
-// exportChunkBytes seals a chunk that reached this many bytes before ExportBatch messages, so a
-// pipeline stays a reasonable size when payloads are large.
-const exportChunkBytes = 1 << 20
+// exportChunkBytes seals a chunk that reached this many bytes before ExportBatch messages.
+const exportChunkBytes = 256 << 10
+
+// maxPipelineChunks bounds the entries of one pipeline.
+const maxPipelineChunks = 64
 
 // maxFreeChunks bounds the chunks kept for reuse.
-const maxFreeChunks = 4
+const maxFreeChunks = maxPipelineChunks
 
-// exportChunk is one future pipeline: envelopes back to back in buf, ends[i] closing the i-th.
+// exportChunk is one future stream entry: an envelope batch of n messages.
 type exportChunk struct {
-	buf  []byte
-	ends []int
+	buf []byte
+	n   int
 }
 
 // exporter is the state of the export queue; it lives in Bus.export.
@@ -52,13 +60,11 @@ type exporter struct {
 	bytes  int            // their encoded bytes
 	free   []*exportChunk
 
-	args []any // the writer's argument array for XADDs (writer goroutine only)
-
 	kick  chan struct{} // wakes the writer
 	abort chan struct{} // closed when Close stops waiting for Redis
 	done  chan struct{} // closed when the writer has returned
 
-	exported, dropped, retries, pipelines atomic.Uint64
+	exported, entries, dropped, retries, pipelines atomic.Uint64
 }
 
 func newExporter() *exporter {
@@ -74,15 +80,15 @@ func newExporter() *exporter {
 // message in Stats.ExportDropped, when the queue is full (ExportQueue messages or
 // ExportQueueBytes bytes waiting), when the bus is closed, or for a QoS above 2.
 //
-// Export does not wait for Redis: the writer goroutine sends queued messages in pipelines of up
-// to ExportBatch XADDs and retries until Redis accepts them.
+// Export does not wait for Redis: the writer goroutine sends queued messages in entries of up to
+// ExportBatch messages, all entries ready in one pipeline, and retries until Redis accepts them.
 func (b *Bus) Export(m *Message) bool {
 	e := b.export
 	if m.QoS > 2 {
 		e.dropped.Add(1)
 		return false
 	}
-	size := 1 + m.Size()
+	size := m.Size()
 	e.mu.Lock()
 	if e.closed || e.queued >= b.opts.ExportQueue || e.bytes+size > b.opts.ExportQueueBytes {
 		e.mu.Unlock()
@@ -92,17 +98,17 @@ func (b *Bus) Export(m *Message) bool {
 	var c *exportChunk
 	if n := len(e.chunks); n > 0 {
 		c = e.chunks[n-1]
-		if len(c.ends) >= b.opts.ExportBatch || len(c.buf) >= exportChunkBytes {
+		if c.n >= b.opts.ExportBatch || len(c.buf)+size > exportChunkBytes {
 			c = nil
 		}
 	}
 	if c == nil {
 		c = e.newChunkLocked()
+		c.buf = AppendBatchHeader(c.buf)
 		e.chunks = append(e.chunks, c)
 	}
-	c.buf = AppendBatchHeader(c.buf)
 	c.buf, _ = AppendMessage(c.buf, m) // QoS checked above: cannot fail
-	c.ends = append(c.ends, len(c.buf))
+	c.n++
 	e.queued++
 	e.bytes += size
 	wake := e.queued == 1 // the writer was idle (or is about to look again anyway)
@@ -132,9 +138,9 @@ func (e *exporter) newChunkLocked() *exportChunk {
 
 // releaseLocked takes a written (or abandoned) chunk off the queue's counts.
 func (e *exporter) releaseLocked(c *exportChunk) {
-	e.queued -= len(c.ends)
-	e.bytes -= len(c.buf)
-	c.buf, c.ends = c.buf[:0], c.ends[:0]
+	e.queued -= c.n
+	e.bytes -= len(c.buf) - 1
+	c.buf, c.n = c.buf[:0], 0
 	if len(e.free) < maxFreeChunks && cap(c.buf) <= 2*exportChunkBytes {
 		e.free = append(e.free, c)
 	}
@@ -145,8 +151,8 @@ func (b *Bus) exportLoop() {
 	e := b.export
 	defer close(e.done)
 	var (
+		work []*exportChunk
 		cmds []*redis.StringCmd
-		idx  []int
 	)
 	for {
 		select {
@@ -167,81 +173,74 @@ func (b *Bus) exportLoop() {
 			}
 			continue
 		}
-		c := e.chunks[0] // taking it seals it: Export appends only to the last chunk of the list
-		copy(e.chunks, e.chunks[1:])
-		e.chunks[len(e.chunks)-1] = nil
-		e.chunks = e.chunks[:len(e.chunks)-1]
+		// Taking a chunk seals it: Export appends only to the last chunk of the list.
+		n := min(len(e.chunks), maxPipelineChunks)
+		work = append(work[:0], e.chunks[:n]...)
+		rest := copy(e.chunks, e.chunks[n:])
+		clear(e.chunks[rest:])
+		e.chunks = e.chunks[:rest]
 		e.mu.Unlock()
 
-		cmds, idx = b.writeChunk(c, cmds, idx)
+		cmds = b.writeChunks(work, cmds)
 
 		e.mu.Lock()
-		e.releaseLocked(c)
+		for _, c := range work {
+			e.releaseLocked(c)
+		}
 		e.mu.Unlock()
+		clear(work)
 	}
 }
 
-// writeChunk sends c's entries until Redis accepted every one, or until Close gives up (the
-// rest are counted as dropped).
-func (b *Bus) writeChunk(c *exportChunk, cmds []*redis.StringCmd, idx []int) ([]*redis.StringCmd, []int) {
+// writeChunks sends each chunk as one XADD, all in one pipeline, until Redis accepted every one
+// or Close gives up (the rest are then counted as dropped).
+func (b *Bus) writeChunks(work []*exportChunk, cmds []*redis.StringCmd) []*redis.StringCmd {
 	e := b.export
-	idx = idx[:0]
-	for i := range c.ends {
-		idx = append(idx, i)
-	}
 	stream := b.names.Export()
-	var streamArg, maxLenArg any = stream, strconv.FormatInt(b.opts.ExportMaxLen, 10)
+	maxLen := strconv.FormatInt(b.opts.ExportMaxLen, 10)
+	todo := work
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.WriteTimeout+b.opts.ReadTimeout)
 		pipe := b.pubc().Pipeline()
 		cmds = cmds[:0]
-		// One argument array for the whole pipeline, sliced per command: go-redis keeps a
-		// command's arguments until Exec returns, and the array is reused after that.
-		args := e.args[:0]
-		for _, i := range idx {
-			start := 0
-			if i > 0 {
-				start = c.ends[i-1]
-			}
-			k := len(args)
-			args = append(args, "xadd", streamArg, "maxlen", "~", maxLenArg, "*", ExportField, c.buf[start:c.ends[i]])
-			cmd := redis.NewStringCmd(ctx, args[k:len(args):len(args)]...)
-			_ = pipe.Process(ctx, cmd)
-			cmds = append(cmds, cmd)
+		for _, c := range todo {
+			cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.opts.ExportMaxLen,
+				Approx: true, ID: "*", Values: []any{ExportField, c.buf}}))
 		}
 		_, _ = pipe.Exec(ctx) // errors are per command
 		cancel()
 		e.pipelines.Add(1)
-		failed := idx[:0]
+		failed := todo[:0:0]
 		var firstErr error
 		for k, cmd := range cmds {
 			if err := cmd.Err(); err != nil {
-				failed = append(failed, idx[k])
+				failed = append(failed, todo[k])
 				if firstErr == nil {
 					firstErr = err
 				}
 			} else {
-				e.exported.Add(1)
+				e.exported.Add(uint64(todo[k].n))
+				e.entries.Add(1)
 			}
 		}
 		clear(cmds)
-		clear(args)
-		e.args = args[:0]
-		idx = failed
-		if len(idx) == 0 {
-			return cmds, idx
+		if len(failed) == 0 {
+			return cmds
 		}
+		todo = failed
 		e.retries.Add(1)
-		b.log.Warn().Err(firstErr).Int("entries", len(idx)).Int("attempt", attempt).
-			Str("stream", stream).Msg("bus: export to the stream failed; retrying")
+		b.log.Warn().Err(firstErr).Int("entries", len(todo)).Int("attempt", attempt).
+			Str("stream", stream).Str("maxlen", maxLen).Msg("bus: export to the stream failed; retrying")
 		t := time.NewTimer(b.backoff(attempt))
 		select {
 		case <-t.C:
 		case <-e.abort:
 			t.Stop()
-			e.dropped.Add(uint64(len(idx)))
-			b.log.Error().Int("entries", len(idx)).Msg("bus: closing: export entries Redis did not take are dropped")
-			return cmds, idx[:0]
+			for _, c := range todo {
+				e.dropped.Add(uint64(c.n))
+			}
+			b.log.Error().Int("entries", len(todo)).Msg("bus: closing: export entries Redis did not take are dropped")
+			return cmds
 		}
 	}
 }
@@ -261,7 +260,7 @@ func (b *Bus) closeExport() {
 	}
 	e.mu.Lock()
 	for _, c := range e.chunks { // only when aborted: the writer returns with an empty queue otherwise
-		e.dropped.Add(uint64(len(c.ends)))
+		e.dropped.Add(uint64(c.n))
 		e.releaseLocked(c)
 	}
 	e.chunks = nil
@@ -271,6 +270,7 @@ func (b *Bus) closeExport() {
 // exportStats fills the export fields of s.
 func (e *exporter) stats(s *Stats) {
 	s.Exported = e.exported.Load()
+	s.ExportEntries = e.entries.Load()
 	s.ExportDropped = e.dropped.Load()
 	s.ExportRetries = e.retries.Load()
 	s.ExportPipelines = e.pipelines.Load()

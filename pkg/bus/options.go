@@ -57,12 +57,13 @@ type Options struct {
 	// counted in Stats.Discarded) instead of being allocated. Default: 64 MiB.
 	MaxReceiveBytes int
 
-	// ExportMaxLen caps the export stream (Names.Export) at about this many entries: every XADD
-	// carries MAXLEN ~ ExportMaxLen, so Redis trims whole macro nodes past it. Entries trimmed
-	// before the adapter read them are lost, so keep it well above what the adapter may lag
-	// behind (at 1 KiB per entry the default is about 1 GiB of Redis memory). Default: 1,000,000.
+	// ExportMaxLen caps the export stream at about this many entries: every XADD carries
+	// MAXLEN ~ ExportMaxLen, so Redis trims whole macro nodes past it. An entry holds 1 to
+	// ExportBatch messages (more under load). Entries trimmed before the adapter read them are
+	// lost, so keep it well above what the adapter may lag behind. Default: 1,000,000.
 	ExportMaxLen int64
-	// ExportBatch is the most XADDs in one pipeline of the export writer. Default: 512.
+	// ExportBatch is the most messages in one export stream entry (one envelope batch of at most
+	// about 256 KiB). Default: 512.
 	ExportBatch int
 	// ExportQueue bounds the messages Export has queued and the writer has not yet written;
 	// Export refuses (and counts) messages beyond it. Default: 65,536.

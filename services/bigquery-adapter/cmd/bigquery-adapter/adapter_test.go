@@ -27,6 +27,23 @@ func (s *stack) exporter(queue int) *bus.Bus {
 	return b
 }
 
+// exported waits until prod has written n messages and returns the stream's length in entries.
+func (s *stack) exported(prod *bus.Bus, n uint64) int64 {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for prod.Stats().Exported < n {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("producer wrote %d of %d messages", prod.Stats().Exported, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	l, err := s.rc.XLen(context.Background(), s.names.Export()).Result()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return l
+}
+
 func exportN(t testing.TB, b *bus.Bus, from, n int) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
@@ -100,8 +117,9 @@ func TestNoLossNoDuplicates(t *testing.T) {
 }
 
 // TestPoisonEntriesGoToTheDeadLetterStream: entries that are not an envelope, a malformed
-// envelope, and a message BigQuery cannot store each land in the dead-letter stream with the
-// error; the good messages around them are written, and everything is acknowledged.
+// envelope, messages BigQuery cannot store (alone in an entry, or among good ones) each land in
+// the dead-letter stream with the error; the good messages around them are written, and every
+// entry is acknowledged.
 func TestPoisonEntriesGoToTheDeadLetterStream(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
@@ -131,8 +149,18 @@ func TestPoisonEntriesGoToTheDeadLetterStream(t *testing.T) {
 		xadd(bus.ExportField, envelope(bus.Message{ID: bus.NewMessageID(), Topic: "", Created: 1})): "empty topic",
 	}
 	xadd(bus.ExportField, good(2))
+	// One entry of three messages, the middle one poison: the other two are written.
+	multi := bus.AppendBatchHeader(nil)
+	for _, m := range []bus.Message{
+		{ID: bus.NewMessageID(), Topic: "ok/3", Created: time.Now().UnixNano()},
+		{ID: bus.NewMessageID(), Topic: "bad/created", Created: -5},
+		{ID: bus.NewMessageID(), Topic: "ok/4", Created: time.Now().UnixNano()},
+	} {
+		multi, _ = bus.AppendMessage(multi, &m)
+	}
+	bad[xadd(bus.ExportField, multi)] = "poison message inside an entry"
 	p, httpAddr := s.adapter("poison-1", s.emu.Endpoint)
-	s.waitRows(2, 20*time.Second, p.Output)
+	s.waitRows(4, 20*time.Second, p.Output)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		n, _ := s.rc.XLen(ctx, s.names.ExportDeadLetter()).Result()
@@ -157,8 +185,11 @@ func TestPoisonEntriesGoToTheDeadLetterStream(t *testing.T) {
 		}
 		t.Logf("dead letter for %q: %s", want, errText)
 	}
-	if n := s.count("SELECT COUNT(*) FROM " + table); n != 2 {
-		t.Fatalf("%d rows, want the 2 good ones", n)
+	if n := s.count("SELECT COUNT(*) FROM " + table); n != 4 {
+		t.Fatalf("%d rows, want the 4 good ones", n)
+	}
+	if n := s.count("SELECT COUNT(*) FROM " + table + " WHERE topic LIKE 'bad%'"); n != 0 {
+		t.Fatalf("%d poison rows in the table", n)
 	}
 	if v := metric(t, httpAddr, `mcloudtt_adapter_dead_letters_total{reason="malformed"}`) +
 		metric(t, httpAddr, `mcloudtt_adapter_dead_letters_total{reason="invalid_row"}`); v != float64(len(bad)) {
@@ -173,10 +204,11 @@ func TestSIGTERMWritesTheOpenBatch(t *testing.T) {
 	p, _ := s.adapter("term-1", s.emu.Endpoint, "ADAPTER_BATCH_DELAY=1h", "ADAPTER_BATCH_ROWS=10000")
 	prod := s.exporter(1000)
 	exportN(t, prod, 0, 25)
+	entries := s.exported(prod, 25)
 	deadline := time.Now().Add(10 * time.Second)
-	for s.pending() < 25 {
+	for s.pending() < entries {
 		if time.Now().After(deadline) {
-			t.Fatalf("the adapter did not read the entries (pending %d)", s.pending())
+			t.Fatalf("the adapter did not read the %d entries (pending %d)", entries, s.pending())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -218,17 +250,18 @@ func TestHeartbeatCarriesTheLag(t *testing.T) {
 	proxy.SetFaults(1, 0)
 	prod := s.exporter(1000)
 	exportN(t, prod, 0, 50)
+	entries := s.exported(prod, 50)
 	deadline := time.After(10 * time.Second)
 	for {
 		select {
 		case h := <-hbs:
-			if h.ReplicaID == "hb-1" && h.Kind == bus.KindAdapter && h.ExportLag == 50 && h.ExportLagSeconds > 0.3 {
+			if h.ReplicaID == "hb-1" && h.Kind == bus.KindAdapter && h.ExportLag == entries && h.ExportLagSeconds > 0.3 {
 				proxy.SetFaults(0, 0)
 				s.waitRows(50, 20*time.Second, func() string { return "" })
 				return
 			}
 		case <-deadline:
-			t.Fatal("no adapter heartbeat with export_lag 50 and a growing lag in seconds")
+			t.Fatalf("no adapter heartbeat with export_lag %d (entries) and a growing lag in seconds", entries)
 		}
 	}
 }

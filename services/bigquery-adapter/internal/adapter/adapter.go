@@ -78,20 +78,22 @@ func (a *Adapter) Ready() bool {
 // maxBlock bounds one blocking read, which is how long a SIGTERM may wait to be noticed.
 const maxBlock = 500 * time.Millisecond
 
-// batch is one insertAll's worth of entries.
+// batch is one insertAll's worth of entries. An entry holds one or more messages (an envelope
+// batch) and is never split between batches; it is acknowledged once all of its rows are in the
+// table or in the dead-letter stream.
 type batch struct {
+	entries   []string // entry ids, each once, in stream order
 	rows      []bq.Row
-	entries   []string // entry id of each row
-	extra     []string // entry ids acknowledged with the batch without a row of their own
+	rowEntry  []string // entry id of each row
 	dead      []feed.Dead
-	deadWhy   []string // metric reason of each dead entry
+	deadWhy   []string // metric reason of each dead letter
 	bytes     int
 	recovered bool // delivered before: the rows may already be in the table
 	started   time.Time
 	ids       map[string]bool // message ids in rows
 }
 
-func (b *batch) size() int { return len(b.rows) + len(b.extra) + len(b.dead) }
+func (b *batch) full(o Options) bool { return len(b.rows) >= o.BatchRows || b.bytes >= o.BatchBytes }
 
 // Run sets up the group and the table (retrying until both work), then moves entries until
 // ctx ends; then it writes the open batches within ShutdownTimeout and acknowledges them.
@@ -150,7 +152,7 @@ func (a *Adapter) Run(ctx context.Context) error {
 // read is the reader loop: own pending entries first, then claimed and new ones.
 func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 	send := func(b *batch) bool {
-		if b == nil || b.size() == 0 {
+		if b == nil || len(b.entries) == 0 {
 			return true
 		}
 		select {
@@ -174,8 +176,10 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 			break
 		}
 		after = es[len(es)-1].ID
-		if !send(a.makeBatch(es, true)) {
-			return
+		for _, b := range a.makeBatches(es, true) {
+			if !send(b) {
+				return
+			}
 		}
 	}
 	// 2. New entries, and every ClaimIdle/4 what dead replicas left pending.
@@ -211,7 +215,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 				cur = a.newBatch(false)
 			}
 			a.add(cur, e)
-			if len(cur.rows) >= a.o.BatchRows || cur.bytes >= a.o.BatchBytes {
+			if cur.full(a.o) {
 				if !send(cur) {
 					return
 				}
@@ -226,7 +230,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		}
 	}
 	// SIGTERM: the open batch is written (the writers outlive ctx) and acknowledged.
-	if cur != nil && cur.size() > 0 {
+	if cur != nil && len(cur.entries) > 0 {
 		work <- cur
 	}
 }
@@ -252,8 +256,10 @@ func (a *Adapter) claim(ctx context.Context, send func(*batch) bool) bool {
 		if len(es) > 0 {
 			a.m.Claimed.Add(float64(len(es)))
 			a.log.Info().Int("entries", len(es)).Msg("claimed entries another replica left pending")
-			if !send(a.makeBatch(es, true)) {
-				return false
+			for _, b := range a.makeBatches(es, true) {
+				if !send(b) {
+					return false
+				}
 			}
 		}
 		if next == "0-0" || next == "" {
@@ -268,48 +274,62 @@ func (a *Adapter) newBatch(recovered bool) *batch {
 	return &batch{recovered: recovered, started: time.Now(), ids: map[string]bool{}}
 }
 
-func (a *Adapter) makeBatch(es []feed.Entry, recovered bool) *batch {
-	b := a.newBatch(recovered)
+// makeBatches puts entries into as many batches as the limits need.
+func (a *Adapter) makeBatches(es []feed.Entry, recovered bool) []*batch {
+	var out []*batch
+	var b *batch
 	for _, e := range es {
+		if b == nil {
+			b = a.newBatch(recovered)
+			out = append(out, b)
+		}
 		a.add(b, e)
+		if b.full(a.o) {
+			b = nil
+		}
 	}
-	return b
+	return out
 }
 
-// add decodes e into b: a row, a duplicate, or a dead letter.
+// add decodes e into b: rows, duplicates, dead letters.
 func (a *Adapter) add(b *batch, e feed.Entry) {
 	a.mu.Lock()
 	a.inflight[e.ID] = true
 	a.mu.Unlock()
+	b.entries = append(b.entries, e.ID)
 	if e.Data == nil {
 		b.dead = append(b.dead, feed.Dead{Entry: e, Err: "entry has no field " + bus.ExportField})
 		b.deadWhy = append(b.deadWhy, "malformed")
 		return
 	}
 	ms, err := bus.DecodeBatch(e.Data)
-	if err == nil && len(ms) != 1 {
-		err = errors.New("entry holds more than one message")
+	if err == nil && len(ms) == 0 {
+		err = errors.New("entry holds no message")
 	}
 	if err != nil {
 		b.dead = append(b.dead, feed.Dead{Entry: e, Err: err.Error()})
 		b.deadWhy = append(b.deadWhy, "malformed")
 		return
 	}
-	row, err := bq.NewRow(&ms[0], time.Now())
-	if err != nil {
-		b.dead = append(b.dead, feed.Dead{Entry: e, Err: err.Error()})
-		b.deadWhy = append(b.deadWhy, "invalid_row")
-		return
+	now := time.Now()
+	for i := range ms {
+		row, err := bq.NewRow(&ms[i], now)
+		if err != nil {
+			// The dead letter keeps this one message, as a one-message envelope batch.
+			one, _ := bus.AppendMessage(bus.AppendBatchHeader(nil), &ms[i])
+			b.dead = append(b.dead, feed.Dead{Entry: feed.Entry{ID: e.ID, Data: one}, Err: err.Error()})
+			b.deadWhy = append(b.deadWhy, "invalid_row")
+			continue
+		}
+		if b.ids[row.ID] {
+			a.m.Duplicates.WithLabelValues("batch").Inc()
+			continue
+		}
+		b.ids[row.ID] = true
+		b.rows = append(b.rows, row)
+		b.rowEntry = append(b.rowEntry, e.ID)
+		b.bytes += row.Size
 	}
-	if b.ids[row.ID] {
-		b.extra = append(b.extra, e.ID)
-		a.m.Duplicates.WithLabelValues("batch").Inc()
-		return
-	}
-	b.ids[row.ID] = true
-	b.rows = append(b.rows, row)
-	b.entries = append(b.entries, e.ID)
-	b.bytes += row.Size
 }
 
 func (a *Adapter) forget(b *batch) {
@@ -318,68 +338,55 @@ func (a *Adapter) forget(b *batch) {
 	for _, id := range b.entries {
 		delete(a.inflight, id)
 	}
-	for _, id := range b.extra {
-		delete(a.inflight, id)
-	}
-	for _, d := range b.dead {
-		delete(a.inflight, d.Entry.ID)
-	}
 }
 
-// write puts b into BigQuery and acknowledges its entries. It returns when everything is done,
-// or when ctx ends (what is not acknowledged stays pending).
+// write puts b into BigQuery and acknowledges its entries once every row of them is in the
+// table or in the dead-letter stream. It returns when that is done, or when ctx ends: then
+// nothing is acknowledged and the entries stay pending (their rows already written are found
+// by Existing when they are taken up again).
 func (a *Adapter) write(ctx context.Context, b *batch) {
 	defer a.forget(b)
-	// Dead letters first, then their acknowledgement.
-	if len(b.dead) > 0 {
-		ids := make([]string, len(b.dead))
-		for i, d := range b.dead {
-			ids[i] = d.Entry.ID
-		}
-		if !a.retryRedis(ctx, "dead-lettering entries", func() error { return a.f.DeadLetter(ctx, b.dead) }) {
-			return
-		}
-		for i, d := range b.dead {
-			a.m.DeadLetters.WithLabelValues(b.deadWhy[i]).Inc()
-			a.log.Warn().Str("entry", d.Entry.ID).Str("error", d.Err).Msg("entry moved to the dead-letter stream")
-		}
-		if !a.retryRedis(ctx, "acknowledging dead letters", func() error { return a.f.Ack(ctx, ids) }) {
-			return
-		}
+	notOurs := map[string]bool{} // entries another replica claimed meanwhile: not ours to ack
+	if !a.deadLetter(ctx, b.dead, b.deadWhy) {
+		return
 	}
 	// Rows this replica wrote recently (the broker exported the message twice).
-	var ack []string
-	ack = append(ack, b.extra...)
-	rows, entries := b.rows[:0:0], b.entries[:0:0]
+	var rows []bq.Row
+	var rowEntry []string
 	for i, r := range b.rows {
 		if a.seen.has(r.ID) {
 			a.m.Duplicates.WithLabelValues("cache").Inc()
-			ack = append(ack, b.entries[i])
 			continue
 		}
 		rows = append(rows, r)
-		entries = append(entries, b.entries[i])
-	}
-	if len(ack) > 0 && !a.retryRedis(ctx, "acknowledging duplicates", func() error { return a.f.Ack(ctx, ack) }) {
-		return
+		rowEntry = append(rowEntry, b.rowEntry[i])
 	}
 	// Split on a request BigQuery refuses as a whole, until the bad rows stand alone.
-	stack := []part{{rows, entries, b.recovered}}
-	for len(stack) > 0 && ctx.Err() == nil {
+	stack := []part{{rows, rowEntry, b.recovered}}
+	for len(stack) > 0 {
+		if ctx.Err() != nil {
+			return
+		}
 		p := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		for attempt := 1; len(p.rows) > 0 && ctx.Err() == nil; attempt++ {
+		for attempt := 1; len(p.rows) > 0; attempt++ {
 			if attempt > 1 && !sleep(ctx, a.backoff(attempt-1)) {
 				return
 			}
 			if attempt > 1 || b.recovered {
-				kept, err := a.f.Keep(ctx, p.entries)
+				kept, err := a.f.Keep(ctx, uniq(p.entries))
 				if err != nil {
 					a.m.Retries.WithLabelValues("redis").Inc()
 					a.log.Warn().Err(err).Msg("checking entry ownership failed; retrying")
 					continue
 				}
-				p = p.filter(func(i int) bool { return kept[p.entries[i]] })
+				p = p.filter(func(i int) bool {
+					if !kept[p.entries[i]] {
+						notOurs[p.entries[i]] = true
+						return false
+					}
+					return true
+				})
 			}
 			if p.uncertain && len(p.rows) > 0 {
 				found, err := a.existing(ctx, p.rows)
@@ -388,19 +395,10 @@ func (a *Adapter) write(ctx context.Context, b *batch) {
 					a.log.Warn().Err(err).Msg("asking the table which rows it holds failed; retrying")
 					continue
 				}
-				var already []string
-				p = p.filter(func(i int) bool {
-					if found[p.rows[i].ID] {
-						already = append(already, p.entries[i])
-						return false
-					}
-					return true
-				})
-				if len(already) > 0 {
-					a.m.Duplicates.WithLabelValues("table").Add(float64(len(already)))
-					if !a.retryRedis(ctx, "acknowledging rows already written", func() error { return a.f.Ack(ctx, already) }) {
-						return
-					}
+				before := len(p.rows)
+				p = p.filter(func(i int) bool { return !found[p.rows[i].ID] })
+				if n := before - len(p.rows); n > 0 {
+					a.m.Duplicates.WithLabelValues("table").Add(float64(n))
 				}
 				p.uncertain = false
 			}
@@ -419,7 +417,6 @@ func (a *Adapter) write(ctx context.Context, b *batch) {
 				for _, r := range p.rows {
 					a.seen.add(r.ID)
 				}
-				a.retryRedis(ctx, "acknowledging written rows", func() error { return a.f.Ack(ctx, p.entries) })
 				break
 			}
 			var ie *bq.InsertError
@@ -430,16 +427,14 @@ func (a *Adapter) write(ctx context.Context, b *batch) {
 					bad[re.Index] = re.Reason
 				}
 				var dead []feed.Dead
-				var deadIDs []string
 				p = p.filter(func(i int) bool {
 					if why, ok := bad[i]; ok {
-						dead = append(dead, feed.Dead{Entry: feed.Entry{ID: p.entries[i], Fields: map[string]any{"message_id": p.rows[i].ID}}, Err: "bigquery: " + why})
-						deadIDs = append(deadIDs, p.entries[i])
+						dead = append(dead, rowDead(p.entries[i], p.rows[i], "bigquery: "+why))
 						return false
 					}
 					return true
 				})
-				if !a.deadLetter(ctx, dead, deadIDs, "refused") {
+				if !a.deadLetter(ctx, dead, nil) {
 					return
 				}
 				attempt = 0 // the rest was refused only because of them: send it at once
@@ -448,8 +443,9 @@ func (a *Adapter) write(ctx context.Context, b *batch) {
 			switch bq.Classify(err) {
 			case bq.Invalid:
 				if len(p.rows) == 1 {
-					dead := []feed.Dead{{Entry: feed.Entry{ID: p.entries[0], Fields: map[string]any{"message_id": p.rows[0].ID}}, Err: "bigquery: " + err.Error()}}
-					a.deadLetter(ctx, dead, p.entries[:1], "refused")
+					if !a.deadLetter(ctx, []feed.Dead{rowDead(p.entries[0], p.rows[0], "bigquery: "+err.Error())}, nil) {
+						return
+					}
 					p.rows = nil
 					continue
 				}
@@ -468,6 +464,28 @@ func (a *Adapter) write(ctx context.Context, b *batch) {
 			}
 		}
 	}
+	ack := make([]string, 0, len(b.entries))
+	for _, id := range b.entries {
+		if !notOurs[id] {
+			ack = append(ack, id)
+		}
+	}
+	a.retryRedis(ctx, "acknowledging entries", func() error { return a.f.Ack(ctx, ack) })
+}
+
+// rowDead is the dead letter of one row BigQuery refused: the entry, the message id, the error.
+func rowDead(entry string, r bq.Row, why string) feed.Dead {
+	return feed.Dead{Entry: feed.Entry{ID: entry, Fields: map[string]any{"message_id": r.ID}}, Err: why}
+}
+
+func uniq(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for i, id := range ids {
+		if i == 0 || id != ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // part is a run of rows sent in one insertAll.
@@ -508,18 +526,24 @@ func (a *Adapter) existing(ctx context.Context, rows []bq.Row) (map[string]bool,
 	return a.bq.Existing(qctx, ids, from, to)
 }
 
-func (a *Adapter) deadLetter(ctx context.Context, dead []feed.Dead, ids []string, why string) bool {
+// deadLetter appends dead to the dead-letter stream (retrying until it works or ctx ends) and
+// counts them, by why[i] or as "refused" when why is nil.
+func (a *Adapter) deadLetter(ctx context.Context, dead []feed.Dead, why []string) bool {
 	if len(dead) == 0 {
 		return true
 	}
-	if !a.retryRedis(ctx, "dead-lettering rows", func() error { return a.f.DeadLetter(ctx, dead) }) {
+	if !a.retryRedis(ctx, "dead-lettering entries", func() error { return a.f.DeadLetter(ctx, dead) }) {
 		return false
 	}
-	a.m.DeadLetters.WithLabelValues(why).Add(float64(len(dead)))
-	for _, d := range dead {
-		a.log.Warn().Str("entry", d.Entry.ID).Str("error", d.Err).Msg("row moved to the dead-letter stream")
+	for i, d := range dead {
+		reason := "refused"
+		if why != nil {
+			reason = why[i]
+		}
+		a.m.DeadLetters.WithLabelValues(reason).Inc()
+		a.log.Warn().Str("entry", d.Entry.ID).Str("error", d.Err).Msg("moved to the dead-letter stream")
 	}
-	return a.retryRedis(ctx, "acknowledging dead letters", func() error { return a.f.Ack(ctx, ids) })
+	return true
 }
 
 // retryRedis runs fn until it succeeds or ctx ends.
