@@ -28,7 +28,7 @@ pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
 S1="-topology fanin -pubs 10 -subs 1 -n 20000 -size 64 -qos 0 -timeout 60s"
 printf '  %-7s %12s %6s %10s %8s %10s %9s\n' export "deliv msg/s" lost "p99 µs" "cpu s" exported dropped
-declare -A best
+declare -A best all
 for i in $(seq "$RUNS"); do
   for mode in off on; do
     redis-cli -p "$RP" flushall >/dev/null
@@ -48,6 +48,12 @@ for i in $(seq "$RUNS"); do
     dropped=$(echo "$metrics" | sed -n 's/^mcloudtt_broker_export_messages_total{result="dropped"} //p')
     printf '  %-7s %12s %6s %10s %8s %10s %9s\n' "$mode" "$rate" "$lost" "$p99" "$cpu" "${exported:-0}" "${dropped:-0}"
     [ "${best[$mode]:-0}" -lt "$rate" ] && best[$mode]=$rate
+    all[$mode]+="$rate "
   done
 done
-python3 -c 'import sys; off,on=int(sys.argv[1]),int(sys.argv[2]); print("  best: export off %d msg/s, on %d msg/s: on/off = %.2f (%s the 0.85 budget)" % (off, on, on/off if off else 0, "within" if off and on/off >= 0.85 else "OUTSIDE"))' "${best[off]}" "${best[on]}"
+python3 -c '
+import statistics, sys
+off, on = int(sys.argv[1]), int(sys.argv[2])
+moff, mon = statistics.median(map(int, sys.argv[3].split())), statistics.median(map(int, sys.argv[4].split()))
+print("  best: export off %d msg/s, on %d msg/s: on/off = %.2f (%s the 0.85 budget)" % (off, on, on/off if off else 0, "within" if off and on/off >= 0.85 else "OUTSIDE"))
+print("  median: off %d, on %d: on/off = %.2f" % (moff, mon, mon/moff if moff else 0))' "${best[off]}" "${best[on]}" "${all[off]}" "${all[on]}"

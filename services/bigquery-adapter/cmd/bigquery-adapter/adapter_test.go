@@ -16,10 +16,13 @@ import (
 )
 
 // exporter is a bus on the stack's Redis that feeds the export stream as a broker does.
-func (s *stack) exporter(queue int) *bus.Bus {
+func (s *stack) exporter(queue int) *bus.Bus { return s.exporterBatch(queue, 0) }
+
+// exporterBatch is exporter with at most perEntry messages per stream entry (0: the default).
+func (s *stack) exporterBatch(queue, perEntry int) *bus.Bus {
 	s.t.Helper()
 	b, err := bus.New(context.Background(), bus.Options{Addrs: []string{s.redis.Addr()}, ReplicaID: "producer",
-		ExportQueue: queue, ExportQueueBytes: 1 << 30, Logger: zerolog.Nop()})
+		ExportQueue: queue, ExportQueueBytes: 1 << 30, ExportBatch: perEntry, Logger: zerolog.Nop()})
 	if err != nil {
 		s.t.Fatal(err)
 	}

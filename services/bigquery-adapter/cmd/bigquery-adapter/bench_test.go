@@ -20,7 +20,9 @@ func BenchmarkAdapterDrain(b *testing.B) {
 		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				s := newStack(b)
-				prod := s.exporter(rows)
+				// 50 messages per entry: a batch closes at the first entry that reaches the
+				// batch size, so entries must be smaller than the smallest size measured.
+				prod := s.exporterBatch(rows, 50)
 				exportN(b, prod, 0, rows)
 				for prod.Stats().Exported < rows {
 					time.Sleep(10 * time.Millisecond)
