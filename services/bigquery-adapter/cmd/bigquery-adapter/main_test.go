@@ -21,6 +21,6 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"ADAPTER_CLAIM_IDLE=1s":                    "ADAPTER_CLAIM_IDLE",
 		"ADAPTER_BIGQUERY_ENDPOINT=localhost:9050": "ADAPTER_BIGQUERY_ENDPOINT",
 		"ADAPTER_ID=a:b":                           "ADAPTER_ID",
-		"ADAPTER_GROUP=g":                          "ADAPTER_BIGQUERY_PROJECT",
+		"ADAPTER_BIGQUERY_ENDPOINT=http://e:9050":  "ADAPTER_BIGQUERY_PROJECT",
 	})
 }

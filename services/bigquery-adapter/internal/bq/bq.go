@@ -34,6 +34,7 @@ import (
 
 // Options configure a Client.
 type Options struct {
+	// Project of the table and of the query jobs; empty: detected from the environment.
 	Project, Dataset, Table string
 	// Location of a dataset created by Setup ("" = BigQuery's default).
 	Location string
@@ -58,10 +59,15 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if o.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(o.Endpoint), option.WithoutAuthentication())
 	}
-	c, err := bigquery.NewClient(ctx, o.Project, opts...)
+	project := o.Project
+	if project == "" {
+		project = bigquery.DetectProjectID // from the credentials or the metadata server (GKE)
+	}
+	c, err := bigquery.NewClient(ctx, project, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bigquery client: %w", err)
 	}
+	o.Project = c.Project()
 	svc, err := bqv2.NewService(ctx, opts...)
 	if err != nil {
 		_ = c.Close()

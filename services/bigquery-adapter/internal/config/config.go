@@ -35,7 +35,8 @@ type Config struct {
 	// Group is the consumer group on the export stream that every adapter replica joins.
 	Group string `envconfig:"GROUP" default:"bigquery-adapter"`
 
-	// Project is the Google Cloud project of the table (and of the query jobs). Required.
+	// Project is the Google Cloud project of the table (and of the query jobs). Empty: the
+	// project of the credentials or of the metadata server (GKE); required with Endpoint.
 	Project string `envconfig:"BIGQUERY_PROJECT"`
 	// Dataset and Table name the table the rows go to.
 	Dataset string `envconfig:"BIGQUERY_DATASET" default:"mqtt"`
@@ -170,8 +171,8 @@ func (c Config) Validate() error {
 		return v("HTTP_ADDR", errors.New("must not be empty"))
 	}
 	// Last, so that a bad value elsewhere is reported even where the project is not set yet.
-	if c.Project == "" {
-		return v("BIGQUERY_PROJECT", errors.New("must be set (the Google Cloud project of the table)"))
+	if c.Project == "" && c.Endpoint != "" {
+		return v("BIGQUERY_PROJECT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT (the emulator's project)"))
 	}
 	return nil
 }
