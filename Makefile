@@ -115,10 +115,12 @@ run: deps build ## start the local stack (see README); Ctrl-C stops it
 BQ_PROJECT  ?= mcloudtt-local
 BQ_ENDPOINT ?= http://127.0.0.1:9050
 
+export Q # read from the environment in the recipe, so SQL with backticks or quotes reaches it as is
+
 .PHONY: query
 query: ## run Q (SQL, or a query name from docs/queries.sql) on the emulator of make run (BQ_ENDPOINT= BQ_PROJECT=<p>: BigQuery)
-	@test -n "$(Q)" || { echo "query: set Q='SELECT ...' or Q=<name from docs/queries.sql>" >&2; exit 1; }
-	@$(GO) run ./services/bigquery-adapter/cmd/bigquery-adapter query -project "$(BQ_PROJECT)" -endpoint "$(BQ_ENDPOINT)" -file docs/queries.sql "$(Q)"
+	@test -n "$$Q" || { echo "query: set Q='SELECT ...' or Q=<name from docs/queries.sql>" >&2; exit 1; }
+	@$(GO) run ./services/bigquery-adapter/cmd/bigquery-adapter query -project "$(BQ_PROJECT)" -endpoint "$(BQ_ENDPOINT)" -file docs/queries.sql "$$Q"
 
 .PHONY: clean
 clean: ## remove build output
