@@ -58,6 +58,7 @@ type Adapter struct {
 	seen *idCache
 
 	mu       sync.Mutex
+	perEntry float64         // messages per entry, a moving average: how many entries to read
 	inflight map[string]bool // entry ids read and not yet acknowledged or abandoned
 	setup    bool            // the group and the table are ready
 	lastErr  error
@@ -167,7 +168,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 	// 1. What this consumer read before and did not acknowledge (a restart under the same id).
 	after := "0"
 	for ctx.Err() == nil {
-		es, err := a.f.ReadOwn(ctx, after, a.o.BatchRows)
+		es, err := a.f.ReadOwn(ctx, after, a.entriesFor(a.o.BatchRows))
 		if err != nil {
 			a.redisError(ctx, err, "reading own pending entries")
 			continue
@@ -202,7 +203,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 			want -= len(cur.rows)
 		}
 		// A blocking XREADGROUP does not end with ctx: keep it short so SIGTERM is seen soon.
-		es, err := a.f.ReadNew(ctx, want, min(block, maxBlock))
+		es, err := a.f.ReadNew(ctx, a.entriesFor(want), min(block, maxBlock))
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -239,7 +240,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 func (a *Adapter) claim(ctx context.Context, send func(*batch) bool) bool {
 	start := "0-0"
 	for i := 0; i < 100 && ctx.Err() == nil; i++ {
-		es, next, deleted, err := a.f.Claim(ctx, a.o.ClaimIdle, start, a.o.BatchRows)
+		es, next, deleted, err := a.f.Claim(ctx, a.o.ClaimIdle, start, a.entriesFor(a.o.BatchRows))
 		if err != nil {
 			a.redisError(ctx, err, "claiming pending entries")
 			return ctx.Err() == nil
@@ -268,6 +269,16 @@ func (a *Adapter) claim(ctx context.Context, send func(*batch) bool) bool {
 		start = next
 	}
 	return true
+}
+
+// entriesFor returns how many entries to read for about rows more rows. Reading is in entries
+// and an entry holds 1 to 512 messages; an entry read is pending for this replica, so reading
+// far more than a batch's worth would pile up what a crash leaves to be checked again.
+func (a *Adapter) entriesFor(rows int) int {
+	a.mu.Lock()
+	per := max(a.perEntry, 1)
+	a.mu.Unlock()
+	return max(1, int(float64(rows)/per))
 }
 
 func (a *Adapter) newBatch(recovered bool) *batch {
@@ -311,6 +322,9 @@ func (a *Adapter) add(b *batch, e feed.Entry) {
 		b.deadWhy = append(b.deadWhy, "malformed")
 		return
 	}
+	a.mu.Lock()
+	a.perEntry += (float64(len(ms)) - a.perEntry) / 16
+	a.mu.Unlock()
 	now := time.Now()
 	for i := range ms {
 		row, err := bq.NewRow(&ms[i], now)
