@@ -125,3 +125,42 @@ func TestDeadLetterKeepsTheEntryAndTheError(t *testing.T) {
 		t.Fatalf("dead letter %+v", v)
 	}
 }
+
+// TestRedisCluster: the feed's commands (the Lua script, XAUTOCLAIM sent raw) reach the node
+// that holds the stream in a 3-master Redis Cluster.
+func TestRedisCluster(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3)
+	f := New(Options{Addrs: c.Addrs(), Group: "g", Consumer: "a", DeadLetterMaxLen: 1000})
+	defer f.Close()
+	if err := f.EnsureGroup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := redis.NewClient(&redis.Options{Addr: c.NodeFor(t, f.Stream()).Addr()})
+	defer r.Close()
+	ids := add(t, r, 3)
+	es, err := f.ReadNew(ctx, 10, 10*time.Millisecond)
+	if err != nil || len(es) != 3 {
+		t.Fatalf("ReadNew: %v %d", err, len(es))
+	}
+	kept, err := f.Keep(ctx, ids)
+	if err != nil || len(kept) != 3 {
+		t.Fatalf("Keep: %v %v", err, kept)
+	}
+	time.Sleep(20 * time.Millisecond)
+	b := New(Options{Addrs: c.Addrs(), Group: "g", Consumer: "b"})
+	defer b.Close()
+	got, _, _, err := b.Claim(ctx, 10*time.Millisecond, "0-0", 10)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("Claim: %v %d", err, len(got))
+	}
+	if err := b.Ack(ctx, ids); err != nil {
+		t.Fatal(err)
+	}
+	if lag, _, err := b.Lag(ctx); err != nil || lag != 0 {
+		t.Fatalf("Lag: %d %v", lag, err)
+	}
+	if err := b.DeadLetter(ctx, []Dead{{Entry: es[0], Err: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+}
