@@ -9,6 +9,10 @@
 //     reconnects with backoff, and the status readiness probes follow;
 //   - heartbeats (Heartbeat, PublishHeartbeat, DecodeHeartbeat) and the cluster route table
 //     (AddRoutes, RemoveRoutes, Routes, Replicas, RouteChange).
+//   - the broker's side of the export to BigQuery (Export, export.go): a bounded queue written to
+//     the Redis Stream Names.Export in entries of up to ExportBatch messages (one envelope batch
+//     each, one XADD per entry), at least once; the BigQuery adapter reads it with a consumer
+//     group and deduplicates by message id.
 //
 // It does not decide where a message goes: the broker's router looks up which replicas have
 // matching subscriptions and calls Publish once per destination replica.
