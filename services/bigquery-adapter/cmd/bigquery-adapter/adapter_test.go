@@ -268,3 +268,51 @@ func TestHeartbeatCarriesTheLag(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasShareAndClaim: two adapter replicas share the stream; one cannot reach BigQuery
+// (its proxy fails everything) and holds entries pending when it is SIGKILLed; the other claims
+// them after ADAPTER_CLAIM_IDLE and writes them. Every message ends in the table exactly once.
+func TestReplicasShareAndClaim(t *testing.T) {
+	const total = 20_000
+	s := newStack(t)
+	proxy := bqtest.StartFaultProxy(t, s.emu.Endpoint)
+	fast := []string{"ADAPTER_BATCH_ROWS=500", "ADAPTER_REQUEST_TIMEOUT=1s", "ADAPTER_RETRY_MAX=300ms", "ADAPTER_CLAIM_IDLE=2s"}
+	a, _ := s.adapter("share-a", proxy.URL, fast...)
+	proxy.SetFaults(1, 0) // a's table is set up; from now on a writes nothing
+	_, bAddr := s.adapter("share-b", s.emu.Endpoint, fast...)
+	prod := s.exporterBatch(total, 20)
+	exportN(t, prod, 0, total)
+	s.exported(prod, total)
+	// Wait until a holds entries it cannot write, then kill it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ps, err := s.rc.XPendingExt(context.Background(), &redis.XPendingExtArgs{Stream: s.names.Export(),
+			Group: "bigquery-adapter", Start: "-", End: "+", Count: 1, Consumer: "share-a"}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("share-a never read an entry\n%s", tail(a.Output(), 3000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = a.Signal(syscall.SIGKILL)
+	s.waitRows(total, 30*time.Second, a.Output)
+	deadline = time.Now().Add(10 * time.Second)
+	for s.pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	rows := s.count("SELECT COUNT(*) FROM " + table)
+	distinct := s.count("SELECT COUNT(DISTINCT message_id) FROM " + table)
+	claimed := metric(t, bAddr, "mcloudtt_adapter_claimed_total")
+	t.Logf("rows %d, distinct %d, pending %d, entries share-b claimed %v", rows, distinct, s.pending(), claimed)
+	if rows != total || distinct != total || s.pending() != 0 {
+		t.Fatalf("rows %d, distinct %d, pending %d; want %d, %d, 0", rows, distinct, s.pending(), total, total)
+	}
+	if claimed == 0 {
+		t.Fatal("share-b claimed nothing: the dead replica's entries were not taken over")
+	}
+}
