@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,10 +165,18 @@ func (c *client) readLoop() {
 				}
 			}
 		}
+		woke := c.rd.Buffered() == 0 // this read parks the goroutine until data arrives
 		fh, body, err := c.readPacket()
 		if err != nil {
 			c.readFailed(err)
 			return
+		}
+		if woke && fh.Type == mqtt.PUBLISH {
+			// Packets that arrive together on several connections are woken in reverse order
+			// by the runtime's poller (it hands back a LIFO list and runs the head at once). A
+			// PUBLISH that just woke this reader yields once, so a SUBSCRIBE that arrived on
+			// another connection just before it is handled first, as in arrival order.
+			runtime.Gosched()
 		}
 		if err := c.handle(fh, body); err != nil {
 			if !errors.Is(err, errClientGone) {
