@@ -25,6 +25,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -136,13 +137,19 @@ func (a *Adapter) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	var endedAt atomic.Int64 // when ctx ended: the whole stop fits in ShutdownTimeout from then
+	defer context.AfterFunc(ctx, func() { endedAt.Store(time.Now().UnixNano()) })()
 	a.read(ctx, work)
 	close(work)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	left := a.o.ShutdownTimeout
+	if t := endedAt.Load(); t != 0 {
+		left -= time.Since(time.Unix(0, t))
+	}
 	select {
 	case <-done:
-	case <-time.After(a.o.ShutdownTimeout):
+	case <-time.After(max(left, 0)):
 		a.log.Warn().Msg("shutdown timeout: unfinished batches stay pending for the next replica")
 		wcancel()
 		<-done
@@ -152,6 +159,9 @@ func (a *Adapter) Run(ctx context.Context) error {
 
 // read is the reader loop: own pending entries first, then claimed and new ones.
 func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
+	// After ctx ends, batches already read are still handed to the writers (which outlive ctx),
+	// but only for ShutdownTimeout: writers stuck on a BigQuery outage must not hold the stop.
+	var stopBy <-chan time.Time
 	send := func(b *batch) bool {
 		if b == nil || len(b.entries) == 0 {
 			return true
@@ -160,10 +170,16 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		case work <- b:
 			return true
 		case <-ctx.Done():
-			// Not handed over: forget it; its entries stay pending for the next start.
-			a.forget(b)
-			return false
 		}
+		if stopBy == nil {
+			stopBy = time.After(a.o.ShutdownTimeout)
+		}
+		select {
+		case work <- b:
+		case <-stopBy:
+			a.forget(b) // its entries stay pending for the next start or another replica
+		}
+		return false
 	}
 	// 1. What this consumer read before and did not acknowledge (a restart under the same id).
 	after := "0"
@@ -231,9 +247,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		}
 	}
 	// SIGTERM: the open batch is written (the writers outlive ctx) and acknowledged.
-	if cur != nil && len(cur.entries) > 0 {
-		work <- cur
-	}
+	send(cur)
 }
 
 // claim takes over entries pending for longer than ClaimIdle, in batches.
