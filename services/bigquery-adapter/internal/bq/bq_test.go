@@ -3,8 +3,12 @@ package bq
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"google.golang.org/api/googleapi"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
@@ -76,6 +80,27 @@ func TestNewRow(t *testing.T) {
 	} {
 		if _, err := NewRow(&bad, time.Now()); !errors.Is(err, ErrInvalidRow) {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want Class
+	}{
+		{&googleapi.Error{Code: 400}, Invalid},
+		{&googleapi.Error{Code: 403}, Retry},
+		{&googleapi.Error{Code: 404}, Retry},
+		{&googleapi.Error{Code: 429}, Retry},
+		{&googleapi.Error{Code: 500}, RetryUncertain},
+		{&googleapi.Error{Code: 503}, RetryUncertain},
+		{fmt.Errorf("post: %w", &net.OpError{Op: "dial", Err: errors.New("connection refused")}), Retry},
+		{fmt.Errorf("post: %w", &net.OpError{Op: "read", Err: errors.New("connection reset")}), RetryUncertain},
+		{context.DeadlineExceeded, RetryUncertain},
+	} {
+		if got := Classify(c.err); got != c.want {
+			t.Errorf("Classify(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
