@@ -33,6 +33,9 @@ type Heartbeat struct {
 	MsgsOutRate float64       `json:"msgs_out_per_s"` // messages delivered to clients per second
 	// Redis is the sender's bus status.
 	Redis Status `json:"redis"`
+	// Leaving says the sender is shutting down on purpose (a drain, a scale-down): forget it
+	// now rather than report it missing.
+	Leaving bool `json:"leaving,omitempty"`
 	// ExportLag is, for an adapter, how many export entries are waiting: not yet delivered to
 	// its consumer group plus delivered but not acknowledged.
 	ExportLag int64 `json:"export_lag,omitempty"`

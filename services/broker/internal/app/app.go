@@ -222,6 +222,12 @@ loop:
 	}
 	// Drain: not ready at once, then stop accepting, tell v5 clients, flush, close.
 	ready.Store(false)
+	if rbus != nil && rbus.Status().Connected {
+		// Tell the health gateway this replica leaves on purpose (not a crash).
+		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+		_ = rbus.PublishHeartbeat(hctx, bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version, Leaving: true})
+		hcancel()
+	}
 	log.Info().Msg("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -276,4 +277,25 @@ func TestClusterProbesTurnRedAndGreen(t *testing.T) {
 	// It comes back on another port; the gateway follows the address in its heartbeat.
 	c.startBroker("broker-b", c.proxyB.Addr())
 	c.waitFor("green after broker-b restarts", 30*time.Second, allGreen)
+
+	// A scale-down: broker-b drains on SIGTERM and says it is leaving. The gateway forgets it
+	// and stays green instead of reporting a failure.
+	if err := c.brokers["broker-b"].Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("broker-b forgotten after it left", 10*time.Second, func(cl monitor.Cluster) bool {
+		for _, m := range cl.Members {
+			if m.ReplicaID == "broker-b" {
+				return false
+			}
+		}
+		return true
+	})
+	deadline := time.Now().Add(testFailAfter + testRecover)
+	for time.Now().Before(deadline) {
+		if cl := c.cluster(); cl.Status != monitor.Green {
+			t.Fatalf("a replica that left on purpose turned the cluster %s: %s", cl.Status, cl.Reason)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -110,6 +110,16 @@ func (m *Monitor) OnHeartbeat(hb bus.Heartbeat) {
 	}
 	now := time.Now()
 	m.mu.Lock()
+	if hb.Leaving {
+		// Shut down on purpose (drain, scale-down): gone, not failed.
+		if mb, ok := m.members[hb.ReplicaID]; ok {
+			delete(m.members, hb.ReplicaID)
+			m.metrics.forgetMember(hb.ReplicaID, string(mb.hb.Kind))
+			m.opts.Log.Info().Str("replica", hb.ReplicaID).Msg("member left")
+		}
+		m.mu.Unlock()
+		return
+	}
 	mb, ok := m.members[hb.ReplicaID]
 	if !ok {
 		mb = &member{firstSeen: now, d: newDamper(now)}
