@@ -70,11 +70,11 @@ func New(o Options, f *feed.Feed, c *bq.Client, m *Metrics, log zerolog.Logger) 
 	return &Adapter{o: o, f: f, bq: c, m: m, log: log, seen: newIDCache(o.DedupCache), inflight: map[string]bool{}}
 }
 
-// Ready reports whether the group and the table have been set up.
-func (a *Adapter) Ready() bool {
+// Ready reports whether the group and the table have been set up, and if not, the last error.
+func (a *Adapter) Ready() (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.setup
+	return a.setup, a.lastErr
 }
 
 // maxBlock bounds one blocking read, which is how long a SIGTERM may wait to be noticed.

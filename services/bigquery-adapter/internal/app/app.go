@@ -111,9 +111,15 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 			http.Error(w, "redis not reachable", http.StatusServiceUnavailable)
 		case !bqOK.Load():
 			http.Error(w, "bigquery not reachable", http.StatusServiceUnavailable)
-		case !ad.Ready():
-			http.Error(w, "consumer group or table not set up", http.StatusServiceUnavailable)
 		default:
+			if ok, err := ad.Ready(); !ok {
+				msg := "consumer group or table not set up"
+				if err != nil {
+					msg += ": " + err.Error()
+				}
+				http.Error(w, msg, http.StatusServiceUnavailable)
+				return
+			}
 			_, _ = w.Write([]byte("ready\n"))
 		}
 	})
