@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -102,5 +104,29 @@ func TestClassify(t *testing.T) {
 		if got := Classify(c.err); got != c.want {
 			t.Errorf("Classify(%v) = %v, want %v", c.err, got, c.want)
 		}
+	}
+}
+
+// TestSetupRefusesAnotherSchema: a table that exists with another schema is reported, not used.
+func TestSetupRefusesAnotherSchema(t *testing.T) {
+	emu := bqtest.Start(t, "test")
+	ctx := context.Background()
+	bc := emu.Client(t)
+	if err := bc.Dataset("mqtt").Create(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := bc.Dataset("mqtt").Table("messages").Create(ctx, &bigquery.TableMetadata{Schema: bigquery.Schema{
+		{Name: "topic", Type: bigquery.StringFieldType}, {Name: "message", Type: bigquery.StringFieldType}}}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(ctx, Options{Project: "test", Dataset: "mqtt", Table: "messages", Endpoint: emu.Endpoint, CreateTable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Setup(ctx)
+	if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), "column message_id missing") ||
+		!strings.Contains(err.Error(), "unexpected column message") {
+		t.Fatalf("Setup: %v", err)
 	}
 }
