@@ -48,7 +48,6 @@ func TestClusterEquivalentToSingleBroker(t *testing.T) {
 	t.Logf("%d steps, %d deliveries compared", len(script), total)
 }
 
-
 type equivStep struct {
 	op     byte // c connect, d disconnect, s subscribe, u unsubscribe, p publish
 	client int

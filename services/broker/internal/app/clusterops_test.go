@@ -137,7 +137,7 @@ func TestClusterRetained(t *testing.T) {
 	publish(t, pub, "home/kitchen/temp", 1, true, "21")
 	publish(t, pub, "home/hall/temp", 1, true, "19")
 	publish(t, pub, "home/hall/temp", 1, true, "20") // replaces
-	time.Sleep(100 * time.Millisecond)              // forwarded asynchronously after the PUBACK
+	time.Sleep(100 * time.Millisecond)               // forwarded asynchronously after the PUBACK
 	sub := mustV3(t, rep[1], "sub", nil)
 	in := subscribe(t, sub, "home/+/temp", 1)
 	got := map[string]string{}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,13 +35,15 @@ type client struct {
 	version   mqtt.Version
 	sess      *Session
 	keepAlive time.Duration
-	sendQuota int    // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
+	sendQuota int // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
 	// acks are PUBACK/PUBREC not yet sent because Redis has not yet accepted an earlier message
 	// of this client for another replica; guarded by ackMu (before out.mu in the lock order).
-	ackMu sync.Mutex
-	acks  []*pendingAck
-	maxOut    uint32 // client's Maximum Packet Size; 0 means no limit
-	aliasMax  uint16 // topic aliases the client accepts from us
+	// runnable is the reader's sample of the scheduler's runnable-goroutine count (see readLoop).
+	runnable [1]metrics.Sample
+	ackMu    sync.Mutex
+	acks     []*pendingAck
+	maxOut   uint32 // client's Maximum Packet Size; 0 means no limit
+	aliasMax uint16 // topic aliases the client accepts from us
 
 	// Reader goroutine only.
 	rate       *tokenBucket // publish rate limit; nil when unlimited
@@ -75,6 +78,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{})}
+	c.runnable[0].Name = "/sched/goroutines/runnable:goroutines"
 	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
 	c.out.onError = func(err error) { c.closeConn() }
 	c.out.onWritten = func(n int) { srv.stats.bytesSent.Add(int64(n)) }
@@ -171,11 +175,12 @@ func (c *client) readLoop() {
 			c.readFailed(err)
 			return
 		}
-		if woke && fh.Type == mqtt.PUBLISH {
+		if woke && fh.Type == mqtt.PUBLISH && c.othersRunnable() {
 			// Packets that arrive together on several connections are woken in reverse order
 			// by the runtime's poller (it hands back a LIFO list and runs the head at once). A
-			// PUBLISH that just woke this reader yields once, so a SUBSCRIBE that arrived on
-			// another connection just before it is handled first, as in arrival order.
+			// PUBLISH that just woke this reader while other goroutines wait to run yields once,
+			// so a SUBSCRIBE that arrived on another connection just before it is handled
+			// first, as in arrival order.
 			runtime.Gosched()
 		}
 		if err := c.handle(fh, body); err != nil {
@@ -190,6 +195,12 @@ func (c *client) readLoop() {
 			batch = 0
 		}
 	}
+}
+
+// othersRunnable reports whether goroutines are waiting to run (about 60 ns; no allocation).
+func (c *client) othersRunnable() bool {
+	metrics.Read(c.runnable[:])
+	return c.runnable[0].Value.Kind() == metrics.KindUint64 && c.runnable[0].Value.Uint64() > 0
 }
 
 // deadlineSlack is how far past 1.5 x keep alive a silent connection may live (see readLoop).

@@ -36,14 +36,14 @@ type Stats struct {
 type dropCause int
 
 const (
-	dropQueueFull     dropCause = iota // session queue at its message or byte limit
-	dropSlowConsumer                   // QoS 0 to a subscriber that does not keep up
-	dropTooLarge                       // larger than the subscriber's Maximum Packet Size
-	dropExpired                        // message expiry passed while queued
-	dropNotAuthorized                  // refused by the ACL, or a client publishing into $SYS
-	dropRateLimited                    // publisher over its rate limit
-	dropTopicTooLong                   // topic beyond the configured length or level limit
-	dropClusterUnavailable             // not accepted by Redis for another replica (down, overloaded)
+	dropQueueFull          dropCause = iota // session queue at its message or byte limit
+	dropSlowConsumer                        // QoS 0 to a subscriber that does not keep up
+	dropTooLarge                            // larger than the subscriber's Maximum Packet Size
+	dropExpired                             // message expiry passed while queued
+	dropNotAuthorized                       // refused by the ACL, or a client publishing into $SYS
+	dropRateLimited                         // publisher over its rate limit
+	dropTopicTooLong                        // topic beyond the configured length or level limit
+	dropClusterUnavailable                  // not accepted by Redis for another replica (down, overloaded)
 	numDropCauses
 )
 
