@@ -79,3 +79,43 @@ func TestClusterKeepsV5Properties(t *testing.T) {
 		t.Fatalf("subscription identifier %v", pp.SubscriptionIdentifier)
 	}
 }
+
+// A PUBACK means Redis took the message for every replica it goes to: with Redis gone, a v5
+// publisher whose message had a subscriber on another replica hears 0x80 instead of success,
+// while a message for local subscribers only is still acknowledged with success.
+func TestClusterPubackWaitsForRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	rep := replicas(t, rs, 2, nil)
+	remote := v5client(t, rep[1].MQTT, "remote-sub", make(chan *paho.Publish, 10))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := remote.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "far/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub := v5client(t, rep[0].MQTT, "v5-pub", nil)
+	if r, err := pub.Publish(ctx, &paho.Publish{Topic: "far/a", QoS: 1, Payload: []byte("1")}); err != nil || r.ReasonCode != 0 {
+		t.Fatalf("with Redis up: %v %+v", err, r)
+	}
+	rs.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := get(t, "http://"+rep[0].HTTP+"/readyz")
+		if code == 503 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replica still ready without Redis")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r, err := pub.Publish(ctx, &paho.Publish{Topic: "far/a", QoS: 1, Payload: []byte("2")})
+	if err == nil && r.ReasonCode == 0 {
+		t.Fatal("PUBACK success for a message Redis never took")
+	}
+	if r == nil || r.ReasonCode != 0x80 {
+		t.Fatalf("want PUBACK 0x80 (unspecified error), got %v %+v", err, r)
+	}
+	if r, err := pub.Publish(ctx, &paho.Publish{Topic: "near/a", QoS: 1, Payload: []byte("3")}); err != nil || r.ReasonCode != 0 {
+		t.Fatalf("local-only message: %v %+v", err, r)
+	}
+}
