@@ -290,6 +290,18 @@ func TestClusterWill(t *testing.T) {
 	if m := in.next(t, 10*time.Second); m.Topic() != "status/dev-9" || string(m.Payload()) != "offline" {
 		t.Fatalf("got %s %q", m.Topic(), m.Payload())
 	}
+	// Its session ended with the connection: the client id has no owner in Redis any more.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := redistest.Do(rs.Addr(), "", "EXISTS", "mcloudtt:{s:dev-9}:owner")
+		if err == nil && n == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("owner key of an ended session still there (%s, %v)", n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Routing, not broadcast: four replicas with pairwise traffic (each publisher's only subscriber

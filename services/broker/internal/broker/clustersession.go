@@ -149,8 +149,9 @@ func (c *Cluster) writeSessionOp(id string, st storedSession, entries []any, exp
 	}
 }
 
-// delIfOwner deletes the owner key only if it still names this replica.
-var delIfOwner = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+// delIfOwner deletes the owner key only if it still names this replica. It runs with EVAL, not
+// EVALSHA: in a pipeline there is no retry after NOSCRIPT.
+const delIfOwner = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
 // saveSession writes a persistent session's state (and its queue when it is offline).
 func (c *Cluster) saveSession(sess *Session, withQueue bool) {
@@ -195,7 +196,7 @@ func (c *Cluster) forgetSession(id string, disown bool) {
 		ctx := context.Background()
 		p.Del(ctx, sk, qk)
 		if disown {
-			delIfOwner.Run(ctx, p, []string{ok}, self)
+			p.Eval(ctx, delIfOwner, []string{ok}, self)
 		}
 	})
 }

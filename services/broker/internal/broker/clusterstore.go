@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -102,6 +103,13 @@ func (st *clusterStore) write(ops []storeOp) {
 			return nil
 		})
 		cancel()
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			// Redis answered (a command was refused): the others ran; running them again
+			// would append queued messages twice.
+			st.c.srv.log.Warn().Err(err).Int("writes", len(ops)).Msg("cluster state write refused by Redis")
+			return
+		}
 		if err == nil || attempt >= 3 {
 			if err != nil {
 				st.c.srv.log.Warn().Err(err).Int("writes", len(ops)).Msg("cluster state write to Redis failed")
