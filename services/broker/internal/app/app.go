@@ -75,6 +75,8 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	// keeps retrying, so a replica that starts before Redis runs and reports not ready.
 	var rbus *bus.Bus
 	var cl *broker.Cluster
+	beatsStarted := time.Now() // this process's incarnation, in every heartbeat
+	var listening atomic.Value // Addrs, once the listeners are up
 	if len(cfg.RedisAddrs) > 0 {
 		bus.SetRedisLogger(log.With().Str("component", "redis").Logger())
 		cl = broker.NewCluster(srv)
@@ -93,6 +95,10 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 			return fmt.Errorf("redis: %w", err)
 		}
 		defer rbus.Close() // last: after the drain
+		cl.SetHeartbeat(func() bus.Heartbeat {
+			a, _ := listening.Load().(Addrs)
+			return baseHeartbeat(cfg, a, beatsStarted)
+		})
 		cl.Start(rbus)
 	}
 
@@ -198,8 +204,15 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		})
 	}
 
+	listening.Store(addrs)
+	beatsDone := make(chan struct{})
 	if rbus != nil {
-		go heartbeats(wctx, rbus, srv, cfg, addrs, log)
+		go func() {
+			defer close(beatsDone)
+			heartbeats(wctx, rbus, srv, cfg, addrs, beatsStarted, log)
+		}()
+	} else {
+		close(beatsDone)
 	}
 	ready.Store(true)
 	log.Info().Str("mqtt_addr", addrs.MQTT).Msg("broker started")
@@ -222,10 +235,14 @@ loop:
 	}
 	// Drain: not ready at once, then stop accepting, tell v5 clients, flush, close.
 	ready.Store(false)
+	stopWatch() // heartbeats stop; the last one says this replica leaves
+	<-beatsDone
 	if rbus != nil && rbus.Status().Connected {
 		// Tell the health gateway this replica leaves on purpose (not a crash).
 		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
-		_ = rbus.PublishHeartbeat(hctx, bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version, Leaving: true})
+		hb := baseHeartbeat(cfg, addrs, beatsStarted)
+		hb.Leaving = true
+		_ = rbus.PublishHeartbeat(hctx, hb)
 		hcancel()
 	}
 	log.Info().Msg("shutting down")
@@ -269,10 +286,9 @@ func httpHandler(cfg config.Config, srv *broker.Server, ready func() bool) http.
 	return mux
 }
 
-// heartbeats announces the replica on the bus every HeartbeatInterval until ctx ends: its id,
-// version, address, uptime, clients and message rates, which the health gateway reads.
-func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, log zerolog.Logger) {
-	started := time.Now()
+// baseHeartbeat is the replica's heartbeat without its counters: id, version, the address
+// probes reach it at, and when this process started.
+func baseHeartbeat(cfg config.Config, addrs Addrs, started time.Time) bus.Heartbeat {
 	advertise := cfg.AdvertiseAddr
 	if advertise == "" {
 		advertise = addrs.MQTT
@@ -282,6 +298,12 @@ func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.
 			advertise = net.JoinHostPort(advertise, port)
 		}
 	}
+	return bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version, Address: advertise, Started: started}
+}
+
+// heartbeats announces the replica on the bus every HeartbeatInterval until ctx ends: its id,
+// version, address, uptime, clients and message rates, which the health gateway reads.
+func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, started time.Time, log zerolog.Logger) {
 	t := time.NewTicker(cfg.HeartbeatInterval)
 	defer t.Stop()
 	last, lastAt := srv.Stats(), started
@@ -292,11 +314,11 @@ func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.
 		case now := <-t.C:
 			st := srv.Stats()
 			secs := now.Sub(lastAt).Seconds()
-			hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version,
-				Address: advertise, Started: started, Sent: now, Clients: int(st["clients"]),
-				MsgsInRate:  float64(st["messages_received"]-last["messages_received"]) / secs,
-				MsgsOutRate: float64(st["messages_sent"]-last["messages_sent"]) / secs,
-				Redis:       b.Status()}
+			hb := baseHeartbeat(cfg, addrs, started)
+			hb.Sent, hb.Clients = now, int(st["clients"])
+			hb.MsgsInRate = float64(st["messages_received"]-last["messages_received"]) / secs
+			hb.MsgsOutRate = float64(st["messages_sent"]-last["messages_sent"]) / secs
+			hb.Redis = b.Status()
 			last, lastAt = st, now
 			if err := b.PublishHeartbeat(ctx, hb); err != nil {
 				log.Debug().Err(err).Msg("heartbeat not sent")

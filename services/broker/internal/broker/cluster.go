@@ -52,6 +52,9 @@ type Cluster struct {
 
 	forwarded, received atomic.Int64
 	synced              atomic.Bool // the last (re)connect's resync finished
+	stopping            atomic.Bool // Stop began: no more resyncs
+
+	heartbeat func() bus.Heartbeat // what this replica announces (SetHeartbeat)
 }
 
 // Ready reports whether the replica is part of the cluster: Redis connected and the state
@@ -124,6 +127,10 @@ func (c *Cluster) BusOptions(o *bus.Options) {
 	}
 }
 
+// SetHeartbeat sets what the replica announces; the cluster sends it at once after joining, so
+// the others know the replica before its first periodic heartbeat. Call it before Start.
+func (c *Cluster) SetHeartbeat(f func() bus.Heartbeat) { c.heartbeat = f }
+
 // Start runs the cluster's goroutines on b until Stop.
 func (c *Cluster) Start(b *bus.Bus) {
 	c.bus = b
@@ -142,6 +149,7 @@ func (c *Cluster) Stop() {
 		return
 	default:
 	}
+	c.stopping.Store(true)
 	c.flushRoutes()
 	c.store.flush()
 	if c.bus != nil && c.bus.Status().Connected {
@@ -339,7 +347,7 @@ func (c *Cluster) flushRoutes() bool {
 // filters into a fresh cache, and merges the retained messages and sessions this replica holds
 // with Redis. It runs after every (re)connect: notices sent while the link was down are lost.
 func (c *Cluster) doResync() {
-	if c.bus == nil {
+	if c.bus == nil || c.stopping.Load() {
 		return
 	}
 	start := time.Now()
@@ -360,9 +368,11 @@ func (c *Cluster) doResync() {
 		c.store.resync()
 		// Announce this replica at once, so the others forward retained messages to it from
 		// now on; those published before they heard it are in Redis, read again shortly.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = c.bus.PublishHeartbeat(ctx, bus.Heartbeat{Kind: bus.KindBroker, Version: Version, Started: c.srv.started})
-		cancel()
+		if hb := c.heartbeat; hb != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = c.bus.PublishHeartbeat(ctx, hb())
+			cancel()
+		}
 		c.synced.Store(true)
 		time.AfterFunc(2*c.srv.cfg.HeartbeatInterval+500*time.Millisecond, func() {
 			select {
@@ -471,6 +481,9 @@ func (c *Cluster) resyncRoutes() bool {
 
 func (c *Cluster) onRouteChange(rc bus.RouteChange) {
 	if rc.Replica == c.self {
+		if c.stopping.Load() {
+			return // its own goodbye
+		}
 		if rc.Op == bus.RouteAdd {
 			select {
 			case c.ownAdd <- struct{}{}:

@@ -56,7 +56,10 @@ type Monitor struct {
 	// mu guards everything that follows.
 	mu      sync.Mutex
 	members map[string]*member
-	pairs   map[Pair]*pairState
+	// left are the incarnations (Started) of members that said they were leaving, and when:
+	// a heartbeat of theirs still in flight must not bring them back.
+	left  map[string]leftMember
+	pairs map[Pair]*pairState
 	// brokers is the condition "some broker sends heartbeats".
 	brokers damper
 	// redis is the condition "the gateway's own Redis link is up".
@@ -89,7 +92,7 @@ func New(opts Options, prober *probe.Prober) *Monitor {
 	}
 	m := &Monitor{
 		opts: opts, prober: prober, metrics: newMetrics(opts.Registerer), started: now,
-		members: map[string]*member{}, pairs: map[Pair]*pairState{},
+		members: map[string]*member{}, pairs: map[Pair]*pairState{}, left: map[string]leftMember{},
 		brokers: newDamper(now), redis: newDamper(now), last: Green,
 	}
 	m.metrics.clusterGreen.Set(1)
@@ -110,8 +113,16 @@ func (m *Monitor) OnHeartbeat(hb bus.Heartbeat) {
 	}
 	now := time.Now()
 	m.mu.Lock()
+	if l, ok := m.left[hb.ReplicaID]; ok {
+		if !hb.Leaving && hb.Started.Equal(l.started) {
+			m.mu.Unlock()
+			return // a late heartbeat of the process that left
+		}
+		delete(m.left, hb.ReplicaID) // a new process under the same id
+	}
 	if hb.Leaving {
 		// Shut down on purpose (drain, scale-down): gone, not failed.
+		m.left[hb.ReplicaID] = leftMember{started: hb.Started, at: now}
 		if mb, ok := m.members[hb.ReplicaID]; ok {
 			delete(m.members, hb.ReplicaID)
 			m.metrics.forgetMember(hb.ReplicaID, string(mb.hb.Kind))
@@ -136,6 +147,8 @@ func (m *Monitor) OnHeartbeat(hb bus.Heartbeat) {
 		m.prober.Ensure(hb.ReplicaID, hb.Address)
 	}
 }
+
+type leftMember struct{ started, at time.Time }
 
 // judged reports whether members of kind count towards the cluster's status. Other gateways are
 // listed but not judged.
@@ -187,6 +200,11 @@ func (m *Monitor) evaluate(now time.Time) {
 	seeing := m.opts.BusStatus().Connected
 	m.redis.observe(now, seeing, "the gateway's own Redis link is down: heartbeats cannot be seen",
 		m.opts.FailAfter, m.opts.RecoverAfter)
+	for id, l := range m.left {
+		if now.Sub(l.at) > m.opts.ForgetAfter {
+			delete(m.left, id)
+		}
+	}
 	up := map[bus.Kind]int{}
 	anyBroker := false
 	for id, mb := range m.members {
