@@ -127,7 +127,7 @@ func (c *Cluster) keys(id string) (sess, queue, owner string) {
 // writeSessionOp rewrites a session's keys. entries nil leaves the queue alone; an empty
 // non-nil slice clears it.
 func (c *Cluster) writeSessionOp(id string, st storedSession, entries []any, expiry time.Duration) storeOp {
-	sk, qk, _ := c.keys(id)
+	sk, qk, ok := c.keys(id)
 	state, _ := json.Marshal(st)
 	ttl := sessionTTL(expiry)
 	return func(p redis.Pipeliner) {
@@ -142,6 +142,11 @@ func (c *Cluster) writeSessionOp(id string, st storedSession, entries []any, exp
 		if ttl > 0 {
 			p.PExpire(ctx, sk, ttl)
 			p.PExpire(ctx, qk, ttl)
+			if entries != nil {
+				// Offline: the client id's owner goes with the session (a CONNECT sets the
+				// key again, without expiry).
+				p.PExpire(ctx, ok, ttl)
+			}
 		} else {
 			p.Persist(ctx, sk)
 			p.Persist(ctx, qk)
