@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,6 +105,7 @@ func TestReplicaKilledHoldingOfflineSessions(t *testing.T) {
 		mustOK(t, dev.Subscribe(fmt.Sprintf("cmd/%d/#", i), 1, nil))
 		dev.Disconnect(20)
 	}
+	settled(t, a, b, c)
 	pub := connectV3(t, b.mqtt, "pub", true, nil)
 	for i := range 3 {
 		for j := range 4 {
@@ -119,6 +122,7 @@ func TestReplicaKilledHoldingOfflineSessions(t *testing.T) {
 		connectV3(t, c.mqtt, fmt.Sprint("device-", i), false, h)
 		expect(t, ch, fmt.Sprintf("cmd/%d/set=0", i), fmt.Sprintf("cmd/%d/set=1", i), fmt.Sprintf("cmd/%d/set=2", i), fmt.Sprintf("cmd/%d/set=3", i))
 		// The resumed subscription is live on replica-c.
+		settled(t, b, c)
 		mustOK(t, pub.Publish(fmt.Sprintf("cmd/%d/set", i), 1, false, "live"))
 		expect(t, ch, fmt.Sprintf("cmd/%d/set=live", i))
 	}
@@ -146,6 +150,7 @@ func TestRedisClusterOfThreeMasters(t *testing.T) {
 	ch, h := collect()
 	sub := connectV3(t, b.mqtt, "sub", false, h)
 	mustOK(t, sub.Subscribe("site/+/temp", 1, nil))
+	settled(t, a, b)
 	pub := connectV3(t, a.mqtt, "pub", true, nil)
 	for i := range 20 {
 		mustOK(t, pub.Publish(fmt.Sprintf("site/%d/temp", i), byte(i%3), false, "x"))
@@ -162,6 +167,7 @@ func TestRedisClusterOfThreeMasters(t *testing.T) {
 	sub2 := connectV3(t, a.mqtt, "sub", false, h2) // resumes on the other replica
 	expect(t, ch2, "site/1/temp=queued")
 	ch3, h3 := collect()
+	settled(t, a, b)
 	late := connectV3(t, b.mqtt, "late", true, h3)
 	mustOK(t, late.Subscribe("site/#", 0, nil))
 	expect(t, ch3, "site/9/temp=retained")
@@ -185,5 +191,52 @@ func TestRedisClusterOfThreeMasters(t *testing.T) {
 	t.Logf("SPUBLISH on %d of %d nodes (%d in all)", busy, len(rc.Nodes), spublish)
 	if busy < 2 {
 		t.Fatalf("all sharded traffic on one node")
+	}
+}
+
+// gauge reads one unlabelled sample from a replica's /metrics.
+func (r *replica) gauge(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + r.http + "/metrics")
+	if err != nil {
+		t.Fatalf("%s: metrics: %v", r.id, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", r.id, line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s: no %s in /metrics", r.id, name)
+	return 0
+}
+
+// settled waits until every replica's route cache holds exactly the others' route tables (route
+// notices travel asynchronously, well under a millisecond after a SUBACK on a quiet machine).
+func settled(t *testing.T, reps ...*replica) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		total, ok := 0.0, true
+		locals := make([]float64, len(reps))
+		for i, r := range reps {
+			locals[i] = r.gauge(t, "mcloudtt_broker_cluster_local_filters")
+			total += locals[i]
+		}
+		for i, r := range reps {
+			ok = ok && r.gauge(t, "mcloudtt_broker_cluster_remote_filters") == total-locals[i]
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("route caches never settled")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

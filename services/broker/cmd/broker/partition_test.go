@@ -101,6 +101,7 @@ func TestPartitionedReplicaNoticesAndRecovers(t *testing.T) {
 	ch, h := collect()
 	sub := connectV3(t, b.mqtt, "sub", false, h)
 	mustOK(t, sub.Subscribe("p/#", 1, nil))
+	settled(t, a, b)
 	pub := connectV3(t, a.mqtt, "pub", true, nil)
 	mustOK(t, pub.Publish("p/1", 1, false, "before"))
 	expect(t, ch, "p/1=before")

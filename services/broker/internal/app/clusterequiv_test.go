@@ -29,11 +29,12 @@ func TestClusterEquivalentToSingleBroker(t *testing.T) {
 	script := equivScript(rand.New(rand.NewPCG(seed, 7)), 140)
 
 	single := serve(t, func(*config.Config) {})
-	want := runEquivScript(t, script, func(int, int) string { return single.MQTT })
+	want := runEquivScript(t, script, func(int, int) string { return single.MQTT }, func() {})
 
 	rs := redistest.Start(t)
 	rep := replicas(t, rs, 3, nil)
-	got := runEquivScript(t, script, func(client, nth int) string { return rep[(client+nth)%3].MQTT })
+	got := runEquivScript(t, script, func(client, nth int) string { return rep[(client+nth)%3].MQTT },
+		func() { settled(t, rep...) })
 
 	total := 0
 	for c := range want {
@@ -102,7 +103,8 @@ func equivScript(r *rand.Rand, n int) []equivStep {
 
 // runEquivScript runs the script; addr says where a client's nth connection goes. It returns
 // what each client received, as "topic=payload[r]" in arrival order.
-func runEquivScript(t *testing.T, script []equivStep, addr func(client, nth int) string) [][]string {
+// afterStep waits until the broker has settled after a step that changes subscriptions.
+func runEquivScript(t *testing.T, script []equivStep, addr func(client, nth int) string, afterStep func()) [][]string {
 	t.Helper()
 	var mu sync.Mutex
 	got := make([][]string, equivClients)
@@ -132,21 +134,26 @@ func runEquivScript(t *testing.T, script []equivStep, addr func(client, nth int)
 			}
 			clients[c] = cl
 			nth[c]++
+			afterStep()
 		case 'd':
 			settle()
 			clients[c].Disconnect(20)
 			clients[c] = nil
+			settle()
+			afterStep()
 		case 's':
 			tok := clients[c].Subscribe(s.filter, s.qos, nil)
 			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 				t.Fatalf("step %d: subscribe: %v", i, tok.Error())
 			}
+			afterStep()
 		case 'u':
 			settle()
 			tok := clients[c].Unsubscribe(s.filter)
 			if !tok.WaitTimeout(5 * time.Second) {
 				t.Fatalf("step %d: unsubscribe timed out", i)
 			}
+			afterStep()
 		case 'p':
 			tok := clients[c].Publish(s.topic, s.qos, s.retain, fmt.Sprintf("m%d", i))
 			if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {

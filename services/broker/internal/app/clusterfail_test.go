@@ -85,6 +85,7 @@ func TestClusterSurvivesRedisRestart(t *testing.T) {
 		t.Fatal(tok.Error())
 	}
 	local := subscribe(t, localSub, "load/#", 1)
+	settled(t, rep...)
 
 	const n = 2000
 	for i := range n {

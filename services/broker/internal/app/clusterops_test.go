@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
@@ -111,6 +113,7 @@ func TestClusterCrossReplicaDelivery(t *testing.T) {
 	subC := mustV3(t, rep[2], "sub-c", nil)
 	inB := subscribe(t, subB, "sensors/+/temp", 2)
 	inC := subscribe(t, subC, "sensors/#", 1)
+	settled(t, rep...)
 	for qos := byte(0); qos <= 2; qos++ {
 		payload := fmt.Sprintf("q%d", qos)
 		publish(t, pub, "sensors/dev1/temp", qos, false, payload)
@@ -140,6 +143,7 @@ func TestClusterRetained(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)               // forwarded asynchronously after the PUBACK
 	sub := mustV3(t, rep[1], "sub", nil)
 	in := subscribe(t, sub, "home/+/temp", 1)
+	settled(t, rep...)
 	got := map[string]string{}
 	for range 2 {
 		m := in.next(t, 5*time.Second)
@@ -194,6 +198,7 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 	}
 	_ = a
 	// The session moved with its subscription: a publish on replica c reaches b.
+	settled(t, rep...)
 	got := make(inbox, 100)
 	b.AddRoute("cmd/device-1/#", func(_ pahov3.Client, m pahov3.Message) { got <- m })
 	pub := mustV3(t, rep[2], "pub", nil)
@@ -224,6 +229,7 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 	}
 	resumed.none(t, 200*time.Millisecond)
 	// And the subscription works live on c.
+	settled(t, rep...)
 	publish(t, pub, "cmd/device-1/live", 1, false, "live")
 	if m := resumed.next(t, 5*time.Second); string(m.Payload()) != "live" {
 		t.Fatalf("got %q", m.Payload())
@@ -243,6 +249,7 @@ func TestClusterSharedSubscriptions(t *testing.T) {
 		c := mustV3(t, rep[i], fmt.Sprint("worker-", i), nil)
 		ins = append(ins, subscribe(t, c, "$share/workers/jobs/#", 1))
 	}
+	settled(t, rep...)
 	_ = all
 	pub := mustV3(t, rep[0], "pub", nil)
 	const n = 60
@@ -284,6 +291,7 @@ func TestClusterWill(t *testing.T) {
 	rep := replicas(t, rs, 2, nil)
 	sub := mustV3(t, rep[1], "watcher", nil)
 	in := subscribe(t, sub, "status/#", 1)
+	settled(t, rep...)
 	dev := dialV3(t, rep[0].MQTT, &mqtt.Connect{ClientID: "dev-9", CleanStart: true, WillFlag: true,
 		WillTopic: "status/dev-9", WillPayload: []byte("offline"), WillQoS: 1})
 	dev.conn.Close() // no DISCONNECT: the will goes out
@@ -320,6 +328,7 @@ func TestClusterPairwiseRoutesOnlyToSubscribers(t *testing.T) {
 		}
 		ins = append(ins, c)
 	}
+	settled(t, rep...)
 	before := make([][2]float64, 4)
 	for i, a := range rep {
 		fams := scrape(t, a.HTTP)
@@ -347,5 +356,44 @@ func TestClusterPairwiseRoutesOnlyToSubscribers(t *testing.T) {
 		if recv != n || fwd != n {
 			t.Errorf("replica %d received %v and forwarded %v messages through Redis; want %d each (its own pair only)", i, recv, fwd, n)
 		}
+	}
+}
+
+// testLogger is zerolog.Nop unless MCLOUDTT_TEST_LOG is set: then replicas log to stderr.
+func testLogger(id string) zerolog.Logger {
+	if os.Getenv("MCLOUDTT_TEST_LOG") == "" {
+		return zerolog.Nop()
+	}
+	return zerolog.New(os.Stderr).With().Timestamp().Str("replica", id).Logger().Level(zerolog.DebugLevel)
+}
+
+// settled waits until every replica's route cache holds exactly the other replicas' route
+// tables. Route notices travel asynchronously (typically well under a millisecond after the
+// SUBACK), so a test that subscribes on one replica and at once publishes on another waits for
+// this first.
+func settled(t *testing.T, reps ...Addrs) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		locals := make([]float64, len(reps))
+		remotes := make([]float64, len(reps))
+		total := 0.0
+		for i, r := range reps {
+			fams := scrape(t, r.HTTP)
+			locals[i] = value(t, fams, "mcloudtt_broker_cluster_local_filters")
+			remotes[i] = value(t, fams, "mcloudtt_broker_cluster_remote_filters")
+			total += locals[i]
+		}
+		ok := true
+		for i := range reps {
+			ok = ok && remotes[i] == total-locals[i]
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("route caches never settled: local %v, remote %v", locals, remotes)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -48,6 +48,7 @@ func TestClusterKeepsV5Properties(t *testing.T) {
 		Subscriptions: []paho.SubscribeOptions{{Topic: "req/#", QoS: 2}}}); err != nil {
 		t.Fatal(err)
 	}
+	settled(t, rep...)
 	pub := v5client(t, rep[0].MQTT, "v5-pub", nil)
 	expiry := uint32(60)
 	format := byte(1)
@@ -92,6 +93,7 @@ func TestClusterPubackWaitsForRedis(t *testing.T) {
 	if _, err := remote.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "far/#", QoS: 1}}}); err != nil {
 		t.Fatal(err)
 	}
+	settled(t, rep...)
 	pub := v5client(t, rep[0].MQTT, "v5-pub", nil)
 	if r, err := pub.Publish(ctx, &paho.Publish{Topic: "far/a", QoS: 1, Payload: []byte("1")}); err != nil || r.ReasonCode != 0 {
 		t.Fatalf("with Redis up: %v %+v", err, r)

@@ -20,7 +20,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
-	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
@@ -100,7 +99,7 @@ func serve(t *testing.T, mod func(*config.Config)) Addrs {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan Addrs, 1)
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, cfg, zerolog.Nop(), func(a Addrs) { addrs <- a }) }()
+	go func() { done <- Serve(ctx, cfg, testLogger(cfg.ID), func(a Addrs) { addrs <- a }) }()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
 	case a := <-addrs:

@@ -49,6 +49,8 @@ var (
 		"Messages received from other replicas.", nil, nil)
 	descPeers = prometheus.NewDesc("mcloudtt_broker_cluster_peers",
 		"Other replicas this one hears heartbeats from.", nil, nil)
+	descLocalFilters = prometheus.NewDesc("mcloudtt_broker_cluster_local_filters",
+		"Distinct filters this replica has subscribers for (its route table).", nil, nil)
 	descRemoteFilters = prometheus.NewDesc("mcloudtt_broker_cluster_remote_filters",
 		"Subscriptions of other replicas in the route cache (filter, replica pairs).", nil, nil)
 	descExported = prometheus.NewDesc("mcloudtt_broker_export_messages_total",
@@ -61,7 +63,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descClients, descConnects, descDisconnects, descMsgsIn,
 		descMsgsOut, descBytesIn, descBytesOut, descDropped, descInflight, descQueued, descSessions,
 		descSubscriptions, descRetained, descSlow, descPanics, descForwarded, descClusterRecv, descPeers,
-		descRemoteFilters, descExported} {
+		descRemoteFilters, descLocalFilters, descExported} {
 		ch <- d
 	}
 }
@@ -104,6 +106,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descClusterRecv, cl.received.Load())
 		gauge(descPeers, int64(len(cl.livePeers(nil))))
 		gauge(descRemoteFilters, int64(cl.remote.Load().Len()))
+		cl.mu.Lock()
+		local := len(cl.refs)
+		cl.mu.Unlock()
+		gauge(descLocalFilters, int64(local))
 		if cl.bus != nil {
 			bs := cl.bus.Stats()
 			counter(descExported, int64(bs.Exported), "written")
