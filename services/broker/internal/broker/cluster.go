@@ -309,7 +309,7 @@ func (c *Cluster) flushRoutes() bool {
 	default:
 	}
 	err := c.bus.AddRoutes(ctx, c.self, adds...)
-	if err == nil && len(adds) > 0 {
+	if err == nil && len(adds) > 0 && !c.stopping.Load() {
 		// Redis writes a notice to every subscriber at once: when this replica has its own
 		// notice back, the others have theirs, and the SUBACK can go.
 		t := time.NewTimer(time.Second)
