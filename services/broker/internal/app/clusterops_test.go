@@ -196,7 +196,6 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection on replica a not closed by the CONNECT on replica b")
 	}
-	_ = a
 	// The session moved with its subscription: a publish on replica c reaches b.
 	settled(t, rep...)
 	got := make(inbox, 100)
@@ -215,7 +214,7 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 	resumed := make(inbox, 100)
-	c, err := v3(t, "tcp://"+rep[2].MQTT, "device-1", func(o *pahov3.ClientOptions) {
+	_, err := v3(t, "tcp://"+rep[2].MQTT, "device-1", func(o *pahov3.ClientOptions) {
 		o.SetCleanSession(false)
 		o.SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) { resumed <- m })
 	})
@@ -234,7 +233,6 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 	if m := resumed.next(t, 5*time.Second); string(m.Payload()) != "live" {
 		t.Fatalf("got %q", m.Payload())
 	}
-	_ = c
 }
 
 // Shared subscriptions are balanced over members on all replicas: each message reaches exactly
@@ -242,7 +240,6 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 func TestClusterSharedSubscriptions(t *testing.T) {
 	rs := redistest.Start(t)
 	rep := replicas(t, rs, 3, nil)
-	all := make(inbox, 1000)
 	counts := make([]int, 3)
 	var ins []inbox
 	for i := range 3 {
@@ -250,7 +247,6 @@ func TestClusterSharedSubscriptions(t *testing.T) {
 		ins = append(ins, subscribe(t, c, "$share/workers/jobs/#", 1))
 	}
 	settled(t, rep...)
-	_ = all
 	pub := mustV3(t, rep[0], "pub", nil)
 	const n = 60
 	for i := range n {
@@ -344,9 +340,8 @@ func TestClusterPairwiseRoutesOnlyToSubscribers(t *testing.T) {
 			publish(t, pub, fmt.Sprintf("nobody/%d", i), 1, false, fmt.Sprint(j))
 		}
 	}
-	for i, c := range ins {
+	for _, c := range ins {
 		c.exactlyOnce(t, "m", n, 10*time.Second)
-		_ = i
 	}
 	for i, a := range rep {
 		fams := scrape(t, a.HTTP)

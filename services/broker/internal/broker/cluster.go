@@ -257,17 +257,7 @@ func (c *Cluster) routeLoop() {
 			// A lost notice (the sender died between writing its set and announcing it) is
 			// healed by reading the tables again now and then.
 			if c.bus.Status().Connected && c.synced.Load() {
-				c.mu.Lock()
-				c.resyncing, c.missed = true, nil
-				c.mu.Unlock()
-				c.resyncRoutes()
-				c.mu.Lock()
-				missed := c.missed
-				c.resyncing, c.missed = false, nil
-				c.mu.Unlock()
-				for _, rc := range missed {
-					c.applyRouteChange(rc)
-				}
+				c.resyncRoutesReplaying()
 			}
 		}
 	}
@@ -351,19 +341,7 @@ func (c *Cluster) doResync() {
 		return
 	}
 	start := time.Now()
-	c.mu.Lock()
-	c.resyncing = true
-	c.missed = nil
-	c.mu.Unlock()
-	ok := c.resyncRoutes()
-	c.mu.Lock()
-	missed := c.missed
-	c.missed = nil
-	c.resyncing = false
-	c.mu.Unlock()
-	for _, rc := range missed {
-		c.applyRouteChange(rc)
-	}
+	ok := c.resyncRoutesReplaying()
 	if ok {
 		c.store.resync()
 		// Announce this replica at once, so the others forward retained messages to it from
@@ -387,6 +365,23 @@ func (c *Cluster) doResync() {
 		return
 	}
 	c.srv.log.Info().Dur("took", time.Since(start)).Int("remote_filters", c.remote.Load().Len()).Msg("cluster state synchronised")
+}
+
+// resyncRoutesReplaying runs resyncRoutes while holding back route notices, and applies those
+// that arrived meanwhile to the new cache.
+func (c *Cluster) resyncRoutesReplaying() bool {
+	c.mu.Lock()
+	c.resyncing, c.missed = true, nil
+	c.mu.Unlock()
+	ok := c.resyncRoutes()
+	c.mu.Lock()
+	missed := c.missed
+	c.resyncing, c.missed = false, nil
+	c.mu.Unlock()
+	for _, rc := range missed {
+		c.applyRouteChange(rc)
+	}
+	return ok
 }
 
 func (c *Cluster) resyncRoutes() bool {
@@ -744,8 +739,5 @@ func (c *Cluster) export(m *Message) {
 	}
 	var bm bus.Message
 	toBus(&bm, m, c.self)
-	if bm.ID.IsZero() {
-		bm.ID = bus.NewMessageID()
-	}
 	c.bus.Export(&bm)
 }

@@ -135,9 +135,6 @@ func encodeOne(m *Message, origin string, flags uint32) []byte {
 	var bm bus.Message
 	toBus(&bm, m, origin)
 	bm.Flags = flags
-	if bm.ID.IsZero() {
-		bm.ID = bus.NewMessageID()
-	}
 	b := bus.AppendBatchHeader(make([]byte, 0, bm.Size()+1))
 	b, _ = bus.AppendMessage(b, &bm)
 	return b

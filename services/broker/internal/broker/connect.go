@@ -7,6 +7,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
@@ -384,6 +385,7 @@ func (s *Server) publishWill(will *Message) {
 	}
 	now := time.Now()
 	m := *will
+	m.ID = bus.NewMessageID() // each publication of the will is a message of its own
 	m.Created = now
 	if !will.Expires.IsZero() {
 		m.Expires = now.Add(will.Expires.Sub(time.Time{}))

@@ -3,6 +3,8 @@ package broker
 import (
 	"strconv"
 	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 )
 
 // Version is the broker version reported in $SYS/broker/version.
@@ -47,7 +49,7 @@ func (s *Server) publishSys() {
 		{"$SYS/broker/subscriptions/count", strconv.Itoa(s.router.subs.Len())},
 	}
 	for _, v := range vals {
-		s.publish(&Message{Topic: v.topic, Payload: []byte(v.value), Retain: true, Created: now}, nil, nil)
+		s.publish(&Message{ID: bus.NewMessageID(), Topic: v.topic, Payload: []byte(v.value), Retain: true, Created: now}, nil, nil)
 	}
 }
 
