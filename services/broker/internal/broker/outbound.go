@@ -6,6 +6,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // outbound is a connection's write side. Producers append encoded packets to buf; whoever takes
@@ -136,7 +137,13 @@ func (o *outbound) tryWrite(b []byte) (int, error) {
 	var werr error
 	err := o.raw.Write(func(fd uintptr) bool {
 		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
+			// A raw system call, for the reason rawRead gives: the socket is non-blocking.
+			r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
+			m := int(r)
+			var e error
+			if errno != 0 {
+				m, e = 0, errno
+			}
 			if m > 0 {
 				n += m
 			}

@@ -3,7 +3,10 @@ package broker
 import (
 	"io"
 	"net"
+	"os"
 	"sync"
+	"syscall"
+	"unsafe"
 )
 
 // connReader is a connection's buffered reader with an adaptive buffer: an idle connection keeps
@@ -12,6 +15,7 @@ import (
 // large reads under load.
 type connReader struct {
 	conn  net.Conn
+	raw   syscall.RawConn // plain sockets: reads bypass the runtime's syscall bookkeeping (rawRead)
 	buf   []byte
 	r, w  int
 	big   bool
@@ -28,7 +32,54 @@ var bigBuffers = sync.Pool{New: func() any { b := make([]byte, bigReadBuffer); r
 func newConnReader(c net.Conn) *connReader {
 	cr := &connReader{conn: c}
 	cr.buf = cr.small[:]
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			cr.raw = raw
+		}
+	}
 	return cr
+}
+
+// read reads into p (len(p) > 0) from the connection.
+func (cr *connReader) read(p []byte) (int, error) {
+	if cr.raw == nil {
+		return cr.conn.Read(p)
+	}
+	return rawRead(cr.raw, p)
+}
+
+// rawRead reads from a non-blocking socket with a raw system call, waiting in the runtime's poller
+// (which honours read deadlines and Close) when nothing is there. A read of a non-blocking socket
+// never blocks, so it needs none of what syscall.Read does around it for a call that may: entering a
+// system call wakes the runtime's monitor thread whenever the process was idle, and that futex wake
+// and the thread switch it causes were a large part of the latency of a lone message on a quiet
+// broker (scenario S5 in the benchmarks).
+func rawRead(raw syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var rerr error
+	err := raw.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+			switch e {
+			case 0:
+				n = int(r)
+				if n == 0 {
+					rerr = io.EOF
+				}
+				return true
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				return false // wait until readable
+			default:
+				rerr = os.NewSyscallError("read", e)
+				return true
+			}
+		}
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, rerr
 }
 
 // Buffered is how many bytes can be read without a system call.
@@ -41,7 +92,7 @@ func (cr *connReader) fill() error {
 		cr.w = copy(cr.buf, cr.buf[cr.r:cr.w])
 		cr.r = 0
 	}
-	n, err := cr.conn.Read(cr.buf[cr.w:])
+	n, err := cr.read(cr.buf[cr.w:])
 	cr.w += n
 	full := cr.w == len(cr.buf)
 	switch {
@@ -88,7 +139,7 @@ func (cr *connReader) ReadFull(p []byte) error {
 		if cr.r == cr.w {
 			if len(p) >= len(cr.buf) {
 				// Large body: read straight into it.
-				n, err := io.ReadFull(cr.conn, p)
+				n, err := io.ReadFull(readerFunc(cr.read), p)
 				if n == len(p) {
 					return nil
 				}
@@ -120,4 +171,14 @@ func (cr *connReader) release() {
 		cr.r, cr.w = 0, 0
 		bigBuffers.Put(&b)
 	}
+}
+
+// readerFunc adapts a read function to io.Reader.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	return f(p)
 }
