@@ -1,8 +1,8 @@
 package broker
 
 import (
-	"errors"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -19,8 +19,13 @@ import (
 // common case, where the socket has room, then costs no goroutine switch and adds no latency —
 // and only when the socket is full starts a writer goroutine that waits for it.
 type outbound struct {
-	conn    net.Conn
-	raw     syscall.RawConn // for non-blocking write attempts; nil when not a plain socket (TLS)
+	conn net.Conn
+	raw  syscall.RawConn // for non-blocking write attempts; nil when not a plain socket (TLS)
+	// tryWrite's argument and results, and writeFdRaw as a method value.
+	wb      []byte
+	wn      int
+	werr    error
+	writeFd func(uintptr) bool
 	timeout time.Duration
 	limit   int // pending bytes at which QoS 0 producers wait, then drop
 	// deadline is set while a write deadline is on the connection; only the writer role uses it.
@@ -52,6 +57,7 @@ func (o *outbound) init(conn net.Conn, timeout time.Duration, limit int) {
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			o.raw = raw
+			o.writeFd = o.writeFdRaw
 		}
 	}
 }
@@ -133,39 +139,39 @@ func (o *outbound) kick() {
 
 // tryWrite writes as much of b as the socket takes without waiting.
 func (o *outbound) tryWrite(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := o.raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			// A raw system call, for the reason rawRead gives: the socket is non-blocking.
-			r, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[n])), uintptr(len(b)-n))
-			m := int(r)
-			var e error
-			if errno != 0 {
-				m, e = 0, errno
-			}
-			if m > 0 {
-				n += m
-			}
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != nil {
-				if !errors.Is(e, syscall.EAGAIN) {
-					werr = e
-				}
-				break
-			}
-			if m == 0 {
-				break
-			}
-		}
-		return true // never wait here: a writer goroutine does the waiting
-	})
+	o.wb, o.wn, o.werr = b, 0, nil
+	err := o.raw.Write(o.writeFd)
+	n, werr := o.wn, o.werr
+	o.wb, o.werr = nil, nil
 	if err != nil {
 		return n, err
 	}
 	return n, werr
+}
+
+// writeFdRaw writes o.wb to the non-blocking socket with raw system calls, for the reason
+// connReader.readFdRaw gives, until it is written or the socket is full. It never asks the poller to
+// wait: a writer goroutine does the waiting. It is a method value made once per connection, so that
+// a write attempt allocates nothing; only the holder of the writer role calls it.
+func (o *outbound) writeFdRaw(fd uintptr) bool {
+	b := o.wb
+	for o.wn < len(b) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[o.wn])), uintptr(len(b)-o.wn))
+		switch e {
+		case 0:
+			if r == 0 {
+				return true
+			}
+			o.wn += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true
+		default:
+			o.werr = os.NewSyscallError("write", e)
+			return true
+		}
+	}
+	return true
 }
 
 // writeLoop is the writer goroutine. rest is what remains of whole from an earlier attempt.

@@ -14,12 +14,17 @@ import (
 // filling it. This keeps idle connections cheap (see S4 in the benchmarks) without giving up
 // large reads under load.
 type connReader struct {
-	conn  net.Conn
-	raw   syscall.RawConn // plain sockets: reads bypass the runtime's syscall bookkeeping (rawRead)
-	buf   []byte
-	r, w  int
-	big   bool
-	small [smallReadBuffer]byte
+	conn net.Conn
+	raw  syscall.RawConn // plain sockets: reads bypass the runtime's syscall bookkeeping (readFd)
+	// readFd's argument and results, and readFd as a method value.
+	rp     []byte
+	rn     int
+	rerr   error
+	readFd func(uintptr) bool
+	buf    []byte
+	r, w   int
+	big    bool
+	small  [smallReadBuffer]byte
 }
 
 const (
@@ -35,6 +40,7 @@ func newConnReader(c net.Conn) *connReader {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			cr.raw = raw
+			cr.readFd = cr.readFdRaw
 		}
 	}
 	return cr
@@ -45,41 +51,42 @@ func (cr *connReader) read(p []byte) (int, error) {
 	if cr.raw == nil {
 		return cr.conn.Read(p)
 	}
-	return rawRead(cr.raw, p)
-}
-
-// rawRead reads from a non-blocking socket with a raw system call, waiting in the runtime's poller
-// (which honours read deadlines and Close) when nothing is there. A read of a non-blocking socket
-// never blocks, so it needs none of what syscall.Read does around it for a call that may: entering a
-// system call wakes the runtime's monitor thread whenever the process was idle, and that futex wake
-// and the thread switch it causes were a large part of the latency of a lone message on a quiet
-// broker (scenario S5 in the benchmarks).
-func rawRead(raw syscall.RawConn, p []byte) (int, error) {
-	var n int
-	var rerr error
-	err := raw.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(r)
-				if n == 0 {
-					rerr = io.EOF
-				}
-				return true
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait until readable
-			default:
-				rerr = os.NewSyscallError("read", e)
-				return true
-			}
-		}
-	})
+	cr.rp, cr.rn, cr.rerr = p, 0, nil
+	err := cr.raw.Read(cr.readFd)
+	n, rerr := cr.rn, cr.rerr
+	cr.rp, cr.rerr = nil, nil
 	if err != nil {
 		return n, err
 	}
 	return n, rerr
+}
+
+// readFdRaw reads into cr.rp from a non-blocking socket with a raw system call; returning false makes
+// the runtime's poller wait (honouring read deadlines and Close) until the socket is readable. A
+// read of a non-blocking socket never blocks, so it needs none of what syscall.Read does around it
+// for a call that may: entering a system call wakes the runtime's monitor thread whenever the
+// process was idle, and that futex wake and the thread switch it causes were a large part of the
+// latency of a lone message on a quiet broker (scenario S5 in the benchmarks). It is a method value
+// made once per connection, so that a read allocates nothing.
+func (cr *connReader) readFdRaw(fd uintptr) bool {
+	p := cr.rp
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			cr.rn = int(r)
+			if r == 0 {
+				cr.rerr = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until readable
+		default:
+			cr.rerr = os.NewSyscallError("read", e)
+			return true
+		}
+	}
 }
 
 // Buffered is how many bytes can be read without a system call.
