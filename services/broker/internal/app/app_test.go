@@ -134,7 +134,13 @@ func TestHealthReadyAndMetricsMatchTraffic(t *testing.T) {
 			t.Fatal("messages not delivered")
 		}
 	}
+	// The subscriber acknowledges after its handler returns, so the last PUBACKs may still be on
+	// their way: wait for them (inflight 0) before comparing.
 	fams := scrape(t, a.HTTP)
+	for end := time.Now().Add(5 * time.Second); value(t, fams, "mcloudtt_broker_inflight_messages") != 0 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		fams = scrape(t, a.HTTP)
+	}
 	checks := []struct {
 		name   string
 		labels []string

@@ -221,10 +221,17 @@ func TestClusterTakeoverAndSessionResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 {
-		if m := resumed.next(t, 5*time.Second); string(m.Payload()) != fmt.Sprint(i) {
-			t.Fatalf("queued message %d: got %q", i, m.Payload())
+	for i := 0; i < 5; {
+		m := resumed.next(t, 5*time.Second)
+		if i == 0 && string(m.Payload()) == "now" && m.Duplicate() {
+			// paho may send DISCONNECT before the PUBACK of "now" (they leave through different
+			// queues); the broker then redelivers it, flagged DUP, as QoS 1 requires.
+			continue
 		}
+		if string(m.Payload()) != fmt.Sprint(i) {
+			t.Fatalf("queued message %d: got %q (dup %v)", i, m.Payload(), m.Duplicate())
+		}
+		i++
 	}
 	resumed.none(t, 200*time.Millisecond)
 	// And the subscription works live on c.
