@@ -337,7 +337,7 @@ func (c *client) sendPublish(d delivery, id uint16, dup bool, now time.Time, via
 	m := d.msg
 	p := mqtt.Publish{Dup: dup, QoS: d.qos, Retain: d.retain, Topic: m.Topic, PacketID: id, Payload: m.Payload}
 	if c.version == mqtt.V5 {
-		p.Properties = m.Props
+		m.Props.copyTo(&p.Properties)
 		if secs, ok := m.remainingExpiry(now); ok {
 			p.Properties.MessageExpiry = secs
 			p.Properties.Set(mqtt.PropMessageExpiry)

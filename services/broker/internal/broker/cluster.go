@@ -644,20 +644,23 @@ func toBus(bm *bus.Message, m *Message, origin string) {
 	if !m.Expires.IsZero() {
 		bm.Expiry = m.Expires.UnixNano()
 	}
-	p := &m.Props
-	if p.Has(mqtt.PropPayloadFormat) {
+	p := m.Props
+	if p == nil {
+		return
+	}
+	if p.has(mqtt.PropPayloadFormat) {
 		bm.Props |= bus.PropPayloadFormat
 		bm.PayloadFormat = p.PayloadFormat
 	}
-	if p.Has(mqtt.PropContentType) {
+	if p.has(mqtt.PropContentType) {
 		bm.Props |= bus.PropContentType
 		bm.ContentType = p.ContentType
 	}
-	if p.Has(mqtt.PropResponseTopic) {
+	if p.has(mqtt.PropResponseTopic) {
 		bm.Props |= bus.PropResponseTopic
 		bm.ResponseTopic = p.ResponseTopic
 	}
-	if p.Has(mqtt.PropCorrelationData) {
+	if p.has(mqtt.PropCorrelationData) {
 		bm.Props |= bus.PropCorrelationData
 		bm.CorrelationData = p.CorrelationData
 	}
@@ -671,27 +674,31 @@ func fromBus(bm *bus.Message) *Message {
 	if bm.Expiry != 0 {
 		m.Expires = time.Unix(0, bm.Expiry)
 	}
-	p := &m.Props
+	if bm.Props == 0 && len(bm.UserProperties) == 0 {
+		return m
+	}
+	p := &MessageProps{}
 	if bm.Props&bus.PropPayloadFormat != 0 {
 		p.PayloadFormat = bm.PayloadFormat
-		p.Set(mqtt.PropPayloadFormat)
+		p.Present |= 1 << mqtt.PropPayloadFormat
 	}
 	if bm.Props&bus.PropContentType != 0 {
 		p.ContentType = bm.ContentType
-		p.Set(mqtt.PropContentType)
+		p.Present |= 1 << mqtt.PropContentType
 	}
 	if bm.Props&bus.PropResponseTopic != 0 {
 		p.ResponseTopic = bm.ResponseTopic
-		p.Set(mqtt.PropResponseTopic)
+		p.Present |= 1 << mqtt.PropResponseTopic
 	}
 	if bm.Props&bus.PropCorrelationData != 0 {
 		p.CorrelationData = bm.CorrelationData
-		p.Set(mqtt.PropCorrelationData)
+		p.Present |= 1 << mqtt.PropCorrelationData
 	}
 	if len(bm.UserProperties) > 0 {
 		p.User = bm.UserProperties
-		p.Set(mqtt.PropUserProperty)
+		p.Present |= 1 << mqtt.PropUserProperty
 	}
+	m.Props = p
 	return m
 }
 

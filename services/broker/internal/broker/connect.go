@@ -134,12 +134,7 @@ func (c *client) accept(p *mqtt.Connect) error {
 			From: c.id, Username: c.username, Created: time.Now()}
 		if c.version == mqtt.V5 {
 			wp := &p.WillProperties
-			will.Props.Present = wp.Present & forwardedProps
-			will.Props.PayloadFormat = wp.PayloadFormat
-			will.Props.ContentType = wp.ContentType
-			will.Props.ResponseTopic = wp.ResponseTopic
-			will.Props.CorrelationData = wp.CorrelationData
-			will.Props.User = wp.User
+			will.Props = newMessageProps(wp)
 			if wp.Has(mqtt.PropMessageExpiry) {
 				// Counted from when the will is published; see publishWill.
 				will.Expires = time.Time{}.Add(time.Duration(wp.MessageExpiry) * time.Second)

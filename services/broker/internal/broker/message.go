@@ -21,10 +21,9 @@ type Message struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
-	// Props holds the v5 properties that travel with the message [MQTT-3.3.2-*]: payload format,
-	// content type, response topic, correlation data and user properties. Message expiry is kept as
-	// Expires instead, so that forwarding can count it down.
-	Props mqtt.Properties
+	// Props holds the v5 properties that travel with the message, nil when it has none (every 3.x
+	// message). Message expiry is kept as Expires instead, so that forwarding can count it down.
+	Props *MessageProps
 	// Expires is when the message expires; zero means never.
 	Expires time.Time
 	// From is the client id of the publisher (for no-local), empty for broker-made messages.
@@ -33,6 +32,40 @@ type Message struct {
 	Username string
 	// Created is when the broker accepted the message.
 	Created time.Time
+}
+
+// MessageProps are the properties the server forwards unchanged [MQTT-3.3.2-4], [MQTT-3.3.2-15],
+// [MQTT-3.3.2-17], [MQTT-3.3.2-18], [MQTT-3.3.2-20]. They live apart from Message, which stays small
+// (a Message is allocated for every PUBLISH, and most carry no properties).
+type MessageProps struct {
+	Present         mqtt.PropSet // which of the fields below were sent (forwardedProps only)
+	PayloadFormat   byte
+	ContentType     string
+	ResponseTopic   string
+	CorrelationData []byte
+	User            []mqtt.UserProperty
+}
+
+// newMessageProps keeps the forwarded properties of pp; nil when there are none.
+func newMessageProps(pp *mqtt.Properties) *MessageProps {
+	if pp.Present&forwardedProps == 0 {
+		return nil
+	}
+	return &MessageProps{Present: pp.Present & forwardedProps, PayloadFormat: pp.PayloadFormat, ContentType: pp.ContentType,
+		ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData, User: pp.User}
+}
+
+// has reports whether property id is present; mp may be nil.
+func (mp *MessageProps) has(id mqtt.PropID) bool { return mp != nil && mp.Present.Has(id) }
+
+// copyTo sets the properties on an outgoing PUBLISH's; mp may be nil.
+func (mp *MessageProps) copyTo(p *mqtt.Properties) {
+	if mp == nil {
+		return
+	}
+	p.Present |= mp.Present
+	p.PayloadFormat, p.ContentType, p.ResponseTopic = mp.PayloadFormat, mp.ContentType, mp.ResponseTopic
+	p.CorrelationData, p.User = mp.CorrelationData, mp.User
 }
 
 // forwardedProps are the properties the server forwards unchanged [MQTT-3.3.2-4], [MQTT-3.3.2-15],
@@ -46,12 +79,7 @@ func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *M
 	m := &Message{ID: bus.NewMessageID(), Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
 	pp := &p.Properties
 	if pp.Present != 0 {
-		m.Props.Present = pp.Present & forwardedProps
-		m.Props.PayloadFormat = pp.PayloadFormat
-		m.Props.ContentType = pp.ContentType
-		m.Props.ResponseTopic = pp.ResponseTopic
-		m.Props.CorrelationData = pp.CorrelationData
-		m.Props.User = pp.User
+		m.Props = newMessageProps(pp)
 		if pp.Has(mqtt.PropMessageExpiry) {
 			m.Expires = now.Add(time.Duration(pp.MessageExpiry) * time.Second)
 		}
