@@ -141,6 +141,7 @@ func (d *dialer) dial(readBuf int) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = newRawConn(nc)
 	// Go sets TCP_NODELAY by default; the tool batches writes itself.
 	hs := time.Now().Add(to)
 	if hs.After(d.deadline) {
