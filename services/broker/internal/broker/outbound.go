@@ -6,7 +6,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // outbound is a connection's write side. Producers append encoded packets to buf; whoever takes
@@ -156,13 +155,13 @@ func (o *outbound) tryWrite(b []byte) (int, error) {
 func (o *outbound) writeFdRaw(fd uintptr) bool {
 	b := o.wb
 	for o.wn < len(b) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[o.wn])), uintptr(len(b)-o.wn))
+		r, e := sysWrite(fd, b[o.wn:])
 		switch e {
 		case 0:
 			if r == 0 {
 				return true
 			}
-			o.wn += int(r)
+			o.wn += r
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return true

@@ -6,7 +6,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // connReader is a connection's buffered reader with an adaptive buffer: an idle connection keeps
@@ -71,10 +70,10 @@ func (cr *connReader) read(p []byte) (int, error) {
 func (cr *connReader) readFdRaw(fd uintptr) bool {
 	p := cr.rp
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		r, e := sysRead(fd, p)
 		switch e {
 		case 0:
-			cr.rn = int(r)
+			cr.rn = r
 			if r == 0 {
 				cr.rerr = io.EOF
 			}

@@ -68,10 +68,10 @@ func (r *rawConn) Read(p []byte) (int, error) {
 func (r *rawConn) readFd(fd uintptr) bool {
 	p := r.rp
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, e := sysRead(fd, p)
 		switch e {
 		case 0:
-			r.rn = int(n)
+			r.rn = n
 			if n == 0 {
 				r.rerr = io.EOF
 			}
@@ -103,10 +103,10 @@ func (r *rawConn) Write(p []byte) (int, error) {
 func (r *rawConn) writeFd(fd uintptr) bool {
 	p := r.wp
 	for r.wn < len(p) {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[r.wn])), uintptr(len(p)-r.wn))
+		n, e := sysWrite(fd, p[r.wn:])
 		switch e {
 		case 0:
-			r.wn += int(n)
+			r.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return false // the poller waits until writable
@@ -116,4 +116,33 @@ func (r *rawConn) writeFd(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// sysRead and sysWrite are the raw calls. Race-detector builds use syscall.Read and
+// syscall.Write, whose annotations tell the detector that a write to one end of a socket
+// happens before the read at the other (raw calls carry no such edge).
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	if raceBuild {
+		return errnoOf(syscall.Read(int(fd), p))
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
+}
+
+func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	if raceBuild {
+		return errnoOf(syscall.Write(int(fd), p))
+	}
+	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
+}
+
+func errnoOf(n int, err error) (int, syscall.Errno) {
+	if err == nil {
+		return n, 0
+	}
+	if e, ok := err.(syscall.Errno); ok {
+		return 0, e
+	}
+	return 0, syscall.EIO
 }
