@@ -54,15 +54,21 @@ func (st *clusterStore) done(n int) {
 	st.mu.Unlock()
 }
 
-// flush waits (a few seconds at most) until everything queued so far was written or failed.
+// flush waits (5 s at most) until the queue is empty: everything queued so far, and whatever was
+// queued meanwhile, was written or failed.
 func (st *clusterStore) flush() {
-	deadline := time.Now().Add(5 * time.Second)
+	expired := false
+	t := time.AfterFunc(5*time.Second, func() {
+		st.mu.Lock()
+		expired = true
+		st.flushed.Broadcast()
+		st.mu.Unlock()
+	})
+	defer t.Stop()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for st.queued > 0 && time.Now().Before(deadline) {
-		t := time.AfterFunc(100*time.Millisecond, func() { st.mu.Lock(); st.flushed.Broadcast(); st.mu.Unlock() })
+	for st.queued > 0 && !expired {
 		st.flushed.Wait()
-		t.Stop()
 	}
 }
 
