@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/metricstest"
 )
 
 type replica struct {
@@ -197,46 +196,15 @@ func TestRedisClusterOfThreeMasters(t *testing.T) {
 // gauge reads one unlabelled sample from a replica's /metrics.
 func (r *replica) gauge(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + r.http + "/metrics")
-	if err != nil {
-		t.Fatalf("%s: metrics: %v", r.id, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("%s: %q: %v", r.id, line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("%s: no %s in /metrics", r.id, name)
-	return 0
+	return metricstest.Value(t, metricstest.Scrape(t, r.http), name)
 }
 
-// settled waits until every replica's route cache holds exactly the others' route tables (route
-// notices travel asynchronously, well under a millisecond after a SUBACK on a quiet machine).
+// settled waits until every replica's route cache holds exactly the others' route tables.
 func settled(t *testing.T, reps ...*replica) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		total, ok := 0.0, true
-		locals := make([]float64, len(reps))
-		for i, r := range reps {
-			locals[i] = r.gauge(t, "mcloudtt_broker_cluster_local_filters")
-			total += locals[i]
-		}
-		for i, r := range reps {
-			ok = ok && r.gauge(t, "mcloudtt_broker_cluster_remote_filters") == total-locals[i]
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("route caches never settled")
-		}
-		time.Sleep(5 * time.Millisecond)
+	addrs := make([]string, len(reps))
+	for i, r := range reps {
+		addrs[i] = r.http
 	}
+	metricstest.Settled(t, addrs...)
 }

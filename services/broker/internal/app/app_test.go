@@ -10,11 +10,10 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/metricstest"
 )
 
 func startApp(t *testing.T) (Addrs, context.CancelFunc, chan error) {
@@ -58,47 +57,13 @@ func get(t *testing.T, url string) (int, string) {
 
 func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	t.Helper()
-	code, body := get(t, "http://"+addr+"/metrics")
-	if code != 200 {
-		t.Fatalf("/metrics: %d", code)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse metrics: %v", err)
-	}
-	return fams
+	return metricstest.Scrape(t, addr)
 }
 
 // value returns the value of the sample of family name whose labels include want.
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want ...string) float64 {
 	t.Helper()
-	f, ok := fams[name]
-	if !ok {
-		t.Fatalf("metric %s missing", name)
-	}
-next:
-	for _, m := range f.Metric {
-		for i := 0; i+1 < len(want); i += 2 {
-			found := false
-			for _, l := range m.Label {
-				if l.GetName() == want[i] && l.GetValue() == want[i+1] {
-					found = true
-				}
-			}
-			if !found {
-				continue next
-			}
-		}
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-	}
-	t.Fatalf("no sample of %s with %v", name, want)
-	return 0
+	return metricstest.Value(t, fams, name, want...)
 }
 
 func TestHealthReadyAndMetricsMatchTraffic(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/metricstest"
 )
 
 // replicas starts n in-process replicas on one Redis and waits until each sees the others.
@@ -375,27 +376,9 @@ func testLogger(id string) zerolog.Logger {
 // this first.
 func settled(t *testing.T, reps ...Addrs) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		locals := make([]float64, len(reps))
-		remotes := make([]float64, len(reps))
-		total := 0.0
-		for i, r := range reps {
-			fams := scrape(t, r.HTTP)
-			locals[i] = value(t, fams, "mcloudtt_broker_cluster_local_filters")
-			remotes[i] = value(t, fams, "mcloudtt_broker_cluster_remote_filters")
-			total += locals[i]
-		}
-		ok := true
-		for i := range reps {
-			ok = ok && remotes[i] == total-locals[i]
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("route caches never settled: local %v, remote %v", locals, remotes)
-		}
-		time.Sleep(5 * time.Millisecond)
+	addrs := make([]string, len(reps))
+	for i, r := range reps {
+		addrs[i] = r.HTTP
 	}
+	metricstest.Settled(t, addrs...)
 }
