@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/sockio"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
@@ -77,6 +78,7 @@ func (c *client) setReason(r disconnectReason) { c.reason.CompareAndSwap(0, int3
 var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
+	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
 	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{})}
 	c.runnable[0].Name = "/sched/goroutines/runnable:goroutines"
 	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)

@@ -2,9 +2,7 @@ package broker
 
 import (
 	"net"
-	"os"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -18,13 +16,8 @@ import (
 // common case, where the socket has room, then costs no goroutine switch and adds no latency —
 // and only when the socket is full starts a writer goroutine that waits for it.
 type outbound struct {
-	conn net.Conn
-	raw  syscall.RawConn // for non-blocking write attempts; nil when not a plain socket (TLS)
-	// tryWrite's argument and results, and writeFdRaw as a method value.
-	wb      []byte
-	wn      int
-	werr    error
-	writeFd func(uintptr) bool
+	conn    net.Conn
+	try     tryWriter // conn, when it can write without waiting (a plain socket; not TLS)
 	timeout time.Duration
 	limit   int // pending bytes at which QoS 0 producers wait, then drop
 	// deadline is set while a write deadline is on the connection; only the writer role uses it.
@@ -51,14 +44,14 @@ const (
 	maxWriteChunk  = 256 << 10
 )
 
+// tryWriter writes as much as a connection takes now, never waiting (sockio.Conn).
+type tryWriter interface {
+	TryWrite(p []byte) (int, error)
+}
+
 func (o *outbound) init(conn net.Conn, timeout time.Duration, limit int) {
 	o.conn, o.timeout, o.limit = conn, timeout, limit
-	if sc, ok := conn.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			o.raw = raw
-			o.writeFd = o.writeFdRaw
-		}
-	}
+	o.try, _ = conn.(tryWriter)
 }
 
 // startLocked starts a writer goroutine unless the writer role is taken or there is nothing to write.
@@ -101,16 +94,16 @@ func (o *outbound) kick() {
 	o.writing = true
 	b := o.takeLocked()
 	o.mu.Unlock()
-	if o.raw == nil {
+	if o.try == nil {
 		go o.writeLoop(b, b)
 		return
 	}
 	if o.deadline {
-		// A writer goroutine left its write deadline behind; the raw write would obey it.
+		// A writer goroutine left its write deadline behind; the attempt would obey it.
 		_ = o.conn.SetWriteDeadline(time.Time{})
 		o.deadline = false
 	}
-	n, err := o.tryWrite(b)
+	n, err := o.try.TryWrite(b)
 	if n > 0 && o.onWritten != nil {
 		o.onWritten(n)
 	}
@@ -134,43 +127,6 @@ func (o *outbound) kick() {
 	}
 	o.stopLocked()
 	o.mu.Unlock()
-}
-
-// tryWrite writes as much of b as the socket takes without waiting.
-func (o *outbound) tryWrite(b []byte) (int, error) {
-	o.wb, o.wn, o.werr = b, 0, nil
-	err := o.raw.Write(o.writeFd)
-	n, werr := o.wn, o.werr
-	o.wb, o.werr = nil, nil
-	if err != nil {
-		return n, err
-	}
-	return n, werr
-}
-
-// writeFdRaw writes o.wb to the non-blocking socket with raw system calls, for the reason
-// connReader.readFdRaw gives, until it is written or the socket is full. It never asks the poller to
-// wait: a writer goroutine does the waiting. It is a method value made once per connection, so that
-// a write attempt allocates nothing; only the holder of the writer role calls it.
-func (o *outbound) writeFdRaw(fd uintptr) bool {
-	b := o.wb
-	for o.wn < len(b) {
-		r, e := sysWrite(fd, b[o.wn:])
-		switch e {
-		case 0:
-			if r == 0 {
-				return true
-			}
-			o.wn += r
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return true
-		default:
-			o.werr = os.NewSyscallError("write", e)
-			return true
-		}
-	}
-	return true
 }
 
 // writeLoop is the writer goroutine. rest is what remains of whole from an earlier attempt.

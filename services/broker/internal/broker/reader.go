@@ -3,9 +3,7 @@ package broker
 import (
 	"io"
 	"net"
-	"os"
 	"sync"
-	"syscall"
 )
 
 // connReader is a connection's buffered reader with an adaptive buffer: an idle connection keeps
@@ -13,17 +11,11 @@ import (
 // filling it. This keeps idle connections cheap (see S4 in the benchmarks) without giving up
 // large reads under load.
 type connReader struct {
-	conn net.Conn
-	raw  syscall.RawConn // plain sockets: reads bypass the runtime's syscall bookkeeping (readFd)
-	// readFd's argument and results, and readFd as a method value.
-	rp     []byte
-	rn     int
-	rerr   error
-	readFd func(uintptr) bool
-	buf    []byte
-	r, w   int
-	big    bool
-	small  [smallReadBuffer]byte
+	conn  net.Conn
+	buf   []byte
+	r, w  int
+	big   bool
+	small [smallReadBuffer]byte
 }
 
 const (
@@ -36,56 +28,7 @@ var bigBuffers = sync.Pool{New: func() any { b := make([]byte, bigReadBuffer); r
 func newConnReader(c net.Conn) *connReader {
 	cr := &connReader{conn: c}
 	cr.buf = cr.small[:]
-	if sc, ok := c.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			cr.raw = raw
-			cr.readFd = cr.readFdRaw
-		}
-	}
 	return cr
-}
-
-// read reads into p (len(p) > 0) from the connection.
-func (cr *connReader) read(p []byte) (int, error) {
-	if cr.raw == nil {
-		return cr.conn.Read(p)
-	}
-	cr.rp, cr.rn, cr.rerr = p, 0, nil
-	err := cr.raw.Read(cr.readFd)
-	n, rerr := cr.rn, cr.rerr
-	cr.rp, cr.rerr = nil, nil
-	if err != nil {
-		return n, err
-	}
-	return n, rerr
-}
-
-// readFdRaw reads into cr.rp from a non-blocking socket with a raw system call; returning false makes
-// the runtime's poller wait (honouring read deadlines and Close) until the socket is readable. A
-// read of a non-blocking socket never blocks, so it needs none of what syscall.Read does around it
-// for a call that may: entering a system call wakes the runtime's monitor thread whenever the
-// process was idle, and that futex wake and the thread switch it causes were a large part of the
-// latency of a lone message on a quiet broker (scenario S5 in the benchmarks). It is a method value
-// made once per connection, so that a read allocates nothing.
-func (cr *connReader) readFdRaw(fd uintptr) bool {
-	p := cr.rp
-	for {
-		r, e := sysRead(fd, p)
-		switch e {
-		case 0:
-			cr.rn = r
-			if r == 0 {
-				cr.rerr = io.EOF
-			}
-			return true
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false // wait until readable
-		default:
-			cr.rerr = os.NewSyscallError("read", e)
-			return true
-		}
-	}
 }
 
 // Buffered is how many bytes can be read without a system call.
@@ -98,7 +41,7 @@ func (cr *connReader) fill() error {
 		cr.w = copy(cr.buf, cr.buf[cr.r:cr.w])
 		cr.r = 0
 	}
-	n, err := cr.read(cr.buf[cr.w:])
+	n, err := cr.conn.Read(cr.buf[cr.w:])
 	cr.w += n
 	full := cr.w == len(cr.buf)
 	switch {
@@ -145,7 +88,7 @@ func (cr *connReader) ReadFull(p []byte) error {
 		if cr.r == cr.w {
 			if len(p) >= len(cr.buf) {
 				// Large body: read straight into it.
-				n, err := io.ReadFull(readerFunc(cr.read), p)
+				n, err := io.ReadFull(cr.conn, p)
 				if n == len(p) {
 					return nil
 				}
@@ -177,14 +120,4 @@ func (cr *connReader) release() {
 		cr.r, cr.w = 0, 0
 		bigBuffers.Put(&b)
 	}
-}
-
-// readerFunc adapts a read function to io.Reader.
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	return f(p)
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/sockio"
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/wire"
 )
 
@@ -141,7 +142,7 @@ func (d *dialer) dial(readBuf int) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc = newRawConn(nc)
+	nc = sockio.Wrap(nc) // raw socket calls: see package sockio
 	// Go sets TCP_NODELAY by default; the tool batches writes itself.
 	hs := time.Now().Add(to)
 	if hs.After(d.deadline) {

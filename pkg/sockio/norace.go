@@ -1,5 +1,5 @@
 //go:build !race
 
-package load
+package sockio
 
 const raceBuild = false

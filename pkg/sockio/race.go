@@ -1,5 +1,5 @@
 //go:build race
 
-package broker
+package sockio
 
 const raceBuild = true
