@@ -295,15 +295,18 @@ func (b *Bus) setLink(l *link, up bool, err error) {
 	}
 }
 
-// backoff returns the delay before reconnection attempt n (1, 2, ...): BackoffMin doubled per
-// attempt, capped at BackoffMax, then drawn uniformly from its upper half so replicas that lost
-// Redis together do not come back in lockstep.
-func (b *Bus) backoff(n int) time.Duration {
-	d := b.opts.BackoffMin
-	for i := 1; i < n && d < b.opts.BackoffMax; i++ {
+// backoff returns the delay before reconnection attempt n (1, 2, ...); see Backoff.
+func (b *Bus) backoff(n int) time.Duration { return Backoff(n, b.opts.BackoffMin, b.opts.BackoffMax) }
+
+// Backoff returns the delay before retry n (1, 2, ...): lo doubled per attempt, capped at hi, then
+// drawn uniformly from its upper half (jitter), so that clients that failed together do not come
+// back in lockstep.
+func Backoff(n int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
 		d *= 2
 	}
-	d = min(d, b.opts.BackoffMax)
+	d = min(d, hi)
 	if d <= 1 {
 		return d
 	}

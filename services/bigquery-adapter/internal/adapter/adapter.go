@@ -22,7 +22,6 @@ package adapter
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -597,17 +596,7 @@ func (a *Adapter) redisError(ctx context.Context, err error, what string) {
 
 // backoff returns the delay before attempt n+1: RetryMin doubled per attempt, capped at
 // RetryMax, drawn at random from its upper half (jitter).
-func (a *Adapter) backoff(n int) time.Duration {
-	d := a.o.RetryMin
-	for i := 1; i < n && d < a.o.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, a.o.RetryMax)
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
+func (a *Adapter) backoff(n int) time.Duration { return bus.Backoff(n, a.o.RetryMin, a.o.RetryMax) }
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
