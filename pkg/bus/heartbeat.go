@@ -57,6 +57,23 @@ func DecodeHeartbeat(p []byte) (Heartbeat, error) {
 	return hb, nil
 }
 
+// RunHeartbeats publishes the heartbeat that next makes, every interval, until ctx ends. now is the
+// tick's time. A heartbeat that cannot be sent is logged at debug level; the next tick tries again.
+func (b *Bus) RunHeartbeats(ctx context.Context, interval time.Duration, next func(ctx context.Context, now time.Time) Heartbeat) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := b.PublishHeartbeat(ctx, next(ctx, now)); err != nil {
+				b.log.Debug().Err(err).Msg("heartbeat not sent")
+			}
+		}
+	}
+}
+
 // PublishHeartbeat publishes hb on the heartbeat channel, filling in what is missing:
 // ReplicaID (the bus's), Sent (now), Uptime (from Started) and Redis (the bus's Status). A
 // broker's heartbeat (Kind "broker" or empty) also refreshes its entry in the Names.Replicas set.

@@ -75,3 +75,41 @@ func TestHeartbeatWhileDown(t *testing.T) {
 		t.Fatalf("heartbeat without Redis: %v", err)
 	}
 }
+
+// RunHeartbeats sends what next makes on every tick, and stops with its context.
+func TestRunHeartbeats(t *testing.T) {
+	s := redistest.Start(t)
+	beats := make(chan Heartbeat, 64)
+	ow := testOptions(t, "gw-1", s.Addr())
+	ow.OnHeartbeat = func(hb Heartbeat) { beats <- hb }
+	watcher := newBus(t, ow)
+	b := newBus(t, testOptions(t, "gw-2", s.Addr()))
+	waitConnected(t, watcher, b)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	n := 0
+	go func() {
+		defer close(done)
+		b.RunHeartbeats(ctx, 20*time.Millisecond, func(_ context.Context, now time.Time) Heartbeat {
+			n++
+			return Heartbeat{Kind: KindGateway, Sent: now, Extra: map[string]any{"n": float64(n)}}
+		})
+	}()
+	for want := 1.0; want <= 3; want++ {
+		select {
+		case hb := <-beats:
+			if hb.ReplicaID != "gw-2" || hb.Kind != KindGateway || hb.Extra["n"] != want {
+				t.Fatalf("heartbeat %+v, want n=%v from gw-2", hb, want)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatalf("heartbeat %v not received", want)
+		}
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("RunHeartbeats did not return when its context ended")
+	}
+}

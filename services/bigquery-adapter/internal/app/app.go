@@ -156,31 +156,22 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 // heartbeats announces the adapter and its lag on the bus every HeartbeatInterval.
 func heartbeats(ctx context.Context, b *bus.Bus, f *feed.Feed, m *adapter.Metrics, cfg config.Config, addr string, log zerolog.Logger) {
 	started := time.Now()
-	t := time.NewTicker(cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindAdapter, Version: Version, Address: addr,
-				Started: started, Sent: now}
-			c, cancel := context.WithTimeout(ctx, cfg.HeartbeatInterval)
-			lag, oldest, err := f.Lag(c)
-			cancel()
-			if err == nil {
-				hb.ExportLag = lag
-				if !oldest.IsZero() {
-					hb.ExportLagSeconds = max(0, now.Sub(oldest).Seconds())
-				}
-				m.Lag.Set(float64(lag))
-				m.LagSeconds.Set(hb.ExportLagSeconds)
-			} else {
-				log.Debug().Err(err).Msg("export lag not measured")
-			}
-			if err := b.PublishHeartbeat(ctx, hb); err != nil {
-				log.Debug().Err(err).Msg("heartbeat not sent")
-			}
+	b.RunHeartbeats(ctx, cfg.HeartbeatInterval, func(ctx context.Context, now time.Time) bus.Heartbeat {
+		hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindAdapter, Version: Version, Address: addr,
+			Started: started, Sent: now}
+		c, cancel := context.WithTimeout(ctx, cfg.HeartbeatInterval)
+		lag, oldest, err := f.Lag(c)
+		cancel()
+		if err != nil {
+			log.Debug().Err(err).Msg("export lag not measured")
+			return hb
 		}
-	}
+		hb.ExportLag = lag
+		if !oldest.IsZero() {
+			hb.ExportLagSeconds = max(0, now.Sub(oldest).Seconds())
+		}
+		m.Lag.Set(float64(lag))
+		m.LagSeconds.Set(hb.ExportLagSeconds)
+		return hb
+	})
 }

@@ -209,7 +209,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	if rbus != nil {
 		go func() {
 			defer close(beatsDone)
-			heartbeats(wctx, rbus, srv, cfg, addrs, beatsStarted, log)
+			heartbeats(wctx, rbus, srv, cfg, addrs, beatsStarted)
 		}()
 	} else {
 		close(beatsDone)
@@ -303,26 +303,17 @@ func baseHeartbeat(cfg config.Config, addrs Addrs, started time.Time) bus.Heartb
 
 // heartbeats announces the replica on the bus every HeartbeatInterval until ctx ends: its id,
 // version, address, uptime, clients and message rates, which the health gateway reads.
-func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, started time.Time, log zerolog.Logger) {
-	t := time.NewTicker(cfg.HeartbeatInterval)
-	defer t.Stop()
+func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, started time.Time) {
 	last, lastAt := srv.Stats(), started
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			st := srv.Stats()
-			secs := now.Sub(lastAt).Seconds()
-			hb := baseHeartbeat(cfg, addrs, started)
-			hb.Sent, hb.Clients = now, int(st["clients"])
-			hb.MsgsInRate = float64(st["messages_received"]-last["messages_received"]) / secs
-			hb.MsgsOutRate = float64(st["messages_sent"]-last["messages_sent"]) / secs
-			hb.Redis = b.Status()
-			last, lastAt = st, now
-			if err := b.PublishHeartbeat(ctx, hb); err != nil {
-				log.Debug().Err(err).Msg("heartbeat not sent")
-			}
-		}
-	}
+	b.RunHeartbeats(ctx, cfg.HeartbeatInterval, func(_ context.Context, now time.Time) bus.Heartbeat {
+		st := srv.Stats()
+		secs := now.Sub(lastAt).Seconds()
+		hb := baseHeartbeat(cfg, addrs, started)
+		hb.Sent, hb.Clients = now, int(st["clients"])
+		hb.MsgsInRate = float64(st["messages_received"]-last["messages_received"]) / secs
+		hb.MsgsOutRate = float64(st["messages_sent"]-last["messages_sent"]) / secs
+		hb.Redis = b.Status()
+		last, lastAt = st, now
+		return hb
+	})
 }

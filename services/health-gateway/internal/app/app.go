@@ -102,7 +102,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	wctx, stopWork := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { mon.Run(wctx) })
-	wg.Go(func() { heartbeats(wctx, rbus, cfg, mon, log) })
+	wg.Go(func() { heartbeats(wctx, rbus, cfg, mon) })
 	log.Info().Str("http_addr", ln.Addr().String()).Str("id", cfg.ID).Strs("redis", cfg.RedisAddrs).
 		Msg("health gateway started")
 	if started != nil {
@@ -133,21 +133,11 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 
 // heartbeats announces the gateway on the bus every HeartbeatInterval with the cluster's status,
 // so other gateways list it.
-func heartbeats(ctx context.Context, b *bus.Bus, cfg config.Config, mon *monitor.Monitor, log zerolog.Logger) {
+func heartbeats(ctx context.Context, b *bus.Bus, cfg config.Config, mon *monitor.Monitor) {
 	started := time.Now()
-	t := time.NewTicker(cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			st, _ := mon.Status()
-			hb := bus.Heartbeat{Kind: bus.KindGateway, Version: Version, Started: started,
-				Extra: map[string]any{"cluster_status": string(st)}}
-			if err := b.PublishHeartbeat(ctx, hb); err != nil {
-				log.Debug().Err(err).Msg("heartbeat not sent")
-			}
-		}
-	}
+	b.RunHeartbeats(ctx, cfg.HeartbeatInterval, func(context.Context, time.Time) bus.Heartbeat {
+		st, _ := mon.Status()
+		return bus.Heartbeat{Kind: bus.KindGateway, Version: Version, Started: started,
+			Extra: map[string]any{"cluster_status": string(st)}}
+	})
 }
