@@ -76,16 +76,27 @@ build_pinned() { # module-dir binary package [extra ldflags]
     return 0
   fi
   echo "deps: building $bin from ${dir#"$REPO"/} (a cold build takes minutes)" >&2
-  local timing=()
+  go_build_stamped "$dir" "$bin" "$pkg" "$ldflags" "$want" CGO_ENABLED=0
+}
+
+# go_build_stamped module-dir binary package ldflags stamp [VAR=value ... [-- go-build-args ...]]:
+# builds package in module-dir (GOWORK=off, modules read-only, trimmed paths; the VAR=value pairs
+# added to the environment) into $CACHE/bin/binary, timed, and records the stamp beside it.
+go_build_stamped() {
+  local dir=$1 bin=$2 pkg=$3 ldflags=$4 want=$5
+  shift 5
+  local out="$CACHE/bin/$bin" envs=() timing=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
   [ -x /usr/bin/time ] && timing=(/usr/bin/time -f "$bin: %e s wall, %M KiB peak RSS" -o "$out.build")
-  if ! (cd "$dir" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false -trimpath" CGO_ENABLED=0 \
-      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
+  if ! (cd "$dir" && env GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false -trimpath" "${envs[@]}" \
+      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" "$@" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
     rm -f "$out.tmp"
     echo "deps: building $bin failed" >&2
     return 1
   fi
   mv -f "$out.tmp" "$out"
-  echo "$want" >"$stamp"
+  echo "$want" >"$CACHE/bin/.$bin.stamp"
   [ -f "$out.build" ] && cat "$out.build" >&2
   return 0
 }
@@ -128,8 +139,7 @@ build_pinned_cgo() { # module-dir binary package
     return 0
   fi
   echo "deps: building $bin from ${dir#"$REPO"/} with clang (a cold build takes ~16 minutes and ~7 GB)" >&2
-  local timing=() modfile=()
-  [ -x /usr/bin/time ] && timing=(/usr/bin/time -f "$bin: %e s wall, %M KiB peak RSS" -o "$out.build")
+  local modfile=()
   local patches=("$dir"/*.patch)
   if [ -e "${patches[0]}" ]; then
     # (go build -overlay may not replace files in the module cache, hence the copy.)
@@ -145,16 +155,7 @@ build_pinned_cgo() { # module-dir binary package
     done
     modfile=(-modfile "$odir/go.mod")
   fi
-  if ! (cd "$dir" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false -trimpath" CGO_ENABLED=1 CC=clang CXX=clang++ \
-      "${timing[@]}" go build -p "${DEPS_BUILD_P:-1}" "${modfile[@]}" -ldflags="$ldflags" -o "$out.tmp" "$pkg"); then
-    rm -f "$out.tmp"
-    echo "deps: building $bin failed" >&2
-    return 1
-  fi
-  mv -f "$out.tmp" "$out"
-  echo "$want" >"$stamp"
-  [ -f "$out.build" ] && cat "$out.build" >&2
-  return 0
+  go_build_stamped "$dir" "$bin" "$pkg" "$ldflags" "$want" CGO_ENABLED=1 CC=clang CXX=clang++ -- "${modfile[@]}"
 }
 
 group_bq() {
