@@ -138,11 +138,6 @@ func (o Options) withDefaults() (Options, error) {
 	if err := ValidateReplicaID(o.ReplicaID); err != nil {
 		return o, fmt.Errorf("Options.ReplicaID: %w", err)
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
 	def(&o.DialTimeout, DefaultDialTimeout)
 	def(&o.ReadTimeout, DefaultReadTimeout)
 	def(&o.WriteTimeout, DefaultWriteTimeout)
@@ -154,27 +149,13 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BatchMaxDelay < 0 {
 		o.BatchMaxDelay = 0
 	}
-	if o.BatchMaxBytes == 0 {
-		o.BatchMaxBytes = DefaultBatchMaxBytes
-	}
-	if o.MaxPendingBytes == 0 {
-		o.MaxPendingBytes = DefaultMaxPendingBytes
-	}
-	if o.MaxReceiveBytes == 0 {
-		o.MaxReceiveBytes = DefaultMaxReceiveBytes
-	}
-	if o.ExportMaxLen == 0 {
-		o.ExportMaxLen = DefaultExportMaxLen
-	}
-	if o.ExportBatch == 0 {
-		o.ExportBatch = DefaultExportBatch
-	}
-	if o.ExportQueue == 0 {
-		o.ExportQueue = DefaultExportQueue
-	}
-	if o.ExportQueueBytes == 0 {
-		o.ExportQueueBytes = DefaultExportQueueBytes
-	}
+	def(&o.BatchMaxBytes, DefaultBatchMaxBytes)
+	def(&o.MaxPendingBytes, DefaultMaxPendingBytes)
+	def(&o.MaxReceiveBytes, DefaultMaxReceiveBytes)
+	def(&o.ExportMaxLen, DefaultExportMaxLen)
+	def(&o.ExportBatch, DefaultExportBatch)
+	def(&o.ExportQueue, DefaultExportQueue)
+	def(&o.ExportQueueBytes, DefaultExportQueueBytes)
 	if o.ExportMaxLen < 0 || o.ExportBatch < 0 || o.ExportQueue < 0 || o.ExportQueueBytes < 0 {
 		return o, errors.New("bus: Options.ExportMaxLen, ExportBatch, ExportQueue and ExportQueueBytes must not be negative")
 	}
@@ -202,4 +183,12 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("bus: Options.MaxPendingBytes (%d) is below BatchMaxBytes (%d)", o.MaxPendingBytes, o.BatchMaxBytes)
 	}
 	return o, nil
+}
+
+// def sets *v to d when *v is the zero value (the option was left unset).
+func def[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
