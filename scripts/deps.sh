@@ -7,6 +7,7 @@
 #   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
 #          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
 #   bq     clang and the local BigQuery emulator (tools/bqemulator), built with cgo and clang
+#   bq-sources  only the download-and-patch step of bq (the patched module copies; no compile)
 #
 # As root on Debian it installs missing packages with apt-get. For anyone else it prints the exact
 # command to run and fails. Tools built from the Go module proxy are cached outside the repository in
@@ -126,36 +127,85 @@ group_infra() {
 # The local BigQuery emulator (github.com/goccy/bigquery-emulator, pinned in tools/bqemulator) that
 # `make run` and the bigquery-adapter's tests use. Its go-zetasql dependency is C++ built with cgo:
 # g++ 12 fails on it, clang++ builds it (cold: ~16 minutes and ~7 GB of memory; cached: seconds).
-# Same stamp rule as build_pinned, but with cgo on and clang as the C and C++ compiler.
-# Each *.patch in the module dir is a unified diff against one module's files, paths relative to
-# that module's root, which its first line names ("# module: <path>"); that module is built from a
-# patched copy in the cache (a replace directive in a copy of go.mod, given with -modfile), so
-# neither the module cache nor the repository changes.
+# Same stamp rule as build_pinned, but with cgo on and clang as the C and C++ compiler, and the
+# modules named by the *.patch files built from patched copies (patched_sources below).
 build_pinned_cgo() { # module-dir binary package
   local dir=$1 bin=$2 pkg=$3 ldflags="-s -w"
-  local out="$CACHE/bin/$bin" stamp="$CACHE/bin/.$bin.stamp" want
+  local out="$CACHE/bin/$bin" want
   want=$( (cd "$dir" && find . -maxdepth 1 -type f \( -name '*.go' -o -name go.mod -o -name go.sum -o -name '*.patch' \) | LC_ALL=C sort | xargs cat; go env GOVERSION; clang --version | head -1; echo "$pkg $ldflags cgo") | sha256sum | cut -c1-16)
-  if [ -x "$out" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  if [ -x "$out" ] && [ "$(cat "$CACHE/bin/.$bin.stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
-  echo "deps: building $bin from ${dir#"$REPO"/} with clang (a cold build takes ~16 minutes and ~7 GB)" >&2
   local modfile=()
-  local patches=("$dir"/*.patch)
-  if [ -e "${patches[0]}" ]; then
-    # (go build -overlay may not replace files in the module cache, hence the copy.)
-    local odir="$CACHE/patched/$bin" p mod mdir
-    rm -rf "$odir" && mkdir -p "$odir/src"
-    cp "$dir/go.mod" "$dir/go.sum" "$odir/"
-    for p in "${patches[@]}"; do
-      mod=$(sed -n '1s/^# module: //p' "$p")
-      mdir=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' "$mod") || return 1
-      mkdir -p "$odir/src/$mod" && cp -r "$mdir"/. "$odir/src/$mod/" && chmod -R u+w "$odir/src/$mod"
-      patch -s -p1 -d "$odir/src/$mod" <"$p" || { echo "deps: $p does not apply to $mod" >&2; return 1; }
-      echo "replace $mod => $odir/src/$mod" >>"$odir/go.mod"
-    done
-    modfile=(-modfile "$odir/go.mod")
+  if has_patches "$dir"; then
+    patched_sources "$dir" "$bin" || return 1
+    modfile=(-modfile "$CACHE/patched/$bin/go.mod")
   fi
+  echo "deps: building $bin from ${dir#"$REPO"/} with clang (a cold build takes ~20 minutes and ~7 GB)" >&2
   go_build_stamped "$dir" "$bin" "$pkg" "$ldflags" "$want" CGO_ENABLED=1 CC=clang CXX=clang++ -- "${modfile[@]}"
+}
+
+has_patches() { # module-dir
+  local patches=("$1"/*.patch)
+  [ -e "${patches[0]}" ]
+}
+
+# module_dir module-dir module: downloads module at the version module-dir's go.mod selects and
+# prints its directory in the module cache, after checking that it is one: an absolute path inside
+# GOMODCACHE holding the module's files. `go list -m -f {{.Dir}}` prints an empty string for a module
+# not downloaded yet, and copying from "" + "/." copies the root filesystem; hence the download
+# first and the checks.
+module_dir() {
+  local dir=$1 mod=$2 json mdir err cache
+  if ! json=$(cd "$dir" && GOWORK=off GOFLAGS=-mod=readonly go mod download -json "$mod" 2>&1); then
+    echo "deps: go mod download $mod (in ${dir#"$REPO"/}) failed:" >&2
+    printf '%s\n' "$json" | sed 's/^/deps:   /' >&2
+    return 1
+  fi
+  err=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Error": "\(.*\)",*$/\1/p')
+  mdir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  cache=$(cd "$dir" && GOWORK=off go env GOMODCACHE)
+  if [ -n "$err" ]; then
+    echo "deps: go mod download $mod: $err" >&2
+    return 1
+  fi
+  case "$mdir" in
+    "$cache"/*) ;;
+    *) echo "deps: go mod download $mod named the directory '$mdir', not one inside GOMODCACHE ($cache); not copying it" >&2
+       return 1 ;;
+  esac
+  if [ ! -f "$mdir/go.mod" ] || ! grep -q "^module $mod\$" "$mdir/go.mod"; then
+    echo "deps: $mdir does not hold module $mod (no go.mod naming it); not copying it" >&2
+    return 1
+  fi
+  printf '%s\n' "$mdir"
+}
+
+# patched_sources module-dir binary: each *.patch in module-dir is a unified diff against one
+# module's files, paths relative to that module's root, which its first line names
+# ("# module: <path>"). That module is copied from the module cache into
+# $CACHE/patched/<binary>/src/<module>, patched there, and replaced in a copy of module-dir's go.mod
+# ($CACHE/patched/<binary>/go.mod, given to go build with -modfile), so neither the module cache nor
+# the repository changes. (go build -overlay may not replace files in the module cache, hence the
+# copy.) Nothing is compiled: this is the part of the bq group that a test runs on an empty cache.
+patched_sources() {
+  local dir=$1 bin=$2 p mod mdir dst
+  local odir="$CACHE/patched/$bin"
+  case "$odir" in /*/patched/*) ;; *) echo "deps: refusing to use '$odir' as the patched copy" >&2; return 1 ;; esac
+  rm -rf "$odir" && mkdir -p "$odir/src"
+  cp "$dir/go.mod" "$dir/go.sum" "$odir/"
+  for p in "$dir"/*.patch; do
+    mod=$(sed -n '1s/^# module: //p' "$p")
+    [ -n "$mod" ] || { echo "deps: $p does not name its module on its first line (# module: <path>)" >&2; return 1; }
+    mdir=$(module_dir "$dir" "$mod") || return 1
+    dst="$odir/src/$mod"
+    if [ ! -d "$dst" ]; then
+      mkdir -p "$dst" && cp -r "$mdir"/. "$dst/" && chmod -R u+w "$dst"
+      echo "replace $mod => $dst" >>"$odir/go.mod"
+    fi
+    patch -s -p1 --no-backup-if-mismatch -d "$dst" <"$p" || { echo "deps: $p does not apply to $mod" >&2; return 1; }
+  done
+  echo "deps: patched sources of $bin in $odir" >&2
 }
 
 group_bq() {
@@ -178,6 +228,9 @@ for g in "${groups[@]}"; do
     browser) group_browser ;;
     infra) group_infra ;;
     bq) group_bq ;;
+    bq-sources) # the download-and-patch step of bq alone (no compile); tested on an empty cache
+      need_cmd patch patch; apt_install
+      patched_sources "$REPO/tools/bqemulator" bigquery-emulator ;;
     *) echo "deps: unknown group $g" >&2; exit 2 ;;
   esac
 done
