@@ -117,3 +117,44 @@ func (p *Proc) Wait(ctx context.Context) (int, bool) {
 		return -1, false
 	}
 }
+
+// CheckCommandLine runs bin with --help (exit 0, the usage on stdout naming each of want) and
+// with arguments it must refuse (exit 2, the usage on stderr), each without any environment: a
+// service that ignored its arguments would start serving instead, and the run would time out.
+func CheckCommandLine(t *testing.T, bin string, want ...string) {
+	t.Helper()
+	run := func(args ...string) (string, string, int) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if ctx.Err() != nil {
+			t.Fatalf("%s %q did not return within 10s (it served?)\n%s", bin, args, errb.String())
+		}
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return out.String(), errb.String(), code
+	}
+	out, _, code := run("--help")
+	if code != 0 {
+		t.Fatalf("--help: exit %d", code)
+	}
+	for _, w := range append([]string{"Usage:"}, want...) {
+		if !strings.Contains(out, w) {
+			t.Errorf("--help does not mention %q:\n%s", w, out)
+		}
+	}
+	for _, args := range [][]string{{"serve"}, {"--port", "1884"}, {"-x"}} {
+		_, errs, code := run(args...)
+		if code != 2 || !strings.Contains(errs, "unknown") || !strings.Contains(errs, "Usage:") {
+			t.Errorf("%q: exit %d, stderr:\n%s", args, code, errs)
+		}
+	}
+}

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -27,11 +28,20 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	if err := Run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
 		fmt.Fprintln(os.Stderr, "mochi:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
 		stop()
 		os.Exit(1)
 	}
 }
+
+// errUsage is a bad command line (exit code 2).
+var errUsage = errors.New("bad command line")
 
 // Run serves MQTT on -addr until ctx is cancelled.
 func Run(ctx context.Context, args []string) error {
@@ -39,7 +49,13 @@ func Run(ctx context.Context, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:1883", "TCP listener address")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -38,10 +38,12 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		usage()
+		usage(os.Stderr, 2)
 	}
 	var err error
 	switch os.Args[1] {
+	case "-h", "-help", "--help", "help":
+		usage(os.Stdout, 0)
 	case "base":
 		err = runBase(os.Args[2:])
 	case "build":
@@ -49,7 +51,8 @@ func main() {
 	case "inspect":
 		err = runInspect(os.Args[2:])
 	default:
-		usage()
+		fmt.Fprintf(os.Stderr, "imagekit: unknown subcommand %q\n", os.Args[1])
+		usage(os.Stderr, 2)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "imagekit:", err)
@@ -57,9 +60,9 @@ func main() {
 	}
 }
 
-func usage() {
-	fmt.Fprintln(os.Stderr, "usage: imagekit base|build|inspect [flags]  (see the package comment)")
-	os.Exit(2)
+func usage(w io.Writer, code int) {
+	fmt.Fprintln(w, "usage: imagekit base|build|inspect [flags]  (see the package comment; imagekit SUBCOMMAND -h lists its flags)")
+	os.Exit(code)
 }
 
 // epoch keeps layers reproducible: the same inputs give the same digests.

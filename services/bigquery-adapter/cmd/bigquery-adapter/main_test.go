@@ -24,3 +24,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"ADAPTER_BIGQUERY_ENDPOINT=http://e:9050":  "ADAPTER_BIGQUERY_PROJECT",
 	})
 }
+
+func TestCommandLine(t *testing.T) {
+	proctest.CheckCommandLine(t, proctest.Build(t, "."), "bigquery-adapter query", "ADAPTER_REDIS_ADDRS", "ADAPTER_BIGQUERY_PROJECT", "README.md")
+}

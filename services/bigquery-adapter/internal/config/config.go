@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 )
 
@@ -175,4 +177,9 @@ func (c Config) Validate() error {
 		return v("BIGQUERY_PROJECT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT (the emulator's project)"))
 	}
 	return nil
+}
+
+// Usage writes every environment variable the service reads, with its default (for --help).
+func Usage(w io.Writer) {
+	_ = envconfig.Usagef(Prefix, &Config{}, w, cli.EnvFormat)
 }

@@ -7,14 +7,28 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/app"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
+var program = cli.Program{
+	Name:    "broker",
+	Summary: "one MCloudTT MQTT broker replica (MQTT 3.1, 3.1.1 and 5.0)",
+	Commands: []cli.Command{{
+		Name: "passwd", Args: "[-c|-D] [-b] [-H alg] FILE USER [PASSWORD]",
+		Summary: "add, change or delete a user in a mosquitto-format password file",
+		Run:     func(args []string) int { return auth.RunPasswd(args, os.Stdin, os.Stdout, os.Stderr) },
+	}},
+	Env:  config.Usage,
+	More: "Every variable is explained in README.md, section Configuration.",
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "passwd" {
-		os.Exit(auth.RunPasswd(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+	if code, serve := cli.Dispatch(program, os.Args[1:], os.Stdout, os.Stderr); !serve {
+		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

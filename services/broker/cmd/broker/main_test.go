@@ -149,3 +149,7 @@ func TestSIGHUPReloadsPasswordFile(t *testing.T) {
 		t.Fatalf("bob after a failed reload: 0x%02X", rc)
 	}
 }
+
+func TestCommandLine(t *testing.T) {
+	proctest.CheckCommandLine(t, proctest.Build(t, "."), "broker passwd", "BROKER_MQTT_ADDR", "BROKER_REDIS_ADDRS", "README.md")
+}

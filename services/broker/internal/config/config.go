@@ -7,12 +7,14 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
@@ -243,4 +245,9 @@ func (c Config) SubackDeniedCode() mqtt.ReasonCode {
 		return mqtt.UnspecifiedError
 	}
 	return mqtt.NotAuthorized
+}
+
+// Usage writes every environment variable the service reads, with its default (for --help).
+func Usage(w io.Writer) {
+	_ = envconfig.Usagef(Prefix, &Config{}, w, cli.EnvFormat)
 }

@@ -26,3 +26,7 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"GATEWAY_MQTT_PASSWORD=secret":  "GATEWAY_MQTT_USERNAME",
 	})
 }
+
+func TestCommandLine(t *testing.T) {
+	proctest.CheckCommandLine(t, proctest.Build(t, "."), "GATEWAY_HTTP_ADDR", "GATEWAY_PROBE_INTERVAL", "README.md")
+}

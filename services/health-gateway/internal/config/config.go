@@ -8,12 +8,14 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 )
 
@@ -147,4 +149,9 @@ func (c Config) Validate() error {
 		return bad("ID", "%v (the id names the gateway's Redis channels and probe topics)", err)
 	}
 	return nil
+}
+
+// Usage writes every environment variable the service reads, with its default (for --help).
+func Usage(w io.Writer) {
+	_ = envconfig.Usagef(Prefix, &Config{}, w, cli.EnvFormat)
 }
