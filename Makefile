@@ -46,9 +46,11 @@ fuzz: ## fuzz every target for FUZZTIME each (default 60s)
 	  done; done
 
 .PHONY: lint
-lint: ## gofmt check and go vet on every module
+lint: ## gofmt check and go vet on every module; shellcheck on the scripts that set the project up and run it
+	@scripts/deps.sh lint
 	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	shellcheck -x .ci/run scripts/*.sh
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module, then go work sync
@@ -109,8 +111,10 @@ tf-plan: ## terraform plan of the GKE stack into terraform/tfplan (PROJECT=<proj
 	$(TF) -chdir=terraform plan -var="project_id=$(PROJECT)" -out=tfplan
 
 .PHONY: run
-run: deps build ## start the local stack (see README); Ctrl-C stops it
-	@scripts/run-local.sh
+run: ## start the local stack (see README): MQTT at once, the BigQuery emulator once built in the background; Ctrl-C stops it
+	@scripts/deps.sh base
+	@$(MAKE) --no-print-directory build
+	@BIN=$(BIN) scripts/run-local.sh
 
 BQ_PROJECT  ?= mcloudtt-local
 BQ_ENDPOINT ?= http://127.0.0.1:9050

@@ -14,7 +14,13 @@ BIN=${BIN:-bin}
 RUNS=${RUNS:-3}
 tmp=$(mktemp -d /tmp/mcloudtt-bench-adapter.XXXXXX)
 pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"' EXIT
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 echo "== adapter: 200,000 rows into the BigQuery emulator"
 $GO test -run '^$' -bench BenchmarkAdapterDrain -benchtime 1x ./services/bigquery-adapter/cmd/bigquery-adapter 2>&1 |
@@ -29,7 +35,7 @@ for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0
 S1="-topology fanin -pubs 10 -subs 1 -n 20000 -size 64 -qos 0 -timeout 60s"
 printf '  %-7s %12s %6s %10s %8s %10s %9s\n' export "deliv msg/s" lost "p99 µs" "cpu s" exported dropped
 declare -A best all
-for i in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
   for mode in off on; do
     redis-cli -p "$RP" flushall >/dev/null
     MP=$(port); HP=$(port)

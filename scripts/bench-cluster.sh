@@ -44,7 +44,7 @@ wait_ready() { # http-addr
 }
 
 start_broker() { # id mqtt-port http-port [redis-addr]
-  local env=(BROKER_ID="$1" BROKER_MQTT_ADDR=127.0.0.1:$2 BROKER_HTTP_ADDR=127.0.0.1:$3 BROKER_LOG_LEVEL=warn
+  local env=(BROKER_ID="$1" "BROKER_MQTT_ADDR=127.0.0.1:$2" "BROKER_HTTP_ADDR=127.0.0.1:$3" BROKER_LOG_LEVEL=warn
     BROKER_SYS_INTERVAL=0 BROKER_MAX_INFLIGHT=65535 BROKER_RECEIVE_MAXIMUM=65535 BROKER_MAX_QUEUED_MESSAGES=1000)
   # The export to BigQuery is off here: this measures the bus between replicas (make bench-adapter
   # measures the export's cost).

@@ -88,7 +88,7 @@ WRAP="" # the `timeout` process around it: the broker dies with the budget even 
 cleanup() {
   if [ -n "$WRAP" ]; then
     kill -TERM "$WRAP" 2>/dev/null || true
-    [ -n "$BPID" ] && kill -TERM "$BPID" 2>/dev/null || true
+    if [ -n "$BPID" ]; then kill -TERM "$BPID" 2>/dev/null || true; fi
     wait "$WRAP" 2>/dev/null || true
   fi
   WRAP="" BPID=""

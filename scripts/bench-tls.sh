@@ -12,14 +12,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=l
   -addext subjectAltName=IP:127.0.0.1 -days 1 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 P1=$(port); P2=$(port)
-BROKER_MQTT_ADDR=127.0.0.1:$P1 BROKER_TLS_ADDR=127.0.0.1:$P2 BROKER_HTTP_ADDR= BROKER_LOG_LEVEL=warn \
+BROKER_MQTT_ADDR=127.0.0.1:$P1 BROKER_TLS_ADDR=127.0.0.1:$P2 BROKER_HTTP_ADDR='' BROKER_LOG_LEVEL=warn \
   BROKER_TLS_CERT_FILE=$tmp/cert.pem BROKER_TLS_KEY_FILE=$tmp/key.pem "$BIN/broker" >"$tmp/broker.log" 2>&1 &
 BPID=$!
 sleep 0.5
 S1="-topology fanin -pubs 10 -subs 1 -n 20000 -size 64 -qos 0 -timeout 60s"
 printf '%-6s %12s %6s %10s %10s %8s\n' listener "deliv msg/s" lost "p50 µs" "p99 µs" "cpu s"
 declare -A best
-for i in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
   for mode in tcp tls; do
     if [ $mode = tcp ]; then args="-addr 127.0.0.1:$P1"; else args="-addr 127.0.0.1:$P2 -tls -tls-ca $tmp/cert.pem"; fi
     # shellcheck disable=SC2086

@@ -7,6 +7,7 @@
 #   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
 #          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
 #   bq     clang and the local BigQuery emulator (tools/bqemulator), built with cgo and clang
+#   lint   shellcheck (make lint)
 #   bq-sources  only the download-and-patch step of bq (the patched module copies; no compile)
 #
 # As root on Debian it installs missing packages with apt-get. For anyone else it prints the exact
@@ -228,6 +229,7 @@ for g in "${groups[@]}"; do
     browser) group_browser ;;
     infra) group_infra ;;
     bq) group_bq ;;
+    lint) need_cmd shellcheck shellcheck; apt_install ;;
     bq-sources) # the download-and-patch step of bq alone (no compile); tested on an empty cache
       need_cmd patch patch; apt_install
       patched_sources "$REPO/tools/bqemulator" bigquery-emulator ;;

@@ -28,6 +28,7 @@ KEEP=${INFRA_KEEP:-}   # set to keep $WORK for a post-mortem
 passed=0 failed=0 skipped=0
 pids=()
 
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local pid
   for pid in "${pids[@]}"; do
@@ -251,8 +252,9 @@ PY
   esac
 }
 
-for overlay in $(ls "$ROOT/deploy/overlays"); do
-  apply_overlay "$overlay"
+for overlay in "$ROOT"/deploy/overlays/*/; do
+  overlay=${overlay%/}
+  apply_overlay "${overlay##*/}"
 done
 
 # ---------------------------------------------------------------------------------------------------
@@ -394,6 +396,7 @@ PY
   fi
   http=$(sed -n 's/^[A-Z]*_HTTP_ADDR=//p' "$envfile")
   drain=$(sed -n 's/^[A-Z]*_SHUTDOWN_TIMEOUT=\([0-9]*\)s$/\1/p' "$envfile")
+  # shellcheck disable=SC2046 # one VAR=value word per line of the env file
   (exec env -i PATH=/usr/bin:/bin $(cat "$envfile") "$IMG/$svc") >>"$log" 2>&1 &
   pid=$!
   pids+=("$pid")

@@ -27,7 +27,7 @@ topic readwrite #
 topic read $SYS/#
 topic deny test/nosubscribe
 EOF
-BROKER_MQTT_ADDR=127.0.0.1:$PORT BROKER_HTTP_ADDR= BROKER_LOG_LEVEL=${BROKER_LOG_LEVEL:-info} \
+BROKER_MQTT_ADDR=127.0.0.1:$PORT BROKER_HTTP_ADDR='' BROKER_LOG_LEVEL=${BROKER_LOG_LEVEL:-info} \
 BROKER_LOG_FORMAT=json BROKER_MAX_KEEPALIVE=60 BROKER_TOPIC_ALIAS_MAXIMUM=10 \
 BROKER_ACL_FILE=$ACL BROKER_SUBACK_DENIED=unspecified BROKER_ID=interop bin/broker >"$LOG" 2>&1 &
 BPID=$!
@@ -37,4 +37,5 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 echo "broker on 127.0.0.1:$PORT (log $LOG)"
+# shellcheck disable=SC2086 # INTEROP_TESTS is a list of test names
 python3 scripts/interop.py "$SUITE" 127.0.0.1 "$PORT" "${INTEROP_WHICH:-both}" ${INTEROP_TESTS:-}
