@@ -109,6 +109,8 @@ type Bus struct {
 
 	export *exporter // the export stream's queue and writer (export.go)
 
+	dsubsSeq atomic.Uint64 // sequence numbers of this process's durable-subscription notices
+
 	stats struct {
 		published, failed, commands, flushes, received, discarded, recvBytes, sentBytes,
 		reconnects atomic.Uint64

@@ -83,6 +83,23 @@ func (n Names) SessionQueue(clientID string) string {
 	return n.p() + ":{s:" + clientID + "}:queue"
 }
 
+// SessionLog is the key of a persistent session's log: a STREAM of the QoS 1/2 messages
+// appended for it and not yet trimmed (see sessions.go). "mcloudtt:{s:<client id>}:log".
+func (n Names) SessionLog(clientID string) string { return n.p() + ":{s:" + clientID + "}:log" }
+
+// ReplicaSessions is the key of the SET of client ids whose sessions replica claimed and has
+// not released: read when the replica dies, to mark its clients offline. "mcloudtt:{r1}:sessions".
+func (n Names) ReplicaSessions(replica string) string { return n.p() + ":{" + replica + "}:sessions" }
+
+// DurableSubs is the key of the cluster-wide index of persistent subscriptions: a HASH client id
+// -> EncodeDurableSubs. Every replica caches it, to append messages to the logs of the
+// persistent sessions they match. "mcloudtt:dsubs".
+func (n Names) DurableSubs() string { return n.p() + ":dsubs" }
+
+// DurableSubsChanges is the channel on which every change of DurableSubs is announced.
+// "mcloudtt:dsubs:changes".
+func (n Names) DurableSubsChanges() string { return n.p() + ":dsubs:changes" }
+
 // SessionOwner is the key holding the id of the replica that has clientID connected (client-id
 // ownership, for takeover across replicas). "mcloudtt:{s:<client id>}:owner".
 func (n Names) SessionOwner(clientID string) string {

@@ -88,6 +88,9 @@ type Options struct {
 	// OnRouteChange, when set, subscribes to the route-change channel too and is called with
 	// every change that decodes.
 	OnRouteChange func(RouteChange)
+	// OnDurableSubs, when set, subscribes to the channel announcing changes of the persistent
+	// subscription index (Names.DurableSubsChanges) and is called with every change that decodes.
+	OnDurableSubs func(DurableSubsChange)
 	// OnReconnect is called after the replica's channels have been subscribed again after a lost
 	// connection, before any message received on the new connection is passed on: messages sent
 	// to this replica in between are lost, so the broker resyncs its route table here (start the

@@ -33,12 +33,15 @@ func (b *Bus) makeLinks() []*link {
 		h  func([]byte)
 	}
 	replica := []sub{{n.Inbound(id), o.OnBatch}, {n.Control(id), o.OnControl}}
-	var heartbeats, routes []sub
+	var heartbeats, routes, dsubs []sub
 	if o.OnHeartbeat != nil {
 		heartbeats = []sub{{n.Heartbeats(), b.onHeartbeat}}
 	}
 	if o.OnRouteChange != nil {
 		routes = []sub{{n.RouteChanges(), b.onRouteChange}}
+	}
+	if o.OnDurableSubs != nil {
+		dsubs = []sub{{n.DurableSubsChanges(), b.onDurableSubs}}
 	}
 	mk := func(name string, resync bool, subs ...[]sub) *link {
 		l := &link{b: b, name: name, resync: resync}
@@ -55,7 +58,7 @@ func (b *Bus) makeLinks() []*link {
 		return l
 	}
 	if !o.Cluster {
-		return []*link{mk("sub", true, replica, heartbeats, routes)}
+		return []*link{mk("sub", true, replica, heartbeats, routes, dsubs)}
 	}
 	// Sharded channels of different slots cannot share an SSUBSCRIBE (CROSSSLOT), and each slot
 	// may live on another node: one connection per slot.
@@ -65,6 +68,9 @@ func (b *Bus) makeLinks() []*link {
 	}
 	if routes != nil {
 		links = append(links, mk("routes", true, routes))
+	}
+	if dsubs != nil {
+		links = append(links, mk("dsubs", true, dsubs))
 	}
 	return links
 }

@@ -1,0 +1,285 @@
+package bus
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The index of persistent subscriptions (Names.DurableSubs): client id -> the QoS 1/2
+// subscriptions of its persistent session, whichever replica holds it. A replica that accepts a
+// PUBLISH looks it up (in its cached copy) to append the message to the log of every persistent
+// session it matches, before acknowledging it. Only non-shared subscriptions with QoS 1 or 2 are
+// indexed: QoS 0 deliveries and shared subscriptions keep the direct path between replicas.
+//
+// A value is "<epoch> <binary>": the epoch of the claim that wrote it, so that a replica that
+// lost the session cannot overwrite the entry of the claim that followed (SetDurableSubs refuses
+// an older epoch), then the subscriptions (EncodeDurableSubs).
+
+// DurableSub is one indexed subscription.
+type DurableSub struct {
+	Filter            string
+	QoS               byte // 1 or 2
+	NoLocal           bool
+	RetainAsPublished bool
+}
+
+// DurableSubs are a persistent session's indexed subscriptions.
+type DurableSubs struct {
+	Inc  uint64 // the session's incarnation: appends carry it (see Append)
+	Subs []DurableSub
+}
+
+// DurableSubsChange announces a change of one entry.
+type DurableSubsChange struct {
+	Client string
+	Subs   *DurableSubs // nil: the entry was deleted
+	Origin string       // the replica that wrote it
+	Seq    uint64       // that replica's counter, to recognise its own notices
+}
+
+const dsubsVersion = 1
+
+// EncodeDurableSubs is the binary form: version, inc, count, then per subscription filter
+// (uvarint length + bytes) and a flags byte (bits 0-1 QoS, 2 no local, 3 retain as published).
+func EncodeDurableSubs(dst []byte, ds DurableSubs) []byte {
+	dst = append(dst, dsubsVersion)
+	dst = binary.AppendUvarint(dst, ds.Inc)
+	dst = binary.AppendUvarint(dst, uint64(len(ds.Subs)))
+	for _, s := range ds.Subs {
+		dst = appendStr(dst, s.Filter)
+		f := s.QoS & 3
+		if s.NoLocal {
+			f |= 4
+		}
+		if s.RetainAsPublished {
+			f |= 8
+		}
+		dst = append(dst, f)
+	}
+	return dst
+}
+
+// DecodeDurableSubs parses EncodeDurableSubs' output; the strings are copied.
+func DecodeDurableSubs(p []byte) (DurableSubs, error) {
+	var ds DurableSubs
+	if len(p) < 1 || p[0] != dsubsVersion {
+		return ds, fmt.Errorf("%w: durable subscriptions: bad version", ErrMalformed)
+	}
+	d := decoder{b: p, off: 1}
+	ds.Inc = d.uvarint("incarnation")
+	n := d.uvarint("count")
+	if d.err == nil && n > uint64(len(p)) {
+		d.fail("count exceeds the value")
+	}
+	for i := uint64(0); d.err == nil && i < n; i++ {
+		f := string(d.bytes("filter"))
+		if d.err != nil {
+			break
+		}
+		if d.off >= len(p) {
+			d.fail("flags")
+			break
+		}
+		fl := p[d.off]
+		d.off++
+		ds.Subs = append(ds.Subs, DurableSub{Filter: f, QoS: fl & 3, NoLocal: fl&4 != 0, RetainAsPublished: fl&8 != 0})
+	}
+	if d.err == nil && d.off != len(p) {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return DurableSubs{}, d.err
+	}
+	return ds, nil
+}
+
+const dsubsChangeVersion = 1
+
+// appendDurableSubsChange: version, op (1 set, 2 delete), client, origin, seq, [value].
+func appendDurableSubsChange(dst []byte, c DurableSubsChange) []byte {
+	op := byte(2)
+	if c.Subs != nil {
+		op = 1
+	}
+	dst = append(dst, dsubsChangeVersion, op)
+	dst = appendStr(dst, c.Client)
+	dst = appendStr(dst, c.Origin)
+	dst = binary.AppendUvarint(dst, c.Seq)
+	if c.Subs != nil {
+		dst = EncodeDurableSubs(dst, *c.Subs)
+	}
+	return dst
+}
+
+// DecodeDurableSubsChange parses a notice.
+func DecodeDurableSubsChange(p []byte) (DurableSubsChange, error) {
+	var c DurableSubsChange
+	if len(p) < 2 || p[0] != dsubsChangeVersion || (p[1] != 1 && p[1] != 2) {
+		return c, fmt.Errorf("%w: durable subscriptions notice: bad header", ErrMalformed)
+	}
+	d := decoder{b: p, off: 2}
+	c.Client = string(d.bytes("client"))
+	c.Origin = string(d.bytes("origin"))
+	c.Seq = d.uvarint("seq")
+	if d.err != nil {
+		return DurableSubsChange{}, d.err
+	}
+	if p[1] == 1 {
+		ds, err := DecodeDurableSubs(p[d.off:])
+		if err != nil {
+			return DurableSubsChange{}, err
+		}
+		c.Subs = &ds
+	} else if d.off != len(p) {
+		return DurableSubsChange{}, fmt.Errorf("%w: durable subscriptions notice: trailing bytes", ErrMalformed)
+	}
+	return c, nil
+}
+
+var (
+	// KEYS: index. ARGV: client, epoch, value ("" deletes), inc (for a delete: only this
+	// incarnation's entry). Returns 1 when written.
+	dsubsSetScript = redis.NewScript(`
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local e = tonumber(string.match(old, '^(%d+) '))
+  if e and e > tonumber(ARGV[2]) then return 0 end
+end
+if ARGV[3] == '' then
+  if not old then return 0 end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3])
+return 1
+`)
+	// KEYS: index. ARGV: client, value as read. Deletes the entry if it is still that value.
+	dsubsDelIfScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) return 1 end
+return 0
+`)
+)
+
+// SetDurableSubs writes client's entry as the claim epoch (an empty ds.Subs deletes it) and
+// announces it. It returns the notice's sequence number (compare with DurableSubsChange.Seq of
+// notices from this replica to know the others have it), and written = false when a newer claim
+// already wrote the entry (nothing announced).
+func (b *Bus) SetDurableSubs(ctx context.Context, client string, epoch uint64, ds DurableSubs) (seq uint64, written bool, err error) {
+	val := ""
+	var subs *DurableSubs
+	if len(ds.Subs) > 0 {
+		val = string(EncodeDurableSubs(nil, ds))
+		subs = &ds
+	}
+	n, err := dsubsSetScript.Run(ctx, b.client, []string{b.names.DurableSubs()}, client, strconv.FormatUint(epoch, 10), val).Int()
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: durable subscriptions: %w", ErrUnavailable, err)
+	}
+	if n == 0 {
+		return 0, false, nil
+	}
+	seq = b.dsubsSeq.Add(1)
+	return seq, true, b.announceDurableSubs(ctx, DurableSubsChange{Client: client, Subs: subs, Origin: b.opts.ReplicaID, Seq: seq})
+}
+
+func (b *Bus) announceDurableSubs(ctx context.Context, c DurableSubsChange) error {
+	p := appendDurableSubsChange(nil, c)
+	var err error
+	if b.opts.Cluster {
+		err = b.pubc().SPublish(ctx, b.names.DurableSubsChanges(), p).Err()
+	} else {
+		err = b.pubc().Publish(ctx, b.names.DurableSubsChanges(), p).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("%w: durable subscriptions notice: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// ScanDurableSubs calls fn with every entry of the index (in pages, so a large index does not
+// block Redis).
+func (b *Bus) ScanDurableSubs(ctx context.Context, fn func(client string, ds DurableSubs)) error {
+	key := b.names.DurableSubs()
+	var cursor uint64
+	for {
+		kv, next, err := b.client.HScan(ctx, key, cursor, "*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("%w: durable subscriptions: %w", ErrUnavailable, err)
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			ds, err := decodeDurableValue(kv[i+1])
+			if err != nil {
+				b.log.Warn().Err(err).Str("client_id", kv[i]).Msg("bus: undecodable durable subscriptions entry skipped")
+				continue
+			}
+			fn(kv[i], ds)
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+func decodeDurableValue(v string) (DurableSubs, error) {
+	_, bin, ok := strings.Cut(v, " ")
+	if !ok {
+		return DurableSubs{}, fmt.Errorf("%w: durable subscriptions entry without epoch", ErrMalformed)
+	}
+	return DecodeDurableSubs([]byte(bin))
+}
+
+// SweepDurableSubs deletes (and announces) the entries whose session no longer exists in Redis
+// (it expired there, its owner gone). Any replica may run it; it returns how many it deleted.
+func (b *Bus) SweepDurableSubs(ctx context.Context) (int, error) {
+	key := b.names.DurableSubs()
+	var cursor uint64
+	removed := 0
+	for {
+		kv, next, err := b.client.HScan(ctx, key, cursor, "*", 500).Result()
+		if err != nil {
+			return removed, fmt.Errorf("%w: sweep: %w", ErrUnavailable, err)
+		}
+		exists := make([]*redis.IntCmd, 0, len(kv)/2)
+		_, err = b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := 0; i+1 < len(kv); i += 2 {
+				exists = append(exists, p.Exists(ctx, b.names.Session(kv[i])))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return removed, fmt.Errorf("%w: sweep: %w", ErrUnavailable, err)
+		}
+		for i, e := range exists {
+			if e.Val() != 0 {
+				continue
+			}
+			client, val := kv[2*i], kv[2*i+1]
+			n, err := dsubsDelIfScript.Run(ctx, b.client, []string{key}, client, val).Int()
+			if err != nil {
+				return removed, fmt.Errorf("%w: sweep: %w", ErrUnavailable, err)
+			}
+			if n == 1 {
+				removed++
+				_ = b.announceDurableSubs(ctx, DurableSubsChange{Client: client, Origin: b.opts.ReplicaID, Seq: b.dsubsSeq.Add(1)})
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return removed, nil
+		}
+	}
+}
+
+func (b *Bus) onDurableSubs(p []byte) {
+	c, err := DecodeDurableSubsChange(p)
+	if err != nil {
+		b.log.Warn().Err(err).Msg("bus: undecodable durable subscriptions notice ignored")
+		return
+	}
+	b.opts.OnDurableSubs(c)
+}
