@@ -25,6 +25,7 @@ import (
 //	                      cur      "<entry id> <seq>": the first message not yet done, and its entry
 //	                      dn, rl   sequence numbers above cur that are done / whose PUBREL is due
 //	                      state    the broker's own blob (subscriptions, expiry)
+//	                      exp      the session expiry interval in ms (-1: never)
 //	                      q:<pid>  an inbound QoS 2 packet id received, its PUBREL not yet (message id)
 //	SessionLog(id)  STREAM one entry per append: s = sequence number of its first message, then
 //	                      m0, m1, ... = one message each (a one-message envelope batch)
@@ -151,7 +152,7 @@ return out
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 for i = 2, #ARGV, 2 do
   local op, a = ARGV[i], ARGV[i+1]
-  if op == 'cur' or op == 'dn' or op == 'rl' or op == 'state' then
+  if op == 'cur' or op == 'dn' or op == 'rl' or op == 'state' or op == 'exp' then
     redis.call('HSET', KEYS[1], op, a)
   elseif op == 'trim' then
     redis.call('XTRIM', KEYS[2], 'MINID', a)
@@ -173,19 +174,25 @@ return 1
 `)
 
 	// A replica is gone: its sessions whose clients were connected go offline, expiring after
-	// ttl (0: never). KEYS: session, log. ARGV: dead replica, ttl ms.
+	// their expiry ("exp", ms; -1 never) plus OfflineMargin. KEYS: session, log. ARGV: dead
+	// replica, margin ms.
 	orphanScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'owner', 'online')
+local h = redis.call('HMGET', KEYS[1], 'owner', 'online', 'exp')
 if h[1] ~= ARGV[1] or h[2] ~= '1' then return 0 end
 redis.call('HSET', KEYS[1], 'online', '0')
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
+local exp = tonumber(h[3] or '-1')
+if exp >= 0 then
+  redis.call('PEXPIRE', KEYS[1], exp + tonumber(ARGV[2]))
+  redis.call('PEXPIRE', KEYS[2], exp + tonumber(ARGV[2]))
 end
 return 1
 `)
 )
+
+// OfflineMargin is how much longer than its expiry interval an offline session's keys live in
+// Redis: the owner ends the session itself at its expiry; the keys' own expiry is the backstop
+// when the owner is gone.
+const OfflineMargin = time.Minute
 
 func (b *Bus) sessionKeys(id string) []string {
 	return []string{b.names.Session(id), b.names.SessionLog(id)}
@@ -444,6 +451,10 @@ type Commit struct {
 	TrimBefore string
 	DelQ2      []uint16 // inbound QoS 2 packet ids whose exchange ended
 	State      []byte   // the broker's blob
+	// SetExpiry writes Expiry, the session expiry interval (negative: never), which
+	// ReleaseOrphans uses when the owner dies.
+	SetExpiry bool
+	Expiry    time.Duration
 	// Offline marks the client disconnected; the session's keys expire after OfflineTTL (0:
 	// never).
 	Offline    bool
@@ -472,6 +483,13 @@ func (c *Commit) queue(b *Bus, ctx context.Context, p redis.Pipeliner) {
 	}
 	if c.State != nil {
 		args = append(args, "state", c.State)
+	}
+	if c.SetExpiry {
+		ms := int64(-1)
+		if c.Expiry >= 0 {
+			ms = c.Expiry.Milliseconds()
+		}
+		args = append(args, "exp", ms)
 	}
 	if c.Offline {
 		args = append(args, "off", c.OfflineTTL.Milliseconds())
@@ -641,10 +659,10 @@ func decodeLogEntry(x redis.XMessage) (LogEntry, bool) {
 }
 
 // ReleaseOrphans marks the sessions held by dead replica (its clients' connections died with it)
-// offline, each expiring after ttl(state) (0: never), and forgets the replica's set. Other
-// replicas may run it at the same time: a session is changed only while it still names the dead
-// replica as owner and online. It returns how many sessions it changed.
-func (b *Bus) ReleaseOrphans(ctx context.Context, dead string, ttl func(state []byte) time.Duration) (int, error) {
+// offline, each expiring after its expiry interval plus OfflineMargin, and forgets the replica's
+// set. Other replicas may run it at the same time: a session is changed only while it still
+// names the dead replica as owner and online. It returns how many sessions it changed.
+func (b *Bus) ReleaseOrphans(ctx context.Context, dead string) (int, error) {
 	set := b.names.ReplicaSessions(dead)
 	ids, err := b.client.SMembers(ctx, set).Result()
 	if err != nil {
@@ -652,11 +670,7 @@ func (b *Bus) ReleaseOrphans(ctx context.Context, dead string, ttl func(state []
 	}
 	n := 0
 	for _, id := range ids {
-		state, err := b.client.HGet(ctx, b.names.Session(id), "state").Bytes()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return n, fmt.Errorf("%w: orphan session: %w", ErrUnavailable, err)
-		}
-		r, err := orphanScript.Run(ctx, b.client, b.sessionKeys(id), dead, ttl(state).Milliseconds()).Int()
+		r, err := orphanScript.Run(ctx, b.client, b.sessionKeys(id), dead, OfflineMargin.Milliseconds()).Int()
 		if err != nil {
 			return n, fmt.Errorf("%w: orphan session: %w", ErrUnavailable, err)
 		}
@@ -666,6 +680,37 @@ func (b *Bus) ReleaseOrphans(ctx context.Context, dead string, ttl func(state []
 		return n, fmt.Errorf("%w: orphan sessions: %w", ErrUnavailable, err)
 	}
 	return n, nil
+}
+
+// SessionOwner returns the replica Redis names as the owner of session id ("" if none) and
+// whether its client is connected there.
+func (b *Bus) SessionOwner(ctx context.Context, id string) (owner string, online bool, err error) {
+	vals, err := b.client.HMGet(ctx, b.names.Session(id), "owner", "online").Result()
+	if err != nil {
+		return "", false, fmt.Errorf("%w: session owner: %w", ErrUnavailable, err)
+	}
+	owner, _ = vals[0].(string)
+	on, _ := vals[1].(string)
+	return owner, on == "1", nil
+}
+
+// SessionEpochs returns the current epoch of each session (0: it does not exist), in order.
+func (b *Bus) SessionEpochs(ctx context.Context, ids []string) ([]uint64, error) {
+	cmds := make([]*redis.StringCmd, len(ids))
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HGet(ctx, b.names.Session(id), "epoch")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: session epochs: %w", ErrUnavailable, err)
+	}
+	out := make([]uint64, len(ids))
+	for i, c := range cmds {
+		out[i], _ = strconv.ParseUint(c.Val(), 10, 64)
+	}
+	return out, nil
 }
 
 // ForgetSession removes id from this replica's set of sessions (it went offline or ended).
