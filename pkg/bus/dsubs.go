@@ -143,8 +143,8 @@ func DecodeDurableSubsChange(p []byte) (DurableSubsChange, error) {
 }
 
 var (
-	// KEYS: index. ARGV: client, epoch, value ("" deletes), inc (for a delete: only this
-	// incarnation's entry). Returns 1 when written.
+	// KEYS: index. ARGV: client, epoch, value ("" deletes). Returns 0 when a newer claim wrote
+	// the entry, 1 when written, 2 when there was nothing to delete.
 	dsubsSetScript = redis.NewScript(`
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
@@ -152,7 +152,7 @@ if old then
   if e and e > tonumber(ARGV[2]) then return 0 end
 end
 if ARGV[3] == '' then
-  if not old then return 0 end
+  if not old then return 2 end
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 1
 end
@@ -183,6 +183,9 @@ func (b *Bus) SetDurableSubs(ctx context.Context, client string, epoch uint64, d
 	}
 	if n == 0 {
 		return 0, false, nil
+	}
+	if n == 2 {
+		return 0, true, nil // nothing was there: nothing to announce
 	}
 	seq = b.dsubsSeq.Add(1)
 	return seq, true, b.announceDurableSubs(ctx, DurableSubsChange{Client: client, Subs: subs, Origin: b.opts.ReplicaID, Seq: seq})

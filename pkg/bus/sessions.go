@@ -80,20 +80,20 @@ type SessionClaim struct {
 
 // The scripts. Each touches the keys of one session only (one slot on a Redis Cluster).
 var (
-	// KEYS: session, log. ARGV: replica, clean ("1"/"0"). Returns {epoch, prev owner, prev
-	// online, present, HGETALL}.
+	// KEYS: session, log. ARGV: replica, clean ("1"/"0"), expiry ms (-1 never, 0 a clean
+	// session: not resumable). Returns {epoch, prev owner, prev online, present, HGETALL}.
 	claimScript = redis.NewScript(`
 local t = redis.call('TIME')
 local nowus = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local old = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0')
 local epoch = string.format('%.0f', math.max(old + 1, nowus))
-local h = redis.call('HMGET', KEYS[1], 'inc', 'owner', 'online')
-local present = h[1] and ARGV[2] == '0'
+local h = redis.call('HMGET', KEYS[1], 'inc', 'owner', 'online', 'exp')
+local present = h[1] and ARGV[2] == '0' and h[4] ~= '0'
 if not present then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('HSET', KEYS[1], 'inc', epoch, 'app', '0', 'cur', '0-0 1')
 end
-redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'online', '1')
+redis.call('HSET', KEYS[1], 'epoch', epoch, 'owner', ARGV[1], 'online', '1', 'exp', ARGV[3])
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[2])
 return {epoch, h[2] or '', h[3] or '0', present and '1' or '0', redis.call('HGETALL', KEYS[1])}
@@ -165,6 +165,10 @@ for i = 2, #ARGV, 2 do
       redis.call('PEXPIRE', KEYS[1], ttl)
       redis.call('PEXPIRE', KEYS[2], ttl)
     end
+  elseif op == 'on' then
+    redis.call('HSET', KEYS[1], 'online', '1')
+    redis.call('PERSIST', KEYS[1])
+    redis.call('PERSIST', KEYS[2])
   elseif op == 'end' then
     redis.call('DEL', KEYS[1], KEYS[2])
     return 2
@@ -199,16 +203,21 @@ func (b *Bus) sessionKeys(id string) []string {
 }
 
 // ClaimSession makes this replica the owner of session id and returns what Redis holds of it.
-// With clean, or when no session exists, a new incarnation starts empty. The previous owner, if
+// With clean, or when no session exists (or only a clean one, expiry 0), a new incarnation
+// starts empty. expiry is the session expiry interval (negative: never; 0: a clean session). The previous owner, if
 // any, is fenced from here on: its Commit calls fail with ErrFenced. The session is also added
 // to this replica's set of sessions (for ReleaseOrphans).
-func (b *Bus) ClaimSession(ctx context.Context, id string, clean bool) (SessionClaim, error) {
+func (b *Bus) ClaimSession(ctx context.Context, id string, clean bool, expiry time.Duration) (SessionClaim, error) {
 	var sc SessionClaim
 	cleanArg := "0"
 	if clean {
 		cleanArg = "1"
 	}
-	res, err := claimScript.Run(ctx, b.client, b.sessionKeys(id), b.opts.ReplicaID, cleanArg).Slice()
+	exp := int64(-1)
+	if expiry >= 0 {
+		exp = expiry.Milliseconds()
+	}
+	res, err := claimScript.Run(ctx, b.client, b.sessionKeys(id), b.opts.ReplicaID, cleanArg, exp).Slice()
 	if err != nil {
 		return sc, fmt.Errorf("%w: claim session: %w", ErrUnavailable, err)
 	}
@@ -459,6 +468,9 @@ type Commit struct {
 	// never).
 	Offline    bool
 	OfflineTTL time.Duration
+	// Online marks the client connected here again (after a replica that thought this one dead
+	// marked it offline): the keys stop expiring.
+	Online bool
 	End        bool // delete the session
 
 	Err    error // nil, ErrFenced, or a failure (nothing is known)
@@ -493,6 +505,9 @@ func (c *Commit) queue(b *Bus, ctx context.Context, p redis.Pipeliner) {
 	}
 	if c.Offline {
 		args = append(args, "off", c.OfflineTTL.Milliseconds())
+	}
+	if c.Online {
+		args = append(args, "on", "")
 	}
 	if c.End {
 		args = append(args, "end", "")
@@ -711,6 +726,14 @@ func (b *Bus) SessionEpochs(ctx context.Context, ids []string) ([]uint64, error)
 		out[i], _ = strconv.ParseUint(c.Val(), 10, 64)
 	}
 	return out, nil
+}
+
+// HoldSession adds id to this replica's set of sessions (ReleaseOrphans reads it).
+func (b *Bus) HoldSession(ctx context.Context, id string) error {
+	if err := b.client.SAdd(ctx, b.names.ReplicaSessions(b.opts.ReplicaID), id).Err(); err != nil {
+		return fmt.Errorf("%w: hold session: %w", ErrUnavailable, err)
+	}
+	return nil
 }
 
 // ForgetSession removes id from this replica's set of sessions (it went offline or ended).

@@ -51,7 +51,7 @@ func TestSessionLogLifecycle(t *testing.T) {
 	a := newBus(t, testOptions(t, "replica-a", rs.Addr()))
 	b := newBus(t, testOptions(t, "replica-b", rs.Addr()))
 
-	ca, err := a.ClaimSession(ctx, "dev1", false)
+	ca, err := a.ClaimSession(ctx, "dev1", false, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestSessionLogLifecycle(t *testing.T) {
 	}
 
 	// replica-b claims it (the client reconnected there): a is fenced, b sees a's marks.
-	cb, err := b.ClaimSession(ctx, "dev1", false)
+	cb, err := b.ClaimSession(ctx, "dev1", false, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestSessionLogLifecycle(t *testing.T) {
 	if off.Err != nil || ttl == "-1" || ttl == "-2" {
 		t.Fatalf("offline: %v, log ttl %s", off.Err, ttl)
 	}
-	cc, err := a.ClaimSession(ctx, "dev1", true)
+	cc, err := a.ClaimSession(ctx, "dev1", true, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestSessionLogLifecycle(t *testing.T) {
 		t.Fatalf("end: %+v", end)
 	}
 	// An epoch stays larger than every earlier one even after the session was deleted.
-	cd, _ := b.ClaimSession(ctx, "dev1", false)
+	cd, _ := b.ClaimSession(ctx, "dev1", false, time.Hour)
 	if cd.Epoch <= cc.Epoch {
 		t.Fatalf("epoch went back: %d after %d", cd.Epoch, cc.Epoch)
 	}
@@ -162,8 +162,8 @@ func TestQoS2AppendIsRecordedOnce(t *testing.T) {
 	rs := redistest.Start(t)
 	ctx := context.Background()
 	a := newBus(t, testOptions(t, "replica-a", rs.Addr()))
-	pub, _ := a.ClaimSession(ctx, "pub", false)
-	sub, _ := a.ClaimSession(ctx, "sub", false)
+	pub, _ := a.ClaimSession(ctx, "pub", false, time.Hour)
+	sub, _ := a.ClaimSession(ctx, "sub", false, time.Hour)
 	_ = pub
 	id := NewMessageID()
 	mk := func() *Q2Append {
@@ -180,7 +180,7 @@ func TestQoS2AppendIsRecordedOnce(t *testing.T) {
 		t.Fatalf("resend: %+v", q2)
 	}
 	// The receive state is in the claim of whoever takes the publisher's session next.
-	c, _ := a.ClaimSession(ctx, "pub", false)
+	c, _ := a.ClaimSession(ctx, "pub", false, time.Hour)
 	if c.InQoS2[7] != id {
 		t.Fatalf("inbound QoS 2 state after a claim: %v", c.InQoS2)
 	}
@@ -200,7 +200,7 @@ func TestSessionScriptsSurviveARedisRestart(t *testing.T) {
 	rs := redistest.Start(t)
 	ctx := context.Background()
 	a := newBus(t, testOptions(t, "replica-a", rs.Addr()))
-	c, err := a.ClaimSession(ctx, "dev", false)
+	c, err := a.ClaimSession(ctx, "dev", false, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,10 +222,10 @@ func TestReleaseOrphans(t *testing.T) {
 	a := newBus(t, testOptions(t, "replica-a", rs.Addr()))
 	b := newBus(t, testOptions(t, "replica-b", rs.Addr()))
 	for _, id := range []string{"s1", "s2", "moved"} {
-		c, _ := a.ClaimSession(ctx, id, false)
+		c, _ := a.ClaimSession(ctx, id, false, time.Hour)
 		mustWrite(t, a, &Commit{Session: id, Epoch: c.Epoch, SetExpiry: true, Expiry: time.Minute})
 	}
-	if _, err := b.ClaimSession(ctx, "moved", false); err != nil {
+	if _, err := b.ClaimSession(ctx, "moved", false, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	n, err := b.ReleaseOrphans(ctx, "replica-a")
@@ -256,7 +256,7 @@ func TestDurableSubsIndex(t *testing.T) {
 	b := newBus(t, testOptions(t, "replica-b", rs.Addr()))
 	waitConnected(t, a, b)
 
-	c1, _ := b.ClaimSession(ctx, "dev", false)
+	c1, _ := b.ClaimSession(ctx, "dev", false, time.Hour)
 	ds := DurableSubs{Inc: c1.Inc, Subs: []DurableSub{{Filter: "cmd/#", QoS: 2, NoLocal: true}, {Filter: "a/+", QoS: 1, RetainAsPublished: true}}}
 	seq, ok, err := b.SetDurableSubs(ctx, "dev", c1.Epoch, ds)
 	if err != nil || !ok {
@@ -269,7 +269,7 @@ func TestDurableSubsIndex(t *testing.T) {
 	if got.Client != "dev" || got.Origin != "replica-b" || got.Seq != seq || got.Subs == nil || fmt.Sprint(*got.Subs) != fmt.Sprint(ds) {
 		t.Fatalf("notice %+v", got)
 	}
-	c2, _ := a.ClaimSession(ctx, "dev", false)
+	c2, _ := a.ClaimSession(ctx, "dev", false, time.Hour)
 	if _, ok, _ := a.SetDurableSubs(ctx, "dev", c2.Epoch, DurableSubs{Inc: c2.Inc, Subs: ds.Subs[:1]}); !ok {
 		t.Fatal("newer claim refused")
 	}

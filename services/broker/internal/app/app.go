@@ -25,6 +25,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
@@ -74,12 +75,15 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	// The cluster bus: without it the replica stands alone. It connects in the background and
 	// keeps retrying, so a replica that starts before Redis runs and reports not ready.
 	var rbus *bus.Bus
-	var cl *broker.Cluster
+	var cl *cluster.Cluster
 	beatsStarted := time.Now() // this process's incarnation, in every heartbeat
 	var listening atomic.Value // Addrs, once the listeners are up
 	if len(cfg.RedisAddrs) > 0 {
 		bus.SetRedisLogger(log.With().Str("component", "redis").Logger())
-		cl = broker.NewCluster(srv)
+		cl = cluster.New(cluster.Config{ID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, PeerTimeout: cfg.PeerTimeout,
+			ExportFilters: cfg.ExportFilters, ExportMaxLen: cfg.ExportMaxLen,
+			MaxQueued: cfg.MaxQueuedMessages + int(cfg.MaxInflight)}, srv.ClusterHost(), log.With().Str("component", "cluster").Logger())
+		srv.SetCluster(cl, cl.Store())
 		bopts := bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
 			Logger: log.With().Str("component", "bus").Logger(),
 			OnStatus: func(st bus.Status) {

@@ -8,9 +8,10 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
 
-// pendingAck is a PUBACK or PUBREC waiting for the bus: one count for the publishing goroutine
-// plus one per replica the message was forwarded to. When the count reaches zero it may go out,
-// after every earlier acknowledgement of the same client [MQTT-4.6.0-2], [MQTT-4.6.0-3].
+// pendingAck is a PUBACK or PUBREC waiting for the message to be safe: one count for the
+// publishing goroutine, one per replica the message was forwarded to, and one for its appends to
+// the persistent sessions it matched. When the count reaches zero it may go out, after every
+// earlier acknowledgement of the same client [MQTT-4.6.0-2], [MQTT-4.6.0-3].
 type pendingAck struct {
 	c      *client
 	t      mqtt.Type
@@ -18,6 +19,9 @@ type pendingAck struct {
 	code   mqtt.ReasonCode
 	n      atomic.Int32
 	failed atomic.Bool
+	// durable: the message goes to persistent sessions (or is a persistent publisher's QoS 2
+	// message), so a failure may not be acknowledged as a success.
+	durable bool
 }
 
 func (a *pendingAck) add() { a.n.Add(1) }
@@ -48,10 +52,6 @@ func (c *client) pendAck(p *mqtt.Publish) *pendingAck {
 
 // ack sends an acknowledgement now, or behind those still waiting for the bus.
 func (c *client) ack(t mqtt.Type, id uint16, code mqtt.ReasonCode) {
-	if c.srv.cluster == nil {
-		c.sendAck(t, id, code)
-		return
-	}
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
 	if len(c.acks) == 0 {
@@ -61,10 +61,12 @@ func (c *client) ack(t mqtt.Type, id uint16, code mqtt.ReasonCode) {
 	c.acks = append(c.acks, &pendingAck{c: c, t: t, id: id, code: code})
 }
 
-// flushAcks sends the acknowledgements at the head of the queue that are ready. A message Redis
-// did not take for another replica is acknowledged with 0x80 (Unspecified error) to a v5
-// client, which may send it again; 3.x has no way to say so, so the acknowledgement is sent and
-// the loss counted (cluster_unavailable).
+// flushAcks sends the acknowledgements at the head of the queue that are ready. A message not
+// stored for a persistent session, or not taken by Redis for another replica, is acknowledged
+// with 0x80 (Unspecified error) to a v5 client, which may send it again. 3.x has no way to say
+// so: when persistent sessions were to get the message, the connection is closed without the
+// acknowledgement (the client sends it again when it reconnects); a message for other replicas'
+// clean sessions only is acknowledged and the loss counted (cluster_unavailable).
 func (c *client) flushAcks() {
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
@@ -72,16 +74,27 @@ func (c *client) flushAcks() {
 	for n < len(c.acks) && c.acks[n].n.Load() <= 0 {
 		a := c.acks[n]
 		code := a.code
-		if a.failed.Load() {
+		if a.failed.Load() && code == mqtt.Success {
 			c.srv.stats.drop(dropClusterUnavailable)
-			if c.version == mqtt.V5 && code == mqtt.Success {
-				code = mqtt.UnspecifiedError
-				if a.t == mqtt.PUBREC {
-					// A failed PUBREC ends the QoS 2 exchange [MQTT-4.3.3-4]: a resend is new.
-					c.sess.mu.Lock()
-					delete(c.sess.inQoS2, a.id)
-					c.sess.mu.Unlock()
+			if a.t == mqtt.PUBREC && (c.version == mqtt.V5 || a.durable) {
+				// A failed PUBREC ends the QoS 2 exchange [MQTT-4.3.3-4], and a 3.x resend
+				// must be routed again: the id is free.
+				c.sess.mu.Lock()
+				delete(c.sess.inQoS2, a.id)
+				c.sess.mu.Unlock()
+			}
+			if c.version != mqtt.V5 && a.durable {
+				c.log.Warn().Uint16("packet_id", a.id).Msg("message not stored for its persistent sessions; closing the 3.x connection without acknowledging it")
+				c.setReason(discClusterUnavailable)
+				for i := n; i < len(c.acks); i++ {
+					c.acks[i] = nil
 				}
+				c.acks = c.acks[:0]
+				c.closeConn()
+				return
+			}
+			if c.version == mqtt.V5 {
+				code = mqtt.UnspecifiedError
 			}
 		}
 		c.sendAck(a.t, a.id, code)

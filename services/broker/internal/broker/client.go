@@ -472,11 +472,7 @@ func (c *client) handle(fh mqtt.FixedHeader, body []byte) error {
 		if err := p.Decode(fh.Flags, body, c.version); err != nil {
 			return err
 		}
-		if c.sess.received(p.PacketID, p.ReasonCode.IsError(), c) {
-			if !p.ReasonCode.IsError() {
-				c.sendAck(mqtt.PUBREL, p.PacketID, mqtt.Success)
-			}
-		} else {
+		if !c.sess.received(p.PacketID, p.ReasonCode.IsError(), c) {
 			c.sendAck(mqtt.PUBREL, p.PacketID, mqtt.PacketIdentifierNotFound)
 		}
 	case mqtt.PUBREL:
@@ -582,19 +578,17 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 	if p.QoS == mqtt.QoS2 {
 		s := c.sess
 		s.mu.Lock()
-		if len(s.inQoS2) >= int(c.srv.cfg.ReceiveMaximum) {
-			s.mu.Unlock()
+		n := len(s.inQoS2)
+		s.mu.Unlock()
+		if n >= int(c.srv.cfg.ReceiveMaximum) {
 			return &mqtt.Error{Code: mqtt.ReceiveMaximumExceeded, Msg: "more unacknowledged QoS 2 publishes than Receive Maximum [MQTT-3.3.4-9]"}
 		}
-		if s.inQoS2 == nil {
-			s.inQoS2 = make(map[uint16]struct{})
-		}
-		s.inQoS2[p.PacketID] = struct{}{}
-		s.mu.Unlock()
 	}
 	if !c.srv.allowed(c.id, c.username, name, auth.Write) {
-		// Refused by the ACL: v5 hears why [MQTT-3.3.5-2]; 3.x gets its usual ack and the message
-		// is dropped, as in mosquitto.
+		// Refused by the ACL: v5 hears why [MQTT-3.3.5-2], and a refused QoS 2 exchange ends
+		// with its PUBREC, so its packet id is not recorded [MQTT-4.3.3-4]; 3.x gets its usual
+		// acknowledgement and the message is dropped, as in mosquitto (its PUBREL then finds
+		// the id).
 		if c.version == mqtt.V5 {
 			return c.rejectPublish(p, mqtt.NotAuthorized, dropNotAuthorized)
 		}
@@ -603,13 +597,8 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		case mqtt.QoS1:
 			c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
 		case mqtt.QoS2:
+			c.sess.recordQoS2(p.PacketID, bus.MessageID{})
 			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
-			c.sess.mu.Lock()
-			if c.sess.inQoS2 == nil {
-				c.sess.inQoS2 = make(map[uint16]struct{})
-			}
-			c.sess.inQoS2[p.PacketID] = struct{}{}
-			c.sess.mu.Unlock()
 		}
 		return nil
 	}
@@ -619,24 +608,29 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		// acknowledged and dropped, as mosquitto does. The health gateway's probe topics are
 		// the exception: under '$' so that "#" subscribers never see them.
 		c.srv.stats.drop(dropNotAuthorized)
-	} else {
-		m := newMessage(p, name, c.id, c.username, now)
-		if p.QoS > 0 && c.srv.cluster != nil {
-			// The acknowledgement waits until Redis has the message for every other replica it
-			// goes to; acknowledgements still leave in PUBLISH order [MQTT-4.6.0-2].
-			pa := c.pendAck(p)
-			c.srv.publish(m, c, pa)
-			pa.done(nil)
-			return nil
+		switch p.QoS {
+		case mqtt.QoS1:
+			c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
+		case mqtt.QoS2:
+			c.sess.recordQoS2(p.PacketID, bus.MessageID{})
+			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
 		}
+		return nil
+	}
+	m := newMessage(p, name, c.id, c.username, now)
+	if p.QoS == mqtt.QoS0 {
 		c.srv.publish(m, c, nil)
+		return nil
 	}
-	switch p.QoS {
-	case mqtt.QoS1:
-		c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
-	case mqtt.QoS2:
-		c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
+	if p.QoS == mqtt.QoS2 {
+		c.sess.recordQoS2(p.PacketID, m.ID)
 	}
+	// The acknowledgement waits until the message is stored for every persistent session it
+	// matches and Redis has it for every other replica it goes to; acknowledgements still leave
+	// in PUBLISH order [MQTT-4.6.0-2].
+	pa := c.pendAck(p)
+	c.srv.publish(m, c, pa)
+	pa.done(nil)
 	return nil
 }
 
@@ -658,6 +652,14 @@ func (c *client) handlePubrel(id uint16) {
 	s.mu.Lock()
 	_, ok := s.inQoS2[id]
 	delete(s.inQoS2, id)
+	if ok && s.stored {
+		// The exchange ends in the store first: a PUBCOMP for an id still recorded there
+		// would make a resend of the id after a crash look like a duplicate.
+		s.lg.q2del = append(s.lg.q2del, id)
+		s.commitLocked(func() { c.sendAck(mqtt.PUBCOMP, id, mqtt.Success) })
+		s.mu.Unlock()
+		return
+	}
 	s.mu.Unlock()
 	code := mqtt.Success
 	if !ok {
@@ -677,7 +679,7 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		opts   SubOpts
 	}
 	var wantRetained []retainedReq
-	var routes []chan struct{}
+	var routes []func()
 	for i, sub := range p.Subscriptions {
 		_, shared, err := topic.ParseShare(sub.Filter)
 		if err == nil {
@@ -715,22 +717,27 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 			wantRetained = append(wantRetained, retainedReq{sub.Filter, opts})
 		}
 	}
-	// In a cluster the SUBACK waits until the new filters are in the route table, so that a
-	// message published on another replica after the SUBACK finds this subscription.
-	for _, r := range routes {
-		c.srv.cluster.waitRoute(r)
+	// The SUBACK waits until the other replicas route matching messages here and, for a
+	// persistent session, until every replica appends them to its log, so that a message
+	// published anywhere after the SUBACK reaches this subscription.
+	for _, wait := range routes {
+		wait()
 	}
+	c.sess.subscriptionsChanged()
 	c.writePacket(&mqtt.Suback{PacketID: p.PacketID, ReasonCodes: codes})
-	if c.srv.cluster != nil && c.sessExpiry != 0 {
-		c.srv.cluster.saveSession(c.sess, false)
-	}
 	now := time.Now()
 	for _, r := range wantRetained {
 		c.srv.retained.Match(r.filter, func(m *Message) {
 			if m.expired(now) || !c.srv.allowed(c.id, c.username, m.Topic, auth.Read) {
 				return
 			}
-			d := delivery{msg: m, qos: min(m.QoS, r.opts.QoS), retain: true}
+			qos := min(m.QoS, r.opts.QoS)
+			if qos > 0 && c.sess.stored {
+				// Through the session's log, like any QoS 1/2 message it gets.
+				c.srv.appendRetained(c.sess, m, qos)
+				return
+			}
+			d := delivery{msg: m, qos: qos, retain: true}
 			if r.opts.SubID != 0 {
 				d.subIDs = []uint32{r.opts.SubID}
 			}
@@ -757,10 +764,8 @@ func (c *client) handleUnsubscribe(p *mqtt.Unsubscribe) {
 			codes[i] = mqtt.NoSubscriptionExisted
 		}
 	}
+	c.sess.subscriptionsChanged()
 	c.writePacket(&mqtt.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
-	if c.srv.cluster != nil && c.sessExpiry != 0 {
-		c.srv.cluster.saveSession(c.sess, false)
-	}
 }
 
 func (c *client) handleDisconnect(p *mqtt.Disconnect) error {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -191,6 +192,7 @@ func (c *client) accept(p *mqtt.Connect) error {
 	}
 
 	if err := c.srv.attach(c, p.CleanStart, &ack); err != nil {
+		c.log.Warn().Err(err).Msg("connect refused: session not available")
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerUnavailable))
 		return errClientGone
 	}
@@ -203,44 +205,99 @@ func (c *client) accept(p *mqtt.Connect) error {
 // [MQTT-3.1.4-2], sets ack.SessionPresent [MQTT-3.2.2-2..3], and writes the CONNACK followed by
 // what the session holds [MQTT-3.2.0-1]. The new connection owns the session from the moment it
 // is attached, under the server lock, so two CONNECTs with one client id cannot both take it.
+//
+// Every CONNECT claims the client id in the store first: another replica holding it lets go, and
+// a persistent session comes back from the store, wherever it was held before. A session the
+// store cannot claim (Redis away) is refused: its messages could not be kept.
 func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
-	var loaded *loadedSession
-	if s.cluster != nil {
-		// Ownership first: another replica holding this client id lets go of it.
-		loaded = s.cluster.claim(c.id, cleanStart)
+	persistent := c.sessExpiry != 0
+	s.store.Flush() // this replica's own last commits for the id first
+	sc, err := s.store.Claim(c.id, cleanStart || !persistent, c.sessExpiry)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		return errors.New("server shutting down")
 	}
-	sess := s.sessions[c.id]
+	prev := s.sessions[c.id]
 	var old *client
-	if sess != nil {
-		old = sess.client.Load()
+	if prev != nil {
+		old = prev.client.Load()
 	}
-	if sess != nil && cleanStart {
-		s.endSessionLocked(sess, false)
-		sess = nil
-	}
-	present := sess != nil
-	if sess == nil {
-		sess = newSession(s, c.id)
-		s.sessions[c.id] = sess
-		if loaded != nil && !cleanStart {
-			s.cluster.install(sess, loaded) // resumed from another replica
-			present = true
+	var sess *Session
+	present := false
+	switch {
+	case persistent:
+		// The store's copy is the truth: the session is made again from the claim.
+		var carried []delivery // memory-path deliveries (shared subscriptions) stay
+		var carriedSubs map[string]SubOpts
+		if prev != nil {
+			prev.mu.Lock()
+			if !cleanStart {
+				for _, d := range prev.queue {
+					if d.seq == 0 {
+						carried = append(carried, d)
+					}
+				}
+				if !prev.stored {
+					carriedSubs = maps.Clone(prev.subs) // a clean session resumed as persistent
+				}
+			}
+			prev.stored = false // the store belongs to this claim now
+			prev.mu.Unlock()
+			if will := s.dropSessionLocked(prev); cleanStart && will != nil {
+				// The old session ends: its delayed will is due now [MQTT-3.1.3-9]. Resumed
+				// within the delay, it is not sent.
+				go s.publishWill(will)
+			}
 		}
+		sess = newSession(s, c.id)
+		s.restore(sess, sc)
+		present = sc.Present || carriedSubs != nil
+		for f, o := range carriedSubs {
+			_, _ = s.subscribe(sess, f, o)
+		}
+		sess.mu.Lock()
+		for _, d := range carried {
+			sess.enqueueLocked(d)
+		}
+		sess.mu.Unlock()
+	case prev != nil && !cleanStart:
+		// A v5 session with expiry 0 whose connection is still open, resumed [MQTT-3.1.2-4].
+		sess, present = prev, true
+		sess.mu.Lock()
+		sess.stored = false
+		if sess.expiryTimer != nil {
+			sess.expiryTimer.Stop()
+			sess.expiryTimer = nil
+		}
+		if sess.willTimer != nil {
+			sess.willTimer.Stop()
+			sess.willTimer = nil
+			sess.will = nil
+		}
+		sess.mu.Unlock()
+	default:
+		if prev != nil {
+			prev.mu.Lock()
+			prev.stored = false
+			prev.mu.Unlock()
+			if will := s.dropSessionLocked(prev); will != nil {
+				go s.publishWill(will) // its session ends [MQTT-3.1.3-9]
+			}
+		}
+		sess = newSession(s, c.id)
 	}
-	if loaded != nil && loaded.held != nil {
-		s.cluster.unhold(loaded) // not used: a session appeared here meanwhile
-	}
+	s.sessions[c.id] = sess
+	sess.epoch = sc.Epoch
 	c.sess = sess
 	sess.username = c.username
 	sess.expiry = c.sessExpiry
 	if present && s.auth != nil {
 		// The ACL may have changed, or another user may resume this client id: subscriptions are
-		// checked again; queued messages are checked in resumeLocked.
+		// checked again; queued messages are checked when they are sent.
 		for f := range sess.subscriptions() {
 			if !s.allowed(c.id, c.username, f, auth.Subscribe) {
 				s.unsubscribe(sess, f)
@@ -248,30 +305,19 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 		}
 	}
 	sess.mu.Lock()
-	if sess.expiryTimer != nil {
-		sess.expiryTimer.Stop()
-		sess.expiryTimer = nil
-	}
-	if sess.willTimer != nil {
-		// Reconnected within the will delay: the will is not sent [MQTT-3.1.3-9].
-		sess.willTimer.Stop()
-		sess.willTimer = nil
-		sess.will = nil
-	}
 	ack.SessionPresent = present
 	c.writePacket(ack)
 	// From here the old connection's teardown sees that it no longer owns the session.
 	sess.client.Store(c)
+	sess.saveStateLocked()
 	sess.resumeLocked(c, time.Now())
 	sess.mu.Unlock()
 	s.stats.connects.Add(1)
 	s.stats.clients.Add(1)
 	s.mu.Unlock()
-	if s.cluster != nil && c.sessExpiry != 0 {
-		s.cluster.onlineAgain(c.id)
-		s.cluster.saveSession(sess, false)
+	if persistent && present {
+		sess.index() // the previous owner may have died before writing it
 	}
-
 	if old != nil {
 		old.takenOver(cleanStart)
 	}
@@ -320,7 +366,7 @@ func (s *Server) detach(c *client) {
 		return
 	}
 	if c.sessExpiry == 0 {
-		s.endSessionLocked(sess, true)
+		s.endSessionLocked(sess)
 		if will != nil {
 			s.publishWill(will)
 		}
@@ -342,10 +388,14 @@ func (s *Server) detach(c *client) {
 		sess.expiryTimer = time.AfterFunc(c.sessExpiry, func() { s.expireSession(sess) })
 	}
 	sess.expiry = c.sessExpiry
+	if sess.stored {
+		// Offline now: the store keeps the session, expiring after its expiry interval, and
+		// publishers keep appending to its log.
+		sess.goOfflineLocked()
+	}
 	sess.mu.Unlock()
-	if s.cluster != nil {
-		// Offline now: the whole session goes to Redis, where any replica can resume it.
-		s.cluster.saveSession(sess, true)
+	if sess.stored {
+		s.store.Released(sess.ID)
 	}
 }
 
@@ -368,7 +418,7 @@ func (s *Server) expireSession(sess *Session) {
 	if sess.client.Load() != nil || s.sessions[sess.ID] != sess {
 		return
 	}
-	s.endSessionLocked(sess, true)
+	s.endSessionLocked(sess)
 }
 
 // publishWill sends a will message; its expiry interval starts now. The ACL is asked at this

@@ -55,6 +55,12 @@ var (
 		"Subscriptions of other replicas in the route cache (filter, replica pairs).", nil, nil)
 	descExported = prometheus.NewDesc("mcloudtt_broker_export_messages_total",
 		"Messages appended to the export stream for BigQuery (written) or refused (dropped: Redis far behind).", []string{"result"}, nil)
+	descStored = prometheus.NewDesc("mcloudtt_broker_session_log_appends_total",
+		"Messages appended to persistent sessions' logs in Redis, one per session (appended), or not taken by Redis (failed: the publisher was not acknowledged).", []string{"result"}, nil)
+	descCommits = prometheus.NewDesc("mcloudtt_broker_session_commits_total",
+		"Writes of persistent sessions' state by their owner (written), or refused because another replica had claimed the session (fenced).", []string{"result"}, nil)
+	descDurableSubs = prometheus.NewDesc("mcloudtt_broker_cluster_persistent_subscriptions",
+		"QoS 1/2 subscriptions of persistent sessions in the cluster-wide index this replica caches.", nil, nil)
 	descPanics = prometheus.NewDesc("mcloudtt_broker_recovered_panics_total",
 		"Panics recovered in connection handlers (each cost one connection).", nil, nil)
 )
@@ -63,7 +69,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descClients, descConnects, descDisconnects, descMsgsIn,
 		descMsgsOut, descBytesIn, descBytesOut, descDropped, descInflight, descQueued, descSessions,
 		descSubscriptions, descRetained, descSlow, descPanics, descForwarded, descClusterRecv, descPeers,
-		descRemoteFilters, descLocalFilters, descExported} {
+		descRemoteFilters, descLocalFilters, descExported, descStored, descCommits, descDurableSubs} {
 		ch <- d
 	}
 }
@@ -88,8 +94,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(descBytesIn, st.bytesRecv.Load())
 	counter(descBytesOut, st.bytesSent.Load())
+	cs, clustered := c.cluster.Stats()
 	for i, name := range dropCauseNames {
-		counter(descDropped, st.dropped[i].Load(), name)
+		v := st.dropped[i].Load()
+		if dropCause(i) == dropQueueFull {
+			v += cs.QueueFull // persistent sessions' logs in Redis
+		}
+		counter(descDropped, v, name)
 	}
 	gauge(descInflight, st.inflight.Load())
 	gauge(descQueued, st.queued.Load())
@@ -101,19 +112,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRetained, int64(c.retained.Len()))
 	counter(descSlow, st.disconnects[discSlowConsumer].Load())
 	counter(descPanics, st.panics.Load())
-	if cl := c.cluster; cl != nil {
-		counter(descForwarded, cl.forwarded.Load())
-		counter(descClusterRecv, cl.received.Load())
-		gauge(descPeers, int64(len(cl.livePeers(nil))))
-		gauge(descRemoteFilters, int64(cl.remote.Load().Len()))
-		cl.mu.Lock()
-		local := len(cl.refs)
-		cl.mu.Unlock()
-		gauge(descLocalFilters, int64(local))
-		if cl.bus != nil {
-			bs := cl.bus.Stats()
-			counter(descExported, int64(bs.Exported), "written")
-			counter(descExported, int64(bs.ExportDropped), "dropped")
-		}
+	if clustered {
+		counter(descForwarded, cs.Forwarded)
+		counter(descClusterRecv, cs.Received)
+		gauge(descPeers, int64(cs.Peers))
+		gauge(descRemoteFilters, int64(cs.RemoteFilters))
+		gauge(descLocalFilters, int64(cs.LocalFilters))
+		counter(descExported, cs.Exported, "written")
+		counter(descExported, cs.ExportDropped, "dropped")
+		counter(descStored, cs.Appended, "appended")
+		counter(descStored, cs.AppendFailed, "failed")
+		counter(descCommits, cs.Commits, "written")
+		counter(descCommits, cs.Fenced, "fenced")
+		gauge(descDurableSubs, int64(cs.DurableSubscriptions))
 	}
 }

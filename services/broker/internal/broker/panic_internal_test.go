@@ -23,8 +23,8 @@ func TestPanicInOneConnectionIsContained(t *testing.T) {
 	}
 	go s.Serve(ln)
 	defer s.Close(t.Context())
-	// A retained store that panics stands in for a bug on the SUBSCRIBE path.
-	s.retained = panicRetained{s.retained}
+	// A cluster seam that panics stands in for a bug on the SUBSCRIBE path.
+	s.cluster = panicCluster{s.cluster}
 
 	dial := func(id string) net.Conn {
 		c, err := net.Dial("tcp", ln.Addr().String())
@@ -66,6 +66,6 @@ func TestPanicInOneConnectionIsContained(t *testing.T) {
 	}
 }
 
-type panicRetained struct{ RetainedStore }
+type panicCluster struct{ Cluster }
 
-func (panicRetained) Match(string, func(*Message)) { panic("injected") }
+func (panicCluster) AddFilter(string) func() { panic("injected") }

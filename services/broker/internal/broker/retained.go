@@ -7,25 +7,13 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 )
 
-// RetainedStore keeps the last retained message of each topic [MQTT-3.3.1-5]. The single-replica
-// broker uses memoryRetained; the cluster provides one backed by Redis.
-type RetainedStore interface {
-	// Set stores m as the topic's retained message; an empty payload removes it [MQTT-3.3.1-6],
-	// [MQTT-3.3.1-7].
-	Set(m *Message)
-	// Match calls fn for every retained message whose topic matches filter.
-	Match(filter string, fn func(*Message))
-	// Len is the number of retained messages.
-	Len() int
-}
-
-// memoryRetained is an in-process RetainedStore.
+// memoryRetained keeps the last retained message of each topic [MQTT-3.3.1-5], in memory. In a
+// cluster every replica holds a full copy (so a wildcard SUBSCRIBE is answered locally), Redis
+// the truth (internal/cluster retained.go), and changes travel to every replica.
 type memoryRetained struct {
 	mu   sync.RWMutex
 	msgs map[string]*Message
 }
-
-var _ RetainedStore = (*memoryRetained)(nil)
 
 func newMemoryRetained() *memoryRetained {
 	return &memoryRetained{msgs: make(map[string]*Message)}
@@ -65,4 +53,43 @@ func (r *memoryRetained) Len() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.msgs)
+}
+
+// setNewer stores a retained message from another replica or from Redis, unless a newer one for
+// its topic arrived first.
+func (r *memoryRetained) setNewer(m *Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old := r.msgs[m.Topic]; old != nil && old.Created.After(m.Created) {
+		return
+	}
+	if len(m.Payload) == 0 {
+		delete(r.msgs, m.Topic)
+		return
+	}
+	r.msgs[m.Topic] = m
+}
+
+// each calls fn for every retained message.
+func (r *memoryRetained) each(fn func(*Message)) {
+	r.mu.RLock()
+	all := make([]*Message, 0, len(r.msgs))
+	for _, m := range r.msgs {
+		all = append(all, m)
+	}
+	r.mu.RUnlock()
+	for _, m := range all {
+		fn(m)
+	}
+}
+
+// prune drops the retained messages drop selects.
+func (r *memoryRetained) prune(drop func(*Message) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, m := range r.msgs {
+		if drop(m) {
+			delete(r.msgs, name)
+		}
+	}
 }

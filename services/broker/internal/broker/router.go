@@ -1,13 +1,16 @@
 package broker
 
 import (
+	"errors"
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 )
 
 // router is the local publish path: it finds the sessions a message goes to and hands it to them.
@@ -47,8 +50,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 	if from != nil {
 		fromSess = from.sess
 	}
-	cl := r.srv.cluster
-	forwarding := cl != nil && hints == nil && cl.forwardable(m.Topic)
+	forwarding := hints == nil && forwardable(m.Topic)
 	var groups []topic.SharedGroup[*Session, SubOpts] // shared groups decided with the cluster
 	acl := r.srv.auth
 	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
@@ -72,7 +74,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 		}
 		ts = r.pickLocal(ts, g, m.Topic)
 	})
-	var fwBuf [4]forward
+	var fwBuf [4]cluster.Forward
 	fws := fwBuf[:0]
 	if forwarding {
 		fws, ts = r.plan(m, fws, ts, groups)
@@ -91,6 +93,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 			continue // merged into an earlier target
 		}
 		d := delivery{msg: m, qos: min(m.QoS, t.opts.QoS), retain: m.Retain && t.opts.RetainAsPublished}
+		persistent := !t.shared && t.sess.stored // QoS 1/2 for it go through its log (persist.go)
 		if t.opts.SubID != 0 {
 			d.subIDs = []uint32{t.opts.SubID}
 		}
@@ -110,6 +113,9 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 				u.sess = nil
 			}
 		}
+		if persistent && d.qos > 0 {
+			continue
+		}
 		if enc != nil && d.qos == 0 && !d.retain && len(d.subIDs) == 0 {
 			d.enc = enc
 		}
@@ -119,7 +125,31 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 	*tp = ts[:0]
 	targetPool.Put(tp)
 	if len(fws) > 0 {
-		cl.send(m, fws, m.Retain, ack)
+		r.forward(m, fws, ack)
+	}
+}
+
+// forward sends m to other replicas. ack, when set, counts one pending acknowledgement per
+// destination, released when Redis has the message.
+func (r *router) forward(m *Message, fws []cluster.Forward, ack *pendingAck) {
+	var bm bus.Message
+	toBus(&bm, m, r.srv.cfg.ID)
+	if m.Retain {
+		bm.Flags |= cluster.FlagStoreRetained
+	}
+	done := r.forwardFailed
+	if ack != nil {
+		for range fws {
+			ack.add()
+		}
+		done = ack.done
+	}
+	r.srv.cluster.Forward(&bm, fws, done)
+}
+
+func (r *router) forwardFailed(err error) {
+	if err != nil && !errors.Is(err, bus.ErrNoReceiver) {
+		r.srv.stats.drop(dropClusterUnavailable)
 	}
 }
 
@@ -136,21 +166,21 @@ func (r *router) pickLocal(ts []target, g topic.SharedGroup[*Session, SubOpts], 
 // non-shared subscription, and for each shared group one replica among those with members
 // (this one included), round robin. A retained message goes to every live replica, which stores
 // it. local are the shared groups with local members.
-func (r *router) plan(m *Message, fws []forward, ts []target, local []topic.SharedGroup[*Session, SubOpts]) ([]forward, []target) {
+func (r *router) plan(m *Message, fws []cluster.Forward, ts []target, local []topic.SharedGroup[*Session, SubOpts]) ([]cluster.Forward, []target) {
 	cl := r.srv.cluster
-	at := func(rep string) *forward {
+	at := func(rep string) *cluster.Forward {
 		for i := range fws {
-			if fws[i].replica == rep {
+			if fws[i].Replica == rep {
 				return &fws[i]
 			}
 		}
-		fws = append(fws, forward{replica: rep})
+		fws = append(fws, cluster.Forward{Replica: rep})
 		return &fws[len(fws)-1]
 	}
 	var remote []topic.SharedGroup[string, struct{}]
-	if ix := cl.remote.Load(); ix.Len() > 0 {
+	if ix := cl.Remote(); ix.Len() > 0 {
 		ix.Match(m.Topic, func(_ string, rep string, _ struct{}) {
-			at(rep).plain = true
+			at(rep).Plain = true
 		}, func(g topic.SharedGroup[string, struct{}]) {
 			remote = append(remote, g)
 		})
@@ -172,7 +202,7 @@ func (r *router) plan(m *Message, fws []forward, ts []target, local []topic.Shar
 			ts = r.pickLocal(ts, lg, m.Topic)
 		} else {
 			f := at(rg.Members[n-1].Sub)
-			f.groups = append(f.groups, lg.Group+"/"+lg.Filter)
+			f.Groups = append(f.Groups, lg.Group+"/"+lg.Filter)
 		}
 		rg.Members = nil // served
 	}
@@ -182,10 +212,10 @@ func (r *router) plan(m *Message, fws []forward, ts []target, local []topic.Shar
 		}
 		n := r.rrReplica(rg.Group, rg.Filter) % uint32(len(rg.Members))
 		f := at(rg.Members[n].Sub)
-		f.groups = append(f.groups, rg.Group+"/"+rg.Filter)
+		f.Groups = append(f.Groups, rg.Group+"/"+rg.Filter)
 	}
 	if m.Retain {
-		for _, p := range cl.livePeers(nil) {
+		for _, p := range cl.Peers(nil) {
 			at(p)
 		}
 	}

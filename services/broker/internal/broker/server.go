@@ -10,6 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
@@ -65,11 +68,13 @@ const (
 	discSlowConsumer                           // output piled up beyond the limit
 	discRefused                                // CONNECT refused (auth, limits, bad CONNECT)
 	discConnectTimeout                         // no CONNECT in time
+	discClusterUnavailable                     // a 3.x publish could not be stored (Redis away)
 	numDisconnectReasons
 )
 
 var disconnectReasonNames = [numDisconnectReasons]string{"normal", "connection_lost", "keepalive_timeout",
-	"protocol_error", "session_taken_over", "server_shutdown", "slow_consumer", "connect_refused", "connect_timeout"}
+	"protocol_error", "session_taken_over", "server_shutdown", "slow_consumer", "connect_refused", "connect_timeout",
+	"store_unavailable"}
 
 // Server is one broker replica.
 type Server struct {
@@ -78,8 +83,9 @@ type Server struct {
 	started  time.Time
 	stats    Stats
 	router   *router
-	retained RetainedStore
-	cluster  *Cluster                      // nil: a stand-alone replica
+	retained *memoryRetained
+	cluster  Cluster                       // the other replicas (standalone: none)
+	store    SessionStore                  // persistent sessions (memStore when alone)
 	auth     *auth.Store                   // nil: everyone may do everything
 	peerName func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
@@ -108,6 +114,8 @@ func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Server {
 		stop:     make(chan struct{}),
 	}
 	s.router.srv = s
+	s.cluster = newStandalone()
+	s.store = newMemStore(cfg.MaxQueuedMessages+int(cfg.MaxInflight), host{s}.Wake, func() { s.stats.drop(dropQueueFull) })
 	for _, o := range opts {
 		o(s)
 	}
@@ -253,30 +261,65 @@ func (s *Server) connDone(c *client, wasClient bool) {
 }
 
 // publish routes a message accepted from a client (or made by the broker, with from nil): retained
-// store first, then every matching local subscription, then the other replicas. ack, when set,
-// is released once every replica the message went to has it (Redis accepted it).
+// store first, then every matching local subscription, then the other replicas, then the logs of
+// the persistent sessions it matches. ack, when set, is released once every replica the message
+// went to has it (Redis accepted it) and every persistent session it matched has it stored.
 func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 	if m.Retain {
-		s.retained.Set(m)
+		s.setRetained(m)
 	}
 	s.router.route(m, time.Now(), from, nil, ack)
-	if s.cluster != nil && s.cluster.exports != nil {
-		s.cluster.export(m)
+	var q2 *cluster.Q2
+	if ack != nil && ack.t == mqtt.PUBREC && from.sess.stored {
+		// The packet id is recorded in the publisher's session with the appends: a resend
+		// after a crash is not delivered again.
+		q2 = &cluster.Q2{Publisher: from.id, PacketID: ack.id}
+	}
+	if m.QoS > 0 && (q2 != nil || s.store.Has(m.Topic)) {
+		bm := new(bus.Message)
+		toBus(bm, m, s.cfg.ID)
+		if ack != nil {
+			ack.add()
+			ack.durable = true
+			s.store.Append(bm, q2, ack.done)
+		} else {
+			s.store.Append(bm, nil, func(err error) {
+				if err != nil {
+					s.stats.drop(dropClusterUnavailable)
+				}
+			})
+		}
+	}
+	if s.cluster.Exports(m.Topic) {
+		var bm bus.Message
+		toBus(&bm, m, s.cfg.ID)
+		s.cluster.Export(&bm)
 	}
 }
 
-// subscribe adds or replaces one subscription of sess. route, when not nil, closes once the
-// cluster's route table has the filter (see Cluster.waitRoute).
-func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, route chan struct{}) {
+// setRetained stores m as its topic's retained message, here and (for topics that travel
+// between replicas) in the cluster.
+func (s *Server) setRetained(m *Message) {
+	s.retained.Set(m)
+	if forwardable(m.Topic) {
+		var bm bus.Message
+		toBus(&bm, m, s.cfg.ID)
+		s.cluster.SetRetained(&bm)
+	}
+}
+
+// subscribe adds or replaces one subscription of sess. wait, when not nil, returns once the
+// other replicas route the filter here (see Cluster.AddFilter).
+func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, wait func()) {
 	sess.mu.Lock()
 	_, existed = sess.subs[filter]
 	sess.subs[filter] = opts
 	sess.mu.Unlock()
 	_, _ = s.router.subs.Subscribe(filter, sess, opts)
-	if !existed && s.cluster != nil {
-		route = s.cluster.addFilter(filter)
+	if !existed {
+		wait = s.cluster.AddFilter(filter)
 	}
-	return existed, route
+	return existed, wait
 }
 
 func (s *Server) unsubscribe(sess *Session, filter string) bool {
@@ -286,9 +329,7 @@ func (s *Server) unsubscribe(sess *Session, filter string) bool {
 	sess.mu.Unlock()
 	if ok {
 		s.router.subs.Unsubscribe(filter, sess)
-		if s.cluster != nil {
-			s.cluster.removeFilter(filter)
-		}
+		s.cluster.RemoveFilter(filter)
 	}
 	return ok
 }
@@ -304,22 +345,21 @@ func (s *Server) capExpiry(secs uint32) time.Duration {
 	return time.Duration(secs) * time.Second
 }
 
-// endSessionLocked removes a session and its subscriptions, and publishes a will still waiting
-// for its delay. disown gives up the client id in the cluster (not when a clean start replaces
-// the session). Called with s.mu held.
-func (s *Server) endSessionLocked(sess *Session, disown bool) {
+// endSessionLocked removes a session and its subscriptions, deletes it from the store, and
+// publishes a will still waiting for its delay. Called with s.mu held.
+func (s *Server) endSessionLocked(sess *Session) {
+	sess.mu.Lock()
+	sess.endStoredLocked()
+	sess.mu.Unlock()
 	will := s.dropSessionLocked(sess)
-	if s.cluster != nil {
-		s.cluster.forgetSession(sess.ID, disown)
-	}
 	if will != nil {
 		// A delayed will is sent at the latest when its session ends [MQTT-3.1.3-9].
 		go s.publishWill(will)
 	}
 }
 
-// dropSessionLocked removes a session from this replica: from the session table and the index,
-// timers stopped. It returns the delayed will it held, if any. Called with s.mu held.
+// dropSessionLocked removes a session from this replica's memory: from the session table and
+// the index, timers stopped. It returns the delayed will it held, if any. Called with s.mu held.
 func (s *Server) dropSessionLocked(sess *Session) (will *Message) {
 	if s.sessions[sess.ID] == sess {
 		delete(s.sessions, sess.ID)
@@ -341,14 +381,45 @@ func (s *Server) dropSessionLocked(sess *Session) (will *Message) {
 	if sess.willTimer != nil {
 		sess.willTimer.Stop()
 	}
+	if sess.lg.retry != nil {
+		sess.lg.retry.Stop()
+		sess.lg.retry = nil
+	}
 	sess.mu.Unlock()
 	for f := range subs {
 		s.router.subs.Unsubscribe(f, sess)
-		if s.cluster != nil {
-			s.cluster.removeFilter(f)
-		}
+		s.cluster.RemoveFilter(f)
 	}
 	return will
+}
+
+// release lets go of session id: another replica claimed it, or this replica lost it. Its
+// connection (if any) closes as taken over; the session leaves memory without being written
+// (the store has it). cleanStart: the new owner starts afresh, so a delayed will is due now.
+func (s *Server) release(id string, cleanStart bool) {
+	s.mu.Lock()
+	sess := s.sessions[id]
+	s.mu.Unlock()
+	if sess == nil {
+		s.store.Released(id)
+		return
+	}
+	if cl := sess.client.Load(); cl != nil {
+		cl.takenOver(cleanStart) // returns after the connection's teardown
+	}
+	s.mu.Lock()
+	var will *Message
+	if s.sessions[id] == sess {
+		sess.mu.Lock()
+		sess.stored = false // nothing more is written: the store belongs to the new owner
+		sess.mu.Unlock()
+		will = s.dropSessionLocked(sess)
+	}
+	s.mu.Unlock()
+	s.store.Released(id)
+	if cleanStart && will != nil {
+		go s.publishWill(will) // the session ends: its delayed will goes now [MQTT-3.1.3-9]
+	}
 }
 
 // Stats returns a snapshot of selected counters, for tests and $SYS.

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
@@ -24,6 +25,11 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32
+	// seq is the message's sequence number in a persistent session's log (persist.go), 0 for
+	// a delivery of the memory path. dup: it may have been sent before (a resumed session).
+	seq uint64
+	dup bool
+	rel bool // a log message whose PUBREC was received: its PUBREL is due, not the PUBLISH
 	// enc, when set, shares one encoding of a QoS 0 delivery among the subscribers of one routed
 	// message. It lives only for that routing call and is never queued.
 	enc *sharedEncoding
@@ -55,8 +61,9 @@ type inflight struct {
 	released bool // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 }
 
-// Session is the state the broker keeps for one client id, connected or not [MQTT-4.1]. It is the unit
-// that a cluster-backed store persists and hands between replicas.
+// Session is the state the broker keeps for one client id, connected or not [MQTT-4.1]. A
+// persistent one (stored) also lives in the SessionStore, which holds its QoS 1/2 messages
+// (persist.go); a clean one lives in memory only.
 type Session struct {
 	ID  string
 	srv *Server
@@ -74,8 +81,9 @@ type Session struct {
 	queue    []delivery         // waiting for the inflight window or for the client to return
 	qBytes   int64
 	nextID   uint16
-	// inQoS2 are QoS 2 packet ids received and PUBREC'd, waiting for PUBREL [MQTT-4.3.3-8].
-	inQoS2 map[uint16]struct{}
+	// inQoS2 are QoS 2 packet ids received and PUBREC'd, waiting for PUBREL [MQTT-4.3.3-8],
+	// with the message id (a persistent session's are in the store too).
+	inQoS2 map[uint16]bus.MessageID
 	// expiry is how long the session outlives its connection; neverExpire means forever.
 	expiry      time.Duration
 	expiryTimer *time.Timer
@@ -83,6 +91,12 @@ type Session struct {
 	will      *Message
 	willTimer *time.Timer
 	ended     bool // removed from the server; a late reconnect must make a new session
+
+	// stored: a persistent session held in the SessionStore under claim epoch, incarnation inc;
+	// lg is its place in its log (persist.go).
+	stored     bool
+	epoch, inc uint64
+	lg         logState
 }
 
 const neverExpire = time.Duration(1<<63 - 1)
@@ -91,7 +105,8 @@ func newSession(srv *Server, id string) *Session {
 	return &Session{ID: id, srv: srv, subs: make(map[string]SubOpts)}
 }
 
-// nextPacketIDLocked returns a packet id not used by any inflight message [MQTT-2.2.1-3].
+// nextPacketIDLocked returns a packet id not used by any inflight message [MQTT-2.2.1-3], nor by
+// the next messages of the log (their ids follow their sequence numbers).
 func (s *Session) nextPacketIDLocked() (uint16, bool) {
 	if len(s.inflight) >= 65535 {
 		return 0, false
@@ -101,10 +116,20 @@ func (s *Session) nextPacketIDLocked() (uint16, bool) {
 		if s.nextID == 0 {
 			s.nextID = 1
 		}
-		if s.findInflightLocked(s.nextID) < 0 {
+		if s.findInflightLocked(s.nextID) < 0 && !s.logWillUseLocked(s.nextID) {
 			return s.nextID, true
 		}
 	}
+}
+
+// logWillUseLocked reports whether id is the packet id of one of the next messages of a
+// persistent session's log that may be sent soon.
+func (s *Session) logWillUseLocked(id uint16) bool {
+	if !s.stored || s.lg.nextSeq == 0 {
+		return false
+	}
+	d := (uint64(id) + 65535 - uint64(seqPacketID(s.lg.nextSeq))) % 65535
+	return d < readLow
 }
 
 func (s *Session) removeInflightLocked(i int) {
@@ -155,9 +180,6 @@ func (s *Session) enqueueLocked(d delivery) bool {
 	s.queue = append(s.queue, d)
 	s.qBytes += d.msg.size()
 	s.srv.stats.queued.Add(1)
-	if cl := s.srv.cluster; cl != nil && s.expiry != 0 && s.client.Load() == nil {
-		cl.appendQueuedLocked(s, d)
-	}
 	return true
 }
 
@@ -166,10 +188,17 @@ func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *
 	if !ok {
 		return s.enqueueLocked(d)
 	}
+	return s.sendWithIDLocked(c, d, id, now, via)
+}
+
+func (s *Session) sendWithIDLocked(c *client, d delivery, id uint16, now time.Time, via *client) bool {
 	f := &inflight{id: id, d: d}
-	if !c.sendPublish(d, id, false, now, via) {
+	if !c.sendPublish(d, id, d.dup, now, via) {
 		// Too large for the client or the connection is gone: a dropped message, as if acknowledged
 		// [MQTT-3.1.2-25].
+		if d.seq != 0 {
+			s.markDoneLocked(d.seq)
+		}
 		return false
 	}
 	s.inflight = append(s.inflight, f)
@@ -177,7 +206,8 @@ func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *
 	return true
 }
 
-// fillWindowLocked moves queued messages into the inflight window while it has room.
+// fillWindowLocked moves queued messages into the inflight window while it has room, and reads
+// more of a persistent session's log when few wait.
 func (s *Session) fillWindowLocked(now time.Time, via *client) {
 	c := s.client.Load()
 	if c == nil {
@@ -186,9 +216,28 @@ func (s *Session) fillWindowLocked(now time.Time, via *client) {
 	n := 0
 	for n < len(s.queue) && len(s.inflight) < c.sendQuota {
 		d := s.queue[n]
+		if d.seq != 0 && s.findInflightLocked(seqPacketID(d.seq)) >= 0 {
+			// Its packet id is still in use (a message 65535 further back was never
+			// acknowledged): wait for it.
+			break
+		}
 		s.queue[n] = delivery{}
 		n++
 		s.qBytes -= d.msg.size()
+		if d.rel {
+			s.inflight = append(s.inflight, &inflight{id: seqPacketID(d.seq), d: d, released: true})
+			s.srv.stats.inflight.Add(1)
+			c.sendAck(mqtt.PUBREL, seqPacketID(d.seq), mqtt.Success)
+			continue
+		}
+		if d.seq != 0 {
+			if !s.deliverableLocked(d, now) {
+				s.markDoneLocked(d.seq)
+				continue
+			}
+			s.sendWithIDLocked(c, d, seqPacketID(d.seq), now, via)
+			continue
+		}
 		if d.msg.expired(now) {
 			s.srv.stats.drop(dropExpired)
 			continue
@@ -198,6 +247,9 @@ func (s *Session) fillWindowLocked(now time.Time, via *client) {
 	if n > 0 {
 		s.queue = append(s.queue[:0], s.queue[n:]...)
 		s.srv.stats.queued.Add(int64(-n))
+	}
+	if s.stored {
+		s.readLogLocked()
 	}
 }
 
@@ -209,13 +261,18 @@ func (s *Session) ack(id uint16, wantReleased bool, via *client) bool {
 	if i < 0 || s.inflight[i].released != wantReleased || (!wantReleased && s.inflight[i].d.qos != mqtt.QoS1) {
 		return false
 	}
+	seq := s.inflight[i].d.seq
 	s.removeInflightLocked(i)
+	if seq != 0 {
+		s.markDoneLocked(seq)
+	}
 	s.fillWindowLocked(time.Now(), via)
 	return true
 }
 
-// received handles PUBREC: the message moves to its release phase. failed is a v5 PUBREC with an
-// error reason code, which ends the exchange [MQTT-4.3.3-4].
+// received handles PUBREC: the message moves to its release phase and the PUBREL is sent, for a
+// persistent session's log message once that is written. failed is a v5 PUBREC with an error
+// reason code, which ends the exchange [MQTT-4.3.3-4]. It returns false for an unknown id.
 func (s *Session) received(id uint16, failed bool, via *client) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -223,12 +280,24 @@ func (s *Session) received(id uint16, failed bool, via *client) bool {
 	if i < 0 || s.inflight[i].d.qos != mqtt.QoS2 {
 		return false
 	}
+	f := s.inflight[i]
 	if failed {
 		s.removeInflightLocked(i)
+		if f.d.seq != 0 {
+			s.markDoneLocked(f.d.seq)
+		}
 		s.fillWindowLocked(time.Now(), via)
 		return true
 	}
-	s.inflight[i].released = true
+	if f.d.seq != 0 {
+		if !f.released {
+			f.released = true
+			s.releaseLocked(f.d.seq, id, via)
+		}
+		return true
+	}
+	f.released = true
+	via.sendAck(mqtt.PUBREL, id, mqtt.Success)
 	return true
 }
 

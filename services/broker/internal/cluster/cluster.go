@@ -1,29 +1,81 @@
-package broker
+// Package cluster joins a broker replica to the others through Redis (pkg/bus): the route table
+// and its cache of the other replicas' filters, forwarding and receiving messages, retained
+// messages in Redis, takeovers between replicas, the export stream, and the persistent sessions'
+// store (sessions.go). The broker core (internal/broker) calls it through a small interface and
+// is called back through Host; it never sees Redis, and this package never sees the core's types:
+// what crosses the seam is pkg/bus values.
+//
+// Everything that talks to Redis runs off the publish path: route-table writes in routeLoop,
+// forwarding through the bus's batching publisher, received batches in recvLoop, session appends
+// and commits in the store's flusher, log reads in its reader.
+package cluster
 
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
-	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 )
 
-// Cluster joins a replica to the others through the Redis bus (docs/ARCHITECTURE.md, "The
-// cluster"). It keeps this replica's route table in Redis (a reference count per local filter),
-// caches every other replica's filters, forwards each accepted PUBLISH to the replicas with a
-// matching subscription only, and routes what they forward locally. Retained messages and
-// persistent sessions are kept in Redis as well (retained.go, clustersession.go).
-//
-// Everything that talks to Redis runs off the publish path: route-table writes in routeLoop,
-// retained and session writes in the store loop, forwarding through the bus's batching
-// publisher, received batches in recvLoop.
+// Host is the broker core, as the cluster sees it.
+type Host interface {
+	// Deliver routes messages another replica forwarded to this one (Plain and Groups say for
+	// which local subscriptions), storing those flagged FlagStoreRetained. The messages alias a
+	// batch that is never reused.
+	Deliver(msgs []bus.Message)
+	// Wake says that the log of session id, held here, has new messages.
+	Wake(id string)
+	// Release lets go of session id, which another replica claimed: its connection here (if
+	// any) is closed as taken over, and the session is dropped from memory without writing it
+	// (its state is in the store). cleanStart: the new connection starts afresh (a delayed will
+	// is then due now).
+	Release(id string, cleanStart bool)
+	// Retained returns this replica's retained messages, to seed a Redis that came back empty.
+	Retained() []bus.Message
+	// SetRetained stores a retained message read from Redis unless a newer one is held.
+	SetRetained(bm *bus.Message)
+	// PruneRetained drops the retained messages Redis does not have (keep), that were set
+	// before began, on topics that travel between replicas: they were cleared while this
+	// replica was cut off.
+	PruneRetained(keep map[string]bool, began time.Time)
+}
+
+// Config is what the cluster needs of the broker's configuration.
+type Config struct {
+	ID                string
+	HeartbeatInterval time.Duration
+	PeerTimeout       time.Duration
+	ExportFilters     []string
+	ExportMaxLen      int64
+	// MaxQueued bounds the messages waiting in one persistent session's log.
+	MaxQueued int
+}
+
+// Envelope flags (bus.Message.Flags) between replicas.
+const (
+	FlagStoreRetained = 1 << 0 // the receiver stores the message as its topic's retained message
+	flagWake          = 1 << 1 // not a message: ClientID's log has new messages (durable sessions)
+)
+
+// Forward is one destination replica of a message, with what it is for there.
+type Forward struct {
+	Replica string
+	Plain   bool     // the replica has non-shared subscriptions for it
+	Groups  []string // shared groups ("group/filter") the replica serves it to
+}
+
+// Cluster is one replica's membership in the cluster. Make it with New, pass BusOptions to
+// bus.New, then Start.
 type Cluster struct {
-	srv  *Server
+	cfg  Config
+	host Host
+	log  zerolog.Logger
 	self string
 	bus  *bus.Bus // set by Start
 
@@ -43,9 +95,11 @@ type Cluster struct {
 	ownAdd chan struct{} // an own route-add notice came back
 	resync chan struct{}
 	inbox  chan []byte
-	store  *clusterStore
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	store  *Store // the persistent sessions (sessions.go)
+	retOps *ops   // retained-message writes (retained.go)
 
 	// exports are the export filters (nil: no export).
 	exports *topic.Index[struct{}, struct{}]
@@ -57,26 +111,13 @@ type Cluster struct {
 	heartbeat func() bus.Heartbeat // what this replica announces (SetHeartbeat)
 }
 
-// Ready reports whether the replica is part of the cluster: Redis connected and the state
-// synchronised since the last connect.
-func (c *Cluster) Ready() bool {
-	return c.bus != nil && c.bus.Status().Connected && c.synced.Load()
-}
-
-// Envelope flags (bus.Message.Flags) the broker uses between replicas.
-const (
-	flagStoreRetained = 1 << 0 // the receiver stores the message as its topic's retained message
-)
-
-// peerTimeout is how long a replica may stay silent before the others forget its routes.
-func (c *Cluster) peerTimeout() time.Duration { return c.srv.cfg.PeerTimeout }
-
-// NewCluster prepares s to join the cluster as replica id. Pass its callbacks to bus.New with
-// BusOptions, then call Start with the bus.
-func NewCluster(s *Server) *Cluster {
+// New prepares a replica to join the cluster. Pass BusOptions to bus.New, then call Start.
+func New(cfg Config, host Host, log zerolog.Logger) *Cluster {
 	c := &Cluster{
-		srv:     s,
-		self:    s.cfg.ID,
+		cfg:     cfg,
+		host:    host,
+		log:     log,
+		self:    cfg.ID,
 		refs:    make(map[string]int),
 		adds:    make(map[string][]chan struct{}),
 		removes: make(map[string]struct{}),
@@ -88,22 +129,30 @@ func NewCluster(s *Server) *Cluster {
 		stop:    make(chan struct{}),
 	}
 	c.remote.Store(topic.NewIndex[string, struct{}]())
-	if len(s.cfg.ExportFilters) > 0 {
+	if len(cfg.ExportFilters) > 0 {
 		c.exports = topic.NewIndex[struct{}, struct{}]()
-		for _, f := range s.cfg.ExportFilters {
+		for _, f := range cfg.ExportFilters {
 			_, _ = c.exports.Subscribe(f, struct{}{}, struct{}{})
 		}
 	}
-	s.cluster = c
-	c.store = newClusterStore(c)
-	s.retained = newClusterRetained(c)
+	c.store = newStore(c)
+	c.retOps = newOps()
 	return c
+}
+
+// Store returns the persistent sessions' store.
+func (c *Cluster) Store() *Store { return c.store }
+
+// Ready reports whether the replica is part of the cluster: Redis connected and the state
+// synchronised since the last connect.
+func (c *Cluster) Ready() bool {
+	return c.bus != nil && c.bus.Status().Connected && c.synced.Load()
 }
 
 // BusOptions sets the callbacks the cluster needs on o.
 func (c *Cluster) BusOptions(o *bus.Options) {
 	o.ReplicaID = c.self
-	o.ExportMaxLen = c.srv.cfg.ExportMaxLen
+	o.ExportMaxLen = c.cfg.ExportMaxLen
 	o.OnBatch = func(b []byte) {
 		select {
 		case c.inbox <- b:
@@ -113,6 +162,7 @@ func (c *Cluster) BusOptions(o *bus.Options) {
 	o.OnControl = c.onControl
 	o.OnHeartbeat = c.onHeartbeat
 	o.OnRouteChange = c.onRouteChange
+	o.OnDurableSubs = c.store.onIndexChange
 	o.OnReconnect = func() { c.synced.Store(false); c.requestResync() }
 	prev := o.OnStatus
 	o.OnStatus = func(st bus.Status) {
@@ -138,7 +188,8 @@ func (c *Cluster) Start(b *bus.Bus) {
 	go func() { defer c.wg.Done(); c.routeLoop() }()
 	go func() { defer c.wg.Done(); c.recvLoop() }()
 	go func() { defer c.wg.Done(); c.peerLoop() }()
-	go func() { defer c.wg.Done(); c.store.loop() }()
+	go func() { defer c.wg.Done(); c.storeLoop() }()
+	c.store.start()
 }
 
 // Stop ends the goroutines. Call it after the server drained and before closing the bus, so the
@@ -152,21 +203,49 @@ func (c *Cluster) Stop() {
 	c.stopping.Store(true)
 	c.flushRoutes()
 	c.store.flush()
+	c.flushStoreOps()
 	if c.bus != nil && c.bus.Status().Connected {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		// This replica is going away: the others forget its routes now, not after a timeout.
-		// Offline sessions it held are in Redis already.
 		_ = c.bus.DropReplica(ctx, c.self)
 		cancel()
 	}
 	close(c.stop)
+	c.store.stopLoops()
 	c.wg.Wait()
 }
 
-// addFilter counts a local subscription to filter. When it is the first, the filter is added to
-// the replica's route table in Redis; the returned channel closes when that is done (or failed),
-// so a SUBACK can wait for the route to exist. nil: nothing to wait for.
-func (c *Cluster) addFilter(filter string) chan struct{} {
+// Stats are the cluster's counters, for the broker's metrics.
+type Stats struct {
+	Forwarded, Received, Exported, ExportDropped int64
+	Peers, RemoteFilters, LocalFilters           int
+	Appended, AppendFailed, Commits, Fenced      int64
+	QueueFull                                    int64 // messages not appended: a session's log was full
+	DurableSubscriptions                         int
+}
+
+// Stats returns the current counters (ok is always true: the broker's stand-alone seam says
+// false).
+func (c *Cluster) Stats() (Stats, bool) { return c.stats(), true }
+
+func (c *Cluster) stats() Stats {
+	st := Stats{Forwarded: c.forwarded.Load(), Received: c.received.Load(),
+		Peers: len(c.Peers(nil)), RemoteFilters: c.remote.Load().Len()}
+	c.mu.Lock()
+	st.LocalFilters = len(c.refs)
+	c.mu.Unlock()
+	if c.bus != nil {
+		bs := c.bus.Stats()
+		st.Exported, st.ExportDropped = int64(bs.Exported), int64(bs.ExportDropped)
+	}
+	c.store.stats(&st)
+	return st
+}
+
+// AddFilter counts a local subscription to filter. When it is the first, the filter is added to
+// the replica's route table in Redis; the returned func waits until that is done (a few seconds
+// at most, and not at all while Redis is away), so a SUBACK can wait for the route to exist.
+func (c *Cluster) AddFilter(filter string) (wait func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.refs[filter]++
@@ -177,11 +256,11 @@ func (c *Cluster) addFilter(filter string) chan struct{} {
 	ch := make(chan struct{})
 	c.adds[filter] = append(c.adds[filter], ch)
 	c.kick()
-	return ch
+	return func() { c.waitRoute(ch) }
 }
 
-// removeFilter drops one local subscription to filter; the last one removes the route.
-func (c *Cluster) removeFilter(filter string) {
+// RemoveFilter drops one local subscription to filter; the last one removes the route.
+func (c *Cluster) RemoveFilter(filter string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.refs[filter] - 1
@@ -215,10 +294,12 @@ func (c *Cluster) requestResync() {
 	}
 }
 
-// waitRoute waits until a route added by addFilter is in Redis, at most a few seconds, and not
+func (c *Cluster) connected() bool { return c.bus != nil && c.bus.Status().Connected }
+
+// waitRoute waits until a route added by AddFilter is in Redis, at most a few seconds, and not
 // at all while Redis is away (the route is written on reconnect).
 func (c *Cluster) waitRoute(ch chan struct{}) {
-	if ch == nil || c.bus == nil || !c.bus.Status().Connected {
+	if ch == nil || !c.connected() {
 		return
 	}
 	t := time.NewTimer(3 * time.Second)
@@ -256,7 +337,7 @@ func (c *Cluster) routeLoop() {
 		case <-periodic.C:
 			// A lost notice (the sender died between writing its set and announcing it) is
 			// healed by reading the tables again now and then.
-			if c.bus.Status().Connected && c.synced.Load() {
+			if c.connected() && c.synced.Load() {
 				c.resyncRoutesReplaying()
 			}
 		}
@@ -313,7 +394,7 @@ func (c *Cluster) flushRoutes() bool {
 		err = c.bus.RemoveRoutes(ctx, c.self, removes...)
 	}
 	if err != nil {
-		c.srv.log.Warn().Err(err).Int("adds", len(adds)).Int("removes", len(removes)).Msg("route table update failed; retrying")
+		c.log.Warn().Err(err).Int("adds", len(adds)).Int("removes", len(removes)).Msg("route table update failed; retrying")
 		c.mu.Lock()
 		for _, f := range adds {
 			if c.refs[f] > 0 {
@@ -334,16 +415,17 @@ func (c *Cluster) flushRoutes() bool {
 }
 
 // doResync makes Redis hold exactly this replica's filters, reloads every other replica's
-// filters into a fresh cache, and merges the retained messages and sessions this replica holds
-// with Redis. It runs after every (re)connect: notices sent while the link was down are lost.
+// filters into a fresh cache, merges the retained messages and the persistent sessions this
+// replica holds with Redis, and reloads the index of persistent subscriptions. It runs after
+// every (re)connect: notices sent while the link was down are lost.
 func (c *Cluster) doResync() {
 	if c.bus == nil || c.stopping.Load() {
 		return
 	}
 	start := time.Now()
-	ok := c.resyncRoutesReplaying()
+	ok := c.resyncRoutesReplaying() && c.store.resync()
 	if ok {
-		c.store.resync()
+		c.resyncRetained()
 		// Announce this replica at once, so the others forward retained messages to it from
 		// now on; those published before they heard it are in Redis, read again shortly.
 		if hb := c.heartbeat; hb != nil {
@@ -352,11 +434,11 @@ func (c *Cluster) doResync() {
 			cancel()
 		}
 		c.synced.Store(true)
-		time.AfterFunc(2*c.srv.cfg.HeartbeatInterval+500*time.Millisecond, func() {
+		time.AfterFunc(2*c.cfg.HeartbeatInterval+500*time.Millisecond, func() {
 			select {
 			case <-c.stop:
 			default:
-				c.srv.retained.(*clusterRetained).resync()
+				c.resyncRetained()
 			}
 		})
 	}
@@ -364,7 +446,8 @@ func (c *Cluster) doResync() {
 		time.AfterFunc(time.Second, c.requestResync)
 		return
 	}
-	c.srv.log.Info().Dur("took", time.Since(start)).Int("remote_filters", c.remote.Load().Len()).Msg("cluster state synchronised")
+	c.log.Info().Dur("took", time.Since(start)).Int("remote_filters", c.remote.Load().Len()).
+		Int("persistent_sessions_indexed", c.store.indexed()).Msg("cluster state synchronised")
 }
 
 // resyncRoutesReplaying runs resyncRoutes while holding back route notices, and applies those
@@ -387,7 +470,7 @@ func (c *Cluster) resyncRoutesReplaying() bool {
 func (c *Cluster) resyncRoutes() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	log := c.srv.log
+	log := c.log
 	// Own table: add what is missing, remove what is stale.
 	have, err := c.bus.Routes(ctx, c.self)
 	if err != nil {
@@ -452,8 +535,8 @@ func (c *Cluster) resyncRoutes() bool {
 		if r.ID == c.self {
 			continue
 		}
-		if now.Sub(r.LastSeen) > c.peerTimeout() {
-			_ = c.bus.DropReplica(ctx, r.ID) // silent too long: gone
+		if now.Sub(r.LastSeen) > c.cfg.PeerTimeout {
+			c.replicaGone(ctx, r.ID) // silent too long: gone
 			continue
 		}
 		fs, err := c.bus.Routes(ctx, r.ID)
@@ -539,11 +622,12 @@ func (c *Cluster) onHeartbeat(hb bus.Heartbeat) {
 	c.mu.Unlock()
 }
 
-// peerLoop forgets replicas whose heartbeats stopped: their routes leave the cache, and Redis.
+// peerLoop forgets replicas whose heartbeats stopped: their routes leave the cache and Redis,
+// and their persistent sessions whose clients were connected go offline (and start expiring).
 // It does so only while this replica hears its own heartbeats, so a replica with a broken
 // subscription does not declare everyone else dead.
 func (c *Cluster) peerLoop() {
-	t := time.NewTicker(c.srv.cfg.HeartbeatInterval)
+	t := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -552,9 +636,9 @@ func (c *Cluster) peerLoop() {
 		case now := <-t.C:
 			c.mu.Lock()
 			var dead []string
-			if now.Sub(c.selfSeen) < c.peerTimeout()/2 {
+			if now.Sub(c.selfSeen) < c.cfg.PeerTimeout/2 {
 				for id, last := range c.peers {
-					if now.Sub(last) > c.peerTimeout() {
+					if now.Sub(last) > c.cfg.PeerTimeout {
 						dead = append(dead, id)
 						delete(c.peers, id)
 					}
@@ -562,18 +646,31 @@ func (c *Cluster) peerLoop() {
 			}
 			c.mu.Unlock()
 			for _, id := range dead {
-				c.srv.log.Warn().Str("replica", id).Msg("replica silent; forgetting its routes")
+				c.log.Warn().Str("replica", id).Msg("replica silent; forgetting its routes")
 				c.remote.Load().UnsubscribeAll(id)
-				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_ = c.bus.DropReplica(ctx, id)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				c.replicaGone(ctx, id)
 				cancel()
 			}
 		}
 	}
 }
 
-// livePeers returns the replicas currently known alive.
-func (c *Cluster) livePeers(dst []string) []string {
+// replicaGone drops a dead replica's routes and releases its sessions.
+func (c *Cluster) replicaGone(ctx context.Context, id string) {
+	_ = c.bus.DropReplica(ctx, id)
+	if n, err := c.bus.ReleaseOrphans(ctx, id); err != nil {
+		c.log.Warn().Err(err).Str("replica", id).Msg("sessions of a dead replica not released")
+	} else if n > 0 {
+		c.log.Info().Str("replica", id).Int("sessions", n).Msg("sessions of a dead replica marked offline")
+	}
+}
+
+// Remote returns the other replicas' filters (read-only).
+func (c *Cluster) Remote() *topic.Index[string, struct{}] { return c.remote.Load() }
+
+// Peers appends the replicas currently known alive to dst.
+func (c *Cluster) Peers(dst []string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id := range c.peers {
@@ -582,7 +679,14 @@ func (c *Cluster) livePeers(dst []string) []string {
 	return dst
 }
 
-// recvLoop routes what other replicas forwarded to this one.
+func (c *Cluster) isPeer(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.peers[id]
+	return ok
+}
+
+// recvLoop routes what other replicas forwarded to this one, and passes wake-ups on.
 func (c *Cluster) recvLoop() {
 	var msgs []bus.Message
 	for {
@@ -595,156 +699,125 @@ func (c *Cluster) recvLoop() {
 		var err error
 		msgs, err = bus.DecodeBatchInto(msgs[:0], b)
 		if err != nil {
-			c.srv.log.Warn().Err(err).Msg("undecodable batch from the bus dropped")
+			c.log.Warn().Err(err).Msg("undecodable batch from the bus dropped")
 			continue
 		}
-		now := time.Now()
+		n := 0
 		for i := range msgs {
-			bm := &msgs[i]
-			m := fromBus(bm)
-			c.received.Add(1)
-			if bm.Flags&flagStoreRetained != 0 {
-				c.srv.retained.(*clusterRetained).setLocal(m)
-			}
-			if m.expired(now) {
+			if msgs[i].Flags&flagWake != 0 {
+				c.host.Wake(msgs[i].ClientID)
 				continue
 			}
-			c.srv.router.route(m, now, nil, &remoteHints{plain: bm.Plain, groups: bm.Groups}, nil)
+			msgs[n] = msgs[i]
+			n++
+		}
+		if n > 0 {
+			c.received.Add(int64(n))
+			c.host.Deliver(msgs[:n])
 		}
 		clear(msgs)
 	}
 }
 
-// remoteHints tell the router what a forwarded message is for on this replica.
-type remoteHints struct {
-	plain  bool     // deliver to non-shared subscriptions
-	groups []string // shared groups ("group/filter") this replica serves the message to
-}
-
-func (h *remoteHints) hasGroup(group, filter string) bool {
-	for _, g := range h.groups {
-		if len(g) == len(group)+1+len(filter) && g[:len(group)] == group && g[len(group)] == '/' && g[len(group)+1:] == filter {
-			return true
-		}
-	}
-	return false
-}
-
-// forward is one destination replica of a message, with what it is for there.
-type forward struct {
-	replica string
-	plain   bool
-	groups  []string
-}
-
-// toBus fills bm from m, for the envelope.
-func toBus(bm *bus.Message, m *Message, origin string) {
-	*bm = bus.Message{ID: m.ID, Origin: origin, ClientID: m.From, Username: m.Username, Topic: m.Topic,
-		Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Created: m.Created.UnixNano()}
-	if !m.Expires.IsZero() {
-		bm.Expiry = m.Expires.UnixNano()
-	}
-	p := m.Props
-	if p == nil {
-		return
-	}
-	if p.has(mqtt.PropPayloadFormat) {
-		bm.Props |= bus.PropPayloadFormat
-		bm.PayloadFormat = p.PayloadFormat
-	}
-	if p.has(mqtt.PropContentType) {
-		bm.Props |= bus.PropContentType
-		bm.ContentType = p.ContentType
-	}
-	if p.has(mqtt.PropResponseTopic) {
-		bm.Props |= bus.PropResponseTopic
-		bm.ResponseTopic = p.ResponseTopic
-	}
-	if p.has(mqtt.PropCorrelationData) {
-		bm.Props |= bus.PropCorrelationData
-		bm.CorrelationData = p.CorrelationData
-	}
-	bm.UserProperties = p.User
-}
-
-// fromBus makes a Message of a received envelope message; it aliases the batch.
-func fromBus(bm *bus.Message) *Message {
-	m := &Message{ID: bm.ID, Topic: bm.Topic, Payload: bm.Payload, QoS: bm.QoS, Retain: bm.Retain,
-		From: bm.ClientID, Username: bm.Username, Created: time.Unix(0, bm.Created)}
-	if bm.Expiry != 0 {
-		m.Expires = time.Unix(0, bm.Expiry)
-	}
-	if bm.Props == 0 && len(bm.UserProperties) == 0 {
-		return m
-	}
-	p := &MessageProps{}
-	if bm.Props&bus.PropPayloadFormat != 0 {
-		p.PayloadFormat = bm.PayloadFormat
-		p.Present |= 1 << mqtt.PropPayloadFormat
-	}
-	if bm.Props&bus.PropContentType != 0 {
-		p.ContentType = bm.ContentType
-		p.Present |= 1 << mqtt.PropContentType
-	}
-	if bm.Props&bus.PropResponseTopic != 0 {
-		p.ResponseTopic = bm.ResponseTopic
-		p.Present |= 1 << mqtt.PropResponseTopic
-	}
-	if bm.Props&bus.PropCorrelationData != 0 {
-		p.CorrelationData = bm.CorrelationData
-		p.Present |= 1 << mqtt.PropCorrelationData
-	}
-	if len(bm.UserProperties) > 0 {
-		p.User = bm.UserProperties
-		p.Present |= 1 << mqtt.PropUserProperty
-	}
-	m.Props = p
-	return m
-}
-
-// send forwards m to the destinations. ack, when set, counts one pending acknowledgement per
-// destination, released when Redis has the message.
-func (c *Cluster) send(m *Message, fws []forward, retained bool, ack *pendingAck) {
-	var bm bus.Message
-	toBus(&bm, m, c.self)
-	if retained {
-		bm.Flags |= flagStoreRetained
-	}
+// Forward sends bm to the destinations (bm.Plain and bm.Groups are set per destination). done,
+// when not nil, is called once per destination with the bus's verdict.
+func (c *Cluster) Forward(bm *bus.Message, fws []Forward, done func(error)) {
 	for i := range fws {
 		f := &fws[i]
-		bm.Plain, bm.Groups = f.plain, f.groups
+		bm.Plain, bm.Groups = f.Plain, f.Groups
 		c.forwarded.Add(1)
-		if ack != nil {
-			ack.add()
-			c.bus.Publish(f.replica, &bm, ack.done)
-		} else {
-			c.bus.Publish(f.replica, &bm, c.sendFailed)
+		c.bus.Publish(f.Replica, bm, done)
+	}
+}
+
+// Exports reports whether messages on name go to the export stream.
+func (c *Cluster) Exports(name string) bool {
+	return c.exports != nil && !topic.IsSystem(name) && c.exports.HasMatch(name)
+}
+
+// Export appends bm to the export stream for the BigQuery adapter (see Exports). The bus counts
+// what it could not queue.
+func (c *Cluster) Export(bm *bus.Message) { c.bus.Export(bm) }
+
+// Control messages between replicas: 'T' clean from NUL id (take over: let go of session id),
+// 'R' id (released).
+const (
+	ctlTakeover = 'T'
+	ctlReleased = 'R'
+)
+
+// askRelease asks replica owner to let go of session id and waits for its answer, a few seconds
+// at most (it may have just died).
+func (c *Cluster) askRelease(ctx context.Context, owner, id string, cleanStart bool) {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	if c.releases == nil {
+		c.releases = make(map[string]chan struct{})
+	}
+	c.releases[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.releases[id] == ch {
+			delete(c.releases, id)
+		}
+		c.mu.Unlock()
+	}()
+	clean := byte('0')
+	if cleanStart {
+		clean = '1'
+	}
+	msg := append([]byte{ctlTakeover, clean}, c.self...)
+	msg = append(append(msg, 0), id...)
+	if err := c.bus.PublishControl(ctx, owner, msg); err != nil {
+		return
+	}
+	t := time.NewTimer(3 * time.Second)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+		c.log.Warn().Str("client_id", id).Str("owner", owner).Msg("previous owner did not release the session in time; claiming it anyway")
+	case <-ctx.Done():
+	}
+}
+
+func (c *Cluster) onControl(p []byte) {
+	if len(p) < 2 {
+		return
+	}
+	switch p[0] {
+	case ctlReleased:
+		id := string(p[1:])
+		c.mu.Lock()
+		ch := c.releases[id]
+		delete(c.releases, id)
+		c.mu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
+	case ctlTakeover:
+		rest := p[2:]
+		for i, b := range rest {
+			if b == 0 {
+				from, id := string(rest[:i]), string(rest[i+1:])
+				go c.release(id, from, p[1] == '1')
+				return
+			}
 		}
 	}
 }
 
-func (c *Cluster) sendFailed(err error) {
-	if err != nil && !errors.Is(err, bus.ErrNoReceiver) {
-		c.srv.stats.drop(dropClusterUnavailable)
-	}
+// release lets go of session id for replica from: the connection (if any) is taken over, its
+// pending commits written (so the new owner starts from the latest cursor), the session dropped
+// here, and from is told.
+func (c *Cluster) release(id, from string, cleanStart bool) {
+	c.host.Release(id, cleanStart)
+	c.store.flush()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	_ = c.bus.PublishControl(ctx, from, append([]byte{ctlReleased}, id...))
 }
 
-// forwardable reports whether messages on name travel between replicas: everything but the
-// replica's own $SYS topics (probe topics do travel: that is what they test).
-func (c *Cluster) forwardable(name string) bool {
-	return !topic.IsSystem(name) || strings.HasPrefix(name, bus.ProbeTopicPrefix)
-}
-
-func (s *Server) clusterNames() bus.Names { return s.cluster.bus.Names() }
-
-// export appends an accepted message to the export stream for the BigQuery adapter, if the
-// export filters match. $SYS and probe topics are never exported. The bus counts what it could
-// not queue (Redis far behind).
-func (c *Cluster) export(m *Message) {
-	if topic.IsSystem(m.Topic) || !c.exports.HasMatch(m.Topic) {
-		return
-	}
-	var bm bus.Message
-	toBus(&bm, m, c.self)
-	c.bus.Export(&bm)
-}
+// errNoBus: the cluster has not been started.
+var errNoBus = errors.New("cluster: not started")

@@ -1,0 +1,622 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
+)
+
+// Persistent sessions (3.x clean session 0, v5 session expiry > 0).
+//
+// Their QoS 1/2 messages do not go from the publisher to the session's memory: the publisher's
+// replica appends each one to the session's log in the SessionStore (Redis in a cluster) before
+// it acknowledges the PUBLISH, whichever replica holds the session and whether that replica is
+// alive. The owner reads the log when woken and delivers from it; every message has a sequence
+// number in the log, and its packet id is derived from it (seqPacketID), so whoever resumes the
+// session after a crash sends it again with the same packet id. The owner commits which messages
+// are done (a cursor: the first message not done, plus the done ones above it), and which QoS 2
+// messages got their PUBREC: that mark is written before the PUBREL goes out, so a resumed
+// session sends PUBREL again instead of the PUBLISH and the client never delivers it twice.
+// Every commit is fenced by the claim's epoch: a replica that lost the session cannot write.
+//
+// QoS 0 deliveries and shared subscriptions keep the direct path (router.go) and the memory
+// queue (session.go): a shared subscription's message goes to one member, chosen when it is
+// routed.
+
+// seqPacketID is the packet id of the message with sequence number seq: 1..65535 in turn.
+func seqPacketID(seq uint64) uint16 { return uint16((seq-1)%65535 + 1) }
+
+// logState is a persistent session's position in its log. Guarded by Session.mu.
+type logState struct {
+	from    string // entry id to read next
+	after   bool   // read after from (it was read already)
+	nextSeq uint64 // sequence number of the next message not yet read; 0 before the first read
+	cursor  bus.LogPos
+	// entries are the entries read whose messages are not all done, oldest first.
+	entries  []entryRef
+	lastRead string
+	done     map[uint64]struct{} // above the cursor
+	released map[uint64]struct{} // above the cursor: PUBREC received and written
+	dupUpTo  uint64              // messages up to this one may have been sent before: DUP
+	reading  bool
+	again    bool // woken while a read ran
+	// caughtUp: the last read reached the end of the log; the next read waits for a wake-up.
+	caughtUp bool
+	retry    *time.Timer
+
+	// What the next commit writes.
+	dirtyCursor, dirtyMarks bool
+	trim                    string
+	q2del                   []uint16
+	state                   []byte
+	setExpiry               bool
+	offline                 bool
+	offlineTTL              time.Duration
+	end                     bool
+	then                    []func() // run once these changes are written
+	committing              bool
+	inCommit                *bus.Commit
+	inThen                  []func()
+}
+
+type entryRef struct {
+	id   string
+	seq0 uint64
+	n    int
+}
+
+// readLow: the owner reads more of the log when fewer messages than this wait in memory.
+// readEntries: entries asked for per read (an entry holds 1 to 256 messages).
+const (
+	readLow     = 256
+	readEntries = 64
+)
+
+// storedState is the session's blob in the store: its subscriptions and expiry.
+type storedState struct {
+	Subs       []storedSub `json:"subs"`
+	ExpirySecs int64       `json:"expiry_s"` // -1: never
+}
+
+type storedSub struct {
+	Filter string `json:"f"`
+	QoS    byte   `json:"q"`
+	NL     bool   `json:"nl,omitempty"`
+	RAP    bool   `json:"rap,omitempty"`
+	RH     byte   `json:"rh,omitempty"`
+	SubID  uint32 `json:"id,omitempty"`
+}
+
+// stateLocked encodes the session's subscriptions and expiry.
+func (s *Session) stateLocked() []byte {
+	st := storedState{ExpirySecs: int64(s.expiry / time.Second)}
+	if s.expiry == neverExpire {
+		st.ExpirySecs = -1
+	}
+	for f, o := range s.subs {
+		st.Subs = append(st.Subs, storedSub{Filter: f, QoS: o.QoS, NL: o.NoLocal, RAP: o.RetainAsPublished, RH: o.RetainHandling, SubID: o.SubID})
+	}
+	slices.SortFunc(st.Subs, func(a, b storedSub) int {
+		if a.Filter < b.Filter {
+			return -1
+		}
+		if a.Filter > b.Filter {
+			return 1
+		}
+		return 0
+	})
+	b, _ := json.Marshal(st)
+	return b
+}
+
+// indexedLocked are the subscriptions the store appends messages for: QoS 1 and 2, not shared.
+func (s *Session) indexedLocked() bus.DurableSubs {
+	ds := bus.DurableSubs{Inc: s.inc}
+	for f, o := range s.subs {
+		if o.QoS == 0 {
+			continue
+		}
+		if _, shared, _ := topic.ParseShare(f); shared {
+			continue
+		}
+		ds.Subs = append(ds.Subs, bus.DurableSub{Filter: f, QoS: o.QoS, NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished})
+	}
+	slices.SortFunc(ds.Subs, func(a, b bus.DurableSub) int {
+		if a.Filter < b.Filter {
+			return -1
+		}
+		if a.Filter > b.Filter {
+			return 1
+		}
+		return 0
+	})
+	return ds
+}
+
+// restore fills a new session from its claim: subscriptions (into the index and route table),
+// inbound QoS 2 ids, and the log position; the messages not done are read from the log when the
+// client is attached. Called with Server.mu held, before anyone uses sess.
+func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
+	sess.stored, sess.epoch, sess.inc = true, sc.Epoch, sc.Inc
+	lg := &sess.lg
+	lg.cursor = sc.Cursor
+	lg.from, lg.after = sc.Cursor.ID, false
+	lg.done = make(map[uint64]struct{}, len(sc.Done))
+	for _, q := range sc.Done {
+		lg.done[q] = struct{}{}
+	}
+	lg.released = make(map[uint64]struct{}, len(sc.Released))
+	for _, q := range sc.Released {
+		lg.released[q] = struct{}{}
+	}
+	if sc.Present {
+		lg.dupUpTo = sc.Appended
+	}
+	if len(sc.InQoS2) > 0 {
+		sess.inQoS2 = make(map[uint16]bus.MessageID, len(sc.InQoS2))
+		for id, mid := range sc.InQoS2 {
+			sess.inQoS2[id] = mid
+		}
+	}
+	if !sc.Present || len(sc.State) == 0 {
+		return
+	}
+	var st storedState
+	if err := json.Unmarshal(sc.State, &st); err != nil {
+		s.log.Warn().Err(err).Str("client_id", sess.ID).Msg("stored session state undecodable; its subscriptions are lost")
+		return
+	}
+	for _, sub := range st.Subs {
+		_, _ = s.subscribe(sess, sub.Filter, SubOpts{QoS: sub.QoS, NoLocal: sub.NL, RetainAsPublished: sub.RAP,
+			RetainHandling: sub.RH, SubID: sub.SubID})
+	}
+}
+
+// wakeLog reads the log when new messages were appended.
+func (s *Session) wakeLog() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stored || s.ended {
+		return
+	}
+	s.lg.caughtUp = false
+	if s.lg.reading {
+		s.lg.again = true
+		return
+	}
+	s.readLogLocked()
+}
+
+// readLogLocked asks the store for more of the log while the client is connected and few
+// messages wait in memory.
+func (s *Session) readLogLocked() {
+	lg := &s.lg
+	if lg.reading || lg.caughtUp || s.ended || s.client.Load() == nil || len(s.queue) >= readLow {
+		return
+	}
+	lg.reading, lg.again = true, false
+	epoch := s.epoch
+	s.srv.store.Read(s.ID, lg.from, lg.after, readEntries, func(es []bus.LogEntry, err error) {
+		s.onLog(epoch, es, err)
+	})
+}
+
+// onLog takes the entries read from the log into the queue.
+func (s *Session) onLog(epoch uint64, es []bus.LogEntry, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lg := &s.lg
+	lg.reading = false
+	if s.ended || s.epoch != epoch || !s.stored {
+		return
+	}
+	if err != nil {
+		s.srv.log.Warn().Err(err).Str("client_id", s.ID).Msg("reading the session's log failed; retrying")
+		if lg.retry == nil {
+			lg.retry = time.AfterFunc(500*time.Millisecond, func() {
+				s.mu.Lock()
+				s.lg.retry = nil
+				s.readLogLocked()
+				s.mu.Unlock()
+			})
+		}
+		return
+	}
+	now := time.Now()
+	for _, e := range es {
+		lg.from, lg.after, lg.lastRead = e.ID, true, e.ID
+		taken := 0
+		for i, raw := range e.Msgs {
+			seq := e.Seq + uint64(i)
+			if seq < lg.cursor.Seq || (lg.nextSeq != 0 && seq < lg.nextSeq) {
+				continue // done before, or already read
+			}
+			taken++
+			lg.nextSeq = seq + 1
+			if _, ok := lg.done[seq]; ok {
+				continue
+			}
+			m, bm, ok := decodeLog(raw)
+			if !ok {
+				s.markDoneLocked(seq)
+				continue
+			}
+			d := delivery{msg: m, qos: byte(bm.Flags>>cluster.LogQoSShift) & 3, retain: bm.Flags&cluster.LogRetain != 0,
+				seq: seq, dup: seq <= lg.dupUpTo}
+			if d.qos == 0 {
+				d.qos = 1
+			}
+			d.subIDs = s.subIDsLocked(m.Topic)
+			if _, ok := lg.released[seq]; ok && d.qos == mqtt.QoS2 {
+				// PUBREC came before: PUBREL again in its turn, never the PUBLISH [MQTT-4.3.3].
+				d.rel = true
+			}
+			s.queue = append(s.queue, d)
+			s.qBytes += m.size()
+			s.srv.stats.queued.Add(1)
+		}
+		if taken > 0 {
+			lg.entries = append(lg.entries, entryRef{id: e.ID, seq0: e.Seq, n: len(e.Msgs)})
+		}
+	}
+	lg.caughtUp = len(es) < readEntries && !lg.again
+	s.advanceCursorLocked()
+	s.fillWindowLocked(now, nil) // reads on unless caught up
+}
+
+// decodeLog decodes one message of a log entry; the message aliases raw.
+func decodeLog(raw []byte) (*Message, *bus.Message, bool) {
+	ms, err := bus.DecodeBatch(raw)
+	if err != nil || len(ms) != 1 {
+		return nil, nil, false
+	}
+	return fromBus(&ms[0]), &ms[0], true
+}
+
+// subIDsLocked are the subscription identifiers of the session's subscriptions matching name.
+func (s *Session) subIDsLocked(name string) []uint32 {
+	var ids []uint32
+	for f, o := range s.subs {
+		if o.SubID != 0 && topic.Match(f, name) {
+			ids = append(ids, o.SubID)
+		}
+	}
+	return ids
+}
+
+// markDoneLocked records that message seq needs nothing more (acknowledged, dropped, expired).
+func (s *Session) markDoneLocked(seq uint64) {
+	lg := &s.lg
+	if seq < lg.cursor.Seq {
+		return
+	}
+	if lg.done == nil {
+		lg.done = make(map[uint64]struct{})
+	}
+	lg.done[seq] = struct{}{}
+	delete(lg.released, seq)
+	lg.dirtyMarks = true
+	s.advanceCursorLocked()
+	s.commitLocked(nil)
+}
+
+// advanceCursorLocked moves the cursor past the messages done, and the trim point past the
+// entries done.
+func (s *Session) advanceCursorLocked() {
+	lg := &s.lg
+	moved := false
+	for {
+		if _, ok := lg.done[lg.cursor.Seq]; !ok {
+			break
+		}
+		delete(lg.done, lg.cursor.Seq)
+		lg.cursor.Seq++
+		moved = true
+	}
+	if !moved {
+		return
+	}
+	for len(lg.entries) > 0 && lg.entries[0].seq0+uint64(lg.entries[0].n) <= lg.cursor.Seq {
+		lg.entries = lg.entries[1:]
+	}
+	old := lg.cursor.ID
+	if len(lg.entries) > 0 {
+		lg.cursor.ID = lg.entries[0].id
+	} else if lg.lastRead != "" {
+		lg.cursor.ID = lg.lastRead // read again from there, its messages skipped
+	}
+	if lg.cursor.ID != old {
+		lg.trim = lg.cursor.ID
+	}
+	lg.dirtyCursor, lg.dirtyMarks = true, true
+}
+
+// releaseLocked records the PUBREC of QoS 2 message seq; the PUBREL goes once that is written.
+func (s *Session) releaseLocked(seq uint64, id uint16, c *client) {
+	lg := &s.lg
+	if lg.released == nil {
+		lg.released = make(map[uint64]struct{})
+	}
+	lg.released[seq] = struct{}{}
+	lg.dirtyMarks = true
+	s.commitLocked(func() { c.sendAck(mqtt.PUBREL, id, mqtt.Success) })
+}
+
+// commitLocked writes what changed (now, or with the commit under way), then runs then.
+func (s *Session) commitLocked(then func()) {
+	lg := &s.lg
+	if then != nil {
+		lg.then = append(lg.then, then)
+	}
+	if lg.committing || !s.stored {
+		return
+	}
+	lg.committing = true
+	s.srv.store.Commit(s.buildCommit, s.commitDone)
+}
+
+// buildCommit is called by the store when it sends the commit.
+func (s *Session) buildCommit() *bus.Commit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lg := &s.lg
+	c := &bus.Commit{Session: s.ID, Epoch: s.epoch}
+	any := false
+	if lg.dirtyCursor {
+		cur := lg.cursor
+		c.Cursor, any = &cur, true
+	}
+	if lg.dirtyMarks {
+		c.Marks, any = true, true
+		for q := range lg.done {
+			c.Done = append(c.Done, q)
+		}
+		for q := range lg.released {
+			c.Released = append(c.Released, q)
+		}
+		slices.Sort(c.Done)
+		slices.Sort(c.Released)
+	}
+	if lg.trim != "" {
+		c.TrimBefore, any = lg.trim, true
+	}
+	if len(lg.q2del) > 0 {
+		c.DelQ2, any = lg.q2del, true
+	}
+	if lg.state != nil {
+		c.State, any = lg.state, true
+	}
+	if lg.setExpiry {
+		c.SetExpiry, c.Expiry, any = true, -1, true
+		if s.expiry != neverExpire {
+			c.Expiry = s.expiry
+		}
+	}
+	if lg.offline {
+		c.Offline, c.OfflineTTL, any = true, lg.offlineTTL, true
+	}
+	if lg.end {
+		c.End, any = true, true
+	}
+	lg.dirtyCursor, lg.dirtyMarks, lg.trim, lg.q2del, lg.state = false, false, "", nil, nil
+	lg.setExpiry, lg.offline, lg.end = false, false, false
+	lg.inThen, lg.then = lg.then, nil
+	if !any {
+		lg.inCommit = nil
+		return nil // nothing to write; the callbacks run when the store answers
+	}
+	lg.inCommit = c
+	return c
+}
+
+// commitDone takes the store's answer: the callbacks of a written commit run; a failed one is
+// merged back and retried; a fenced one means another replica holds the session now.
+func (s *Session) commitDone(err error) {
+	s.mu.Lock()
+	lg := &s.lg
+	lg.committing = false
+	c, then := lg.inCommit, lg.inThen
+	lg.inCommit, lg.inThen = nil, nil
+	switch {
+	case err == nil:
+	case errors.Is(err, bus.ErrFenced):
+		s.mu.Unlock()
+		s.srv.log.Warn().Str("client_id", s.ID).Msg("persistent session claimed by another replica; letting it go")
+		go s.srv.release(s.ID, false)
+		return
+	default:
+		if c != nil {
+			lg.dirtyCursor = lg.dirtyCursor || c.Cursor != nil
+			lg.dirtyMarks = lg.dirtyMarks || c.Marks
+			if lg.trim == "" {
+				lg.trim = c.TrimBefore
+			}
+			lg.q2del = append(c.DelQ2, lg.q2del...)
+			if lg.state == nil {
+				lg.state = c.State
+			}
+			lg.setExpiry = lg.setExpiry || c.SetExpiry
+			lg.offline = lg.offline || c.Offline
+			if c.Offline {
+				lg.offlineTTL = c.OfflineTTL
+			}
+			lg.end = lg.end || c.End
+		}
+		lg.then = append(then, lg.then...)
+		then = nil
+		if !s.ended || lg.end || lg.offline {
+			time.AfterFunc(500*time.Millisecond, func() {
+				s.mu.Lock()
+				s.commitLocked(nil)
+				s.mu.Unlock()
+			})
+		}
+		s.mu.Unlock()
+		s.srv.log.Warn().Err(err).Str("client_id", s.ID).Msg("session state not written; retrying")
+		return
+	}
+	pending := lg.dirtyCursor || lg.dirtyMarks || lg.trim != "" || len(lg.q2del) > 0 || lg.state != nil ||
+		lg.setExpiry || lg.offline || lg.end || len(lg.then) > 0
+	if pending {
+		s.commitLocked(nil)
+	}
+	s.mu.Unlock()
+	for _, f := range then {
+		f()
+	}
+}
+
+// saveStateLocked writes the session's subscriptions and expiry with the next commit.
+func (s *Session) saveStateLocked() {
+	if !s.stored {
+		return
+	}
+	s.lg.state = s.stateLocked()
+	s.lg.setExpiry = true
+	s.commitLocked(nil)
+}
+
+// index publishes the session's QoS 1/2 subscriptions to the store; it returns once every
+// replica appends for them (bounded), so the SUBACK can go.
+func (s *Session) index() {
+	s.mu.Lock()
+	if !s.stored || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	ds, epoch := s.indexedLocked(), s.epoch
+	s.mu.Unlock()
+	if err := s.srv.store.Index(s.ID, epoch, ds); err != nil {
+		if errors.Is(err, bus.ErrFenced) {
+			go s.srv.release(s.ID, false)
+			return
+		}
+		s.srv.log.Warn().Err(err).Str("client_id", s.ID).Msg("persistent subscriptions not indexed")
+	}
+}
+
+// goOfflineLocked: the client disconnected. The log's messages leave memory (they stay in the
+// log); the store marks the session offline, expiring after its expiry interval.
+func (s *Session) goOfflineLocked() {
+	s.dropLogDeliveriesLocked()
+	if s.expiry == neverExpire {
+		s.lg.offlineTTL = 0
+	} else {
+		s.lg.offlineTTL = s.expiry + bus.OfflineMargin
+	}
+	s.lg.offline = true
+	s.lg.setExpiry = true
+	s.commitLocked(nil)
+}
+
+// dropLogDeliveriesLocked forgets the messages read from the log (they are read again at the next
+// attach); deliveries of the memory path stay.
+func (s *Session) dropLogDeliveriesLocked() {
+	lg := &s.lg
+	kept := s.queue[:0]
+	for _, d := range s.queue {
+		if d.seq == 0 {
+			kept = append(kept, d)
+			continue
+		}
+		s.qBytes -= d.msg.size()
+		s.srv.stats.queued.Add(-1)
+	}
+	clear(s.queue[len(kept):])
+	s.queue = kept
+	in := s.inflight[:0]
+	for _, f := range s.inflight {
+		if f.d.seq == 0 {
+			in = append(in, f)
+			continue
+		}
+		s.srv.stats.inflight.Add(-1)
+	}
+	clear(s.inflight[len(in):])
+	s.inflight = in
+	lg.from, lg.after, lg.nextSeq, lg.entries, lg.lastRead, lg.caughtUp = lg.cursor.ID, false, 0, nil, "", false
+	if lg.retry != nil {
+		lg.retry.Stop()
+		lg.retry = nil
+	}
+}
+
+// endStoredLocked deletes the session from the store (a persistent one's subscriptions from the
+// index too). A session this replica no longer holds (epoch 0) is left alone.
+func (s *Session) endStoredLocked() {
+	if s.epoch == 0 {
+		return
+	}
+	id, epoch, inc, st := s.ID, s.epoch, s.inc, s.srv.store
+	if !s.stored {
+		st.Commit(func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) {})
+		st.Released(id)
+		return
+	}
+	s.lg.end = true
+	s.commitLocked(nil)
+	go func() {
+		_ = st.Index(id, epoch, bus.DurableSubs{Inc: inc})
+		st.Released(id)
+	}()
+}
+
+// deliverableLocked checks a log delivery before it is sent: expired or no longer readable
+// (ACL) messages are done at once. It returns false for those.
+func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
+	if d.msg.expired(now) {
+		s.srv.stats.drop(dropExpired)
+		return false
+	}
+	if !s.srv.allowed(s.ID, s.username, d.msg.Topic, auth.Read) {
+		s.srv.stats.drop(dropNotAuthorized)
+		return false
+	}
+	return true
+}
+
+// subscriptionsChanged writes a persistent session's subscriptions to the store and its index
+// (returning once every replica appends for them); nothing for a clean session.
+func (s *Session) subscriptionsChanged() {
+	s.mu.Lock()
+	stored := s.stored
+	if stored {
+		s.saveStateLocked()
+	}
+	s.mu.Unlock()
+	if stored {
+		s.index()
+	}
+}
+
+// appendRetained puts a retained message for a new subscription of a persistent session into
+// its log, at qos.
+func (s *Server) appendRetained(sess *Session, m *Message, qos byte) {
+	bm := new(bus.Message)
+	toBus(bm, m, s.cfg.ID)
+	sess.mu.Lock()
+	inc := sess.inc
+	sess.mu.Unlock()
+	s.store.AppendTo(sess.ID, inc, bm, qos, true, func(err error) {
+		if err != nil {
+			s.stats.drop(dropClusterUnavailable)
+		}
+	})
+}
+
+// recordQoS2 records an inbound QoS 2 packet id as received, PUBREL to come.
+func (s *Session) recordQoS2(id uint16, mid bus.MessageID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inQoS2 == nil {
+		s.inQoS2 = make(map[uint16]bus.MessageID)
+	}
+	s.inQoS2[id] = mid
+}
