@@ -652,7 +652,7 @@ func (c *client) handlePubrel(id uint16) {
 	s.mu.Lock()
 	_, ok := s.inQoS2[id]
 	delete(s.inQoS2, id)
-	if ok && s.stored {
+	if ok && s.stored.Load() {
 		// The exchange ends in the store first: a PUBCOMP for an id still recorded there
 		// would make a resend of the id after a crash look like a duplicate.
 		s.lg.q2del = append(s.lg.q2del, id)
@@ -732,7 +732,7 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 				return
 			}
 			qos := min(m.QoS, r.opts.QoS)
-			if qos > 0 && c.sess.stored {
+			if qos > 0 && c.sess.stored.Load() {
 				// Through the session's log, like any QoS 1/2 message it gets.
 				c.srv.appendRetained(c.sess, m, qos)
 				return

@@ -211,7 +211,7 @@ func (c *client) accept(p *mqtt.Connect) error {
 // store cannot claim (Redis away) is refused: its messages could not be kept.
 func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	persistent := c.sessExpiry != 0
-	s.store.Flush() // this replica's own last commits for the id first
+	s.settle(c.id) // this replica's own last writes for the id first: the claim fences them
 	sc, err := s.store.Claim(c.id, cleanStart || !persistent, c.sessExpiry)
 	if err != nil {
 		return err
@@ -241,11 +241,11 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 						carried = append(carried, d)
 					}
 				}
-				if !prev.stored {
+				if !prev.stored.Load() {
 					carriedSubs = maps.Clone(prev.subs) // a clean session resumed as persistent
 				}
 			}
-			prev.stored = false // the store belongs to this claim now
+			prev.stored.Store(false) // the store belongs to this claim now
 			prev.mu.Unlock()
 			if will := s.dropSessionLocked(prev); cleanStart && will != nil {
 				// The old session ends: its delayed will is due now [MQTT-3.1.3-9]. Resumed
@@ -268,7 +268,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 		// A v5 session with expiry 0 whose connection is still open, resumed [MQTT-3.1.2-4].
 		sess, present = prev, true
 		sess.mu.Lock()
-		sess.stored = false
+		sess.stored.Store(false)
 		if sess.expiryTimer != nil {
 			sess.expiryTimer.Stop()
 			sess.expiryTimer = nil
@@ -282,7 +282,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	default:
 		if prev != nil {
 			prev.mu.Lock()
-			prev.stored = false
+			prev.stored.Store(false)
 			prev.mu.Unlock()
 			if will := s.dropSessionLocked(prev); will != nil {
 				go s.publishWill(will) // its session ends [MQTT-3.1.3-9]
@@ -388,13 +388,13 @@ func (s *Server) detach(c *client) {
 		sess.expiryTimer = time.AfterFunc(c.sessExpiry, func() { s.expireSession(sess) })
 	}
 	sess.expiry = c.sessExpiry
-	if sess.stored {
+	if sess.stored.Load() {
 		// Offline now: the store keeps the session, expiring after its expiry interval, and
 		// publishers keep appending to its log.
 		sess.goOfflineLocked()
 	}
 	sess.mu.Unlock()
-	if sess.stored {
+	if sess.stored.Load() {
 		s.store.Released(sess.ID)
 	}
 }

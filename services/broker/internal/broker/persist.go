@@ -144,7 +144,8 @@ func (s *Session) indexedLocked() bus.DurableSubs {
 // inbound QoS 2 ids, and the log position; the messages not done are read from the log when the
 // client is attached. Called with Server.mu held, before anyone uses sess.
 func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
-	sess.stored, sess.epoch, sess.inc = true, sc.Epoch, sc.Inc
+	sess.stored.Store(true)
+	sess.epoch, sess.inc = sc.Epoch, sc.Inc
 	lg := &sess.lg
 	lg.cursor = sc.Cursor
 	lg.from, lg.after = sc.Cursor.ID, false
@@ -183,7 +184,7 @@ func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
 func (s *Session) wakeLog() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.stored || s.ended {
+	if !s.stored.Load() || s.ended {
 		return
 	}
 	s.lg.caughtUp = false
@@ -214,7 +215,7 @@ func (s *Session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 	defer s.mu.Unlock()
 	lg := &s.lg
 	lg.reading = false
-	if s.ended || s.epoch != epoch || !s.stored {
+	if s.ended || s.epoch != epoch || !s.stored.Load() {
 		return
 	}
 	if err != nil {
@@ -355,7 +356,7 @@ func (s *Session) commitLocked(then func()) {
 	if then != nil {
 		lg.then = append(lg.then, then)
 	}
-	if lg.committing || !s.stored {
+	if lg.committing || !s.stored.Load() {
 		return
 	}
 	lg.committing = true
@@ -475,7 +476,7 @@ func (s *Session) commitDone(err error) {
 
 // saveStateLocked writes the session's subscriptions and expiry with the next commit.
 func (s *Session) saveStateLocked() {
-	if !s.stored {
+	if !s.stored.Load() {
 		return
 	}
 	s.lg.state = s.stateLocked()
@@ -487,7 +488,7 @@ func (s *Session) saveStateLocked() {
 // replica appends for them (bounded), so the SUBACK can go.
 func (s *Session) index() {
 	s.mu.Lock()
-	if !s.stored || s.ended {
+	if !s.stored.Load() || s.ended {
 		s.mu.Unlock()
 		return
 	}
@@ -555,7 +556,7 @@ func (s *Session) endStoredLocked() {
 		return
 	}
 	id, epoch, inc, st := s.ID, s.epoch, s.inc, s.srv.store
-	if !s.stored {
+	if !s.stored.Load() {
 		st.Commit(func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) {})
 		st.Released(id)
 		return
@@ -586,7 +587,7 @@ func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
 // (returning once every replica appends for them); nothing for a clean session.
 func (s *Session) subscriptionsChanged() {
 	s.mu.Lock()
-	stored := s.stored
+	stored := s.stored.Load()
 	if stored {
 		s.saveStateLocked()
 	}
@@ -619,4 +620,30 @@ func (s *Session) recordQoS2(id uint16, mid bus.MessageID) {
 		s.inQoS2 = make(map[uint16]bus.MessageID)
 	}
 	s.inQoS2[id] = mid
+}
+
+// settleCommits waits (until deadline) until everything the session changed is written: before
+// it is handed to another claim, which would fence the writes still pending.
+func (s *Session) settleCommits(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		lg := &s.lg
+		busy := s.stored.Load() && (lg.committing || lg.dirtyCursor || lg.dirtyMarks || lg.trim != "" || len(lg.q2del) > 0 ||
+			lg.state != nil || lg.setExpiry || lg.offline || lg.end || len(lg.then) > 0)
+		s.mu.Unlock()
+		if !busy {
+			return
+		}
+		s.srv.store.Flush()
+	}
+}
+
+// settle waits until the session id held here, if any, has written what it changed.
+func (s *Server) settle(id string) {
+	s.mu.Lock()
+	sess := s.sessions[id]
+	s.mu.Unlock()
+	if sess != nil {
+		sess.settleCommits(time.Now().Add(5 * time.Second))
+	}
 }

@@ -93,7 +93,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 			continue // merged into an earlier target
 		}
 		d := delivery{msg: m, qos: min(m.QoS, t.opts.QoS), retain: m.Retain && t.opts.RetainAsPublished}
-		persistent := !t.shared && t.sess.stored // QoS 1/2 for it go through its log (persist.go)
+		persistent := !t.shared && t.sess.stored.Load() // QoS 1/2 for it go through its log (persist.go)
 		if t.opts.SubID != 0 {
 			d.subIDs = []uint32{t.opts.SubID}
 		}

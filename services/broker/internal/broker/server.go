@@ -270,7 +270,7 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 	}
 	s.router.route(m, time.Now(), from, nil, ack)
 	var q2 *cluster.Q2
-	if ack != nil && ack.t == mqtt.PUBREC && from.sess.stored {
+	if ack != nil && ack.t == mqtt.PUBREC && from.sess.stored.Load() {
 		// The packet id is recorded in the publisher's session with the appends: a resend
 		// after a crash is not delivered again.
 		q2 = &cluster.Q2{Publisher: from.id, PacketID: ack.id}
@@ -407,11 +407,12 @@ func (s *Server) release(id string, cleanStart bool) {
 	if cl := sess.client.Load(); cl != nil {
 		cl.takenOver(cleanStart) // returns after the connection's teardown
 	}
+	sess.settleCommits(time.Now().Add(5 * time.Second)) // the new owner starts from all of it
 	s.mu.Lock()
 	var will *Message
 	if s.sessions[id] == sess {
 		sess.mu.Lock()
-		sess.stored = false // nothing more is written: the store belongs to the new owner
+		sess.stored.Store(false) // nothing more is written: the store belongs to the new owner
 		sess.mu.Unlock()
 		will = s.dropSessionLocked(sess)
 	}

@@ -93,8 +93,9 @@ type Session struct {
 	ended     bool // removed from the server; a late reconnect must make a new session
 
 	// stored: a persistent session held in the SessionStore under claim epoch, incarnation inc;
-	// lg is its place in its log (persist.go).
-	stored     bool
+	// lg is its place in its log (persist.go). stored is written with mu held and read without
+	// it by the router.
+	stored     atomic.Bool
 	epoch, inc uint64
 	lg         logState
 }
@@ -125,7 +126,7 @@ func (s *Session) nextPacketIDLocked() (uint16, bool) {
 // logWillUseLocked reports whether id is the packet id of one of the next messages of a
 // persistent session's log that may be sent soon.
 func (s *Session) logWillUseLocked(id uint16) bool {
-	if !s.stored || s.lg.nextSeq == 0 {
+	if !s.stored.Load() || s.lg.nextSeq == 0 {
 		return false
 	}
 	d := (uint64(id) + 65535 - uint64(seqPacketID(s.lg.nextSeq))) % 65535
@@ -248,7 +249,7 @@ func (s *Session) fillWindowLocked(now time.Time, via *client) {
 		s.queue = append(s.queue[:0], s.queue[n:]...)
 		s.srv.stats.queued.Add(int64(-n))
 	}
-	if s.stored {
+	if s.stored.Load() {
 		s.readLogLocked()
 	}
 }

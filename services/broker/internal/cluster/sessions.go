@@ -133,7 +133,9 @@ func (s *Store) Claim(id string, clean bool, expiry time.Duration) (bus.SessionC
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if owner, _, err := b.SessionOwner(ctx, id); err == nil && owner != "" && owner != s.c.self && s.c.isPeer(owner) {
+	if owner, _, err := b.SessionOwner(ctx, id); err == nil && owner != "" && owner != s.c.self {
+		// Asked whether or not this replica has heard of it yet: a replica that is gone has no
+		// subscriber on its control channel, and the ask returns at once.
 		s.c.askRelease(ctx, owner, id, clean)
 	}
 	sc, err := b.ClaimSession(ctx, id, clean, expiry)
