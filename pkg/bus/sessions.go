@@ -471,7 +471,7 @@ type Commit struct {
 	// Online marks the client connected here again (after a replica that thought this one dead
 	// marked it offline): the keys stop expiring.
 	Online bool
-	End        bool // delete the session
+	End    bool // delete the session
 
 	Err    error // nil, ErrFenced, or a failure (nothing is known)
 	Ended  bool  // End was done

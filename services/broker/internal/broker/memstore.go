@@ -35,7 +35,7 @@ type memStore struct {
 }
 
 type memSession struct {
-	bus.SessionClaim          // what a claim returns; Epoch is the current claim
+	bus.SessionClaim // what a claim returns; Epoch is the current claim
 	log              []bus.LogEntry
 	persistent       bool
 }

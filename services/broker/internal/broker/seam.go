@@ -69,22 +69,24 @@ type SessionStore interface {
 }
 
 // standalone is the Cluster of a replica alone.
-type standalone struct{ remote *topic.Index[string, struct{}] }
+type standalone struct {
+	remote *topic.Index[string, struct{}]
+}
 
 func newStandalone() *standalone {
 	return &standalone{remote: topic.NewIndex[string, struct{}]()}
 }
 
-func (standalone) Ready() bool                                       { return true }
-func (standalone) AddFilter(string) func()                           { return nil }
-func (standalone) RemoveFilter(string)                               {}
-func (s standalone) Remote() *topic.Index[string, struct{}]          { return s.remote }
-func (standalone) Peers(dst []string) []string                       { return dst }
+func (standalone) Ready() bool                                          { return true }
+func (standalone) AddFilter(string) func()                              { return nil }
+func (standalone) RemoveFilter(string)                                  {}
+func (s standalone) Remote() *topic.Index[string, struct{}]             { return s.remote }
+func (standalone) Peers(dst []string) []string                          { return dst }
 func (standalone) Forward(*bus.Message, []cluster.Forward, func(error)) {}
-func (standalone) Exports(string) bool                               { return false }
-func (standalone) Export(*bus.Message)                               {}
-func (standalone) SetRetained(*bus.Message)                          {}
-func (standalone) Stats() (cluster.Stats, bool)                      { return cluster.Stats{}, false }
+func (standalone) Exports(string) bool                                  { return false }
+func (standalone) Export(*bus.Message)                                  {}
+func (standalone) SetRetained(*bus.Message)                             {}
+func (standalone) Stats() (cluster.Stats, bool)                         { return cluster.Stats{}, false }
 
 // host is the core as internal/cluster calls it back.
 type host struct{ s *Server }

@@ -12,8 +12,8 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
-	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
@@ -59,16 +59,16 @@ func (s *Stats) drop(c dropCause) { s.dropped[c].Add(1) }
 type disconnectReason int
 
 const (
-	discNormal         disconnectReason = iota // client sent DISCONNECT
-	discConnectionLost                         // EOF, reset or write failure
-	discKeepAlive                              // keep alive timeout
-	discProtocolError                          // malformed packet or protocol violation
-	discTakeover                               // same client id connected again
-	discShutdown                               // server shutting down
-	discSlowConsumer                           // output piled up beyond the limit
-	discRefused                                // CONNECT refused (auth, limits, bad CONNECT)
-	discConnectTimeout                         // no CONNECT in time
-	discClusterUnavailable                     // a 3.x publish could not be stored (Redis away)
+	discNormal             disconnectReason = iota // client sent DISCONNECT
+	discConnectionLost                             // EOF, reset or write failure
+	discKeepAlive                                  // keep alive timeout
+	discProtocolError                              // malformed packet or protocol violation
+	discTakeover                                   // same client id connected again
+	discShutdown                                   // server shutting down
+	discSlowConsumer                               // output piled up beyond the limit
+	discRefused                                    // CONNECT refused (auth, limits, bad CONNECT)
+	discConnectTimeout                             // no CONNECT in time
+	discClusterUnavailable                         // a 3.x publish could not be stored (Redis away)
 	numDisconnectReasons
 )
 
