@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session/state"
+	pahov3 "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redistest"
+)
+
+// Redis as the durable-session tests run it: an append-only file (fsync every second), which a
+// SIGKILL of redis-server does not lose (the kernel has what was written), and a pub/sub output
+// limit that a busy replica does not hit.
+func startDurableRedis(t *testing.T) *redistest.Server {
+	return redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "everysec",
+		"--client-output-buffer-limit", "pubsub 256mb 64mb 60"))
+}
+
+// tally records what one subscriber received: every payload "<publisher>/<n>", in arrival
+// order, with its QoS and DUP flag.
+type tally struct {
+	mu   sync.Mutex
+	got  []string
+	seen map[string]int
+	dups int // received again (QoS 1 allows it; counted)
+	more chan struct{}
+}
+
+func newTally() *tally { return &tally{seen: make(map[string]int), more: make(chan struct{}, 1)} }
+
+func (t *tally) add(payload string) {
+	t.mu.Lock()
+	t.seen[payload]++
+	if t.seen[payload] > 1 {
+		t.dups++
+	} else {
+		t.got = append(t.got, payload)
+	}
+	t.mu.Unlock()
+	select {
+	case t.more <- struct{}{}:
+	default:
+	}
+}
+
+func (t *tally) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.got)
+}
+
+// waitFor waits until n distinct payloads arrived.
+func (t *tally) waitFor(tb testing.TB, n int, d time.Duration) {
+	tb.Helper()
+	deadline := time.After(d)
+	for t.count() < n {
+		select {
+		case <-t.more:
+		case <-deadline:
+			tb.Fatalf("received %d distinct messages, want %d", t.count(), n)
+		}
+	}
+}
+
+// check compares what arrived with what the publishers had acknowledged: nothing missing, and in
+// order per publisher. It returns missing, duplicates, out-of-order.
+func (t *tally) check(acked map[string][]int) (missing, dups, disorder int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for pub, ns := range acked {
+		for _, n := range ns {
+			if t.seen[pub+"/"+strconv.Itoa(n)] == 0 {
+				missing++
+			}
+		}
+	}
+	last := map[string]int{}
+	for _, p := range t.got {
+		pub, ns, _ := strings.Cut(p, "/")
+		n, _ := strconv.Atoi(ns)
+		if l, ok := last[pub]; ok && n < l {
+			disorder++
+		}
+		last[pub] = n
+	}
+	return missing, t.dups, disorder
+}
+
+// durableSub is a persistent-session subscriber that can reconnect to any replica: 3.1.1 (paho,
+// clean session 0, its store kept across connections) or 5.0 (paho.golang, session expiry,
+// its session state kept across connections).
+type durableSub struct {
+	t      testing.TB
+	id     string
+	v5     bool
+	filter string
+	qos    byte
+	tally  *tally
+	store  pahov3.Store
+	state  *state.State
+	c3     pahov3.Client
+	c5     *paho.Client
+}
+
+func newDurableSub(t testing.TB, id string, v5 bool, filter string, qos byte) *durableSub {
+	s := &durableSub{t: t, id: id, v5: v5, filter: filter, qos: qos, tally: newTally()}
+	if v5 {
+		s.state = state.NewInMemory()
+	} else {
+		s.store = pahov3.NewMemoryStore()
+	}
+	return s
+}
+
+// connect connects to addr (resuming the session) and, with subscribe, subscribes.
+func (s *durableSub) connect(addr string, subscribe bool) error {
+	if s.v5 {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: conn, Session: s.state,
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				s.tally.add(string(pr.Packet.Payload))
+				return true, nil
+			}}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		expiry := uint32(3600)
+		ca, err := c.Connect(ctx, &paho.Connect{ClientID: s.id, KeepAlive: 30, CleanStart: false,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}})
+		if err != nil {
+			return fmt.Errorf("connect %s: %w", s.id, err)
+		}
+		if ca.ReasonCode != 0 {
+			return fmt.Errorf("connect %s: reason %#x", s.id, ca.ReasonCode)
+		}
+		s.c5 = c
+		if subscribe {
+			if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: s.filter, QoS: s.qos}}}); err != nil {
+				return fmt.Errorf("subscribe %s: %w", s.id, err)
+			}
+		}
+		return nil
+	}
+	o := pahov3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(s.id).SetCleanSession(false).
+		SetAutoReconnect(false).SetProtocolVersion(4).SetStore(s.store).SetKeepAlive(30 * time.Second).
+		SetDefaultPublishHandler(func(_ pahov3.Client, m pahov3.Message) { s.tally.add(string(m.Payload())) })
+	c := pahov3.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		return fmt.Errorf("connect %s: %v", s.id, tok.Error())
+	}
+	s.c3 = c
+	if subscribe {
+		if tok := c.Subscribe(s.filter, s.qos, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("subscribe %s: %v", s.id, tok.Error())
+		}
+	}
+	return nil
+}
+
+func (s *durableSub) mustConnect(addr string, subscribe bool) {
+	s.t.Helper()
+	if err := s.connect(addr, subscribe); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// disconnect leaves with DISCONNECT (the session stays).
+func (s *durableSub) disconnect() {
+	if s.c5 != nil {
+		_ = s.c5.Disconnect(&paho.Disconnect{})
+		s.c5 = nil
+	}
+	if s.c3 != nil {
+		s.c3.Disconnect(100)
+		s.c3 = nil
+	}
+}
+
+// publishNumbered publishes count QoS q messages "<pub>/<n>" on topic from n = first and returns
+// the numbers acknowledged (PUBACK, or PUBREC then PUBCOMP).
+func publishNumbered(t testing.TB, c pahov3.Client, pub, topic string, q byte, first, count int) []int {
+	t.Helper()
+	var acked []int
+	for n := first; n < first+count; n++ {
+		tok := c.Publish(topic, q, false, pub+"/"+strconv.Itoa(n))
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish %s/%d: %v", pub, n, tok.Error())
+		}
+		acked = append(acked, n)
+	}
+	return acked
+}
+
+// The issue this guards against: a subscriber's persistent session lives on replica A and is
+// offline; a publisher on B sends messages (acknowledged); A is stopped (a rolling update) or
+// killed; more messages are acknowledged; the subscriber comes back on B and must get all of
+// them, in order.
+func TestOfflineSessionSurvivesItsReplica(t *testing.T) {
+	for _, v5 := range []bool{false, true} {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGKILL} {
+			name := fmt.Sprintf("v3.1.1-clean0/%v", sig)
+			if v5 {
+				name = fmt.Sprintf("v5-expiry3600/%v", sig)
+			}
+			t.Run(name, func(t *testing.T) {
+				rs := startDurableRedis(t)
+				a := startReplica(t, "replica-a", []string{rs.Addr()})
+				b := startReplica(t, "replica-b", []string{rs.Addr()})
+				sub := newDurableSub(t, "sleeper", v5, "dur/#", 1)
+				sub.mustConnect(a.mqtt, true)
+				sub.disconnect()
+
+				pub := connectV3(t, b.mqtt, "pub", true, nil)
+				acked := publishNumbered(t, pub, "p", "dur/x", 1, 0, 100)
+				if err := a.Signal(sig); err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				_, exited := a.Wait(ctx)
+				cancel()
+				if !exited {
+					t.Fatalf("replica-a did not exit after %v", sig)
+				}
+				acked = append(acked, publishNumbered(t, pub, "p", "dur/x", 1, 100, 100)...)
+
+				sub.mustConnect(b.mqtt, false)
+				defer sub.disconnect()
+				sub.tally.waitFor(t, 200, 20*time.Second)
+				missing, dups, disorder := sub.tally.check(map[string][]int{"p": acked})
+				t.Logf("acknowledged %d, received %d distinct, missing %d, duplicates %d, out of order %d",
+					len(acked), sub.tally.count(), missing, dups, disorder)
+				if missing != 0 || disorder != 0 {
+					t.Fatalf("missing %d, out of order %d", missing, disorder)
+				}
+			})
+		}
+	}
+}
