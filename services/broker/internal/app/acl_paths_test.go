@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,9 +15,11 @@ import (
 )
 
 // rawV3 is a hand-driven 3.1.1 connection, for closing a connection without DISCONNECT.
+// rawV3 is a raw MQTT connection, 3.1.1 unless v is set.
 type rawV3 struct {
 	conn net.Conn
 	rd   *mqtt.Reader
+	v    mqtt.Version
 }
 
 func dialV3(t *testing.T, addr string, p *mqtt.Connect) *rawV3 {
@@ -38,7 +41,11 @@ func dialV3(t *testing.T, addr string, p *mqtt.Connect) *rawV3 {
 
 func (r *rawV3) send(t *testing.T, pk mqtt.Packet) {
 	t.Helper()
-	b, err := pk.AppendTo(nil, mqtt.V311)
+	v := r.v
+	if v == 0 {
+		v = mqtt.V311
+	}
+	b, err := pk.AppendTo(nil, v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,5 +154,57 @@ topic write alice/#
 	bob.read(t)
 	if got := alice2.topics(t, 300*time.Millisecond); len(got) != 1 || got[0] != "alice/inbox" {
 		t.Fatalf("after resume: %v (the shared/# subscription should be gone, alice/# kept)", got)
+	}
+}
+
+// A QoS 2 PUBLISH the ACL refuses ends its exchange with PUBREC 0x87 [MQTT-4.3.3-4]: its packet
+// id is free again, and a PUBLISH that reuses it for an allowed topic is delivered (it was once
+// answered PUBREC and PUBCOMP and never delivered). For a clean and a persistent publisher.
+func TestACLRefusedQoS2PacketIDIsFree(t *testing.T) {
+	dir := t.TempDir()
+	acl := filepath.Join(dir, "acl")
+	writeFile(t, acl, "user alice\ntopic readwrite alice/#\n")
+	a := serve(t, func(c *config.Config) { c.ACLFile = acl })
+	sub := dialV3(t, a.MQTT, &mqtt.Connect{ClientID: "alice-sub", Username: "alice", UsernameFlag: true, CleanStart: true})
+	sub.send(t, &mqtt.Subscribe{PacketID: 1, Subscriptions: []mqtt.Subscription{{Filter: "alice/#", QoS: 2}}})
+	sub.read(t)
+	for i, persistent := range []bool{false, true} {
+		conn, err := net.Dial("tcp", a.MQTT)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub := &rawV3{conn: conn, rd: mqtt.NewReader(bufio.NewReader(conn), 0), v: mqtt.V5}
+		pub.rd.SetVersion(mqtt.V5)
+		cp := &mqtt.Connect{ProtocolName: "MQTT", Version: mqtt.V5, KeepAlive: 30, ClientID: fmt.Sprint("alice-pub-", i),
+			Username: "alice", UsernameFlag: true, CleanStart: true}
+		if persistent {
+			cp.Properties.SessionExpiry = 3600
+			cp.Properties.Set(mqtt.PropSessionExpiry)
+		}
+		pub.send(t, cp)
+		if ack, ok := pub.read(t).(*mqtt.Connack); !ok || ack.ReasonCode != 0 {
+			t.Fatalf("CONNACK %+v", ack)
+		}
+		pub.send(t, &mqtt.Publish{QoS: 2, PacketID: 5, Topic: "bob/secret", Payload: []byte("no")})
+		if rec, ok := pub.read(t).(*mqtt.Pubrec); !ok || rec.ReasonCode != mqtt.NotAuthorized {
+			t.Fatalf("persistent=%v: refused QoS 2 answered %+v, want PUBREC 0x87", persistent, rec)
+		}
+		payload := fmt.Sprint("yes-", i)
+		pub.send(t, &mqtt.Publish{QoS: 2, PacketID: 5, Topic: "alice/ok", Payload: []byte(payload)})
+		if rec, ok := pub.read(t).(*mqtt.Pubrec); !ok || rec.ReasonCode != 0 {
+			t.Fatalf("persistent=%v: reused id answered %+v, want PUBREC 0", persistent, rec)
+		}
+		pub.send(t, &mqtt.Pubrel{PacketID: 5})
+		if comp, ok := pub.read(t).(*mqtt.Pubcomp); !ok || comp.ReasonCode != 0 {
+			t.Fatalf("persistent=%v: PUBREL answered %+v", persistent, comp)
+		}
+		got, ok := sub.read(t).(*mqtt.Publish)
+		if !ok || string(got.Payload) != payload {
+			t.Fatalf("persistent=%v: the message on the reused id was not delivered: %+v", persistent, got)
+		}
+		sub.send(t, &mqtt.Pubrec{PacketID: got.PacketID})
+		sub.read(t) // PUBREL
+		sub.send(t, &mqtt.Pubcomp{PacketID: got.PacketID})
+		conn.Close()
 	}
 }
