@@ -46,6 +46,10 @@ import (
 // ErrFenced is returned for an owner's write refused because another claim took the session.
 var ErrFenced = errors.New("bus: session claimed by another replica (fenced)")
 
+// ErrUncertain is wrapped (with ErrUnavailable) by the errors of writes that were sent to Redis
+// and got no answer: Redis may have applied them or not.
+var ErrUncertain = errors.New("bus: sent, outcome unknown")
+
 // LogPos is a position in a session's log: the stream entry id holding message Seq.
 type LogPos struct {
 	ID  string // stream entry id; "0-0" before the first entry
@@ -533,14 +537,18 @@ func (c *Commit) done(err error) {
 
 // WriteSessions sends ws in one pipeline, in order, and sets each one's results. It returns an
 // error only when the pipeline as a whole failed (then every write's Err is set too); a write
-// that Redis refused has its own Err. Scripts are loaded on first use (EVALSHA, then EVAL when
-// Redis answers NOSCRIPT, as after a restart).
+// that Redis refused has its own Err. Scripts are loaded on first use (EVALSHA, then again after
+// loading them when Redis answers NOSCRIPT, as after a restart: NOSCRIPT means none ran).
+//
+// The pipeline is never retried on a connection error: Redis may have run it before the reply
+// was lost, and an append run twice is a message delivered twice. The caller decides (a
+// publisher is told the message was not stored, and sends it again).
 func (b *Bus) WriteSessions(ctx context.Context, ws []SessionWrite) error {
 	if len(ws) == 0 {
 		return nil
 	}
 	run := func() error {
-		_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err := b.pubc().Pipelined(ctx, func(p redis.Pipeliner) error {
 			for _, w := range ws {
 				w.queue(b, ctx, p)
 			}
@@ -560,7 +568,7 @@ func (b *Bus) WriteSessions(ctx context.Context, ws []SessionWrite) error {
 	}
 	var pipeErr error
 	if err != nil && !isRedisError(err) {
-		pipeErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		pipeErr = fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrUncertain, err)
 	}
 	for _, w := range ws {
 		w.done(pipeErr)
@@ -587,10 +595,11 @@ func (b *Bus) loadScripts(ctx context.Context) error {
 		}
 		return nil
 	}
-	if cc, ok := b.client.(*redis.ClusterClient); ok {
+	c := b.pubc()
+	if cc, ok := c.(*redis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return load(c) })
 	}
-	return load(b.client)
+	return load(c)
 }
 
 // LogEntry is one append to a session's log.

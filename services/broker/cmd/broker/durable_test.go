@@ -18,11 +18,11 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 )
 
-// Redis as the durable-session tests run it: an append-only file (fsync every second), which a
-// SIGKILL of redis-server does not lose (the kernel has what was written), and a pub/sub output
-// limit that a busy replica does not hit.
+// Redis as the durable-session tests run it: an append-only file written and fsynced before
+// Redis answers (appendfsync always: see the chaos test), and a pub/sub output limit that a busy
+// replica does not hit.
 func startDurableRedis(t *testing.T) *redistest.Server {
-	return redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "everysec",
+	return redistest.Start(t, redistest.WithArgs("--appendonly", "yes", "--appendfsync", "always",
 		"--client-output-buffer-limit", "pubsub 256mb 64mb 60"))
 }
 
@@ -84,16 +84,23 @@ func (t *tally) check(acked map[string][]int) (missing, dups, disorder int) {
 			}
 		}
 	}
+	disorder = len(t.disorderLocked())
+	return missing, t.dups, disorder
+}
+
+// disorderLocked lists the messages that arrived after a later one of the same publisher.
+func (t *tally) disorderLocked() []string {
+	var out []string
 	last := map[string]int{}
 	for _, p := range t.got {
 		pub, ns, _ := strings.Cut(p, "/")
 		n, _ := strconv.Atoi(ns)
 		if l, ok := last[pub]; ok && n < l {
-			disorder++
+			out = append(out, fmt.Sprintf("%s after %s/%d", p, pub, l))
 		}
 		last[pub] = n
 	}
-	return missing, t.dups, disorder
+	return out
 }
 
 // durableSub is a persistent-session subscriber that can reconnect to any replica: 3.1.1 (paho,
@@ -117,7 +124,7 @@ func newDurableSub(t testing.TB, id string, v5 bool, filter string, qos byte) *d
 	if v5 {
 		s.state = state.NewInMemory()
 	} else {
-		s.store = pahov3.NewMemoryStore()
+		s.store = pahov3.NewOrderedMemoryStore()
 	}
 	return s
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
@@ -31,6 +32,14 @@ func (a *pendingAck) add() { a.n.Add(1) }
 func (a *pendingAck) done(err error) {
 	if err != nil && !errors.Is(err, bus.ErrNoReceiver) {
 		a.failed.Store(true)
+		if a.durable && (a.c.version != mqtt.V5 || errors.Is(err, bus.ErrUncertain)) {
+			// A 3.x publisher cannot be told, and nobody can tell a v5 one whether a write that
+			// got no answer from Redis was applied: the connection closes without this
+			// acknowledgement (flushAcks), and nothing it sent after this message is stored, so
+			// that the client sends them again, in order, with their packet ids (a QoS 2 one
+			// found already recorded is not delivered again).
+			a.c.storeFailed.Store(true)
+		}
 	}
 	if a.n.Add(-1) == 0 {
 		a.c.flushAcks()
@@ -83,14 +92,19 @@ func (c *client) flushAcks() {
 				delete(c.sess.inQoS2, a.id)
 				c.sess.mu.Unlock()
 			}
-			if c.version != mqtt.V5 && a.durable {
-				c.log.Warn().Uint16("packet_id", a.id).Msg("message not stored for its persistent sessions; closing the 3.x connection without acknowledging it")
+			if c.storeFailed.Load() {
+				c.log.Warn().Uint16("packet_id", a.id).Msg("message not stored for its persistent sessions (or not known to be); closing the connection without acknowledging it")
 				c.setReason(discClusterUnavailable)
 				for i := n; i < len(c.acks); i++ {
 					c.acks[i] = nil
 				}
 				c.acks = c.acks[:0]
-				c.closeConn()
+				// The acknowledgements before this one go out first (off this goroutine: it
+				// may be the store's).
+				go func() {
+					c.out.closeAndDrain(time.Second)
+					c.closeConn()
+				}()
 				return
 			}
 			if c.version == mqtt.V5 {

@@ -43,8 +43,11 @@ type client struct {
 	runnable [1]metrics.Sample
 	ackMu    sync.Mutex
 	acks     []*pendingAck
-	maxOut   uint32 // client's Maximum Packet Size; 0 means no limit
-	aliasMax uint16 // topic aliases the client accepts from us
+	// storeFailed: a 3.x publish of this connection could not be stored; the connection is
+	// closing, and nothing it sends after is stored (see pendingAck.done).
+	storeFailed atomic.Bool
+	maxOut      uint32 // client's Maximum Packet Size; 0 means no limit
+	aliasMax    uint16 // topic aliases the client accepts from us
 
 	// Reader goroutine only.
 	rate       *tokenBucket // publish rate limit; nil when unlimited
@@ -527,6 +530,11 @@ func (c *client) handle(fh mqtt.FixedHeader, body []byte) error {
 
 func (c *client) handlePublish(p *mqtt.Publish) error {
 	c.srv.stats.msgsRecv[p.QoS].Add(1)
+	if c.storeFailed.Load() {
+		c.srv.stats.drop(dropClusterUnavailable)
+		c.closeConn()
+		return errClientGone
+	}
 	name := p.Topic
 	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropTopicAlias) {
 		a := p.Properties.TopicAlias
@@ -723,7 +731,18 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 	for _, wait := range routes {
 		wait()
 	}
-	c.sess.subscriptionsChanged()
+	if err := c.sess.subscriptionsChanged(); err != nil {
+		// A persistent session's new subscriptions that the store did not take are refused,
+		// not acknowledged: they would be lost when the session moves.
+		c.log.Warn().Err(err).Msg("subscriptions of a persistent session not stored; refused")
+		for i, sub := range p.Subscriptions {
+			if !codes[i].IsError() {
+				c.srv.unsubscribe(c.sess, sub.Filter)
+				codes[i] = c.failCode(mqtt.UnspecifiedError)
+			}
+		}
+		wantRetained = nil
+	}
 	c.writePacket(&mqtt.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	now := time.Now()
 	for _, r := range wantRetained {
@@ -764,7 +783,9 @@ func (c *client) handleUnsubscribe(p *mqtt.Unsubscribe) {
 			codes[i] = mqtt.NoSubscriptionExisted
 		}
 	}
-	c.sess.subscriptionsChanged()
+	if err := c.sess.subscriptionsChanged(); err != nil {
+		c.log.Warn().Err(err).Msg("unsubscribe of a persistent session not stored; it applies here and is written when Redis is back")
+	}
 	c.writePacket(&mqtt.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
 }
 

@@ -245,9 +245,9 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 					carriedSubs = maps.Clone(prev.subs) // a clean session resumed as persistent
 				}
 			}
-			prev.stored.Store(false) // the store belongs to this claim now
 			prev.mu.Unlock()
-			if will := s.dropSessionLocked(prev); cleanStart && will != nil {
+			// The store belongs to this claim now.
+			if will := s.dropSessionLocked(prev, true); cleanStart && will != nil {
 				// The old session ends: its delayed will is due now [MQTT-3.1.3-9]. Resumed
 				// within the delay, it is not sent.
 				go s.publishWill(will)
@@ -281,10 +281,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 		sess.mu.Unlock()
 	default:
 		if prev != nil {
-			prev.mu.Lock()
-			prev.stored.Store(false)
-			prev.mu.Unlock()
-			if will := s.dropSessionLocked(prev); will != nil {
+			if will := s.dropSessionLocked(prev, true); will != nil {
 				go s.publishWill(will) // its session ends [MQTT-3.1.3-9]
 			}
 		}

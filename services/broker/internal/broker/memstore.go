@@ -128,7 +128,7 @@ func (m *memStore) setSubsLocked(id string, ds bus.DurableSubs) {
 
 func (m *memStore) Has(name string) bool { return m.index.HasMatch(name) }
 
-func (m *memStore) Append(bm *bus.Message, _ *cluster.Q2, done func(error)) {
+func (m *memStore) Append(bm *bus.Message, _ *cluster.Q2, _ func() bool, done func(error)) {
 	type tgt struct {
 		id     string
 		qos    byte

@@ -244,3 +244,10 @@ func (o *outbound) closeAndDrain(d time.Duration) {
 	case <-time.After(d):
 	}
 }
+
+// isClosed reports whether the connection takes no more output.
+func (o *outbound) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}

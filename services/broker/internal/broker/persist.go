@@ -430,7 +430,7 @@ func (s *Session) commitDone(err error) {
 	case errors.Is(err, bus.ErrFenced):
 		s.mu.Unlock()
 		s.srv.log.Warn().Str("client_id", s.ID).Msg("persistent session claimed by another replica; letting it go")
-		go s.srv.release(s.ID, false)
+		go s.srv.releaseSession(s.ID, s, false)
 		return
 	default:
 		if c != nil {
@@ -496,7 +496,7 @@ func (s *Session) index() {
 	s.mu.Unlock()
 	if err := s.srv.store.Index(s.ID, epoch, ds); err != nil {
 		if errors.Is(err, bus.ErrFenced) {
-			go s.srv.release(s.ID, false)
+			go s.srv.releaseSession(s.ID, s, false)
 			return
 		}
 		s.srv.log.Warn().Err(err).Str("client_id", s.ID).Msg("persistent subscriptions not indexed")
@@ -583,19 +583,36 @@ func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
 	return true
 }
 
-// subscriptionsChanged writes a persistent session's subscriptions to the store and its index
-// (returning once every replica appends for them); nothing for a clean session.
-func (s *Session) subscriptionsChanged() {
+// subscriptionsChanged writes a persistent session's subscriptions to the store and its index,
+// and returns once they are written and every replica appends for them (nothing for a clean
+// session). An error means the store did not take them (Redis away): the caller refuses the
+// subscriptions rather than acknowledge ones a move to another replica would lose.
+func (s *Session) subscriptionsChanged() error {
+	written := make(chan struct{}, 1)
 	s.mu.Lock()
-	stored := s.stored.Load()
-	if stored {
-		s.saveStateLocked()
+	if !s.stored.Load() || s.ended {
+		s.mu.Unlock()
+		return nil
 	}
+	s.lg.state = s.stateLocked()
+	s.lg.setExpiry = true
+	s.commitLocked(func() { written <- struct{}{} })
 	s.mu.Unlock()
-	if stored {
-		s.index()
+	t := time.NewTimer(stateWriteTimeout)
+	defer t.Stop()
+	select {
+	case <-written:
+	case <-t.C:
+		return errStateNotWritten
 	}
+	s.index()
+	return nil
 }
+
+// stateWriteTimeout bounds how long a SUBSCRIBE or UNSUBSCRIBE waits for the store.
+const stateWriteTimeout = 5 * time.Second
+
+var errStateNotWritten = errors.New("session state not written in time (Redis away?)")
 
 // appendRetained puts a retained message for a new subscription of a persistent session into
 // its log, at qos.

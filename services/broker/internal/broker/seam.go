@@ -55,8 +55,9 @@ type SessionStore interface {
 	Has(name string) bool
 	// Append stores bm for every persistent session it matches, then calls done (nil: stored
 	// for all, or a session's queue was full; an error: Redis did not take it). q2 marks a QoS 2
-	// message from a persistent publisher.
-	Append(bm *bus.Message, q2 *cluster.Q2, done func(error))
+	// message from a persistent publisher; skip, when it says true by the time bm would be
+	// written, fails bm unwritten (its publisher's earlier message failed).
+	Append(bm *bus.Message, q2 *cluster.Q2, skip func() bool, done func(error))
 	// AppendTo stores bm for one session, at qos and with the retain flag given.
 	AppendTo(id string, inc uint64, bm *bus.Message, qos byte, retain bool, done func(error))
 	// Read reads up to n entries of session id's log from entry from (after it, with after).

@@ -281,9 +281,9 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 		if ack != nil {
 			ack.add()
 			ack.durable = true
-			s.store.Append(bm, q2, ack.done)
+			s.store.Append(bm, q2, from.storeFailed.Load, ack.done)
 		} else {
-			s.store.Append(bm, nil, func(err error) {
+			s.store.Append(bm, nil, nil, func(err error) {
 				if err != nil {
 					s.stats.drop(dropClusterUnavailable)
 				}
@@ -351,7 +351,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 	sess.mu.Lock()
 	sess.endStoredLocked()
 	sess.mu.Unlock()
-	will := s.dropSessionLocked(sess)
+	will := s.dropSessionLocked(sess, false)
 	if will != nil {
 		// A delayed will is sent at the latest when its session ends [MQTT-3.1.3-9].
 		go s.publishWill(will)
@@ -359,13 +359,19 @@ func (s *Server) endSessionLocked(sess *Session) {
 }
 
 // dropSessionLocked removes a session from this replica's memory: from the session table and
-// the index, timers stopped. It returns the delayed will it held, if any. Called with s.mu held.
-func (s *Server) dropSessionLocked(sess *Session) (will *Message) {
+// the index, timers stopped. It returns the delayed will it held, if any. disown: another claim
+// holds the session now, so nothing more is written to the store (in the same critical section
+// as ended, so that the router never sees a persistent session as a clean one that still
+// takes deliveries). Called with s.mu held.
+func (s *Server) dropSessionLocked(sess *Session, disown bool) (will *Message) {
 	if s.sessions[sess.ID] == sess {
 		delete(s.sessions, sess.ID)
 	}
 	sess.mu.Lock()
 	sess.ended = true
+	if disown {
+		sess.stored.Store(false)
+	}
 	sess.client.Store(nil)
 	subs := sess.subs
 	sess.subs = map[string]SubOpts{}
@@ -396,10 +402,17 @@ func (s *Server) dropSessionLocked(sess *Session) (will *Message) {
 // release lets go of session id: another replica claimed it, or this replica lost it. Its
 // connection (if any) closes as taken over; the session leaves memory without being written
 // (the store has it). cleanStart: the new owner starts afresh, so a delayed will is due now.
-func (s *Server) release(id string, cleanStart bool) {
+func (s *Server) release(id string, cleanStart bool) { s.releaseSession(id, nil, cleanStart) }
+
+// releaseSession is release for the session object only (nil: whichever is held), so that a
+// replica that lost an old session never lets go of the new one in its place.
+func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
 	s.mu.Lock()
 	sess := s.sessions[id]
 	s.mu.Unlock()
+	if only != nil && sess != only {
+		return
+	}
 	if sess == nil {
 		s.store.Released(id)
 		return
@@ -410,11 +423,8 @@ func (s *Server) release(id string, cleanStart bool) {
 	sess.settleCommits(time.Now().Add(5 * time.Second)) // the new owner starts from all of it
 	s.mu.Lock()
 	var will *Message
-	if s.sessions[id] == sess {
-		sess.mu.Lock()
-		sess.stored.Store(false) // nothing more is written: the store belongs to the new owner
-		sess.mu.Unlock()
-		will = s.dropSessionLocked(sess)
+	if s.sessions[id] == sess && (only == nil || sess == only) {
+		will = s.dropSessionLocked(sess, true) // the store belongs to the new owner
 	}
 	s.mu.Unlock()
 	s.store.Released(id)

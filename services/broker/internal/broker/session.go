@@ -195,9 +195,10 @@ func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *
 func (s *Session) sendWithIDLocked(c *client, d delivery, id uint16, now time.Time, via *client) bool {
 	f := &inflight{id: id, d: d}
 	if !c.sendPublish(d, id, d.dup, now, via) {
-		// Too large for the client or the connection is gone: a dropped message, as if acknowledged
-		// [MQTT-3.1.2-25].
-		if d.seq != 0 {
+		// Too large for the client: a dropped message, as if acknowledged [MQTT-3.1.2-25]. The
+		// connection going away is no drop for a log message: it stays in the log, read again
+		// when the client is back.
+		if d.seq != 0 && !c.closed.Load() && !c.out.isClosed() {
 			s.markDoneLocked(d.seq)
 		}
 		return false

@@ -433,6 +433,14 @@ func (c *Cluster) doResync() {
 			_ = c.bus.PublishHeartbeat(ctx, hb())
 			cancel()
 		}
+		// Heartbeats did not flow while the link was down: every replica gets a full peer
+		// timeout from now to be heard again before it is judged dead.
+		now := time.Now()
+		c.mu.Lock()
+		for id := range c.peers {
+			c.peers[id] = now
+		}
+		c.mu.Unlock()
 		c.synced.Store(true)
 		time.AfterFunc(2*c.cfg.HeartbeatInterval+500*time.Millisecond, func() {
 			select {
@@ -656,14 +664,16 @@ func (c *Cluster) peerLoop() {
 	}
 }
 
-// replicaGone drops a dead replica's routes and releases its sessions.
+// replicaGone releases a replica's sessions and drops its routes, in that order: if it was not
+// dead after all (cut off for a while), the drop notice makes it resync, which marks its
+// sessions online again after, never before, they were released.
 func (c *Cluster) replicaGone(ctx context.Context, id string) {
-	_ = c.bus.DropReplica(ctx, id)
 	if n, err := c.bus.ReleaseOrphans(ctx, id); err != nil {
 		c.log.Warn().Err(err).Str("replica", id).Msg("sessions of a dead replica not released")
 	} else if n > 0 {
 		c.log.Info().Str("replica", id).Int("sessions", n).Msg("sessions of a dead replica marked offline")
 	}
+	_ = c.bus.DropReplica(ctx, id)
 }
 
 // Remote returns the other replicas' filters (read-only).

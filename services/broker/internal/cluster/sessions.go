@@ -69,6 +69,7 @@ const (
 type pendingAppend struct {
 	bm   *bus.Message
 	q2   *Q2
+	skip func() bool // when true at send time, fail instead of sending
 	done func(error)
 	ts   []target
 }
@@ -382,19 +383,21 @@ func (s *Store) sweepLoop() {
 // Append stores bm in the log of every persistent session whose indexed subscriptions match it
 // (no-local ones of its publisher excepted), at the QoS and with the retain flag each gets, and
 // calls done once all of them have it (nil) or one failed. done may be called before Append
-// returns (nothing matched). q2 marks a QoS 2 message from a persistent publisher.
-func (s *Store) Append(bm *bus.Message, q2 *Q2, done func(error)) {
+// returns (nothing matched). q2 marks a QoS 2 message from a persistent publisher. skip, when
+// not nil and true when the flusher comes to bm, fails it unsent: a publisher whose earlier
+// message failed has the ones after it failed too, so that a resend keeps their order.
+func (s *Store) Append(bm *bus.Message, q2 *Q2, skip func() bool, done func(error)) {
 	ts := s.match(bm)
-	s.enqueue(bm, ts, q2, done)
+	s.enqueue(bm, ts, q2, skip, done)
 }
 
 // AppendTo stores bm in the log of one persistent session (incarnation inc) at qos, retained or
 // not: retained messages for a new subscription.
 func (s *Store) AppendTo(client string, inc uint64, bm *bus.Message, qos byte, retain bool, done func(error)) {
-	s.enqueue(bm, []target{{client: client, inc: inc, qos: qos, retain: retain}}, nil, done)
+	s.enqueue(bm, []target{{client: client, inc: inc, qos: qos, retain: retain}}, nil, nil, done)
 }
 
-func (s *Store) enqueue(bm *bus.Message, ts []target, q2 *Q2, done func(error)) {
+func (s *Store) enqueue(bm *bus.Message, ts []target, q2 *Q2, skip func() bool, done func(error)) {
 	if len(ts) == 0 && q2 == nil {
 		done(nil)
 		return
@@ -405,7 +408,7 @@ func (s *Store) enqueue(bm *bus.Message, ts []target, q2 *Q2, done func(error)) 
 		return
 	}
 	s.qmu.Lock()
-	s.appends = append(s.appends, &pendingAppend{bm: bm, q2: q2, done: done, ts: ts})
+	s.appends = append(s.appends, &pendingAppend{bm: bm, q2: q2, skip: skip, done: done, ts: ts})
 	s.qmu.Unlock()
 	s.poke()
 }
@@ -537,6 +540,16 @@ const maxAppendMsgs = 256
 // own script, which ends the runs of its targets so that order per session holds.
 func (s *Store) send(aps []*pendingAppend, cms []*pendingCommit) {
 	b := s.c.bus
+	kept := aps[:0]
+	for _, pa := range aps {
+		if pa.skip != nil && pa.skip() {
+			s.appendFailed.Add(1)
+			pa.done(bus.ErrUnavailable)
+			continue
+		}
+		kept = append(kept, pa)
+	}
+	aps = kept
 	var ws []bus.SessionWrite
 	q2s := make([]*bus.Q2Append, len(aps))
 	open := make(map[string]*bus.Append) // session -> its open append command
