@@ -23,7 +23,7 @@ import (
 type Options struct {
 	Addrs []string // several: Redis Cluster
 	// Conn dials Redis (TCP or TLS) and supplies the credentials; nil: plain TCP without AUTH.
-	Conn *redisconn.Connector
+	Conn     *redisconn.Connector
 	Group    string
 	Consumer string // this replica's id
 	// DeadLetterMaxLen caps the dead-letter stream (MAXLEN ~).

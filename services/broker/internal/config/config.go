@@ -16,8 +16,8 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
-	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
