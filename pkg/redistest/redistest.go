@@ -205,6 +205,27 @@ func (s *Server) Env() redisconn.Env {
 	return e
 }
 
+// EnvVars returns Env as environment variables under prefix ("BROKER" gives BROKER_REDIS_TLS=true
+// and so on), for a service started as a process. Only the variables that are set are listed.
+func (s *Server) EnvVars(prefix string) []string {
+	e := s.Env()
+	var out []string
+	add := func(name, v string) {
+		if v != "" {
+			out = append(out, prefix+"_"+name+"="+v)
+		}
+	}
+	add("REDIS_USERNAME", e.RedisUsername)
+	add("REDIS_PASSWORD_FILE", e.RedisPasswordFile)
+	if e.RedisTLS {
+		add("REDIS_TLS", "true")
+	}
+	add("REDIS_TLS_CA_FILE", e.RedisTLSCAFile)
+	add("REDIS_TLS_CERT_FILE", e.RedisTLSCertFile)
+	add("REDIS_TLS_KEY_FILE", e.RedisTLSKeyFile)
+	return out
+}
+
 // Do sends one command as the default user (with the WithPassword password), over TLS for a
 // WithTLS server; see the package function Do for the reply.
 func (s *Server) Do(args ...string) (string, error) {
