@@ -170,6 +170,11 @@ func (c *Connector) Dial(ctx context.Context, network, addr string) (net.Conn, e
 		}
 		conf.ServerName = host
 	}
+	// The chain and the name are checked in VerifyConnection instead of by crypto/tls, the same way
+	// plus one case crypto/tls no longer accepts; see verifyServer.
+	roots, name := conf.RootCAs, conf.ServerName
+	conf.InsecureSkipVerify = true
+	conf.VerifyConnection = func(cs tls.ConnectionState) error { return verifyServer(cs, roots, name) }
 	hctx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
 	defer cancel()
 	tc := tls.Client(nc, conf)
@@ -254,4 +259,47 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("redis TLS CA file %s holds no PEM certificate", path)
 	}
 	return pool, nil
+}
+
+// verifyServer checks the server's certificate as crypto/tls would (a chain to roots, nil meaning
+// the system's, for server authentication; then the name) with one addition: a certificate that
+// has no subject alternative names at all is matched on its common name. Memorystore's server
+// certificates are such: the instance's IP address is their common name, which Go, unlike OpenSSL
+// clients such as redis-cli, has ignored since Go 1.15. Only a certificate that chains to the
+// configured CA gets this far, and a certificate with alternative names is never matched on its
+// common name.
+func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, name string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("redis TLS: the server sent no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	for _, c := range cs.PeerCertificates[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	if _, err := leaf.Verify(opts); err != nil {
+		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+	}
+	err := leaf.VerifyHostname(name)
+	if err == nil || (!hasSANs(leaf) && commonNameIs(leaf.Subject.CommonName, name)) {
+		return nil
+	}
+	return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+}
+
+func hasSANs(c *x509.Certificate) bool {
+	return len(c.DNSNames)+len(c.IPAddresses)+len(c.EmailAddresses)+len(c.URIs) > 0
+}
+
+// commonNameIs compares a common name with the expected server name: IP addresses as addresses,
+// DNS names without regard to case. No wildcards.
+func commonNameIs(cn, name string) bool {
+	if cn == "" {
+		return false
+	}
+	if ip := net.ParseIP(name); ip != nil {
+		return ip.Equal(net.ParseIP(cn))
+	}
+	return strings.EqualFold(strings.TrimSuffix(cn, "."), strings.TrimSuffix(name, "."))
 }

@@ -691,6 +691,14 @@ func TestEnvconfigNaming(t *testing.T) {
 			}
 		}
 	}
+	for _, s := range r.services {
+		cfg := r.configs[s]
+		for _, want := range []string{"_REDIS_USERNAME", "_REDIS_PASSWORD", "_REDIS_PASSWORD_FILE", "_REDIS_TLS", "_REDIS_TLS_CA_FILE", "_REDIS_TLS_SERVER_NAME", "_REDIS_TLS_CERT_FILE", "_REDIS_TLS_KEY_FILE"} {
+			if _, ok := cfg.Vars[cfg.Prefix+want]; !ok {
+				t.Errorf("%s: no %s%s (the embedded redisconn.Env) among %v", s, cfg.Prefix, want, cfg.Names())
+			}
+		}
+	}
 	if v := r.configs["broker"].Vars["BROKER_MQTT_ADDR"]; v.Default != ":1883" {
 		t.Errorf("BROKER_MQTT_ADDR default %q", v.Default)
 	}
