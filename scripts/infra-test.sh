@@ -384,9 +384,11 @@ def free():
 for k, v in sorted(data.items()):
     if k.endswith("_ADDR") and v.startswith(":"):
         v = f"127.0.0.1:{free()}"
-    for mount in ("/etc/mcloudtt/tls/", "/etc/mcloudtt/auth/"):
+    # Each Secret mount and the development file a key of it comes from (secrets/<prefix><key>).
+    for mount, prefix in (("/etc/mcloudtt/tls/", ""), ("/etc/mcloudtt/auth/", ""),
+                          ("/etc/mcloudtt/redis/", "redis-"), ("/etc/mcloudtt/gateway-api/", "gateway-api-")):
         if v.startswith(mount):
-            v = secrets + "/" + v[len(mount):]
+            v = secrets + "/" + prefix + v[len(mount):]
     print(f"{k}={v}")
 if svc == "broker":
     print("BROKER_ID=infra-test")
