@@ -2,6 +2,8 @@ package infra
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -875,4 +877,24 @@ func svcPorts(o runtime.Object) []int {
 		}
 	}
 	return ps
+}
+
+// README's configuration tables document every variable each service reads: by its name, or for the
+// settings every service shares, as *_SUFFIX (`*_REDIS_TLS`).
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	r := mustRepo(t)
+	readme, err := os.ReadFile(filepath.Join(r.root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	for _, s := range r.services {
+		cfg := r.configs[s]
+		for _, name := range cfg.Names() {
+			if strings.Contains(text, "`"+name+"`") || strings.Contains(text, "`*"+strings.TrimPrefix(name, cfg.Prefix)+"`") {
+				continue
+			}
+			t.Errorf("README documents no %s (services/%s/internal/config)", name, s)
+		}
+	}
 }
