@@ -105,7 +105,9 @@ func mustV3(t *testing.T, a Addrs, id string, mod func(*pahov3.ClientOptions)) p
 
 // A message published on one replica reaches subscribers on the others, at every QoS and
 // through wildcards, and only the replicas with a matching subscription receive it.
-func TestClusterCrossReplicaDelivery(t *testing.T) { clusterCrossReplicaDelivery(t, redistest.Start(t)) }
+func TestClusterCrossReplicaDelivery(t *testing.T) {
+	clusterCrossReplicaDelivery(t, redistest.Start(t))
+}
 
 func clusterCrossReplicaDelivery(t *testing.T, rs *redistest.Server) {
 	rep := replicas(t, rs, 3, nil)
@@ -178,7 +180,9 @@ func clusterRetained(t *testing.T, rs *redistest.Server) {
 
 // A CONNECT on replica B closes the same client id on replica A; a persistent session resumes
 // on another replica with the messages queued while it was offline.
-func TestClusterTakeoverAndSessionResume(t *testing.T) { clusterTakeoverAndSessionResume(t, redistest.Start(t)) }
+func TestClusterTakeoverAndSessionResume(t *testing.T) {
+	clusterTakeoverAndSessionResume(t, redistest.Start(t))
+}
 
 func clusterTakeoverAndSessionResume(t *testing.T, rs *redistest.Server) {
 	rep := replicas(t, rs, 3, nil)
