@@ -65,17 +65,24 @@ for f in glob.glob(tfdir + "/*.tf"):
 missing = sorted(t for t in types if t not in prov["resource_schemas"])
 if missing:
     sys.exit(f"tf-schema-fixture: the provider has no resource types {missing}")
-def strip(x):
-    if isinstance(x, dict):
-        return {k: strip(v) for k, v in x.items() if k not in ("description", "description_kind")}
-    if isinstance(x, list):
-        return [strip(v) for v in x]
-    return x
+# Descriptions are dropped from blocks and attributes (not attributes named "description").
+DOC = ("description", "description_kind")
+def attr(a):
+    return {k: v for k, v in a.items() if k not in DOC}
+def block(b):
+    out = {k: v for k, v in b.items() if k not in DOC + ("attributes", "block_types")}
+    if "attributes" in b:
+        out["attributes"] = {n: attr(a) for n, a in b["attributes"].items()}
+    if "block_types" in b:
+        out["block_types"] = {n: dict(bt, block=block(bt["block"])) for n, bt in b["block_types"].items()}
+    return out
+def schema(s):
+    return dict(s, block=block(s["block"]))
 fixture = {
     "provider_version": version,
     "source": source,
-    "provider": strip(prov["provider"]),
-    "resource_schemas": {t: strip(prov["resource_schemas"][t]) for t in sorted(types)},
+    "provider": schema(prov["provider"]),
+    "resource_schemas": {t: schema(prov["resource_schemas"][t]) for t in sorted(types)},
 }
 with open(out, "w") as f:
     json.dump(fixture, f, indent=1, sort_keys=True)

@@ -37,8 +37,10 @@ type TFSchema struct {
 
 // TFSchemaBlock is a block's attributes and nested block types.
 type TFSchemaBlock struct {
-	Attributes map[string]TFSchemaAttribute `json:"attributes,omitempty"`
-	BlockTypes map[string]TFSchemaBlockType `json:"block_types,omitempty"`
+	Attributes         map[string]TFSchemaAttribute `json:"attributes,omitempty"`
+	BlockTypes         map[string]TFSchemaBlockType `json:"block_types,omitempty"`
+	Deprecated         bool                         `json:"deprecated,omitempty"`
+	DeprecationMessage string                       `json:"deprecation_message,omitempty"`
 }
 
 // TFSchemaAttribute is one attribute. Type is the cty type in JSON (a string or a list); nested
@@ -51,6 +53,9 @@ type TFSchemaAttribute struct {
 	Computed   bool            `json:"computed,omitempty"`
 	Sensitive  bool            `json:"sensitive,omitempty"`
 	Deprecated bool            `json:"deprecated,omitempty"`
+	// DeprecationMessage says what to use instead of a deprecated attribute.
+	DeprecationMessage string `json:"deprecation_message,omitempty"`
+	WriteOnly          bool   `json:"write_only,omitempty"`
 }
 
 // TFSchemaBlockType is a nested block type: how it nests and how many may appear.
@@ -124,6 +129,8 @@ func validateBody(body hcl.Body, schema TFSchemaBlock, where string, metaAttrs, 
 		switch {
 		case ok && sa.Computed && !sa.Optional && !sa.Required:
 			problems = append(problems, fmt.Sprintf("%s: %s is read-only (computed by the provider)", at(a.SrcRange), name))
+		case ok && sa.Deprecated:
+			problems = append(problems, fmt.Sprintf("%s: %s is deprecated: %s", at(a.SrcRange), name, sa.DeprecationMessage))
 		case ok:
 		case schema.BlockTypes[name].NestingMode != "":
 			problems = append(problems, fmt.Sprintf("%s: %s is a block: write %s { ... }, not %s = ...", at(a.SrcRange), name, name, name))
