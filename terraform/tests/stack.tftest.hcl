@@ -1,6 +1,15 @@
 # Plans the whole stack against a mocked google provider: no credentials, no API calls. Run with
 # `tofu test` (or `terraform test`) after `init -backend=false`; scripts/infra-test.sh does.
-mock_provider "google" {}
+mock_provider "google" {
+  # Computed values the mock would make up at random, where the real provider validates their form
+  # when another resource uses them (service_account_id must be a service account's resource name).
+  mock_resource "google_service_account" {
+    defaults = {
+      name  = "projects/mcloudtt-test/serviceAccounts/mcloudtt-adapter@mcloudtt-test.iam.gserviceaccount.com"
+      email = "mcloudtt-adapter@mcloudtt-test.iam.gserviceaccount.com"
+    }
+  }
+}
 
 variables {
   project_id = "mcloudtt-test"
