@@ -281,6 +281,19 @@ provider_installation {
 EOF
   check "tofu validate terraform/ (google provider from $provider_dir)" "$BIN/tofu" -chdir="$ROOT/terraform" validate -no-color
   check "tofu test terraform/ (mock_provider \"google\": plans the whole stack)" "$BIN/tofu" -chdir="$ROOT/terraform" test -no-color
+  # The schema fixture make test checks terraform/ against is this provider's schema.
+  # shellcheck disable=SC2317 # called through check
+  fixture_matches() {
+    FIXTURE_OUT="$WORK/fresh-schema.json" TOFU="$BIN/tofu" "$ROOT/scripts/tf-schema-fixture.sh" "$provider_dir" &&
+      python3 - "$WORK/fresh-schema.json" "$ROOT/tools/infra/testdata/google-provider-schema.json" <<'PY'
+import json, sys
+fresh, committed = (json.load(open(p)) for p in sys.argv[1:])
+for k in ("provider_version", "provider", "resource_schemas"):
+    if fresh[k] != committed[k]:
+        sys.exit(f"tools/infra/testdata/google-provider-schema.json: {k} differs from the provider's; run scripts/tf-schema-fixture.sh")
+PY
+  }
+  check "tools/infra/testdata/google-provider-schema.json is this provider's schema" fixture_matches
 else
   reason="no google provider binary: the Go module proxy serves github.com/hashicorp/terraform-provider-google only at v1.20.0 and 2021-22 pseudo-versions (v4.x), not the pinned 7.x; set TF_GOOGLE_PROVIDER_DIR to a directory holding terraform-provider-google"
   skip "tofu validate terraform/" "$reason"

@@ -14,7 +14,8 @@
 #   SOURCE        how that binary was made, recorded in the fixture (default: the tag)
 #
 # Needs tofu (scripts/deps.sh infra builds it into ~/.cache/mcloudtt/bin) and python3. Run it again
-# after adding a resource type or changing the pinned version.
+# after adding a resource type or changing the pinned version. FIXTURE_OUT writes elsewhere
+# (scripts/infra-test.sh compares a fresh extract with the committed one).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,7 +53,7 @@ EOF
 TF_CLI_CONFIG_FILE="$work/tofurc" TF_DATA_DIR="$work/data" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1 \
   "$TOFU" -chdir="$work/cfg" providers schema -json >"$work/schema.json"
 
-out="$ROOT/tools/infra/testdata/google-provider-schema.json"
+out=${FIXTURE_OUT:-$ROOT/tools/infra/testdata/google-provider-schema.json}
 mkdir -p "$(dirname "$out")"
 python3 - "$work/schema.json" "$ROOT/terraform" "$version" "$source" "$out" <<'PY'
 import glob, json, re, sys
