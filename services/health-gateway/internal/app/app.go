@@ -169,10 +169,11 @@ type tokenFile struct {
 	path string
 	log  zerolog.Logger
 
-	mu    sync.Mutex // guards what follows
-	token string
-	mod   time.Time
-	size  int64
+	mu      sync.Mutex // guards what follows
+	token   string
+	mod     time.Time
+	size    int64
+	lastErr string // the last load error logged, so each is logged once
 }
 
 func (f *tokenFile) load() (string, error) {
@@ -198,11 +199,15 @@ func (f *tokenFile) load() (string, error) {
 
 func (f *tokenFile) get() string {
 	t, err := f.load()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if err != nil {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.log.Warn().Err(err).Msg("API token file unreadable; the previous token stays in force")
+		if err.Error() != f.lastErr {
+			f.log.Warn().Err(err).Msg("API token file unreadable; the previous token stays in force")
+			f.lastErr = err.Error()
+		}
 		return f.token
 	}
+	f.lastErr = ""
 	return t
 }

@@ -129,3 +129,28 @@ func writeTestFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// The API token file is read again when it changes (a rotated Secret); a file that turns invalid
+// keeps the previous token in force.
+func TestAPITokenFileRotation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token")
+	writeTestFile(t, path, "first-token-0123456789\n")
+	f := &tokenFile{path: path, log: zerolog.Nop()}
+	if got := f.get(); got != "first-token-0123456789" {
+		t.Fatalf("token %q", got)
+	}
+	writeTestFile(t, path, "second-token-rotated-0123\n")
+	if got := f.get(); got != "second-token-rotated-0123" {
+		t.Fatalf("after rotation: %q", got)
+	}
+	writeTestFile(t, path, "short\n")
+	if got := f.get(); got != "second-token-rotated-0123" {
+		t.Fatalf("an invalid file replaced the token: %q", got)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.get(); got != "second-token-rotated-0123" {
+		t.Fatalf("a missing file replaced the token: %q", got)
+	}
+}
