@@ -898,3 +898,31 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// The in-cluster Redis of the local overlay keeps an append-only file synced every second, lets a
+// replica fall 256 MB behind on pub/sub (the bus needs more than the 32 MB default) and requires
+// the password every service is given.
+func TestLocalRedisSettings(t *testing.T) {
+	r := mustRepo(t)
+	d := r.overlays["local"].Deployments()["redis"]
+	if d == nil {
+		t.Fatal("the local overlay has no redis Deployment")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--client-output-buffer-limit pubsub 256mb 64mb 60", "--requirepass $(REDIS_PASSWORD)"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("redis args %q lack %q", args, want)
+		}
+	}
+	ok := false
+	for _, e := range c.Env {
+		if e.Name == "REDIS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
+			strings.HasPrefix(e.ValueFrom.SecretKeyRef.Name, "redis-auth") && e.ValueFrom.SecretKeyRef.Key == "password" {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Error("REDIS_PASSWORD must come from the Secret redis-auth (key password), as the services' password file does")
+	}
+}
