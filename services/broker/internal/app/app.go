@@ -82,10 +82,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	if len(cfg.RedisAddrs) > 0 {
 		bus.SetRedisLogger(log.With().Str("component", "redis").Logger())
 		cl = broker.NewCluster(srv)
-		ro := cfg.Env.Options()
-		log.Info().Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).Msg("cluster bus")
-		bopts := bus.Options{Addrs: cfg.RedisAddrs, Username: ro.Username, Password: ro.Password,
-			PasswordFile: ro.PasswordFile, TLS: ro.TLS,
+		bopts := bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
 			Logger: log.With().Str("component", "bus").Logger(),
 			OnStatus: func(st bus.Status) {
 				if st.Connected {
@@ -94,6 +91,10 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 					log.Warn().Str("error", st.LastError).Msg("redis not connected")
 				}
 			}}
+		// How to log in to Redis and whether to speak TLS (BROKER_REDIS_*, package redisconn).
+		ro := cfg.Env.Options()
+		bopts.Username, bopts.PasswordFile, bopts.TLS = ro.Username, ro.PasswordFile, ro.TLS
+		log.Info().Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).Msg("cluster bus")
 		cl.BusOptions(&bopts)
 		rbus, err = bus.New(ctx, bopts)
 		if err != nil {
