@@ -14,6 +14,13 @@ out() { "$TF" -chdir="$ROOT/terraform" output -raw "$1"; }
 gsa=$(out adapter_service_account)
 host=$(out redis_host)
 cidr=$(out redis_reserved_ip_range)
+port=$(out redis_port)
+ip=$(out broker_ip)
+# deploy/overlays/gke/memorystore.yaml sends Redis traffic to 6378, where Memorystore speaks TLS.
+if [ "$port" != 6378 ]; then
+  echo "infra-gke-settings: Memorystore listens on $port, not 6378: is in-transit encryption off? The gke overlay expects TLS on 6378." >&2
+  exit 1
+fi
 cat >"$ROOT/deploy/overlays/gke/settings.env" <<EOF
 # Values from \`terraform output\`, written by scripts/infra-gke-settings.sh. Nothing here is a secret.
 # Google service account of the adapter, bound to its Kubernetes ServiceAccount by Workload Identity.
@@ -21,5 +28,7 @@ ADAPTER_GSA=$gsa
 # Memorystore for Redis: the instance's address and the range it was given.
 REDIS_HOST=$host
 REDIS_CIDR=$cidr
+# The brokers' reserved public address (terraform output broker_ip): the LoadBalancer's IP.
+BROKER_IP=$ip
 EOF
-echo "infra-gke-settings: deploy/overlays/gke/settings.env: ADAPTER_GSA=$gsa REDIS_HOST=$host REDIS_CIDR=$cidr"
+echo "infra-gke-settings: deploy/overlays/gke/settings.env: ADAPTER_GSA=$gsa REDIS_HOST=$host REDIS_CIDR=$cidr BROKER_IP=$ip"

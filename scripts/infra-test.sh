@@ -9,9 +9,10 @@
 #      included: a restricted Pod Security warning fails), then created for real and read back. Each
 #      overlay goes into its own copy of the namespace (mcloudtt-local, mcloudtt-gke) so both fit on
 #      one apiserver. There are no nodes, so nothing schedules.
-#   3. terraform/: `tofu fmt -check`; `tofu validate` and `tofu test` (mock_provider "google") when a
-#      google provider binary is at hand (TF_GOOGLE_PROVIDER_DIR, or $CACHE/bin/terraform-provider-google*),
-#      through dev_overrides; otherwise they are reported as skipped, with the reason.
+#   3. terraform/: `tofu fmt -check`; `tofu validate`, `tofu test` (mock_provider "google") and a fresh
+#      extract of the schema fixture compared with the committed one when a google provider binary is
+#      at hand (TF_GOOGLE_PROVIDER_DIR, or $CACHE/bin/terraform-provider-google*), through
+#      dev_overrides; otherwise they are reported as skipped, with the reason.
 #   4. Each service's image is assembled offline (imagekit: the Dockerfile's USER, EXPOSE and
 #      ENTRYPOINT on a base of CA certificates and the non-root user) from the same static build the
 #      Dockerfile makes, and inspected against the Dockerfile and the Deployment the apiserver stored.
@@ -281,10 +282,24 @@ provider_installation {
 EOF
   check "tofu validate terraform/ (google provider from $provider_dir)" "$BIN/tofu" -chdir="$ROOT/terraform" validate -no-color
   check "tofu test terraform/ (mock_provider \"google\": plans the whole stack)" "$BIN/tofu" -chdir="$ROOT/terraform" test -no-color
+  # The schema fixture make test checks terraform/ against is this provider's schema.
+  # shellcheck disable=SC2317 # called through check
+  fixture_matches() {
+    FIXTURE_OUT="$WORK/fresh-schema.json" TOFU="$BIN/tofu" "$ROOT/scripts/tf-schema-fixture.sh" "$provider_dir" &&
+      python3 - "$WORK/fresh-schema.json" "$ROOT/tools/infra/testdata/google-provider-schema.json" <<'PY'
+import json, sys
+fresh, committed = (json.load(open(p)) for p in sys.argv[1:])
+for k in ("provider_version", "provider", "resource_schemas"):
+    if fresh[k] != committed[k]:
+        sys.exit(f"tools/infra/testdata/google-provider-schema.json: {k} differs from the provider's; run scripts/tf-schema-fixture.sh")
+PY
+  }
+  check "tools/infra/testdata/google-provider-schema.json is this provider's schema" fixture_matches
 else
-  reason="no google provider binary: the Go module proxy serves github.com/hashicorp/terraform-provider-google only at v1.20.0 and 2021-22 pseudo-versions (v4.x), not the pinned 7.x; set TF_GOOGLE_PROVIDER_DIR to a directory holding terraform-provider-google"
+  reason="no google provider binary: build it from github.com/hashicorp/terraform-provider-google at the pinned tag (see scripts/tf-schema-fixture.sh; about 25 minutes on 2 cores) and set TF_GOOGLE_PROVIDER_DIR to its directory"
   skip "tofu validate terraform/" "$reason"
   skip "tofu test terraform/" "$reason"
+  skip "the schema fixture is the provider's schema" "$reason"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -384,9 +399,11 @@ def free():
 for k, v in sorted(data.items()):
     if k.endswith("_ADDR") and v.startswith(":"):
         v = f"127.0.0.1:{free()}"
-    for mount in ("/etc/mcloudtt/tls/", "/etc/mcloudtt/auth/"):
+    # Each Secret mount and the development file a key of it comes from (secrets/<prefix><key>).
+    for mount, prefix in (("/etc/mcloudtt/tls/", ""), ("/etc/mcloudtt/auth/", ""),
+                          ("/etc/mcloudtt/redis/", "redis-"), ("/etc/mcloudtt/gateway-api/", "gateway-api-")):
         if v.startswith(mount):
-            v = secrets + "/" + v[len(mount):]
+            v = secrets + "/" + prefix + v[len(mount):]
     print(f"{k}={v}")
 if svc == "broker":
     print("BROKER_ID=infra-test")

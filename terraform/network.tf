@@ -45,3 +45,16 @@ resource "google_compute_router_nat" "nat" {
     filter = "ERRORS_ONLY"
   }
 }
+
+# The brokers' public address: a reserved regional IP, so devices and DNS records keep pointing at it
+# when the LoadBalancer Service is re-created. deploy/overlays/gke sets it as the Service's
+# loadBalancerIP (BROKER_IP in settings.env).
+resource "google_compute_address" "broker" {
+  name         = "${var.name}-broker"
+  region       = var.region
+  address_type = "EXTERNAL"
+  network_tier = "PREMIUM"
+  description  = "MCloudTT brokers: MQTT over TLS (8883) and secure WebSocket (8084)"
+
+  depends_on = [google_project_service.apis]
+}

@@ -24,8 +24,24 @@ output "redis_host" {
 }
 
 output "redis_port" {
-  description = "Memorystore port."
+  description = "Memorystore port (6378: TLS only); deploy/overlays/gke's EndpointSlice and NetworkPolicy use it."
   value       = google_redis_instance.cache.port
+}
+
+output "redis_auth_string" {
+  description = "Memorystore AUTH string, for the redis-auth Secret (scripts/infra-gke-secrets.sh). Secret."
+  value       = google_redis_instance.cache.auth_string
+  sensitive   = true
+}
+
+output "redis_server_ca" {
+  description = "PEM of Memorystore's server CAs (all of them, so a CA rotation needs no change), for the redis-ca Secret."
+  value       = join("", google_redis_instance.cache.server_ca_certs[*].cert)
+}
+
+output "broker_ip" {
+  description = "Reserved public address of the brokers: BROKER_IP in deploy/overlays/gke/settings.env; point DNS at it."
+  value       = google_compute_address.broker.address
 }
 
 output "redis_reserved_ip_range" {

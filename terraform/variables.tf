@@ -64,13 +64,24 @@ variable "master_authorized_networks" {
 }
 
 variable "redis_tier" {
-  description = "Memorystore tier: BASIC (one node) or STANDARD_HA (replicated, automatic failover)."
+  description = "Memorystore tier: STANDARD_HA (primary and replica in two zones, automatic failover; for production) or BASIC (one node: a restart or failure reloads the last RDB snapshot)."
   type        = string
   default     = "STANDARD_HA"
 
   validation {
     condition     = contains(["BASIC", "STANDARD_HA"], var.redis_tier)
     error_message = "redis_tier must be BASIC or STANDARD_HA."
+  }
+}
+
+variable "redis_rdb_snapshot_period" {
+  description = "How often Memorystore writes an RDB snapshot: the most a failure of the whole instance loses. ONE_HOUR, SIX_HOURS, TWELVE_HOURS or TWENTY_FOUR_HOURS."
+  type        = string
+  default     = "ONE_HOUR"
+
+  validation {
+    condition     = contains(["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"], var.redis_rdb_snapshot_period)
+    error_message = "redis_rdb_snapshot_period must be ONE_HOUR, SIX_HOURS, TWELVE_HOURS or TWENTY_FOUR_HOURS."
   }
 }
 

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/rs/zerolog"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // Sentinel errors. Publish's done callback receives one of them (possibly wrapping the cause),
@@ -66,6 +69,7 @@ type Stats struct {
 // All methods are safe for concurrent use.
 type Bus struct {
 	opts  Options
+	conn  *redisconn.Connector // dials Redis (TCP or TLS) and supplies the credentials
 	names Names
 	log   zerolog.Logger
 
@@ -126,8 +130,13 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn, err := redisconn.New(o.connOptions())
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
 	b := &Bus{
 		opts:        o,
+		conn:        conn,
 		names:       NewNames(o.Prefix),
 		log:         o.Logger,
 		dests:       make(map[string]*dest),
@@ -138,8 +147,8 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 	}
 	b.status.Since = time.Now()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	b.pub = newClient(o, -1)
-	b.client = newClient(o, 0)
+	b.pub = newClient(o, conn, -1)
+	b.client = newClient(o, conn, 0)
 
 	b.links = b.makeLinks()
 	for _, l := range b.links {
@@ -162,7 +171,7 @@ func (b *Bus) pubc() redis.UniversalClient {
 // renewPub replaces the publishing client; the old one is closed once what it is running has
 // had time to finish (or fail).
 func (b *Bus) renewPub() {
-	nc := newClient(b.opts, -1)
+	nc := newClient(b.opts, b.conn, -1)
 	b.pubMu.Lock()
 	old := b.pub
 	b.pub = nc
@@ -170,24 +179,29 @@ func (b *Bus) renewPub() {
 	time.AfterFunc(b.opts.ReadTimeout+b.opts.WriteTimeout, func() { _ = old.Close() })
 }
 
-// newClient makes the go-redis client; maxRetries 0 keeps go-redis' default.
-func newClient(o Options, maxRetries int) redis.UniversalClient {
+// newClient makes the go-redis client; maxRetries 0 keeps go-redis' default. conn dials (TCP or
+// TLS) and supplies the credentials.
+func newClient(o Options, conn *redisconn.Connector, maxRetries int) redis.UniversalClient {
 	name := "mcloudtt-" + o.ReplicaID
 	maint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
 	if o.Cluster {
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: o.Addrs, Password: o.Password, ClientName: name,
+		co := &redis.ClusterOptions{
+			Addrs: o.Addrs, ClientName: name,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 			MaxRetries: maxRetries, DialerRetries: 1, DisableIdentity: true,
 			MaintNotificationsConfig: maint,
-		})
+		}
+		conn.ClusterClient(co)
+		return redis.NewClusterClient(co)
 	}
-	return redis.NewClient(&redis.Options{
-		Addr: o.Addrs[0], Password: o.Password, ClientName: name,
+	so := &redis.Options{
+		Addr: o.Addrs[0], ClientName: name,
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 		MaxRetries: maxRetries, DialerRetries: 1, DisableIdentity: true,
 		MaintNotificationsConfig: maint,
-	})
+	}
+	conn.Client(so)
+	return redis.NewClient(so)
 }
 
 // Names returns the names the bus uses.

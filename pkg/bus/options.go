@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // Options configure a Bus. Zero fields take the default written next to them; New applies the
@@ -17,8 +19,16 @@ type Options struct {
 	// Cluster selects Redis Cluster mode: sharded pub/sub (SPUBLISH/SSUBSCRIBE) and a
 	// go-redis ClusterClient. Set by New when len(Addrs) > 1.
 	Cluster bool
+	// Username is the Redis 6+ ACL user ("" = the default user).
+	Username string
 	// Password for AUTH ("" = none).
 	Password string
+	// PasswordFile holds the password instead; it is read again for every new connection (a
+	// rotated Kubernetes Secret takes effect without a restart). Not together with Password.
+	PasswordFile string
+	// TLS, when set, makes every connection to Redis TLS, verified as it says; nil: plain TCP.
+	// Never both: a failed handshake is an error, not a reason to try plain text.
+	TLS *redisconn.TLS
 	// Prefix starts every Redis name (see Names). Default: DefaultPrefix ("mcloudtt").
 	Prefix string
 	// ReplicaID names this process on the bus: its inbound and control channels, its route table,
@@ -135,6 +145,9 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("bus: Options.Addrs[%d] is empty", i)
 		}
 	}
+	if err := o.connOptions().Validate(); err != nil {
+		return o, fmt.Errorf("bus: Options: %w", err)
+	}
 	if err := ValidatePrefix(o.Prefix); err != nil {
 		return o, fmt.Errorf("Options.Prefix: %w", err)
 	}
@@ -194,4 +207,10 @@ func def[T comparable](v *T, d T) {
 	if *v == zero {
 		*v = d
 	}
+}
+
+// connOptions are the options of the connections to Redis.
+func (o *Options) connOptions() redisconn.Options {
+	return redisconn.Options{Username: o.Username, Password: o.Password, PasswordFile: o.PasswordFile,
+		TLS: o.TLS, DialTimeout: o.DialTimeout}
 }

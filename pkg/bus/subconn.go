@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // subConn is one subscription connection, spoken in RESP2 by the bus itself (see the package
@@ -89,38 +91,48 @@ func appendCommand(dst []byte, args ...string) []byte {
 // subSpec is what a subscription connection does once connected.
 type subSpec struct {
 	addr     string
-	password string
-	name     string // CLIENT SETNAME
+	conn     *redisconn.Connector // dials (TCP or TLS) and supplies the credentials
+	name     string               // CLIENT SETNAME
 	sharded  bool
 	channels []string
 }
 
-// dialSub connects, authenticates, names the connection and subscribes, all within
-// o.HealthTimeout (after the dial, which has DialTimeout), and waits for every confirmation.
+// dialSub connects (TCP, then TLS if configured: never one for the other), authenticates, names
+// the connection and subscribes, all within o.HealthTimeout (after the dial and the TLS handshake,
+// which have DialTimeout each), and waits for every confirmation. An error that comes from the
+// security set-up (a wrong password, an untrusted certificate, a TLS-only Redis spoken to in plain
+// text) says so first (redisconn.Cause).
 func dialSub(ctx context.Context, s subSpec, o *Options) (*subConn, error) {
-	d := net.Dialer{Timeout: o.DialTimeout, KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", s.addr)
+	user, password, err := s.conn.Credentials(ctx)
 	if err != nil {
-		return nil, err
+		return nil, s.conn.Explain(err)
+	}
+	nc, err := s.conn.Dial(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, s.conn.Explain(err)
 	}
 	c := &subConn{nc: nc, dr: &deadlineReader{nc: nc, timeout: o.HealthTimeout}, maxRecv: o.MaxReceiveBytes}
 	c.r = bufio.NewReaderSize(c.dr, 64<<10)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	if err := c.handshake(s, o); err != nil {
+	if err := c.handshake(s, user, password, o); err != nil {
 		nc.Close()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, err
+		return nil, s.conn.Explain(err)
 	}
 	return c, nil
 }
 
-func (c *subConn) handshake(s subSpec, o *Options) error {
+func (c *subConn) handshake(s subSpec, user, password string, o *Options) error {
 	var cmd []byte
-	if s.password != "" {
-		cmd = appendCommand(cmd, "AUTH", s.password)
+	auth := user != "" || password != ""
+	switch {
+	case user != "":
+		cmd = appendCommand(cmd, "AUTH", user, password)
+	case password != "":
+		cmd = appendCommand(cmd, "AUTH", password)
 	}
 	cmd = appendCommand(cmd, "CLIENT", "SETNAME", s.name)
 	verb := "SUBSCRIBE"
@@ -135,12 +147,12 @@ func (c *subConn) handshake(s subSpec, o *Options) error {
 	c.dr.until = time.Now().Add(o.HealthTimeout)
 	defer func() { c.dr.until = time.Time{} }()
 	replies := 1
-	if s.password != "" {
+	if auth {
 		replies = 2
 	}
 	for i := 0; i < replies; i++ {
 		if err := c.readOK(); err != nil {
-			if i == 0 && s.password != "" {
+			if i == 0 && auth {
 				return fmt.Errorf("AUTH: %w", err)
 			}
 			return fmt.Errorf("CLIENT SETNAME: %w", err)

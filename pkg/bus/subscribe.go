@@ -123,7 +123,7 @@ func (l *link) run() {
 		var c *subConn
 		if err == nil {
 			c, err = dialSub(b.ctx, subSpec{
-				addr: addr, password: b.opts.Password, sharded: b.opts.Cluster, channels: l.channels,
+				addr: addr, conn: b.conn, sharded: b.opts.Cluster, channels: l.channels,
 				name: "mcloudtt-" + b.opts.ReplicaID + "-" + l.name,
 			}, &b.opts)
 		}

@@ -39,7 +39,7 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 	}
 	do := func(s *Server, args ...string) string {
 		t.Helper()
-		r, err := Do(s.Addr(), s.pass, args...)
+		r, err := s.Do(args...)
 		if err != nil {
 			t.Fatalf("redistest: %s on %s: %v", strings.Join(args, " "), s.Addr(), err)
 		}
@@ -60,7 +60,7 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 	for {
 		bad := ""
 		for _, s := range c.Nodes {
-			info, err := Do(s.Addr(), s.pass, "CLUSTER", "INFO")
+			info, err := s.Do("CLUSTER", "INFO")
 			if err != nil {
 				bad = fmt.Sprintf("%s: %v", s.Addr(), err)
 				break
@@ -86,7 +86,7 @@ func StartCluster(t testing.TB, masters int, opts ...Option) *Cluster {
 // StartCluster assigned.
 func (c *Cluster) NodeFor(t testing.TB, key string) *Server {
 	t.Helper()
-	r, err := Do(c.Nodes[0].Addr(), c.Nodes[0].pass, "CLUSTER", "KEYSLOT", key)
+	r, err := c.Nodes[0].Do("CLUSTER", "KEYSLOT", key)
 	if err != nil {
 		t.Fatalf("redistest: CLUSTER KEYSLOT: %v", err)
 	}

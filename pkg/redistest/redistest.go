@@ -2,6 +2,10 @@
 // Cluster (StartCluster), and a TCP proxy that can cut or black-hole the link to one
 // (StartProxy), so tests see Redis restarts and network partitions without root.
 //
+// A server may speak TLS only (WithTLS, WithTLSClientAuth: certificates made in the test by NewPKI),
+// require a password (WithPassword) and have a restricted ACL user (WithACLUser); Server.Conn and
+// Server.Env are what its clients then need.
+//
 // Everything listens on 127.0.0.1 only, keeps no data on disk (no RDB, no AOF, a temporary
 // directory of its own) and is stopped by t.Cleanup. redis-server must be on PATH
 // (scripts/deps.sh installs it); a missing binary fails the test rather than skipping it, so CI
@@ -11,17 +15,22 @@ package redistest
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // StartTimeout bounds how long a server may take to answer PING after being started.
@@ -35,6 +44,9 @@ type Server struct {
 	dir  string
 	args []string
 	pass string
+	pki  *PKI   // set: the server speaks TLS only
+	user string // an ACL user (WithACLUser), and its password
+	upw  string
 
 	mu   sync.Mutex // guards what follows
 	cmd  *exec.Cmd
@@ -43,9 +55,12 @@ type Server struct {
 }
 
 type config struct {
-	args     []string
-	password string
-	cluster  bool
+	args          []string
+	password      string
+	cluster       bool
+	tls           bool
+	tlsClientAuth bool
+	user, userPW  string
 }
 
 // Option configures a Server.
@@ -60,6 +75,27 @@ func WithArgs(args ...string) Option {
 func WithPassword(password string) Option {
 	return func(c *config) { c.password = password }
 }
+
+// WithTLS makes the server speak TLS only (no plain-text port), with a certificate for 127.0.0.1
+// and localhost from a CA made for it (Server.PKI). Clients need not present a certificate.
+func WithTLS() Option {
+	return func(c *config) { c.tls = true }
+}
+
+// WithTLSClientAuth is WithTLS, and clients must present a certificate signed by the same CA.
+func WithTLSClientAuth() Option {
+	return func(c *config) { c.tls, c.tlsClientAuth = true, true }
+}
+
+// WithACLUser adds a Redis ACL user with password that may use only MCloudTT's keys and channels
+// (those starting with "mcloudtt:") and no dangerous command (FLUSHALL, CONFIG, KEYS, DEBUG, ...):
+// what a production deployment gives its services. Server.Conn and Server.Env log in as this user.
+func WithACLUser(user, password string) Option {
+	return func(c *config) { c.user, c.userPW = user, password }
+}
+
+// ACLRules are the rules WithACLUser gives its user.
+var ACLRules = []string{"~mcloudtt:*", "&mcloudtt:*", "+@all", "-@dangerous"}
 
 // Binary returns the path of redis-server, or fails t with a pointer to scripts/deps.sh.
 func Binary(t testing.TB) string {
@@ -80,15 +116,32 @@ func New(t testing.TB, opts ...Option) *Server {
 	for _, o := range opts {
 		o(&c)
 	}
-	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), pass: c.password}
+	s := &Server{t: t, bin: Binary(t), dir: t.TempDir(), pass: c.password, user: c.user, upw: c.userPW}
 	s.port = freePort(t, c.cluster)
 	s.args = []string{
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--daemonize", "no", "--loglevel", "notice", "--logfile", "",
 	}
+	if c.tls {
+		s.pki = NewPKI(t)
+		auth := "no"
+		if c.tlsClientAuth {
+			auth = "yes"
+		}
+		s.args = append(s.args[:0], "--port", "0", "--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", s.pki.CertFile, "--tls-key-file", s.pki.KeyFile,
+			"--tls-ca-cert-file", s.pki.CAFile, "--tls-auth-clients", auth)
+		s.args = append(s.args, "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", s.dir,
+			"--daemonize", "no", "--loglevel", "notice", "--logfile", "")
+	}
 	if c.password != "" {
 		s.args = append(s.args, "--requirepass", c.password)
+	}
+	if c.user != "" {
+		s.args = append(s.args, "--user", c.user, "on", ">"+c.userPW)
+		s.args = append(s.args, ACLRules...)
 	}
 	if c.cluster {
 		s.args = append(s.args, "--cluster-enabled", "yes",
@@ -116,6 +169,86 @@ func (s *Server) Port() int { return s.port }
 
 // Password returns the password the server requires ("" for none).
 func (s *Server) Password() string { return s.pass }
+
+// PKI returns the certificates of a WithTLS server (nil without TLS).
+func (s *Server) PKI() *PKI { return s.pki }
+
+// Conn returns the connection options a client of this server needs: the ACL user of WithACLUser
+// (else the default user with the WithPassword password) and, for a WithTLS server, TLS verified
+// against its CA (and the client certificate, for WithTLSClientAuth).
+func (s *Server) Conn() redisconn.Options {
+	o := redisconn.Options{Username: s.user, Password: s.upw}
+	if s.user == "" {
+		o.Password = s.pass
+	}
+	if s.pki != nil {
+		o.TLS = &redisconn.TLS{CAFile: s.pki.CAFile, CertFile: s.pki.ClientCertFile, KeyFile: s.pki.ClientKeyFile}
+	}
+	return o
+}
+
+// Env returns Conn as environment settings, for a service's config struct. The password is in a
+// file (REDIS_PASSWORD_FILE), as in Kubernetes.
+func (s *Server) Env() redisconn.Env {
+	o := s.Conn()
+	e := redisconn.Env{RedisUsername: o.Username}
+	if o.Password != "" {
+		e.RedisPasswordFile = filepath.Join(s.dir, "client-password")
+		if err := os.WriteFile(e.RedisPasswordFile, []byte(o.Password+"\n"), 0o600); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	if o.TLS != nil {
+		e.RedisTLS, e.RedisTLSCAFile = true, o.TLS.CAFile
+		e.RedisTLSCertFile, e.RedisTLSKeyFile = o.TLS.CertFile, o.TLS.KeyFile
+	}
+	return e
+}
+
+// EnvVars returns Env as environment variables under prefix ("BROKER" gives BROKER_REDIS_TLS=true
+// and so on), for a service started as a process. Only the variables that are set are listed.
+func (s *Server) EnvVars(prefix string) []string {
+	e := s.Env()
+	var out []string
+	add := func(name, v string) {
+		if v != "" {
+			out = append(out, prefix+"_"+name+"="+v)
+		}
+	}
+	add("REDIS_USERNAME", e.RedisUsername)
+	add("REDIS_PASSWORD_FILE", e.RedisPasswordFile)
+	if e.RedisTLS {
+		add("REDIS_TLS", "true")
+	}
+	add("REDIS_TLS_CA_FILE", e.RedisTLSCAFile)
+	add("REDIS_TLS_CERT_FILE", e.RedisTLSCertFile)
+	add("REDIS_TLS_KEY_FILE", e.RedisTLSKeyFile)
+	return out
+}
+
+// Do sends one command as the default user (with the WithPassword password), over TLS for a
+// WithTLS server; see the package function Do for the reply.
+func (s *Server) Do(args ...string) (string, error) {
+	if s.pki == nil {
+		return Do(s.Addr(), s.pass, args...)
+	}
+	pool, err := redisconn.LoadCAFile(s.pki.CAFile)
+	if err != nil {
+		return "", err
+	}
+	conf := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	cert, err := tls.LoadX509KeyPair(s.pki.ClientCertFile, s.pki.ClientKeyFile)
+	if err != nil {
+		return "", err
+	}
+	conf.Certificates = []tls.Certificate{cert}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: time.Second}, Config: conf}
+	c, err := d.Dial("tcp", s.Addr())
+	if err != nil {
+		return "", err
+	}
+	return do(c, s.pass, args...)
+}
 
 // Log returns what the server has written to its log so far.
 func (s *Server) Log() string {
@@ -151,7 +284,7 @@ func (s *Server) Start() {
 
 	deadline := time.Now().Add(StartTimeout)
 	for {
-		reply, err := Do(s.Addr(), s.pass, "PING")
+		reply, err := s.Do("PING")
 		if err == nil && reply == "PONG" {
 			return
 		}
@@ -248,6 +381,10 @@ func Do(addr, password string, args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return do(c, password, args...)
+}
+
+func do(c net.Conn, password string, args ...string) (string, error) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	var cmd []byte
@@ -324,7 +461,7 @@ func readReply(r *bufio.Reader) (string, error) {
 // plain "field:value" line when sub is ""). It fails the test on error.
 func (s *Server) Info(section, field, sub string) string {
 	s.t.Helper()
-	info, err := Do(s.Addr(), s.pass, "INFO", section)
+	info, err := s.Do("INFO", section)
 	if err != nil {
 		s.t.Fatalf("redistest: INFO %s: %v", section, err)
 	}

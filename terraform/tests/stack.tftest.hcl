@@ -1,6 +1,15 @@
 # Plans the whole stack against a mocked google provider: no credentials, no API calls. Run with
 # `tofu test` (or `terraform test`) after `init -backend=false`; scripts/infra-test.sh does.
-mock_provider "google" {}
+mock_provider "google" {
+  # Computed values the mock would make up at random, where the real provider validates their form
+  # when another resource uses them (service_account_id must be a service account's resource name).
+  mock_resource "google_service_account" {
+    defaults = {
+      name  = "projects/mcloudtt-test/serviceAccounts/mcloudtt-adapter@mcloudtt-test.iam.gserviceaccount.com"
+      email = "mcloudtt-adapter@mcloudtt-test.iam.gserviceaccount.com"
+    }
+  }
+}
 
 variables {
   project_id = "mcloudtt-test"
@@ -50,6 +59,31 @@ run "plan_whole_stack" {
   }
 
   assert {
+    condition     = google_redis_instance.cache.auth_enabled == true && google_redis_instance.cache.transit_encryption_mode == "SERVER_AUTHENTICATION"
+    error_message = "Memorystore must require AUTH and speak TLS only, authenticating the server"
+  }
+
+  assert {
+    condition     = google_redis_instance.cache.tier == "STANDARD_HA"
+    error_message = "the production default must be the highly available tier"
+  }
+
+  assert {
+    condition     = google_redis_instance.cache.persistence_config[0].persistence_mode == "RDB" && google_redis_instance.cache.persistence_config[0].rdb_snapshot_period == "ONE_HOUR"
+    error_message = "Memorystore must keep RDB snapshots, hourly by default"
+  }
+
+  assert {
+    condition     = google_redis_instance.cache.deletion_protection == true
+    error_message = "the instance holding sessions and the export backlog must be protected from deletion"
+  }
+
+  assert {
+    condition     = google_compute_address.broker.address_type == "EXTERNAL" && google_compute_address.broker.region == "europe-west1"
+    error_message = "the brokers need a reserved regional external address (a global one cannot front a passthrough load balancer)"
+  }
+
+  assert {
     condition     = google_bigquery_table.messages.time_partitioning[0].field == "published_at" && google_bigquery_table.messages.time_partitioning[0].type == "DAY"
     error_message = "the messages table must be partitioned by DATE(published_at)"
   }
@@ -86,4 +120,33 @@ run "partition_expiry" {
     condition     = google_bigquery_table.messages.time_partitioning[0].expiration_ms == 400 * 86400000
     error_message = "partition_expiration_days must become the partition expiry"
   }
+}
+
+run "basic_tier_keeps_snapshots" {
+  command = plan
+
+  variables {
+    redis_tier                = "BASIC"
+    redis_rdb_snapshot_period = "SIX_HOURS"
+  }
+
+  assert {
+    condition     = google_redis_instance.cache.tier == "BASIC" && google_redis_instance.cache.persistence_config[0].rdb_snapshot_period == "SIX_HOURS"
+    error_message = "the BASIC tier keeps RDB snapshots too, at the period asked for"
+  }
+
+  assert {
+    condition     = google_redis_instance.cache.auth_enabled == true && google_redis_instance.cache.transit_encryption_mode == "SERVER_AUTHENTICATION"
+    error_message = "AUTH and TLS do not depend on the tier"
+  }
+}
+
+run "snapshot_period_is_validated" {
+  command = plan
+
+  variables {
+    redis_rdb_snapshot_period = "TEN_MINUTES"
+  }
+
+  expect_failures = [var.redis_rdb_snapshot_period]
 }

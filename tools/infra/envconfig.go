@@ -51,6 +51,7 @@ func LoadServiceConfig(root, service string) (ServiceConfig, error) {
 	}
 	fset := token.NewFileSet()
 	structs := map[string]*ast.StructType{}
+	res := &resolver{root: root, imports: map[string]string{}, cache: map[string]map[string]*ast.StructType{}}
 	prefix := ""
 	for _, e := range entries {
 		name := e.Name()
@@ -60,6 +61,14 @@ func LoadServiceConfig(root, service string) (ServiceConfig, error) {
 		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.SkipObjectResolution)
 		if err != nil {
 			return ServiceConfig{}, err
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			alias := filepath.Base(path)
+			if imp.Name != nil {
+				alias = imp.Name.Name
+			}
+			res.imports[alias] = path
 		}
 		for _, decl := range f.Decls {
 			gd, ok := decl.(*ast.GenDecl)
@@ -95,7 +104,7 @@ func LoadServiceConfig(root, service string) (ServiceConfig, error) {
 		return ServiceConfig{}, fmt.Errorf("%s: no Prefix constant", dir)
 	}
 	sc := ServiceConfig{Service: service, Prefix: prefix, Vars: map[string]ConfigVar{}}
-	if err := collectVars(sc.Vars, structs, cfg, prefix, "", 0); err != nil {
+	if err := collectVars(sc.Vars, structs, res, cfg, prefix, "", 0); err != nil {
 		return ServiceConfig{}, fmt.Errorf("%s: %w", dir, err)
 	}
 	return sc, nil
@@ -106,7 +115,59 @@ var (
 	splitAcronym = regexp.MustCompile("([A-Z]+)([A-Z][^A-Z]+)")
 )
 
-func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, st *ast.StructType, prefix, path string, depth int) error {
+// modulePath is the module the repository's shared packages (pkg/) live in.
+const modulePath = "github.com/mcloudtt/mcloudtt/pkg"
+
+// resolver finds struct types of the repository's own pkg/ packages that a config struct embeds
+// (redisconn.Env), by reading their source.
+type resolver struct {
+	root    string
+	imports map[string]string // package name in the config files -> import path
+	cache   map[string]map[string]*ast.StructType
+}
+
+// structsOf returns the struct types declared in the package imported as alias, or nil when it is
+// not one of the repository's.
+func (r *resolver) structsOf(alias string) (map[string]*ast.StructType, error) {
+	path, ok := r.imports[alias]
+	if !ok || (path != modulePath && !strings.HasPrefix(path, modulePath+"/")) {
+		return nil, nil
+	}
+	if st, ok := r.cache[path]; ok {
+		return st, nil
+	}
+	dir := filepath.Join(r.root, "pkg", strings.TrimPrefix(strings.TrimPrefix(path, modulePath), "/"))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	structs := map[string]*ast.StructType{}
+	fset := token.NewFileSet()
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, parser.SkipObjectResolution)
+		if err != nil {
+			return nil, err
+		}
+		for _, decl := range f.Decls {
+			if gd, ok := decl.(*ast.GenDecl); ok {
+				for _, spec := range gd.Specs {
+					if ts, ok := spec.(*ast.TypeSpec); ok {
+						if st, ok := ts.Type.(*ast.StructType); ok {
+							structs[ts.Name.Name] = st
+						}
+					}
+				}
+			}
+		}
+	}
+	r.cache[path] = structs
+	return structs, nil
+}
+
+func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, res *resolver, st *ast.StructType, prefix, path string, depth int) error {
 	if depth > 8 {
 		return fmt.Errorf("config structs nest deeper than 8 levels at %s", path)
 	}
@@ -132,12 +193,30 @@ func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, s
 		}
 		names := f.Names
 		if len(names) == 0 { // embedded
+			if sel, ok := typ.(*ast.SelectorExpr); ok {
+				// A type from another package: a struct of the repository's pkg/ (redisconn.Env)
+				// is read like a local one; anything else is no config struct.
+				pkgID, _ := sel.X.(*ast.Ident)
+				if pkgID == nil || tag.Get("envconfig") != "" {
+					continue
+				}
+				other, err := res.structsOf(pkgID.Name)
+				if err != nil {
+					return err
+				}
+				if st := other[sel.Sel.Name]; st != nil {
+					if err := collectVars(out, other, res, st, prefix, joinPath(path, sel.Sel.Name), depth+1); err != nil {
+						return err
+					}
+				}
+				continue
+			}
 			id, ok := typ.(*ast.Ident)
 			if !ok {
-				continue // an embedded type from another package: not a config struct
+				continue
 			}
 			if nested != nil && tag.Get("envconfig") == "" {
-				if err := collectVars(out, structs, nested, prefix, joinPath(path, id.Name), depth+1); err != nil {
+				if err := collectVars(out, structs, res, nested, prefix, joinPath(path, id.Name), depth+1); err != nil {
 					return err
 				}
 				continue
@@ -165,7 +244,7 @@ func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, s
 			}
 			key = strings.ToUpper(prefix + "_" + key)
 			if nested != nil {
-				if err := collectVars(out, structs, nested, key, joinPath(path, n.Name), depth+1); err != nil {
+				if err := collectVars(out, structs, res, nested, key, joinPath(path, n.Name), depth+1); err != nil {
 					return err
 				}
 				continue

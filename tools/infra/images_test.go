@@ -160,7 +160,7 @@ func TestSkaffold(t *testing.T) {
 		}
 		forwarded[pf.ResourceName] = append(forwarded[pf.ResourceName], pf.Port)
 	}
-	for svc, ports := range map[string][]int{"broker": {1883, 8883, 8083}, "health-gateway": {8090}} {
+	for svc, ports := range map[string][]int{"broker": {8883, 8084}, "broker-internal": {1883, 8083}, "health-gateway": {8090}} {
 		for _, p := range ports {
 			if !slices.Contains(forwarded[svc], p) {
 				t.Errorf("no port-forward to %s:%d", svc, p)

@@ -2,6 +2,8 @@ package infra
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -382,13 +384,167 @@ func TestBrokerAvailability(t *testing.T) {
 		if svc == nil || svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
 			t.Fatal("broker needs a LoadBalancer Service")
 		}
-		ports := map[int32]bool{}
+		var ports []int
 		for _, p := range svc.Spec.Ports {
-			ports[p.Port] = true
+			ports = append(ports, int(p.Port))
 		}
-		for _, p := range []int32{1883, 8883, 8083} {
-			if !ports[p] {
-				t.Errorf("broker Service does not expose %d", p)
+		sort.Ints(ports)
+		if !slices.Equal(ports, []int{8883, 8084}) && !slices.Equal(ports, []int{8084, 8883}) {
+			t.Errorf("the public broker Service exposes %v, want only 8883 (MQTT over TLS) and 8084 (secure WebSocket)", ports)
+		}
+		internal, _ := out.Find("Service", "broker-internal").(*corev1.Service)
+		if internal == nil || internal.Spec.Type != corev1.ServiceTypeClusterIP || !slices.Equal(svcPorts(internal), []int{1883, 8083}) {
+			t.Errorf("plain MQTT and WebSocket need the cluster-internal Service broker-internal (ClusterIP, 1883 and 8083)")
+		}
+		if out.Overlay == "gke" && net.ParseIP(svc.Spec.LoadBalancerIP) == nil {
+			t.Errorf("gke: the broker LoadBalancer must use the reserved address, loadBalancerIP %q", svc.Spec.LoadBalancerIP)
+		}
+	})
+}
+
+// Nothing open that should be closed: no Service puts a plain listener (MQTT 1883, WebSocket 8083)
+// or the gateway on an external address, and the network policies admit them only from pods of the
+// cluster, while devices on the internet reach MQTT over TLS and secure WebSocket.
+func TestPlainListenersStayInsideTheCluster(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, r *repo, out *Rendered) {
+		for _, o := range out.OfKind("Service") {
+			svc := o.(*corev1.Service)
+			if svc.Spec.Type == corev1.ServiceTypeClusterIP || svc.Spec.Type == "" {
+				continue
+			}
+			for _, p := range svc.Spec.Ports {
+				if p.Port != 8883 && p.Port != 8084 {
+					t.Errorf("Service %s (%s) exposes port %d outside the cluster", svc.Name, svc.Spec.Type, p.Port)
+				}
+			}
+		}
+		var pols []*networkingv1.NetworkPolicy
+		for _, o := range out.OfKind("NetworkPolicy") {
+			pols = append(pols, o.(*networkingv1.NetworkPolicy))
+		}
+		broker := out.Deployments()["broker"].Spec.Template.Labels
+		gateway := out.Deployments()["health-gateway"].Spec.Template.Labels
+		internet := peer{ip: net.ParseIP("198.51.100.7")}
+		inCluster := peer{labels: map[string]string{nameLabel: "some-client"}}
+		for _, c := range []struct {
+			to     map[string]string
+			port   int
+			from   peer
+			what   string
+			allow  bool
+			reason string
+		}{
+			{broker, 8883, internet, "broker MQTT over TLS", true, "devices connect from the internet"},
+			{broker, 8084, internet, "broker secure WebSocket", true, "browsers connect from the internet"},
+			{broker, 1883, internet, "broker plain MQTT", false, "passwords would cross the internet in clear"},
+			{broker, 8083, internet, "broker plain WebSocket", false, "passwords would cross the internet in clear"},
+			{broker, 1883, inCluster, "broker plain MQTT", true, "the gateway probes and in-cluster clients use it"},
+			{broker, 8080, internet, "broker HTTP", false, "metrics are for the cluster"},
+			{gateway, 8090, internet, "gateway API and page", false, "the cluster view is for operators"},
+			{gateway, 8090, inCluster, "gateway API and page", true, "in-cluster tools read it (with its token)"},
+		} {
+			got := ingressAllowed(pols, c.from, peer{labels: c.to, port: c.port})
+			if got != c.allow {
+				from := "the internet"
+				if c.from.labels != nil {
+					from = "a pod of the cluster"
+				}
+				t.Errorf("%s (%d) from %s: allowed %v, want %v: %s", c.what, c.port, from, got, c.allow, c.reason)
+			}
+		}
+	})
+}
+
+// The secrets reach the pods as Secret volumes, never as ConfigMap values: the Redis password (every
+// service), Memorystore's CA (gke), the gateway's API token and probe user. Every *_FILE setting
+// points into a mounted Secret.
+func TestSecretsReachPodsAsSecrets(t *testing.T) {
+	forEachOverlay(t, func(t *testing.T, r *repo, out *Rendered) {
+		for _, o := range out.OfKind("ConfigMap") {
+			cm := o.(*corev1.ConfigMap)
+			for k := range cm.Data {
+				if strings.HasSuffix(k, "_PASSWORD") || strings.HasSuffix(k, "_TOKEN") || strings.Contains(k, "AUTH_STRING") {
+					t.Errorf("ConfigMap %s holds %s: secrets go into Secrets", cm.Name, k)
+				}
+			}
+		}
+		deps := out.Deployments()
+		for _, s := range r.services {
+			d := deps[s]
+			if d == nil {
+				continue
+			}
+			c := serviceContainer(t, d, s)
+			if c == nil {
+				continue
+			}
+			env, err := out.ContainerEnv(*c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			prefix := r.configs[s].Prefix
+			secretMounts := map[string]string{} // mount path -> Secret name
+			vols := map[string]string{}
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Secret != nil {
+					vols[v.Name] = v.Secret.SecretName
+				}
+			}
+			for _, m := range c.VolumeMounts {
+				if sec, ok := vols[m.Name]; ok {
+					secretMounts[strings.TrimSuffix(m.MountPath, "/")+"/"] = sec
+				}
+			}
+			// A generated Secret (local) carries a hash suffix: redis-auth-5g7c9k2m4d.
+			isSecret := func(name, want string) bool {
+				return name == want || (strings.HasPrefix(name, want+"-") && out.Find("Secret", name) != nil)
+			}
+			inSecret := func(name, wantSecret string) {
+				t.Helper()
+				path := env[name]
+				for mount, sec := range secretMounts {
+					if strings.HasPrefix(path, mount) && isSecret(sec, wantSecret) {
+						if out.Overlay == "local" && out.Find("Secret", sec) == nil {
+							t.Errorf("%s: %s is in Secret %s, which the local overlay does not generate", s, name, sec)
+						}
+						return
+					}
+				}
+				t.Errorf("%s: %s=%q is not in a mounted Secret %s", s, name, path, wantSecret)
+			}
+			inSecret(prefix+"_REDIS_PASSWORD_FILE", "redis-auth")
+			if out.Overlay == "gke" {
+				if env[prefix+"_REDIS_TLS"] != "true" {
+					t.Errorf("%s: gke must speak TLS to Memorystore (%s_REDIS_TLS=true)", s, prefix)
+				}
+				inSecret(prefix+"_REDIS_TLS_CA_FILE", "redis-ca")
+				if net.ParseIP(env[prefix+"_REDIS_TLS_SERVER_NAME"]) == nil {
+					t.Errorf("%s: %s_REDIS_TLS_SERVER_NAME %q must be Memorystore's address (its certificate's name)", s, prefix, env[prefix+"_REDIS_TLS_SERVER_NAME"])
+				}
+			}
+			if s == "health-gateway" {
+				inSecret("GATEWAY_API_TOKEN_FILE", "health-gateway-api")
+				for _, e := range c.Env {
+					if (e.Name == "GATEWAY_MQTT_USERNAME" || e.Name == "GATEWAY_MQTT_PASSWORD") &&
+						(e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || !isSecret(e.ValueFrom.SecretKeyRef.Name, "health-gateway-mqtt")) {
+						t.Errorf("%s: %s must come from the Secret health-gateway-mqtt", s, e.Name)
+					}
+				}
+				generated := false
+				for _, o := range out.OfKind("Secret") {
+					if isSecret(o.(*corev1.Secret).Name, "health-gateway-mqtt") {
+						generated = true
+					}
+				}
+				if out.Overlay == "local" && !generated {
+					t.Error("the local overlay must generate health-gateway-mqtt, the probe user")
+				}
+			}
+			if s == "broker" && env["BROKER_ALLOW_ANONYMOUS"] != "false" {
+				t.Errorf("broker: anonymous clients must be refused in the cluster")
+			}
+			if s == "broker" && env["BROKER_PROBE_USERNAME"] == "" {
+				t.Errorf("broker: BROKER_PROBE_USERNAME must name the gateway's user")
 			}
 		}
 	})
@@ -506,6 +662,7 @@ func TestOnlyServicesReachRedis(t *testing.T) {
 		if redis := out.Deployments()["redis"]; redis != nil {
 			dest.labels = redis.Spec.Template.Labels
 		} else {
+			// Memorystore: the port its EndpointSlice names (6378 with in-transit encryption).
 			svc, _ := out.Find("Service", "redis").(*corev1.Service)
 			if svc == nil {
 				t.Fatal("no redis Service")
@@ -514,6 +671,9 @@ func TestOnlyServicesReachRedis(t *testing.T) {
 				es := eo.(*discoveryv1.EndpointSlice)
 				if es.Labels[discoveryv1.LabelServiceName] == "redis" && len(es.Endpoints) > 0 && len(es.Endpoints[0].Addresses) > 0 {
 					dest.ip = net.ParseIP(es.Endpoints[0].Addresses[0])
+					if len(es.Ports) > 0 && es.Ports[0].Port != nil {
+						dest.port = int(*es.Ports[0].Port)
+					}
 				}
 			}
 			if dest.ip == nil {
@@ -691,6 +851,14 @@ func TestEnvconfigNaming(t *testing.T) {
 			}
 		}
 	}
+	for _, s := range r.services {
+		cfg := r.configs[s]
+		for _, want := range []string{"_REDIS_USERNAME", "_REDIS_PASSWORD", "_REDIS_PASSWORD_FILE", "_REDIS_TLS", "_REDIS_TLS_CA_FILE", "_REDIS_TLS_SERVER_NAME", "_REDIS_TLS_CERT_FILE", "_REDIS_TLS_KEY_FILE"} {
+			if _, ok := cfg.Vars[cfg.Prefix+want]; !ok {
+				t.Errorf("%s: no %s%s (the embedded redisconn.Env) among %v", s, cfg.Prefix, want, cfg.Names())
+			}
+		}
+	}
 	if v := r.configs["broker"].Vars["BROKER_MQTT_ADDR"]; v.Default != ":1883" {
 		t.Errorf("BROKER_MQTT_ADDR default %q", v.Default)
 	}
@@ -709,4 +877,52 @@ func svcPorts(o runtime.Object) []int {
 		}
 	}
 	return ps
+}
+
+// README's configuration tables document every variable each service reads: by its name, or for the
+// settings every service shares, as *_SUFFIX (`*_REDIS_TLS`).
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	r := mustRepo(t)
+	readme, err := os.ReadFile(filepath.Join(r.root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	for _, s := range r.services {
+		cfg := r.configs[s]
+		for _, name := range cfg.Names() {
+			if strings.Contains(text, "`"+name+"`") || strings.Contains(text, "`*"+strings.TrimPrefix(name, cfg.Prefix)+"`") {
+				continue
+			}
+			t.Errorf("README documents no %s (services/%s/internal/config)", name, s)
+		}
+	}
+}
+
+// The in-cluster Redis of the local overlay keeps an append-only file synced every second, lets a
+// replica fall 256 MB behind on pub/sub (the bus needs more than the 32 MB default) and requires
+// the password every service is given.
+func TestLocalRedisSettings(t *testing.T) {
+	r := mustRepo(t)
+	d := r.overlays["local"].Deployments()["redis"]
+	if d == nil {
+		t.Fatal("the local overlay has no redis Deployment")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--client-output-buffer-limit pubsub 256mb 64mb 60", "--requirepass $(REDIS_PASSWORD)"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("redis args %q lack %q", args, want)
+		}
+	}
+	ok := false
+	for _, e := range c.Env {
+		if e.Name == "REDIS_PASSWORD" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil &&
+			strings.HasPrefix(e.ValueFrom.SecretKeyRef.Name, "redis-auth") && e.ValueFrom.SecretKeyRef.Key == "password" {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Error("REDIS_PASSWORD must come from the Secret redis-auth (key password), as the services' password file does")
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/proctest"
+	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 )
 
 // TestEndToEndThroughTwoBrokers: MQTT clients publish through two real broker replicas on one
@@ -20,14 +21,24 @@ import (
 // payloads intact (and no payload_text), text payloads also as text, v5 user properties in order
 // with repeated keys, content type, user name, QoS, retain, the broker that accepted each one.
 // $SYS and probe topics are not exported.
-func TestEndToEndThroughTwoBrokers(t *testing.T) {
-	s := newStack(t)
+func TestEndToEndThroughTwoBrokers(t *testing.T) { endToEndThroughTwoBrokers(t, newStack(t)) }
+
+// The same over a Redis that speaks TLS only, with a password for the default user and an ACL
+// user for the services limited to mcloudtt:* keys and channels: brokers and adapter log in as
+// that user (password from a file) and verify the server against the test CA.
+func TestEndToEndOverTLSWithACLUser(t *testing.T) {
+	rs := redistest.Start(t, redistest.WithTLS(), redistest.WithPassword("default-secret"),
+		redistest.WithACLUser("mcloudtt-services", "services-secret"))
+	endToEndThroughTwoBrokers(t, newStackOn(t, rs))
+}
+
+func endToEndThroughTwoBrokers(t *testing.T, s *stack) {
 	brokerBin := proctest.Build(t, "github.com/mcloudtt/mcloudtt/services/broker/cmd/broker")
 	addrs := map[string]string{}
 	for _, id := range []string{"broker-a", "broker-b"} {
 		addr := freeAddr(t)
-		p := proctest.Start(t, brokerBin, []string{"BROKER_ID=" + id, "BROKER_MQTT_ADDR=" + addr, "BROKER_HTTP_ADDR=",
-			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json"})
+		p := proctest.Start(t, brokerBin, append([]string{"BROKER_ID=" + id, "BROKER_MQTT_ADDR=" + addr, "BROKER_HTTP_ADDR=",
+			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json"}, s.redis.EnvVars("BROKER")...))
 		if !p.WaitOutput("broker started", 20*time.Second) {
 			t.Fatalf("%s did not start:\n%s", id, p.Output())
 		}

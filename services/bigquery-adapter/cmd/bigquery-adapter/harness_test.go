@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/proctest"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/bqtest"
 )
@@ -30,11 +31,20 @@ type stack struct {
 
 const table = "`test.mqtt.messages`"
 
-func newStack(t testing.TB) *stack {
+func newStack(t testing.TB) *stack { return newStackOn(t, redistest.Start(t)) }
+
+// newStackOn is newStack on rs, which may require AUTH and TLS (its Conn is used everywhere).
+func newStackOn(t testing.TB, rs *redistest.Server) *stack {
 	t.Helper()
 	emu := bqtest.Start(t, "test") // skips when the emulator is not built
-	s := &stack{t: t, redis: redistest.Start(t), emu: emu, bin: proctest.Build(t, "."), names: bus.NewNames("")}
-	s.rc = redis.NewClient(&redis.Options{Addr: s.redis.Addr()})
+	s := &stack{t: t, redis: rs, emu: emu, bin: proctest.Build(t, "."), names: bus.NewNames("")}
+	conn, err := redisconn.New(rs.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &redis.Options{Addr: s.redis.Addr()}
+	conn.Client(o)
+	s.rc = redis.NewClient(o)
 	t.Cleanup(func() { _ = s.rc.Close() })
 	return s
 }
@@ -58,6 +68,7 @@ func (s *stack) adapter(id, endpoint string, env ...string) (*proctest.Proc, str
 		"ADAPTER_REDIS_ADDRS=" + s.redis.Addr(), "ADAPTER_BIGQUERY_PROJECT=" + s.emu.Project,
 		"ADAPTER_BIGQUERY_ENDPOINT=" + endpoint, "ADAPTER_BATCH_DELAY=50ms",
 		"ADAPTER_RETRY_MIN=20ms", "ADAPTER_RETRY_MAX=300ms", "ADAPTER_HEARTBEAT_INTERVAL=200ms"}
+	base = append(base, s.redis.EnvVars("ADAPTER")...)
 	p := proctest.Start(s.t, s.bin, append(base, env...))
 	// Generous: behind the fault proxy the client library's own retries of set-up calls back off.
 	deadline := time.Now().Add(60 * time.Second)

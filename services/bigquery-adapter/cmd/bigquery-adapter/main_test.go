@@ -22,6 +22,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"ADAPTER_BIGQUERY_ENDPOINT=localhost:9050": "ADAPTER_BIGQUERY_ENDPOINT",
 		"ADAPTER_ID=a:b":                           "ADAPTER_ID",
 		"ADAPTER_BIGQUERY_ENDPOINT=http://e:9050":  "ADAPTER_BIGQUERY_PROJECT",
+		"ADAPTER_REDIS_TLS_CA_FILE=/etc/ca.crt":    "ADAPTER_REDIS_TLS_CA_FILE",
+		"ADAPTER_REDIS_PASSWORD_FILE=/nonexistent": "ADAPTER_REDIS_PASSWORD_FILE",
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/adapter"
 	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/bq"
 	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/config"
@@ -60,11 +61,19 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		return err
 	}
 	defer client.Close()
-	f := feed.New(feed.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, Group: cfg.Group,
+	ro := cfg.Env.Options()
+	ro.DialTimeout = 2 * time.Second
+	conn, err := redisconn.New(ro)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("redis: %w", err)
+	}
+	f := feed.New(feed.Options{Addrs: cfg.RedisAddrs, Conn: conn, Group: cfg.Group,
 		Consumer: cfg.ID, DeadLetterMaxLen: cfg.DeadLetterMaxLen})
 	defer f.Close()
 	// The bus carries only the heartbeat: the adapter neither publishes nor receives messages.
-	hbus, err := bus.New(ctx, bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, ReplicaID: cfg.ID,
+	hbus, err := bus.New(ctx, bus.Options{Addrs: cfg.RedisAddrs, Username: ro.Username, Password: ro.Password,
+		PasswordFile: ro.PasswordFile, TLS: ro.TLS, ReplicaID: cfg.ID,
 		Logger: log.With().Str("component", "bus").Logger()})
 	if err != nil {
 		_ = ln.Close()
@@ -82,15 +91,30 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 
 	// Readiness: Redis and BigQuery answered within the last checks, and the table is set up.
 	var redisOK, bqOK atomic.Bool
+	var redisErr atomic.Value // string: why Redis is not reachable
+	redisErr.Store("not checked yet")
 	hctx, stopChecks := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopChecks()
 	go func() {
 		t := time.NewTicker(2 * time.Second)
 		defer t.Stop()
+		last := ""
 		for {
 			c, cancel := context.WithTimeout(hctx, 2*time.Second)
-			redisOK.Store(f.Ping(c) == nil)
+			err := f.Ping(c)
 			cancel()
+			redisOK.Store(err == nil)
+			// Log each change of the Redis link once: a wrong password or an untrusted certificate
+			// is named here, and the check goes on every 2 s until it passes.
+			switch msg := fmt.Sprint(err); {
+			case err == nil && last != "":
+				log.Info().Msg("redis reachable")
+				last = ""
+			case err != nil && msg != last && hctx.Err() == nil:
+				log.Warn().Err(err).Msg("redis not reachable; not ready, retrying")
+				last = msg
+				redisErr.Store(msg)
+			}
 			c, cancel = context.WithTimeout(hctx, cfg.RequestTimeout)
 			bqOK.Store(client.Ping(c) == nil)
 			cancel()
@@ -108,7 +132,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case !redisOK.Load():
-			http.Error(w, "redis not reachable", http.StatusServiceUnavailable)
+			http.Error(w, "redis not reachable: "+redisErr.Load().(string), http.StatusServiceUnavailable)
 		case !bqOK.Load():
 			http.Error(w, "bigquery not reachable", http.StatusServiceUnavailable)
 		default:
@@ -127,7 +151,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info().Str("http_addr", ln.Addr().String()).Strs("redis", cfg.RedisAddrs).
+	log.Info().Str("http_addr", ln.Addr().String()).Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).
 		Str("table", cfg.Project+"."+cfg.Dataset+"."+cfg.Table).Str("endpoint", cfg.Endpoint).Msg("BigQuery adapter started")
 
 	runDone := make(chan error, 1)

@@ -18,6 +18,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // Prefix is the environment prefix of every setting: ADAPTER_HTTP_ADDR and so on.
@@ -32,8 +33,10 @@ type Config struct {
 
 	// RedisAddrs are the Redis addresses (comma-separated; several mean a Redis Cluster).
 	RedisAddrs []string `envconfig:"REDIS_ADDRS" default:"127.0.0.1:6379"`
-	// RedisPassword authenticates to Redis.
-	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// Env is how to log in to Redis and whether to speak TLS: REDIS_USERNAME, REDIS_PASSWORD or
+	// REDIS_PASSWORD_FILE, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_TLS_SERVER_NAME, REDIS_TLS_CERT_FILE
+	// and REDIS_TLS_KEY_FILE (see package redisconn).
+	redisconn.Env
 	// Group is the consumer group on the export stream that every adapter replica joins.
 	Group string `envconfig:"GROUP" default:"bigquery-adapter"`
 
@@ -122,6 +125,9 @@ func (c Config) Validate() error {
 		if a == "" {
 			return v("REDIS_ADDRS", errors.New("empty address"))
 		}
+	}
+	if err := c.Env.Validate(Prefix); err != nil {
+		return err
 	}
 	if c.Group == "" {
 		return v("GROUP", errors.New("must not be empty"))

@@ -16,12 +16,14 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // Options configure a Feed.
 type Options struct {
-	Addrs    []string // several: Redis Cluster
-	Password string
+	Addrs []string // several: Redis Cluster
+	// Conn dials Redis (TCP or TLS) and supplies the credentials; nil: plain TCP without AUTH.
+	Conn     *redisconn.Connector
 	Group    string
 	Consumer string // this replica's id
 	// DeadLetterMaxLen caps the dead-letter stream (MAXLEN ~).
@@ -54,16 +56,20 @@ func New(o Options) *Feed {
 		o.ReadTimeout = 5 * time.Second
 	}
 	names := bus.NewNames("")
+	if o.Conn == nil {
+		o.Conn, _ = redisconn.New(redisconn.Options{DialTimeout: o.DialTimeout}) // no files: no error
+	}
 	// No retries underneath: a lost reply to XREADGROUP > must not be hidden (its entries are
 	// then pending for this consumer and come back through Claim), and every caller loops.
-	c := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs: o.Addrs, Password: o.Password, IsClusterMode: len(o.Addrs) > 1,
+	uo := &redis.UniversalOptions{
+		Addrs: o.Addrs, IsClusterMode: len(o.Addrs) > 1,
 		ClientName:  "mcloudtt-" + o.Consumer,
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.ReadTimeout,
 		MaxRetries: -1, DisableIdentity: true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-	return &Feed{o: o, c: c, stream: names.Export(), dead: names.ExportDeadLetter()}
+	}
+	o.Conn.UniversalClient(uo)
+	return &Feed{o: o, c: redis.NewUniversalClient(uo), stream: names.Export(), dead: names.ExportDeadLetter()}
 }
 
 // Close closes the client.
@@ -73,15 +79,16 @@ func (f *Feed) Close() error { return f.c.Close() }
 func (f *Feed) Stream() string           { return f.stream }
 func (f *Feed) DeadLetterStream() string { return f.dead }
 
-// Ping checks that Redis answers.
-func (f *Feed) Ping(ctx context.Context) error { return f.c.Ping(ctx).Err() }
+// Ping checks that Redis answers; an error from the security set-up (wrong password, untrusted
+// certificate, ...) says so first (redisconn.Cause).
+func (f *Feed) Ping(ctx context.Context) error { return f.o.Conn.Explain(f.c.Ping(ctx).Err()) }
 
 // EnsureGroup creates the consumer group (and the stream) if missing. A new group starts at the
 // beginning of the stream, so whatever brokers wrote before the first adapter ran is exported.
 func (f *Feed) EnsureGroup(ctx context.Context) error {
 	err := f.c.XGroupCreateMkStream(ctx, f.stream, f.o.Group, "0").Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("feed: creating group %s: %w", f.o.Group, err)
+		return fmt.Errorf("feed: creating group %s: %w", f.o.Group, f.o.Conn.Explain(err))
 	}
 	return nil
 }

@@ -21,12 +21,15 @@ func TestStopsCleanlyOnSIGTERM(t *testing.T) {
 
 func TestBadConfigNamesTheField(t *testing.T) {
 	proctest.CheckBadConfigNamesField(t, proctest.Build(t, "."), map[string]string{
-		"BROKER_LOG_LEVEL=loud":             "BROKER_LOG_LEVEL",
-		"BROKER_SHUTDOWN_TIMEOUT=soon":      "BROKER_SHUTDOWN_TIMEOUT",
-		"BROKER_MAX_PACKET_SIZE=10":         "BROKER_MAX_PACKET_SIZE",
-		"BROKER_TLS_ADDR=:0":                "BROKER_TLS_CERT_FILE",
-		"BROKER_SUBACK_DENIED=maybe":        "BROKER_SUBACK_DENIED",
-		"BROKER_PASSWORD_FILE=/nonexistent": "/nonexistent",
+		"BROKER_LOG_LEVEL=loud":                 "BROKER_LOG_LEVEL",
+		"BROKER_SHUTDOWN_TIMEOUT=soon":          "BROKER_SHUTDOWN_TIMEOUT",
+		"BROKER_MAX_PACKET_SIZE=10":             "BROKER_MAX_PACKET_SIZE",
+		"BROKER_TLS_ADDR=:0":                    "BROKER_TLS_CERT_FILE",
+		"BROKER_SUBACK_DENIED=maybe":            "BROKER_SUBACK_DENIED",
+		"BROKER_PASSWORD_FILE=/nonexistent":     "/nonexistent",
+		"BROKER_REDIS_TLS_CA_FILE=/ca.crt":      "BROKER_REDIS_TLS_CA_FILE",
+		"BROKER_REDIS_TLS=yes please":           "BROKER_REDIS_TLS",
+		"BROKER_WS_ALLOWED_ORIGINS=example.com": "BROKER_WS_ALLOWED_ORIGINS",
 	})
 }
 

@@ -55,12 +55,14 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 
 	var opts []broker.Option
 	var store *auth.Store
-	if cfg.PasswordFile != "" || cfg.ACLFile != "" || !cfg.AllowAnonymous {
-		if store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous); err != nil {
+	if cfg.PasswordFile != "" || cfg.ACLFile != "" || !cfg.AllowAnonymous || cfg.ProbeUsername != "" {
+		if store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous,
+			auth.WithProbeUser(cfg.ProbeUsername)); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
 		opts = append(opts, broker.WithAuth(store))
 	}
+	logAuth(log, cfg, store)
 	var certs *listener.Certs
 	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
 		certs, err = listener.LoadCerts(listener.TLSOptions{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
@@ -93,6 +95,10 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 					log.Warn().Str("error", st.LastError).Msg("redis not connected")
 				}
 			}}
+		// How to log in to Redis and whether to speak TLS (BROKER_REDIS_*, package redisconn).
+		ro := cfg.Env.Options()
+		bopts.Username, bopts.PasswordFile, bopts.TLS = ro.Username, ro.PasswordFile, ro.TLS
+		log.Info().Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).Msg("cluster bus")
 		cl.BusOptions(&bopts)
 		rbus, err = bus.New(ctx, bopts)
 		if err != nil {
@@ -129,9 +135,18 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		return ln.Addr().String(), nil
 	}
 	var addrs Addrs
+	var checkOrigin func(*http.Request) bool // nil: every origin
+	if len(cfg.WSAllowedOrigins) > 0 {
+		if checkOrigin, err = listener.OriginAllowList(cfg.WSAllowedOrigins); err != nil {
+			return fmt.Errorf("%s_WS_ALLOWED_ORIGINS: %w", config.Prefix, err)
+		}
+	} else if cfg.WSAddr != "" || cfg.WSSAddr != "" {
+		log.Warn().Msg("WebSocket listeners accept pages from every web origin; " +
+			"set BROKER_WS_ALLOWED_ORIGINS to the sites that may connect")
+	}
 	ws := func(c *listener.Certs) func(net.Listener) net.Listener {
 		return func(ln net.Listener) net.Listener {
-			return listener.WebSocket(ln, listener.WebSocketOptions{Path: cfg.WSPath, TLS: c})
+			return listener.WebSocket(ln, listener.WebSocketOptions{Path: cfg.WSPath, TLS: c, CheckOrigin: checkOrigin})
 		}
 	}
 	for _, l := range []struct {
@@ -264,6 +279,35 @@ loop:
 	}
 	log.Info().Msg("stopped")
 	return runErr
+}
+
+// logAuth says at start who may connect, and why nobody may when that is so.
+func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
+	switch {
+	case store == nil:
+		log.Warn().Msg("anonymous access is on and no password file or ACL is set: " +
+			"every client may connect and use every topic (BROKER_ALLOW_ANONYMOUS, BROKER_PASSWORD_FILE)")
+		return
+	case store.RefusesEveryone():
+		ev := log.Error()
+		if cfg.TLSCNAsUsername {
+			ev = log.Warn()
+		}
+		msg := "BROKER_ALLOW_ANONYMOUS is false and BROKER_PASSWORD_FILE is not set: there is no way to " +
+			"authenticate, so every client is refused (v5 CONNACK 0x86/0x87, 3.x 0x04/0x05)"
+		if cfg.TLSCNAsUsername {
+			msg += ", except TLS clients whose verified certificate names them (BROKER_TLS_CN_AS_USERNAME)"
+		}
+		ev.Msg(msg)
+	case cfg.PasswordFile == "":
+		log.Warn().Msg("anonymous access is on and no password file is set: user names are not checked")
+	}
+	if cfg.ProbeUsername == "" {
+		log.Warn().Msg("BROKER_PROBE_USERNAME is not set: no client may use the health gateway's probe " +
+			"topics ($mcloudtt/probe/#), so the gateway's probes through this broker fail")
+	} else {
+		log.Info().Str("probe_user", cfg.ProbeUsername).Msg("only this user may use the probe topics ($mcloudtt/probe/#)")
+	}
 }
 
 func httpHandler(cfg config.Config, srv *broker.Server, ready func() bool) http.Handler {

@@ -1,14 +1,12 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
-	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
@@ -31,6 +29,7 @@ func replicasFrom(t *testing.T, rs *redistest.Server, first, n int, mod func(i i
 		out[i-first] = serve(t, func(c *config.Config) {
 			c.ID = fmt.Sprintf("replica-%c", 'a'+i)
 			c.RedisAddrs = []string{rs.Addr()}
+			c.Env = rs.Env() // AUTH and TLS, where rs has them
 			c.HeartbeatInterval = 100 * time.Millisecond
 			c.PeerTimeout = 3 * time.Second
 			c.HTTPAddr = "127.0.0.1:0"
@@ -107,7 +106,10 @@ func mustV3(t *testing.T, a Addrs, id string, mod func(*pahov3.ClientOptions)) p
 // A message published on one replica reaches subscribers on the others, at every QoS and
 // through wildcards, and only the replicas with a matching subscription receive it.
 func TestClusterCrossReplicaDelivery(t *testing.T) {
-	rs := redistest.Start(t)
+	clusterCrossReplicaDelivery(t, redistest.Start(t))
+}
+
+func clusterCrossReplicaDelivery(t *testing.T, rs *redistest.Server) {
 	rep := replicas(t, rs, 3, nil)
 	pub := mustV3(t, rep[0], "pub", nil)
 	subB := mustV3(t, rep[1], "sub-b", nil)
@@ -134,8 +136,9 @@ func TestClusterCrossReplicaDelivery(t *testing.T) {
 
 // Retained messages are visible to a wildcard SUBSCRIBE on any replica, replaced and cleared
 // cluster-wide, and kept in Redis for a replica that starts later.
-func TestClusterRetained(t *testing.T) {
-	rs := redistest.Start(t)
+func TestClusterRetained(t *testing.T) { clusterRetained(t, redistest.Start(t)) }
+
+func clusterRetained(t *testing.T, rs *redistest.Server) {
 	rep := replicas(t, rs, 2, nil)
 	pub := mustV3(t, rep[0], "pub", nil)
 	publish(t, pub, "home/kitchen/temp", 1, true, "21")
@@ -163,10 +166,8 @@ func TestClusterRetained(t *testing.T) {
 		t.Fatalf("clear delivered as %q", m.Payload())
 	}
 	time.Sleep(100 * time.Millisecond)
-	rc := redis.NewClient(&redis.Options{Addr: rs.Addr()})
-	defer rc.Close()
-	if n, err := rc.HLen(context.Background(), "mcloudtt:retained").Result(); err != nil || n != 1 {
-		t.Fatalf("retained hash holds %d (%v), want 1", n, err)
+	if n, err := rs.Do("HLEN", "mcloudtt:retained"); err != nil || n != "1" {
+		t.Fatalf("retained hash holds %s (%v), want 1", n, err)
 	}
 	late := replicasFrom(t, rs, 2, 1, nil)[0] // a third replica joins: loads the retained set from Redis
 	sub3 := mustV3(t, late, "sub3", nil)
@@ -180,7 +181,10 @@ func TestClusterRetained(t *testing.T) {
 // A CONNECT on replica B closes the same client id on replica A; a persistent session resumes
 // on another replica with the messages queued while it was offline.
 func TestClusterTakeoverAndSessionResume(t *testing.T) {
-	rs := redistest.Start(t)
+	clusterTakeoverAndSessionResume(t, redistest.Start(t))
+}
+
+func clusterTakeoverAndSessionResume(t *testing.T, rs *redistest.Server) {
 	rep := replicas(t, rs, 3, nil)
 	lost := make(chan error, 1)
 	persistent := func(o *pahov3.ClientOptions) {

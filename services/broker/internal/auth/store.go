@@ -15,15 +15,21 @@ import (
 //   - With a password file, a client that presents a user name must present that user's password;
 //     an unknown user or a wrong or missing password is refused, whatever allowAnonymous says. A
 //     client without a user name is accepted only if allowAnonymous. This is mosquitto's rule.
-//   - Without a password file, a client is accepted if allowAnonymous is true or if it presents a
-//     user name; its password is not checked. (mosquitto 2.0 refuses every client in that case
-//     when allow_anonymous is false.) The user name is then only a claim, so an ACL keyed on user
-//     names means little without a password file.
+//   - Without a password file and with allowAnonymous, every client is accepted; a user name it
+//     presents is only a claim (its password is not checked), so an ACL keyed on user names means
+//     little without a password file.
+//   - Without a password file and without allowAnonymous there is no way to authenticate: every
+//     client is refused, as mosquitto 2.0 does (RefusesEveryone). Clients authenticated by a TLS
+//     client certificate (the broker's CN-as-user-name mode) never reach Authenticate.
 //
-// Without an ACL file, every client may do everything (Allowed is always true).
+// Authorization (Allowed): the health gateway's probe topics ($mcloudtt/probe/...) are reserved
+// for one user, the probe user (WithProbeUser): it may publish, subscribe and receive there, and
+// nobody else may, whatever the ACL file says; without a probe user nobody may. Everything else
+// follows the ACL file, and without one every client may do everything.
 type Store struct {
 	passwordFile, aclFile string
 	allowAnonymous        bool
+	probeUser             string
 
 	reloadMu sync.Mutex // serialises Reload so the last one to start is the one in force
 	cur      atomic.Pointer[storeState]
@@ -34,10 +40,19 @@ type storeState struct {
 	acl       *ACL       // nil: no ACL file
 }
 
+// StoreOption adjusts a Store.
+type StoreOption func(*Store)
+
+// WithProbeUser names the user that owns the probe topics (see Store); "" leaves them to nobody.
+func WithProbeUser(username string) StoreOption { return func(s *Store) { s.probeUser = username } }
+
 // NewStore loads the files; an empty path turns that feature off. Errors name the file, and the
 // line for a malformed one (ParseError).
-func NewStore(passwordFile, aclFile string, allowAnonymous bool) (*Store, error) {
+func NewStore(passwordFile, aclFile string, allowAnonymous bool, opts ...StoreOption) (*Store, error) {
 	s := &Store{passwordFile: passwordFile, aclFile: aclFile, allowAnonymous: allowAnonymous}
+	for _, o := range opts {
+		o(s)
+	}
 	st, err := s.load()
 	if err != nil {
 		return nil, err
@@ -85,18 +100,31 @@ func (s *Store) Reload() error {
 // empty), password is what it sent (nil or empty if none). See Store for the rules.
 func (s *Store) Authenticate(username string, password []byte, hasUsername bool) bool {
 	pw := s.cur.Load().passwords
-	if !hasUsername {
+	if !hasUsername || pw == nil {
 		return s.allowAnonymous
-	}
-	if pw == nil {
-		return true
 	}
 	return pw.Check(username, password)
 }
 
+// RefusesEveryone reports whether no client can authenticate: anonymous access is off and there
+// is no password file.
+func (s *Store) RefusesEveryone() bool { return !s.allowAnonymous && s.passwordFile == "" }
+
+// ProbeUser returns the user that owns the probe topics ("" for nobody).
+func (s *Store) ProbeUser() string { return s.probeUser }
+
 // Allowed reports whether the client may perform access on topic; see ACL.Allowed. username ""
-// means no user name. Always true without an ACL file.
+// means no user name. The probe topics are decided here (see Store); everything else by the ACL
+// file, always true without one.
 func (s *Store) Allowed(clientID, username, topic string, access Access) bool {
+	switch probeScope(topic, access) {
+	case probeInside:
+		return s.probeUser != "" && username == s.probeUser
+	case probeOverlaps:
+		if username != s.probeUser || s.probeUser == "" {
+			return false
+		}
+	}
 	acl := s.cur.Load().acl
 	if acl == nil {
 		return true

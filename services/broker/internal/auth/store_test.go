@@ -40,7 +40,8 @@ func TestStoreAuthenticate(t *testing.T) {
 		{"file: anonymous refused", pwFile, false, "", nil, false, false, ""},
 		{"no file: anonymous allowed", "", true, "", nil, false, true, ""},
 		{"no file: anonymous refused", "", false, "", nil, false, false, ""},
-		{"no file: any user name", "", false, "whoever", wrong, true, true, "documented: a user name is enough"},
+		{"no file: any user name", "", false, "whoever", wrong, true, false, "no way to authenticate: everyone is refused (mosquitto 2.0)"},
+		{"no file: any user name and password", "", false, "whoever", right, true, false, ""},
 		{"no file: any user name, anonymous on", "", true, "whoever", nil, true, true, ""},
 	}
 	for _, c := range cases {
@@ -210,4 +211,81 @@ func TestStoreConcurrentReload(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+func TestStoreRefusesEveryone(t *testing.T) {
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	writeFile(t, pwFile, mosquittoFile)
+	for _, c := range []struct {
+		pw    string
+		anon  bool
+		wants bool
+	}{{"", false, true}, {"", true, false}, {pwFile, false, false}, {pwFile, true, false}} {
+		s, err := NewStore(c.pw, "", c.anon)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.RefusesEveryone() != c.wants {
+			t.Errorf("password file %q, anonymous %v: RefusesEveryone %v", c.pw, c.anon, s.RefusesEveryone())
+		}
+	}
+}
+
+// The probe topics belong to the probe user alone, whatever the ACL file grants; without a probe
+// user they belong to nobody. Other topics follow the ACL file as before.
+func TestStoreProbeTopicsBelongToTheProbeUser(t *testing.T) {
+	aclFile := filepath.Join(t.TempDir(), "acl")
+	// The ACL grants everyone everything, $-topics included, the probe topics by name too.
+	writeFile(t, aclFile, "topic readwrite $mcloudtt/#\ntopic readwrite #\npattern readwrite $mcloudtt/#\npattern readwrite #\n")
+	const probe = "$mcloudtt/probe/gateway-1/broker-a/broker-b"
+	for _, withACL := range []bool{false, true} {
+		file := ""
+		if withACL {
+			file = aclFile
+		}
+		s, err := NewStore("", file, true, WithProbeUser("health-gateway"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			user, topic string
+			access      Access
+			want        bool
+		}{
+			{"health-gateway", probe, Write, true},
+			{"health-gateway", probe, Read, true},
+			{"health-gateway", "$mcloudtt/probe/gateway-1/#", Subscribe, true},
+			{"health-gateway", "$share/g/$mcloudtt/probe/#", Subscribe, true},
+			{"health-gateway", "a/b", Write, true},
+			{"device", probe, Write, false},
+			{"device", probe, Read, false},
+			{"", probe, Write, false},
+			{"device", "$mcloudtt/probe/#", Subscribe, false},
+			{"device", "$mcloudtt/probe/+/+/+", Subscribe, false},
+			{"device", "$share/g/$mcloudtt/probe/#", Subscribe, false},
+			{"device", "$mcloudtt/#", Subscribe, false},
+			{"device", "$mcloudtt/+/x/y/z", Subscribe, false},
+			{"device", "#", Subscribe, true},
+			{"device", "+/probe/#", Subscribe, true},
+			{"device", "a/b", Write, true},
+			{"device", "$mcloudtt/other", Write, true},
+			{"device", "$mcloudtt/+", Subscribe, true},
+		} {
+			if got := s.Allowed("client-1", c.user, c.topic, c.access); got != c.want {
+				t.Errorf("ACL file %v: user %q %s %q = %v, want %v", withACL, c.user, c.access, c.topic, got, c.want)
+			}
+		}
+	}
+	nobody, err := NewStore("", aclFile, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"", "health-gateway"} {
+		if nobody.Allowed("c", u, probe, Write) || nobody.Allowed("c", u, "$mcloudtt/probe/#", Subscribe) {
+			t.Errorf("without a probe user, %q may use the probe topics", u)
+		}
+	}
+	if nobody.ProbeUser() != "" {
+		t.Fatal("probe user")
+	}
 }

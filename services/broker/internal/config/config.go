@@ -17,7 +17,9 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
 
 // Prefix is the environment prefix of every setting: BROKER_MQTT_ADDR and so on.
@@ -37,6 +39,11 @@ type Config struct {
 	WSSAddr string `envconfig:"WSS_ADDR"`
 	// WSPath is the URL path that upgrades to MQTT over WebSocket (subprotocol "mqtt").
 	WSPath string `envconfig:"WS_PATH" default:"/mqtt"`
+	// WSAllowedOrigins are the web origins (https://app.example.com, https://*.example.com;
+	// comma-separated) whose pages may open MQTT over WebSocket; an upgrade from any other origin
+	// is answered 403, one without an Origin header (not a browser) is accepted. Empty: every
+	// origin, as in mosquitto and EMQX (MQTT authenticates in CONNECT, not with cookies).
+	WSAllowedOrigins []string `envconfig:"WS_ALLOWED_ORIGINS"`
 	// TLSCertFile and TLSKeyFile are the server certificate chain and key (PEM) for TLS and WSS.
 	TLSCertFile string `envconfig:"TLS_CERT_FILE"`
 	TLSKeyFile  string `envconfig:"TLS_KEY_FILE"`
@@ -59,6 +66,11 @@ type Config struct {
 	// ACLFile is a mosquitto-format ACL file; empty: every client may do everything. Reloaded on
 	// SIGHUP.
 	ACLFile string `envconfig:"ACL_FILE"`
+	// ProbeUsername is the user (the health gateway's) that alone may publish, subscribe and
+	// receive on the probe topics $mcloudtt/probe/...; empty: nobody may, once authentication or
+	// an ACL is configured. Without a password file and with anonymous access, user names are
+	// unchecked claims and every client may use every topic.
+	ProbeUsername string `envconfig:"PROBE_USERNAME"`
 	// SubackDenied is the v5 SUBACK reason for a subscription the ACL refuses: not_authorized
 	// (0x87) or unspecified (0x80, which tells the client less). 3.x clients always get 0x80.
 	SubackDenied string `envconfig:"SUBACK_DENIED" default:"not_authorized"`
@@ -66,8 +78,10 @@ type Config struct {
 	// RedisAddrs are the Redis addresses of the cluster bus (comma-separated; several mean a
 	// Redis Cluster). Empty: a stand-alone replica without Redis.
 	RedisAddrs []string `envconfig:"REDIS_ADDRS"`
-	// RedisPassword authenticates to Redis.
-	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// Env is how to log in to Redis and whether to speak TLS: REDIS_USERNAME, REDIS_PASSWORD or
+	// REDIS_PASSWORD_FILE, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_TLS_SERVER_NAME, REDIS_TLS_CERT_FILE
+	// and REDIS_TLS_KEY_FILE (see package redisconn).
+	redisconn.Env
 	// ExportFilters are the topic filters of the messages appended to the export stream that the
 	// BigQuery adapter reads (comma-separated); empty turns the export off. $SYS and the health
 	// probe topics are never exported. Needs REDIS_ADDRS.
@@ -222,6 +236,14 @@ func (c Config) Validate() error {
 		return bad("PEER_TIMEOUT", "must exceed HEARTBEAT_INTERVAL (%s), got %s", c.HeartbeatInterval, c.PeerTimeout)
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
+	}
+	for _, o := range c.WSAllowedOrigins {
+		if err := listener.ParseOrigin(o); err != nil {
+			return bad("WS_ALLOWED_ORIGINS", "%v", err)
+		}
+	}
+	if err := c.Env.Validate(Prefix); err != nil {
+		return err
 	}
 	for _, f := range c.ExportFilters {
 		if err := topic.ValidateFilter(f); err != nil {

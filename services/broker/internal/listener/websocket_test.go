@@ -678,3 +678,61 @@ func TestWebSocketCloseWithSlowUpgrade(t *testing.T) {
 		t.Fatal("Close waited for a client that never finished its request")
 	}
 }
+
+// With an allow-list, an upgrade from a page on another origin is refused with 403 before any
+// MQTT byte flows; listed origins, subdomains of a wildcard entry and clients without an Origin
+// header (not browsers) are accepted.
+func TestWebSocketOriginAllowList(t *testing.T) {
+	check, err := OriginAllowList([]string{"https://app.example.com", "http://localhost:8080", "https://*.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, url := startWS(t, WebSocketOptions{CheckOrigin: check})
+	for _, c := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"https://app.example.com", true},
+		{"HTTPS://APP.Example.COM", true},
+		{"http://localhost:8080", true},
+		{"https://eu.example.org", true},
+		{"https://a.b.example.org", true},
+		{"", true},
+		{"https://evil.example.net", false},
+		{"http://app.example.com", false},
+		{"https://app.example.com:8443", false},
+		{"http://localhost:8081", false},
+		{"https://example.org", false},
+		{"https://notexample.org", false},
+		{"null", false},
+	} {
+		h := http.Header{}
+		if c.origin != "" {
+			h.Set("Origin", c.origin)
+		}
+		d := &websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+		conn, resp, err := d.Dial(url, h)
+		if c.ok {
+			if err != nil {
+				t.Errorf("origin %q refused: %v", c.origin, err)
+				continue
+			}
+			acceptWS(t, ln)
+			_ = conn.Close()
+			continue
+		}
+		if err == nil {
+			_ = conn.Close()
+			t.Errorf("origin %q accepted", c.origin)
+			continue
+		}
+		if resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("origin %q: %v, response %v; want 403", c.origin, err, resp)
+		}
+	}
+	for _, bad := range []string{"example.com", "ftp://x", "https://x/path", "https://a.*.example.com", "https://*", "https://u@x"} {
+		if _, err := OriginAllowList([]string{bad}); err == nil {
+			t.Errorf("entry %q accepted", bad)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,8 +78,10 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		FailAfter: cfg.FailAfter, RecoverAfter: cfg.RecoverAfter, AdapterMaxLag: cfg.AdapterMaxLag,
 		BusStatus: busStatus, Registerer: reg, Log: log,
 	}, prober)
+	ro := cfg.Env.Options()
 	rbus, err := bus.New(ctx, bus.Options{
-		Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, ReplicaID: cfg.ID,
+		Addrs: cfg.RedisAddrs, Username: ro.Username, Password: ro.Password, PasswordFile: ro.PasswordFile,
+		TLS: ro.TLS, ReplicaID: cfg.ID,
 		Logger: log.With().Str("component", "bus").Logger(), OnHeartbeat: mon.OnHeartbeat,
 	})
 	if err != nil {
@@ -95,7 +98,24 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		}
 		return true, ""
 	}
-	srv := &http.Server{Handler: web.Handler(mon, ready, reg), ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = web.Handler(mon, ready, reg)
+	switch {
+	case cfg.APIToken != "":
+		handler = web.RequireToken(func() string { return cfg.APIToken }, handler)
+	case cfg.APITokenFile != "":
+		ts := &tokenFile{path: cfg.APITokenFile, log: log}
+		if _, err := ts.load(); err != nil {
+			ln.Close()
+			prober.Close()
+			_ = rbus.Close()
+			return fmt.Errorf("%s_API_TOKEN_FILE: %w", config.Prefix, err)
+		}
+		handler = web.RequireToken(ts.get, handler)
+	default:
+		log.Warn().Msg("GATEWAY_API_TOKEN is not set: the status page and /api/v1/cluster answer anyone " +
+			"who reaches GATEWAY_HTTP_ADDR; keep it inside the cluster or set a token")
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
@@ -104,6 +124,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	wg.Go(func() { mon.Run(wctx) })
 	wg.Go(func() { heartbeats(wctx, rbus, cfg, mon) })
 	log.Info().Str("http_addr", ln.Addr().String()).Str("id", cfg.ID).Strs("redis", cfg.RedisAddrs).
+		Str("redis_security", cfg.Env.Describe()).Bool("api_token", cfg.APIToken != "" || cfg.APITokenFile != "").
 		Msg("health gateway started")
 	if started != nil {
 		started(ln.Addr().String())
@@ -140,4 +161,53 @@ func heartbeats(ctx context.Context, b *bus.Bus, cfg config.Config, mon *monitor
 		return bus.Heartbeat{Kind: bus.KindGateway, Version: Version, Started: started,
 			Extra: map[string]any{"cluster_status": string(st)}}
 	})
+}
+
+// tokenFile is the API token read from a file, read again whenever the file changes (a rotated
+// Kubernetes Secret). A file that turns unreadable or invalid keeps the last good token in force.
+type tokenFile struct {
+	path string
+	log  zerolog.Logger
+
+	mu      sync.Mutex // guards what follows
+	token   string
+	mod     time.Time
+	size    int64
+	lastErr string // the last load error logged, so each is logged once
+}
+
+func (f *tokenFile) load() (string, error) {
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.token != "" && fi.ModTime().Equal(f.mod) && fi.Size() == f.size {
+		return f.token, nil
+	}
+	t, err := config.ReadToken(f.path)
+	if err != nil {
+		return "", err
+	}
+	if f.token != "" && t != f.token {
+		f.log.Info().Str("file", f.path).Msg("API token reloaded")
+	}
+	f.token, f.mod, f.size = t, fi.ModTime(), fi.Size()
+	return t, nil
+}
+
+func (f *tokenFile) get() string {
+	t, err := f.load()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		if err.Error() != f.lastErr {
+			f.log.Warn().Err(err).Msg("API token file unreadable; the previous token stays in force")
+			f.lastErr = err.Error()
+		}
+		return f.token
+	}
+	f.lastErr = ""
+	return t
 }

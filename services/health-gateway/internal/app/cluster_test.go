@@ -39,6 +39,15 @@ type testCluster struct {
 	brokers map[string]*proctest.Proc
 	base    string // the gateway's http://host:port
 	logs    *syncBuf
+	opts    clusterOptions
+}
+
+// clusterOptions vary startCluster's set-up.
+type clusterOptions struct {
+	redis     *redistest.Server    // default: a plain redis-server
+	brokerEnv []string             // more environment for every broker
+	gateway   func(*config.Config) // adjusts the gateway's configuration
+	token     string               // sent as a bearer token with every API request
 }
 
 type syncBuf struct {
@@ -58,9 +67,14 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
-func startCluster(t *testing.T) *testCluster {
+func startCluster(t *testing.T) *testCluster { return startClusterWith(t, clusterOptions{}) }
+
+func startClusterWith(t *testing.T, o clusterOptions) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, redis: redistest.Start(t), brokers: map[string]*proctest.Proc{}, logs: &syncBuf{}}
+	if o.redis == nil {
+		o.redis = redistest.Start(t)
+	}
+	c := &testCluster{t: t, redis: o.redis, brokers: map[string]*proctest.Proc{}, logs: &syncBuf{}, opts: o}
 	c.proxyB = redistest.StartProxy(t, c.redis.Addr())
 	c.startBroker("broker-a", c.redis.Addr())
 	c.startBroker("broker-b", c.proxyB.Addr())
@@ -74,6 +88,10 @@ func startCluster(t *testing.T) *testCluster {
 	cfg.ProbeInterval = 200 * time.Millisecond
 	cfg.ProbeTimeout = 500 * time.Millisecond
 	cfg.FailAfter, cfg.RecoverAfter = testFailAfter, testRecover
+	cfg.Env = c.redis.Env()
+	if o.gateway != nil {
+		o.gateway(&cfg)
+	}
 	log := zerolog.New(c.logs).With().Timestamp().Logger()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
@@ -106,11 +124,13 @@ func startCluster(t *testing.T) *testCluster {
 func (c *testCluster) startBroker(id, redisAddr string) {
 	c.t.Helper()
 	bin := proctest.Build(c.t, "github.com/mcloudtt/mcloudtt/services/broker/cmd/broker")
-	p := proctest.Start(c.t, bin, []string{
+	env := []string{
 		"BROKER_ID=" + id, "BROKER_MQTT_ADDR=127.0.0.1:0", "BROKER_HTTP_ADDR=127.0.0.1:0",
 		"BROKER_REDIS_ADDRS=" + redisAddr, "BROKER_HEARTBEAT_INTERVAL=" + testHeartbeat.String(),
 		"BROKER_SYS_INTERVAL=0", "BROKER_ALLOW_ANONYMOUS=true", "BROKER_LOG_FORMAT=json",
-	})
+	}
+	env = append(env, c.redis.EnvVars("BROKER")...)
+	p := proctest.Start(c.t, bin, append(env, c.opts.brokerEnv...))
 	if !p.WaitOutput("broker started", 10*time.Second) {
 		c.t.Fatalf("%s did not start:\n%s", id, p.Output())
 	}
@@ -119,11 +139,21 @@ func (c *testCluster) startBroker(id, redisAddr string) {
 
 func (c *testCluster) cluster() monitor.Cluster {
 	c.t.Helper()
-	resp, err := http.Get(c.base + "/api/v1/cluster")
+	req, err := http.NewRequest("GET", c.base+"/api/v1/cluster", nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if c.opts.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		c.t.Fatalf("GET /api/v1/cluster: %s", resp.Status)
+	}
 	var cl monitor.Cluster
 	if err := json.NewDecoder(resp.Body).Decode(&cl); err != nil {
 		c.t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -17,6 +18,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // Prefix is the environment prefix of every setting: GATEWAY_HTTP_ADDR and so on.
@@ -39,8 +41,10 @@ type Config struct {
 	// RedisAddrs are the Redis addresses of the cluster bus (comma-separated; several mean a Redis
 	// Cluster), where the heartbeats are read.
 	RedisAddrs []string `envconfig:"REDIS_ADDRS" default:"127.0.0.1:6379"`
-	// RedisPassword authenticates to Redis.
-	RedisPassword string `envconfig:"REDIS_PASSWORD"`
+	// Env is how to log in to Redis and whether to speak TLS: REDIS_USERNAME, REDIS_PASSWORD or
+	// REDIS_PASSWORD_FILE, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_TLS_SERVER_NAME, REDIS_TLS_CERT_FILE
+	// and REDIS_TLS_KEY_FILE (see package redisconn).
+	redisconn.Env
 
 	// HeartbeatInterval is how often members send heartbeats (BROKER_HEARTBEAT_INTERVAL), and how
 	// often the gateway sends its own.
@@ -63,6 +67,15 @@ type Config struct {
 	// AdapterMaxLag is the export lag (age of the oldest entry not yet in BigQuery) beyond which an
 	// adapter fails; 0 only shows the lag.
 	AdapterMaxLag time.Duration `envconfig:"ADAPTER_MAX_LAG" default:"60s"`
+
+	// APIToken, when set, is required by the status page and the JSON API (Authorization: Bearer
+	// <token>, or a browser's Basic authentication with the token as password); /healthz,
+	// /readyz and /metrics stay open. At least 16 characters. Empty (and no APITokenFile): the
+	// page and API answer anyone who reaches HTTPAddr, so keep it cluster-internal.
+	APIToken string `envconfig:"API_TOKEN"`
+	// APITokenFile holds the token instead (a mounted Kubernetes Secret); it is read again when
+	// the file changes, so a rotated Secret takes effect without a restart.
+	APITokenFile string `envconfig:"API_TOKEN_FILE"`
 
 	// MQTTUsername and MQTTPassword are the probe clients' credentials (empty: anonymous). The ACL
 	// must let this user publish and subscribe under $mcloudtt/probe/.
@@ -140,6 +153,21 @@ func (c Config) Validate() error {
 	case c.MQTTPassword != "" && c.MQTTUsername == "":
 		return bad("MQTT_USERNAME", "required with MQTT_PASSWORD")
 	}
+	switch {
+	case c.APIToken != "" && c.APITokenFile != "":
+		return bad("API_TOKEN_FILE", "set API_TOKEN or API_TOKEN_FILE, not both")
+	case c.APIToken != "":
+		if err := CheckToken(c.APIToken); err != nil {
+			return bad("API_TOKEN", "%v", err)
+		}
+	case c.APITokenFile != "":
+		if _, err := ReadToken(c.APITokenFile); err != nil {
+			return bad("API_TOKEN_FILE", "%v", err)
+		}
+	}
+	if err := c.Env.Validate(Prefix); err != nil {
+		return err
+	}
 	for i, a := range c.RedisAddrs {
 		if a == "" {
 			return bad("REDIS_ADDRS", "address %d is empty", i+1)
@@ -154,4 +182,34 @@ func (c Config) Validate() error {
 // Usage writes every environment variable the service reads, with its default (for --help).
 func Usage(w io.Writer) {
 	_ = envconfig.Usagef(Prefix, &Config{}, w, cli.EnvFormat)
+}
+
+// MinTokenLength is the shortest API token accepted.
+const MinTokenLength = 16
+
+// CheckToken refuses a token too short to resist guessing, or one with spaces or control
+// characters, which no Authorization header carries intact.
+func CheckToken(t string) error {
+	if len(t) < MinTokenLength {
+		return fmt.Errorf("the token has %d characters; use at least %d (openssl rand -hex 32)", len(t), MinTokenLength)
+	}
+	for _, r := range t {
+		if r <= ' ' || r == 0x7f {
+			return fmt.Errorf("the token holds a space or control character")
+		}
+	}
+	return nil
+}
+
+// ReadToken reads a token file (one trailing newline is ignored) and checks the token.
+func ReadToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	t := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if err := CheckToken(t); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
 }

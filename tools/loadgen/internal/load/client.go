@@ -2,6 +2,7 @@ package load
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/sockio"
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/wire"
 )
@@ -128,6 +130,55 @@ type dialer struct {
 	deadline time.Time     // of the whole run; set on every connection
 	maxPkt   int
 	tls      *tls.Config // nil: plain TCP
+	// redis: how to reach redis-server in redis mode (LOADGEN_REDIS_*): TLS and AUTH.
+	redis *redisconn.Connector
+}
+
+// dialRedis dials redis-server as the redis mode's settings say (plain TCP through sockio, or
+// TLS) and logs in when a user name or password is set.
+func (d *dialer) dialRedis(readBuf int) (*client, error) {
+	to := d.timeout
+	if left := time.Until(d.deadline); left < to {
+		to = left
+	}
+	if to <= 0 {
+		return nil, errors.New("run deadline passed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), to)
+	defer cancel()
+	var c *client
+	if d.redis != nil && d.redis.TLS() {
+		nc, err := d.redis.Dial(ctx, "tcp", d.addr)
+		if err != nil {
+			return nil, d.redis.Explain(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(to))
+		c = &client{nc: nc, r: bufio.NewReaderSize(nc, readBuf), version: d.version}
+	} else {
+		var err error
+		if c, err = d.dial(readBuf); err != nil {
+			return nil, err
+		}
+	}
+	if d.redis == nil || !d.redis.HasCredentials() {
+		return c, nil
+	}
+	user, password, err := d.redis.Credentials(ctx)
+	if err == nil {
+		args := [][]byte{[]byte("AUTH")}
+		if user != "" {
+			args = append(args, []byte(user))
+		}
+		c.out = wire.AppendCommand(c.out, append(args, []byte(password))...)
+		if err = c.flushLocked(); err == nil {
+			_, err = wire.NewRESPReader(c.r, d.maxPkt).Read()
+		}
+	}
+	if err != nil {
+		_ = c.nc.Close()
+		return nil, fmt.Errorf("AUTH: %w", d.redis.Explain(err))
+	}
+	return c, nil
 }
 
 func (d *dialer) dial(readBuf int) (*client, error) {

@@ -10,6 +10,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
 // Config is one run's configuration, read from the command line by parseFlags. The
@@ -46,7 +48,14 @@ type Config struct {
 	Topic       string        // -topic: topic / channel prefix
 	Quiet       bool          // -q: print only the JSON summary
 	MaxPacket   int           // -max-packet: largest packet accepted from the server
+	// Redis is how redis mode reaches redis-server: AUTH and TLS, from the environment
+	// (LOADGEN_REDIS_USERNAME, LOADGEN_REDIS_PASSWORD_FILE, LOADGEN_REDIS_TLS, ...), named as the
+	// services' settings are.
+	Redis redisconn.Env
 }
+
+// EnvPrefix is the prefix of redis mode's environment settings (LOADGEN_REDIS_TLS, ...).
+const EnvPrefix = "LOADGEN"
 
 const payloadHeader = 16
 
@@ -95,6 +104,12 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	}
 	if c.SubQoS < 0 {
 		c.SubQoS = c.QoS
+	}
+	if c.Mode == "redis" {
+		var err error
+		if c.Redis, err = redisconn.LoadEnv(EnvPrefix); err != nil {
+			return c, err
+		}
 	}
 	return c, c.validate()
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 )
 
 func TestPayloadRoundTrip(t *testing.T) {
@@ -227,5 +229,39 @@ func TestRedis(t *testing.T) {
 		if code != 0 || !s.OK || s.Lost != 0 || s.Dup != 0 || s.Reordered != 0 || s.Received == 0 || s.Acked != 9000 || s.Window != 16 {
 			t.Fatalf("%s: code %d %+v", topo, code, s)
 		}
+	}
+}
+
+// Redis mode over TLS as a restricted ACL user, configured as the services are
+// (LOADGEN_REDIS_*), and a clear error for a wrong password or TLS files without TLS.
+func TestRedisOverTLSAsACLUser(t *testing.T) {
+	rs := redistest.Start(t, redistest.WithTLS(), redistest.WithPassword("admin"), redistest.WithACLUser("bench", "bench-pw"))
+	env := rs.Env()
+	t.Setenv("LOADGEN_REDIS_USERNAME", env.RedisUsername)
+	t.Setenv("LOADGEN_REDIS_PASSWORD_FILE", env.RedisPasswordFile)
+	t.Setenv("LOADGEN_REDIS_TLS", "true")
+	t.Setenv("LOADGEN_REDIS_TLS_CA_FILE", env.RedisTLSCAFile)
+	// The ACL user may use only mcloudtt:* channels.
+	args := []string{"-mode", "redis", "-addr", rs.Addr(), "-topic", "mcloudtt:bench", "-pubs", "2", "-subs", "2",
+		"-n", "2000", "-inflight", "16", "-warmup", "20ms", "-timeout", "20s", "-q"}
+	code, s := runTool(t, args...)
+	if code != 0 || !s.OK || s.Lost != 0 || s.Acked != 4000 {
+		t.Fatalf("over TLS: code %d %+v", code, s)
+	}
+
+	pw := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(pw, []byte("nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("LOADGEN_REDIS_PASSWORD_FILE", pw)
+	code, s = runTool(t, args...)
+	if code == 0 || s.OK || !strings.Contains(s.FirstError, "wrong Redis user name or password") {
+		t.Fatalf("wrong password: code %d %+v", code, s)
+	}
+
+	t.Setenv("LOADGEN_REDIS_TLS", "false")
+	code, s = runTool(t, args...)
+	if code != 2 || !strings.Contains(s.FirstError, "LOADGEN_REDIS_TLS_CA_FILE") {
+		t.Fatalf("CA file without TLS: code %d %+v", code, s)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/procfs"
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/stats"
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/wire"
@@ -89,6 +90,15 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
 		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
 	d.tls, _ = cfg.tlsConfig() // checked by Config.validate
+	if redis {
+		// Checked by parseFlags (the files were read once); only New's own checks remain.
+		var err error
+		if d.redis, err = redisconn.New(cfg.Redis.Options()); err != nil {
+			errs.add(fmt.Errorf("LOADGEN_REDIS_*: %w", err))
+			s.ConnFail = 1
+			return s
+		}
+	}
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
 	sd := d // subscribers' dialer
 	if cfg.SubAddr != "" {
@@ -115,7 +125,7 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 		var err error
 		granted := byte(0)
 		if redis {
-			if c, err = sd.dial(readBuf); err == nil {
+			if c, err = sd.dialRedis(readBuf); err == nil {
 				_ = c.nc.SetDeadline(deadline)
 				err = sd.subscribeRedis(c, r.topicFor(runID, i))
 			}
@@ -148,7 +158,7 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 			window := cfg.Inflight
 			if redis {
 				p.qos = 0
-				p.c, err = d.dial(readBuf)
+				p.c, err = d.dialRedis(readBuf)
 				if err == nil {
 					_ = p.c.nc.SetDeadline(deadline)
 				}

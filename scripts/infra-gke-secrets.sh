@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# infra-gke-secrets.sh — creates (or updates) the Kubernetes Secrets of the gke overlay that come from
+# terraform or need no human choice. Run it after `terraform apply`, with kubectl pointed at the
+# cluster, before `make deploy`:
+#
+#   scripts/infra-gke-secrets.sh            (uses tofu or terraform, whichever is installed)
+#
+#   redis-auth          password  Memorystore's AUTH string (terraform output redis_auth_string)
+#   redis-ca            ca.crt    Memorystore's server CAs (terraform output redis_server_ca)
+#   health-gateway-api  token     a random token for the gateway's page and API (kept if it exists)
+#
+# The values go from terraform to kubectl through pipes, never through a file or a command line.
+# broker-tls, broker-auth and health-gateway-mqtt hold choices of yours: see the README.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TF=${TF:-$(command -v terraform || command -v tofu || true)}
+NS=${NAMESPACE:-mcloudtt}
+[ -n "$TF" ] || { echo "infra-gke-secrets: neither terraform nor tofu is installed" >&2; exit 1; }
+command -v kubectl >/dev/null || { echo "infra-gke-secrets: kubectl is not installed" >&2; exit 1; }
+out() { "$TF" -chdir="$ROOT/terraform" output -raw "$1"; }
+
+kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS"
+
+# apply_secret NAME KEY: creates or updates a generic Secret with one key, its value read from stdin.
+apply_secret() {
+  kubectl -n "$NS" create secret generic "$1" --from-file="$2"=/dev/stdin --dry-run=client -o yaml |
+    kubectl -n "$NS" apply -f - >/dev/null
+  echo "infra-gke-secrets: Secret $NS/$1 ($2) applied"
+}
+
+out redis_auth_string | apply_secret redis-auth password
+ca=$(out redis_server_ca)
+case "$ca" in
+  *"BEGIN CERTIFICATE"*) printf '%s\n' "$ca" | apply_secret redis-ca ca.crt ;;
+  *)
+    echo "infra-gke-secrets: terraform output redis_server_ca holds no certificate: is in-transit encryption on?" >&2
+    exit 1
+    ;;
+esac
+if kubectl -n "$NS" get secret health-gateway-api >/dev/null 2>&1; then
+  echo "infra-gke-secrets: Secret $NS/health-gateway-api exists and is kept (delete it for a new token)"
+else
+  openssl rand -hex 32 | apply_secret health-gateway-api token
+  echo "infra-gke-secrets: the token: kubectl -n $NS get secret health-gateway-api -o jsonpath='{.data.token}' | base64 -d"
+fi
