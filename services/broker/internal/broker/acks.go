@@ -88,9 +88,7 @@ func (c *client) flushAcks() {
 			if a.t == mqtt.PUBREC && (c.version == mqtt.V5 || a.durable) {
 				// A failed PUBREC ends the QoS 2 exchange [MQTT-4.3.3-4], and a 3.x resend
 				// must be routed again: the id is free.
-				c.sess.mu.Lock()
-				delete(c.sess.inQoS2, a.id)
-				c.sess.mu.Unlock()
+				c.sess.abortQoS2(a.id)
 			}
 			if c.storeFailed.Load() {
 				c.log.Warn().Uint16("packet_id", a.id).Msg("message not stored for its persistent sessions (or not known to be); closing the connection without acknowledging it")

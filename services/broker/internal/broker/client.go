@@ -553,16 +553,10 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 	if err := topic.ValidateName(name); err != nil {
 		return &mqtt.Error{Code: mqtt.TopicNameInvalid, Msg: err.Error()}
 	}
-	if p.QoS == mqtt.QoS2 {
-		s := c.sess
-		s.mu.Lock()
-		_, dup := s.inQoS2[p.PacketID]
-		s.mu.Unlock()
-		if dup {
-			// Already received and routed: acknowledge again, deliver once [MQTT-4.3.3-10].
-			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
-			return nil
-		}
+	if p.QoS == mqtt.QoS2 && c.sess.qos2Received(p.PacketID) {
+		// Already received and routed: acknowledge again, deliver once [MQTT-4.3.3-10].
+		c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
+		return nil
 	}
 	cfg := &c.srv.cfg
 	if len(name) > cfg.MaxTopicLength || cfg.MaxTopicLevels > 0 && topic.LevelCount(name) > cfg.MaxTopicLevels {
@@ -583,14 +577,8 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 			time.Sleep(wait)
 		}
 	}
-	if p.QoS == mqtt.QoS2 {
-		s := c.sess
-		s.mu.Lock()
-		n := len(s.inQoS2)
-		s.mu.Unlock()
-		if n >= int(c.srv.cfg.ReceiveMaximum) {
-			return &mqtt.Error{Code: mqtt.ReceiveMaximumExceeded, Msg: "more unacknowledged QoS 2 publishes than Receive Maximum [MQTT-3.3.4-9]"}
-		}
+	if p.QoS == mqtt.QoS2 && c.sess.qos2Pending() >= int(c.srv.cfg.ReceiveMaximum) {
+		return &mqtt.Error{Code: mqtt.ReceiveMaximumExceeded, Msg: "more unacknowledged QoS 2 publishes than Receive Maximum [MQTT-3.3.4-9]"}
 	}
 	if !c.srv.allowed(c.id, c.username, name, auth.Write) {
 		// Refused by the ACL: v5 hears why [MQTT-3.3.5-2], and a refused QoS 2 exchange ends
@@ -605,7 +593,7 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		case mqtt.QoS1:
 			c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
 		case mqtt.QoS2:
-			c.sess.recordQoS2(p.PacketID, bus.MessageID{})
+			c.sess.beginQoS2(p.PacketID, bus.MessageID{})
 			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
 		}
 		return nil
@@ -620,7 +608,7 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		case mqtt.QoS1:
 			c.ack(mqtt.PUBACK, p.PacketID, mqtt.Success)
 		case mqtt.QoS2:
-			c.sess.recordQoS2(p.PacketID, bus.MessageID{})
+			c.sess.beginQoS2(p.PacketID, bus.MessageID{})
 			c.ack(mqtt.PUBREC, p.PacketID, mqtt.Success)
 		}
 		return nil
@@ -631,7 +619,7 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		return nil
 	}
 	if p.QoS == mqtt.QoS2 {
-		c.sess.recordQoS2(p.PacketID, m.ID)
+		c.sess.beginQoS2(p.PacketID, m.ID)
 	}
 	// The acknowledgement waits until the message is stored for every persistent session it
 	// matches and Redis has it for every other replica it goes to; acknowledgements still leave
@@ -655,26 +643,7 @@ func (c *client) rejectPublish(p *mqtt.Publish, code mqtt.ReasonCode, cause drop
 	return nil
 }
 
-func (c *client) handlePubrel(id uint16) {
-	s := c.sess
-	s.mu.Lock()
-	_, ok := s.inQoS2[id]
-	delete(s.inQoS2, id)
-	if ok && s.stored.Load() {
-		// The exchange ends in the store first: a PUBCOMP for an id still recorded there
-		// would make a resend of the id after a crash look like a duplicate.
-		s.lg.q2del = append(s.lg.q2del, id)
-		s.commitLocked(func() { c.sendAck(mqtt.PUBCOMP, id, mqtt.Success) })
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	code := mqtt.Success
-	if !ok {
-		code = mqtt.PacketIdentifierNotFound
-	}
-	c.sendAck(mqtt.PUBCOMP, id, code)
-}
+func (c *client) handlePubrel(id uint16) { c.sess.endQoS2(id, c) }
 
 func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 	codes := make([]mqtt.ReasonCode, len(p.Subscriptions))

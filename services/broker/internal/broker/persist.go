@@ -629,16 +629,6 @@ func (s *Server) appendRetained(sess *Session, m *Message, qos byte) {
 	})
 }
 
-// recordQoS2 records an inbound QoS 2 packet id as received, PUBREL to come.
-func (s *Session) recordQoS2(id uint16, mid bus.MessageID) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inQoS2 == nil {
-		s.inQoS2 = make(map[uint16]bus.MessageID)
-	}
-	s.inQoS2[id] = mid
-}
-
 // settleCommits waits (until deadline) until everything the session changed is written: before
 // it is handed to another claim, which would fence the writes still pending.
 func (s *Session) settleCommits(deadline time.Time) {

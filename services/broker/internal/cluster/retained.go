@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 )
 
@@ -16,8 +14,8 @@ import (
 // locally. A change is forwarded to every live replica with FlagStoreRetained (the core's router
 // does that) and written here to Redis, off the publish path, many writes per pipeline.
 
-// storeOp adds its commands to a pipeline.
-type storeOp func(p redis.Pipeliner)
+// storeOp is one queued write.
+type storeOp = bus.RetainedWrite
 
 // ops is the queue of retained-message writes.
 type ops struct {
@@ -99,20 +97,14 @@ func (c *Cluster) storeLoop() {
 	}
 }
 
-// writeOps runs ops in one pipeline, retrying while Redis is away (bounded: a resync after the
-// reconnect writes the retained messages again anyway).
+// writeOps writes a batch in one pipeline, retrying while Redis is away (bounded: a resync after
+// the reconnect writes the retained messages again anyway).
 func (c *Cluster) writeOps(batch []storeOp) {
 	for attempt := 0; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := c.bus.Client().Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, op := range batch {
-				op(p)
-			}
-			return nil
-		})
+		err := c.bus.WriteRetained(ctx, batch)
 		cancel()
-		var rerr redis.Error
-		if errors.As(err, &rerr) {
+		if err != nil && !errors.Is(err, bus.ErrUnavailable) {
 			c.log.Warn().Err(err).Int("writes", len(batch)).Msg("retained message write refused by Redis")
 			return
 		}
@@ -149,14 +141,11 @@ func decodeOne(b []byte) (*bus.Message, bool) {
 
 // SetRetained writes bm as its topic's retained message in Redis (an empty payload clears it).
 func (c *Cluster) SetRetained(bm *bus.Message) {
-	key := c.bus.Names().Retained()
-	topicName := bm.Topic
 	if len(bm.Payload) == 0 {
-		c.do(func(p redis.Pipeliner) { p.HDel(context.Background(), key, topicName) })
+		c.do(storeOp{Topic: bm.Topic})
 		return
 	}
-	v := encodeOne(bm)
-	c.do(func(p redis.Pipeliner) { p.HSet(context.Background(), key, topicName, v) })
+	c.do(storeOp{Topic: bm.Topic, Value: encodeOne(bm)})
 }
 
 // resyncRetained loads Redis' retained messages into the core (the newer of two wins); when
@@ -164,27 +153,19 @@ func (c *Cluster) SetRetained(bm *bus.Message) {
 func (c *Cluster) resyncRetained() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	key := c.bus.Names().Retained()
 	began := time.Now()
 	inRedis := make(map[string]bool)
-	var cursor uint64
-	for {
-		kv, next, err := c.bus.Client().HScan(ctx, key, cursor, "*", 1000).Result()
-		if err != nil {
-			c.log.Warn().Err(err).Msg("resync: reading retained messages")
+	err := c.bus.ScanRetained(ctx, func(name string, value []byte) {
+		bm, ok := decodeOne(value)
+		if !ok || bm.Topic != name {
 			return
 		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			bm, ok := decodeOne([]byte(kv[i+1]))
-			if !ok || bm.Topic != kv[i] {
-				continue
-			}
-			inRedis[bm.Topic] = true
-			c.host.SetRetained(bm)
-		}
-		if cursor = next; cursor == 0 {
-			break
-		}
+		inRedis[bm.Topic] = true
+		c.host.SetRetained(bm)
+	})
+	if err != nil {
+		c.log.Warn().Err(err).Msg("resync: reading retained messages")
+		return
 	}
 	if len(inRedis) > 0 {
 		// Redis kept its data: it is the truth (a message cleared while this replica was
