@@ -34,6 +34,26 @@ build: ## build every service binary into bin/
 test: deps ## run every module's tests with -race (fuzz seed corpora included)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
+CHAOS_DURATION   ?= 5m
+CHAOS_FAULT_EVERY ?= 4s
+CHAOS_RUNS       ?= 1
+CHAOS_SESSIONS   ?= 50
+CHAOS_FSYNC      ?= always
+
+.PHONY: chaos
+chaos: ## the durable-session fault test, long: CHAOS_DURATION (5m) CHAOS_FAULT_EVERY (4s) CHAOS_RUNS (1) CHAOS_SESSIONS (50) CHAOS_FSYNC (always) CHAOS_SEED
+	@scripts/deps.sh base
+	@mkdir -p $(BIN)
+	@for i in $$(seq $(CHAOS_RUNS)); do \
+	  echo "== chaos run $$i of $(CHAOS_RUNS)"; \
+	  MCLOUDTT_CHAOS_DURATION=$(CHAOS_DURATION) MCLOUDTT_CHAOS_FAULT_EVERY=$(CHAOS_FAULT_EVERY) \
+	  MCLOUDTT_CHAOS_SESSIONS=$(CHAOS_SESSIONS) MCLOUDTT_CHAOS_FSYNC=$(CHAOS_FSYNC) MCLOUDTT_CHAOS_SEED=$(CHAOS_SEED) \
+	  $(GO) test -count=1 -v -timeout 2h -run '^TestChaosDurableSessions$$' ./services/broker/cmd/broker \
+	    > $(BIN)/chaos-$$i.log 2>&1; rc=$$?; \
+	  grep -E 'chaos seed|faults:|publisher|^(--- |ok|FAIL)' $(BIN)/chaos-$$i.log | grep -v '^{'; \
+	  [ $$rc -eq 0 ] || { echo "chaos run $$i failed; full log in $(BIN)/chaos-$$i.log"; exit 1; }; \
+	done
+
 .PHONY: bench
 bench: ## codec, topic index and broker hot-path Go benchmarks
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=$(BENCHTIME) ./pkg/... ./services/broker/internal/broker
@@ -61,8 +81,12 @@ tidy: ## go mod tidy in every module, then go work sync
 interop: ## Eclipse Paho interoperability suites v3+v5 against a fresh broker (PAHO_TESTING_DIR)
 	@scripts/interop.sh
 
+.PHONY: deps-bench
+deps-bench:
+	@scripts/deps.sh bench
+
 .PHONY: bench-compare
-bench-compare: deps ## S1–S5 against our broker, mosquitto and mochi; one table, raw JSON in bin/bench-results/
+bench-compare: deps-bench ## S1–S5 against our broker, mosquitto and mochi; one table, raw JSON in bin/bench-results/
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
 	cd tools/bench/mochi && GOWORK=off $(GO) build -o $(CURDIR)/$(BIN)/mochi-bench .
@@ -70,18 +94,18 @@ bench-compare: deps ## S1–S5 against our broker, mosquitto and mochi; one tabl
 	SKIP_BUILD=1 GO=$(GO) BIN=$(BIN) scripts/bench-compare.sh
 
 .PHONY: bench-cluster
-bench-cluster: deps ## S1/S3 on one replica vs across two replicas on Redis, the Redis Pub/Sub ceiling, Redis commands per message
+bench-cluster: deps-bench ## S1/S3 on one replica vs across two replicas on Redis, the Redis Pub/Sub ceiling, Redis commands per message
 	@scripts/bench-cluster.sh
 
 .PHONY: bench-adapter
-bench-adapter: deps ## adapter rows/s and CPU per 100k rows into the emulator (batch 100/500/2000); broker S1 with the export off vs on
+bench-adapter: deps deps-bench ## adapter rows/s and CPU per 100k rows into the emulator (batch 100/500/2000); broker S1 with the export off vs on
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
 	GO=$(GO) BIN=$(BIN) scripts/bench-adapter.sh
 
 .PHONY: bench-tls
-bench-tls: deps ## S1 against one broker over TCP and over TLS, with the ratio
+bench-tls: deps-bench ## S1 against one broker over TCP and over TLS, with the ratio
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker

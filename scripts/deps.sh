@@ -8,6 +8,7 @@
 #          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
 #   bq     clang and the local BigQuery emulator (tools/bqemulator), built with cgo and clang
 #   lint   shellcheck (make lint)
+#   bench  base plus jq, bc, curl and time, which the benchmark scripts use
 #   bq-sources  only the download-and-patch step of bq (the patched module copies; no compile)
 #
 # As root on Debian it installs missing packages with apt-get. For anyone else it prints the exact
@@ -230,6 +231,7 @@ for g in "${groups[@]}"; do
     infra) group_infra ;;
     bq) group_bq ;;
     lint) need_cmd shellcheck shellcheck; apt_install ;;
+    bench) group_base; need_cmd jq jq; need_cmd bc bc; need_cmd curl curl; need_cmd /usr/bin/time time; apt_install ;;
     bq-sources) # the download-and-patch step of bq alone (no compile); tested on an empty cache
       need_cmd patch patch; apt_install
       patched_sources "$REPO/tools/bqemulator" bigquery-emulator ;;

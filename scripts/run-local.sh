@@ -65,10 +65,10 @@ wait_port() { # port seconds name
   return 1
 }
 
-# Redis with what the cluster's durability needs: append-only file (fsync every second) and a
+# Redis with what the cluster's durability needs: an append-only file fsynced before every answer and a
 # pub/sub output limit that a busy replica does not hit (README, "What holds when something fails").
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$STATE" --logfile "$STATE/redis.log" \
-  --save "" --appendonly yes --appendfsync everysec \
+  --save "" --appendonly yes --appendfsync always \
   --client-output-buffer-limit "pubsub 256mb 64mb 60" &
 pids+=($!)
 wait_port "$REDIS_PORT" 20 redis-server

@@ -910,7 +910,7 @@ func TestLocalRedisSettings(t *testing.T) {
 	}
 	c := d.Spec.Template.Spec.Containers[0]
 	args := strings.Join(c.Args, " ")
-	for _, want := range []string{"--appendonly yes", "--appendfsync everysec", "--client-output-buffer-limit pubsub 256mb 64mb 60", "--requirepass $(REDIS_PASSWORD)"} {
+	for _, want := range []string{"--appendonly yes", "--appendfsync always", "--client-output-buffer-limit pubsub 256mb 64mb 60", "--requirepass $(REDIS_PASSWORD)"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("redis args %q lack %q", args, want)
 		}

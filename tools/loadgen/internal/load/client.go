@@ -132,6 +132,8 @@ type dialer struct {
 	tls      *tls.Config // nil: plain TCP
 	// redis: how to reach redis-server in redis mode (LOADGEN_REDIS_*): TLS and AUTH.
 	redis *redisconn.Connector
+	// persistent: connect with a persistent session (clean session 0; v5 session expiry 3600).
+	persistent bool
 }
 
 // dialRedis dials redis-server as the redis mode's settings say (plain TCP through sockio, or
@@ -218,7 +220,12 @@ func (d *dialer) connectMQTT(clientID string, readBuf int) (*client, wire.Connac
 	if err != nil {
 		return nil, wire.Connack{}, err
 	}
-	c.out = wire.AppendConnect(c.out, wire.Connect{Version: d.version, ClientID: clientID, KeepAlive: d.keep, CleanStart: true})
+	cp := wire.Connect{Version: d.version, ClientID: clientID, KeepAlive: d.keep, CleanStart: true}
+	if d.persistent {
+		cp.CleanStart = d.version == wire.V5 // a v5 session starts clean and outlives the connection
+		cp.SessionExpiry = 3600
+	}
+	c.out = wire.AppendConnect(c.out, cp)
 	if err := c.flushLocked(); err != nil {
 		_ = c.nc.Close()
 		return nil, wire.Connack{}, fmt.Errorf("connect: %w", err)

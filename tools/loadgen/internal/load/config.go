@@ -20,6 +20,7 @@ import (
 type Config struct {
 	Addr        string        // -addr: broker or redis-server host:port
 	SubAddr     string        // -sub-addr: where subscribers connect (another cluster replica); default Addr
+	SubPersist  bool          // -sub-persistent: subscribers have persistent sessions (clean session 0, v5 expiry 3600)
 	TLS         bool          // -tls: MQTT over TLS
 	TLSCA       string        // -tls-ca: PEM CA file to verify the broker with (else not verified)
 	Mode        string        // -mode: pubsub, conns or redis
@@ -65,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:1883", "broker (or redis-server) address host:port")
 	fs.StringVar(&c.SubAddr, "sub-addr", "", "subscribers connect here instead of -addr (another replica of a cluster)")
+	fs.BoolVar(&c.SubPersist, "sub-persistent", false, "subscribers connect with a persistent session (3.1.1 clean session 0, 5.0 session expiry 3600 s); each run uses new client ids")
 	fs.StringVar(&c.Mode, "mode", "pubsub", "pubsub | conns | redis")
 	fs.BoolVar(&c.TLS, "tls", false, "MQTT over TLS (pubsub and conns modes)")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "with -tls: PEM CA file to verify the broker's certificate; empty: not verified")

@@ -101,9 +101,12 @@ func runPubSub(parent context.Context, cfg Config, redis bool, errs *errorLog) *
 	}
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
 	sd := d // subscribers' dialer
-	if cfg.SubAddr != "" {
+	if cfg.SubAddr != "" || cfg.SubPersist {
 		sdc := *d
-		sdc.addr = cfg.SubAddr
+		if cfg.SubAddr != "" {
+			sdc.addr = cfg.SubAddr
+		}
+		sdc.persistent = cfg.SubPersist
 		sd = &sdc
 	}
 

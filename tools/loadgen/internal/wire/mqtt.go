@@ -100,20 +100,24 @@ func appendString(dst []byte, s string) []byte {
 }
 
 // Connect is what the tool puts in a CONNECT packet. There is no will, username or
-// password, and no CONNECT properties (v5 defaults apply: receive maximum 65535,
-// session expiry 0).
+// password; the only CONNECT property is a v5 session expiry (v5 defaults apply otherwise:
+// receive maximum 65535).
 type Connect struct {
-	Version    byte // V311 or V5
-	ClientID   string
-	KeepAlive  uint16 // seconds
-	CleanStart bool
+	Version       byte // V311 or V5
+	ClientID      string
+	KeepAlive     uint16 // seconds
+	CleanStart    bool
+	SessionExpiry uint32 // v5 only; 0: none (the session ends with the connection)
 }
 
 // AppendConnect appends a CONNECT packet.
 func AppendConnect(dst []byte, c Connect) []byte {
 	rl := 2 + 4 + 1 + 1 + 2 + 2 + len(c.ClientID) // "MQTT", level, flags, keepalive, id
 	if c.Version == V5 {
-		rl++ // property length 0
+		rl++ // property length
+		if c.SessionExpiry > 0 {
+			rl += 5 // 0x11 and four bytes
+		}
 	}
 	dst = append(dst, CONNECT<<4)
 	dst = AppendVarint(dst, rl)
@@ -124,7 +128,12 @@ func AppendConnect(dst []byte, c Connect) []byte {
 	}
 	dst = append(dst, c.Version, flags, byte(c.KeepAlive>>8), byte(c.KeepAlive))
 	if c.Version == V5 {
-		dst = append(dst, 0)
+		if c.SessionExpiry > 0 {
+			e := c.SessionExpiry
+			dst = append(dst, 5, 0x11, byte(e>>24), byte(e>>16), byte(e>>8), byte(e))
+		} else {
+			dst = append(dst, 0)
+		}
 	}
 	return appendString(dst, c.ClientID)
 }

@@ -374,3 +374,17 @@ func BenchmarkAppendPublish(b *testing.B) {
 		buf = AppendPublish(buf[:0], V311, 1, false, "loadgen/123-abc/t", uint16(i), payload)
 	}
 }
+
+// A v5 CONNECT with a session expiry decodes (with the project's codec's rules, by hand: the
+// property block is 0x11 and four bytes) and a persistent 3.1.1 CONNECT clears the clean flag.
+func TestConnectSessionExpiry(t *testing.T) {
+	b := AppendConnect(nil, Connect{Version: V5, ClientID: "c", KeepAlive: 30, CleanStart: true, SessionExpiry: 3600})
+	want := []byte{CONNECT << 4, 19, 0, 4, 'M', 'Q', 'T', 'T', V5, 0x02, 0, 30, 5, 0x11, 0, 0, 0x0e, 0x10, 0, 1, 'c'}
+	if string(b) != string(want) {
+		t.Fatalf("got % x\nwant % x", b, want)
+	}
+	b = AppendConnect(nil, Connect{Version: V311, ClientID: "c", KeepAlive: 30})
+	if b[9] != 0 {
+		t.Fatalf("3.1.1 persistent CONNECT flags %#x, want 0", b[9])
+	}
+}
