@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh — installs what MCloudTT's builds, tests and local stack need and is missing.
 #
-# Usage: scripts/deps.sh [GROUP ...]     (default: base)
+# Usage: scripts/deps.sh [--packages-only] [GROUP ...]     (default: base)
+#   --packages-only  install the groups' Debian packages and build nothing (.ci/run does this first,
+#                    then builds the infra validators in the background while make test runs)
 #   base   redis-server, mosquitto (broker and clients, for interop and benchmarks), python3
 #   browser  chromium (headless, for the health gateway's status-page test)
 #   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
@@ -110,6 +112,7 @@ group_infra() {
   need_cmd timeout coreutils
   need_cmd /usr/bin/time time
   apt_install
+  [ -n "$PACKAGES_ONLY" ] && return 0
   command -v go >/dev/null 2>&1 || { echo "deps: infra needs Go (see go.work for the version)" >&2; exit 1; }
   local pins="$REPO/tools/infra/pins" kubever
   kubever=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$pins/kube/go.mod")
@@ -216,12 +219,18 @@ group_bq() {
   need_cmd patch patch
   need_cmd /usr/bin/time time
   apt_install
+  [ -n "$PACKAGES_ONLY" ] && return 0
   command -v go >/dev/null 2>&1 || { echo "deps: bq needs Go (see go.work for the version)" >&2; exit 1; }
   build_pinned_cgo "$REPO/tools/bqemulator" bigquery-emulator github.com/goccy/bigquery-emulator/cmd/bigquery-emulator || exit 1
 }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
+PACKAGES_ONLY=
+if [ "${1:-}" = --packages-only ]; then
+  PACKAGES_ONLY=1
+  shift
+fi
 groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(base)
 for g in "${groups[@]}"; do
