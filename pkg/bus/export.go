@@ -44,10 +44,12 @@ const maxPipelineChunks = 64
 // maxFreeChunks bounds the chunks kept for reuse.
 const maxFreeChunks = maxPipelineChunks
 
-// exportChunk is one future stream entry: an envelope batch of n messages.
+// exportChunk is one future stream entry: an envelope batch of n messages, or with presence set
+// a presence batch of n events (ExportPresence).
 type exportChunk struct {
-	buf []byte
-	n   int
+	buf      []byte
+	n        int
+	presence bool
 }
 
 // exporter is the state of the export queue; it lives in Bus.export.
@@ -65,6 +67,7 @@ type exporter struct {
 	done  chan struct{} // closed when the writer has returned
 
 	exported, entries, dropped, retries, pipelines atomic.Uint64
+	presence, presenceDropped                      atomic.Uint64
 }
 
 func newExporter() *exporter {
@@ -95,18 +98,7 @@ func (b *Bus) Export(m *Message) bool {
 		e.dropped.Add(1)
 		return false
 	}
-	var c *exportChunk
-	if n := len(e.chunks); n > 0 {
-		c = e.chunks[n-1]
-		if c.n >= b.opts.ExportBatch || len(c.buf)+size > exportChunkBytes {
-			c = nil
-		}
-	}
-	if c == nil {
-		c = e.newChunkLocked()
-		c.buf = AppendBatchHeader(c.buf)
-		e.chunks = append(e.chunks, c)
-	}
+	c := e.openChunkLocked(false, size, b.opts.ExportBatch)
 	c.buf, _ = AppendMessage(c.buf, m) // QoS checked above: cannot fail
 	c.n++
 	e.queued++
@@ -117,6 +109,48 @@ func (b *Bus) Export(m *Message) bool {
 		e.wake()
 	}
 	return true
+}
+
+// ExportPresence queues a presence event for the export stream, like Export: encoded at once,
+// never waiting for Redis, false (counted in Stats.ExportPresenceDropped) when the queue is full
+// or the bus closed. Events travel in entries of their own (field PresenceField), in order with
+// the messages around them.
+func (b *Bus) ExportPresence(p *Presence) bool {
+	e := b.export
+	size := p.Size()
+	e.mu.Lock()
+	if e.closed || e.queued >= b.opts.ExportQueue || e.bytes+size > b.opts.ExportQueueBytes {
+		e.mu.Unlock()
+		e.presenceDropped.Add(1)
+		return false
+	}
+	c := e.openChunkLocked(true, size, b.opts.ExportBatch)
+	c.buf = AppendPresence(c.buf, p)
+	c.n++
+	e.queued++
+	e.bytes += size
+	wake := e.queued == 1
+	e.mu.Unlock()
+	if wake {
+		e.wake()
+	}
+	return true
+}
+
+// openChunkLocked returns the chunk to append an item of size bytes to: the open (last) chunk
+// when it is of the same kind and has room, else a new one.
+func (e *exporter) openChunkLocked(presence bool, size, maxItems int) *exportChunk {
+	if n := len(e.chunks); n > 0 {
+		c := e.chunks[n-1]
+		if c.presence == presence && c.n < maxItems && len(c.buf)+size <= exportChunkBytes {
+			return c
+		}
+	}
+	c := e.newChunkLocked()
+	c.presence = presence
+	c.buf = AppendBatchHeader(c.buf)
+	e.chunks = append(e.chunks, c)
+	return c
 }
 
 func (e *exporter) wake() {
@@ -204,8 +238,12 @@ func (b *Bus) writeChunks(work []*exportChunk, cmds []*redis.StringCmd) []*redis
 		pipe := b.pubc().Pipeline()
 		cmds = cmds[:0]
 		for _, c := range todo {
+			field := ExportField
+			if c.presence {
+				field = PresenceField
+			}
 			cmds = append(cmds, pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: b.opts.ExportMaxLen,
-				Approx: true, ID: "*", Values: []any{ExportField, c.buf}}))
+				Approx: true, ID: "*", Values: []any{field, c.buf}}))
 		}
 		_, _ = pipe.Exec(ctx) // errors are per command
 		cancel()
@@ -219,7 +257,7 @@ func (b *Bus) writeChunks(work []*exportChunk, cmds []*redis.StringCmd) []*redis
 					firstErr = err
 				}
 			} else {
-				e.exported.Add(uint64(todo[k].n))
+				e.counted(todo[k]).Add(uint64(todo[k].n))
 				e.entries.Add(1)
 			}
 		}
@@ -237,7 +275,7 @@ func (b *Bus) writeChunks(work []*exportChunk, cmds []*redis.StringCmd) []*redis
 		case <-e.abort:
 			t.Stop()
 			for _, c := range todo {
-				e.dropped.Add(uint64(c.n))
+				e.droppedOf(c).Add(uint64(c.n))
 			}
 			b.log.Error().Int("entries", len(todo)).Msg("bus: closing: export entries Redis did not take are dropped")
 			return cmds
@@ -260,11 +298,27 @@ func (b *Bus) closeExport() {
 	}
 	e.mu.Lock()
 	for _, c := range e.chunks { // only when aborted: the writer returns with an empty queue otherwise
-		e.dropped.Add(uint64(c.n))
+		e.droppedOf(c).Add(uint64(c.n))
 		e.releaseLocked(c)
 	}
 	e.chunks = nil
 	e.mu.Unlock()
+}
+
+// counted returns the counter of c's items once written: messages or presence events.
+func (e *exporter) counted(c *exportChunk) *atomic.Uint64 {
+	if c.presence {
+		return &e.presence
+	}
+	return &e.exported
+}
+
+// droppedOf returns the counter of c's items when dropped.
+func (e *exporter) droppedOf(c *exportChunk) *atomic.Uint64 {
+	if c.presence {
+		return &e.presenceDropped
+	}
+	return &e.dropped
 }
 
 // exportStats fills the export fields of s.
@@ -274,6 +328,8 @@ func (e *exporter) stats(s *Stats) {
 	s.ExportDropped = e.dropped.Load()
 	s.ExportRetries = e.retries.Load()
 	s.ExportPipelines = e.pipelines.Load()
+	s.ExportPresence = e.presence.Load()
+	s.ExportPresenceDropped = e.presenceDropped.Load()
 	e.mu.Lock()
 	s.ExportQueued = uint64(e.queued)
 	e.mu.Unlock()
