@@ -65,9 +65,18 @@ func TestDepsPatchedSourcesColdCache(t *testing.T) {
 	if len(patches) == 0 {
 		t.Fatal("no patches in tools/bqemulator")
 	}
+	// Several patches may change one module: the copy minus all of them is the module.
+	var mods []string
+	byMod := map[string][]string{}
 	for _, p := range patches {
 		text, _ := os.ReadFile(p)
 		mod := strings.TrimPrefix(strings.SplitN(string(text), "\n", 2)[0], "# module: ")
+		if byMod[mod] == nil {
+			mods = append(mods, mod)
+		}
+		byMod[mod] = append(byMod[mod], p)
+	}
+	for _, mod := range mods {
 		// Where the module landed in the empty module cache.
 		dl := exec.Command("go", "mod", "download", "-json", mod)
 		dl.Dir = filepath.Join(root, "tools/bqemulator")
@@ -85,23 +94,30 @@ func TestDepsPatchedSourcesColdCache(t *testing.T) {
 		if !strings.Contains(string(gomod), "replace "+mod+" => "+copyDir) {
 			t.Errorf("the patched go.mod does not replace %s with the copy:\n%s", mod, gomod)
 		}
-		// Reverse the patch on a second copy: it must give the module back exactly.
-		rev := filepath.Join(dir, "reversed")
+		// Reverse the patches, last first, on a second copy: it must give the module back exactly.
+		rev := filepath.Join(dir, "reversed", mod)
+		if out, err := exec.Command("mkdir", "-p", filepath.Dir(rev)).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
 		if out, err := exec.Command("cp", "-r", copyDir, rev).CombinedOutput(); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
-		if bytes.Equal(mustRead(t, filepath.Join(copyDir, firstPatchedFile(t, string(text)))),
-			mustRead(t, filepath.Join(info.Dir, firstPatchedFile(t, string(text))))) {
-			t.Errorf("%s: the copy's %s equals the module's: the patch was not applied", filepath.Base(p), firstPatchedFile(t, string(text)))
-		}
-		pr := exec.Command("patch", "-R", "-s", "-p1", "--no-backup-if-mismatch", "-d", rev, "-i", p)
-		if out, err := pr.CombinedOutput(); err != nil {
-			t.Fatalf("reversing %s: %v\n%s", filepath.Base(p), err, out)
+		ps := byMod[mod]
+		for i := len(ps) - 1; i >= 0; i-- {
+			p := ps[i]
+			text, _ := os.ReadFile(p)
+			if bytes.Equal(mustRead(t, filepath.Join(copyDir, firstPatchedFile(t, string(text)))),
+				mustRead(t, filepath.Join(info.Dir, firstPatchedFile(t, string(text))))) {
+				t.Errorf("%s: the copy's %s equals the module's: the patch was not applied", filepath.Base(p), firstPatchedFile(t, string(text)))
+			}
+			pr := exec.Command("patch", "-R", "-s", "-p1", "--no-backup-if-mismatch", "-d", rev, "-i", p)
+			if out, err := pr.CombinedOutput(); err != nil {
+				t.Fatalf("reversing %s: %v\n%s", filepath.Base(p), err, out)
+			}
 		}
 		if diff := compareTrees(t, info.Dir, rev); diff != "" {
-			t.Errorf("the patched copy minus %s differs from module %s: %s", filepath.Base(p), mod, diff)
+			t.Errorf("the patched copy minus its %d patches differs from module %s: %s", len(ps), mod, diff)
 		}
-		_ = os.RemoveAll(rev)
 	}
 
 	// Without the module proxy the step fails with a message naming the module, and copies
