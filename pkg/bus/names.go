@@ -102,6 +102,11 @@ func (n Names) Export() string { return n.p() + ":export" }
 // for good. "mcloudtt:export:dead".
 func (n Names) ExportDeadLetter() string { return n.p() + ":export:dead" }
 
+// ExportPlans is the hash where adapter replicas record, before writing, which BigQuery write
+// stream and offset each group of export entries goes to (their exactly-once plans), and the
+// row count of write streams they finalized.
+func (n Names) ExportPlans() string { return n.p() + ":export:plans" }
+
 // ValidatePrefix reports whether prefix can start Redis names: not empty after defaulting, no
 // braces (they would become the hash tag), no spaces or control characters.
 func ValidatePrefix(prefix string) error {

@@ -20,7 +20,8 @@ const queriesFile = "../../../../docs/queries.sql"
 func TestDocsQueriesRunOnTheEmulator(t *testing.T) {
 	emu := bqtest.Start(t, "mcloudtt-local")
 	ctx := context.Background()
-	c, err := bq.New(ctx, bq.Options{Project: emu.Project, Dataset: "mqtt", Table: "messages", Endpoint: emu.Endpoint, CreateTable: true})
+	c, err := bq.New(ctx, bq.Options{Project: emu.Project, Dataset: "mqtt", Table: "messages", Endpoint: emu.Endpoint,
+		CreateTable: true, API: bq.InsertAll})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,14 +30,14 @@ func TestDocsQueriesRunOnTheEmulator(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := time.Now().Add(-2 * time.Hour).Truncate(time.Hour).Add(10 * time.Minute)
-	var rows []bq.Row
+	var rows []*bq.Row
 	add := func(client, topic, payload string, at time.Time) {
 		m := bus.Message{ID: bus.NewMessageID(), ClientID: client, Topic: topic, Payload: []byte(payload), Created: at.UnixNano()}
 		r, err := bq.NewRow(&m, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, r)
+		rows = append(rows, &r)
 	}
 	add("dev-1", "s/dev-1/temp", "20", base)
 	add("dev-1", "s/dev-1/temp", "21", base.Add(10*time.Second))

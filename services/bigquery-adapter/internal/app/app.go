@@ -54,7 +54,8 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 
 	client, err := bq.New(ctx, bq.Options{Project: cfg.Project, Dataset: cfg.Dataset, Table: cfg.Table,
-		Location: cfg.Location, Endpoint: cfg.Endpoint, CreateTable: cfg.CreateTable})
+		EventsTable: cfg.EventsTable, Location: cfg.Location, Endpoint: cfg.Endpoint, GRPCEndpoint: cfg.GRPCEndpoint,
+		CreateTable: cfg.CreateTable, API: bq.API(cfg.API)})
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -128,7 +129,8 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info().Str("http_addr", ln.Addr().String()).Strs("redis", cfg.RedisAddrs).
-		Str("table", cfg.Project+"."+cfg.Dataset+"."+cfg.Table).Str("endpoint", cfg.Endpoint).Msg("BigQuery adapter started")
+		Str("table", cfg.Project+"."+cfg.Dataset+"."+cfg.Table).Str("events_table", cfg.EventsTable).
+		Str("api", cfg.API).Str("endpoint", cfg.Endpoint).Msg("BigQuery adapter started")
 
 	runDone := make(chan error, 1)
 	go func() { runDone <- ad.Run(ctx) }()
