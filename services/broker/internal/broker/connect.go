@@ -267,6 +267,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	s.stats.connects.Add(1)
 	s.stats.clients.Add(1)
 	s.mu.Unlock()
+	s.presenceConnected(c, cleanStart, present)
 	if s.cluster != nil && c.sessExpiry != 0 {
 		s.cluster.onlineAgain(c.id)
 		s.cluster.saveSession(sess, false)
