@@ -94,6 +94,10 @@ func (n Names) SessionOwner(clientID string) string {
 // publish under it (still subject to the ACL), and the export to BigQuery skips it.
 const ProbeTopicPrefix = "$mcloudtt/probe/"
 
+// ProbeClientPrefix starts the client id of every health-gateway probe connection; brokers leave
+// those connections out of the presence they export.
+const ProbeClientPrefix = "mcloudtt-probe-"
+
 // Export is the Redis Stream of messages for the BigQuery adapter (XADD by brokers, XREADGROUP
 // and XACK by the adapter). "mcloudtt:export".
 func (n Names) Export() string { return n.p() + ":export" }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 )
 
@@ -37,7 +38,8 @@ func rawConnect(t *testing.T, addr, id string, keepAlive uint16) net.Conn {
 // TestPresenceThroughTwoBrokers: clients connect to two real broker replicas and their
 // connections end in each way a broker tells apart; every connect and disconnect becomes one row
 // of the events table, with its cause, replica, remote address, protocol and session flags, the
-// two events of a connection sharing its connection id.
+// two events of a connection sharing its connection id. Health-gateway probe connections are
+// left out.
 func TestPresenceThroughTwoBrokers(t *testing.T) {
 	s := newStack(t)
 	brokerBin := proctest.Build(t, "github.com/mcloudtt/mcloudtt/services/broker/cmd/broker")
@@ -70,6 +72,9 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 		t.Fatalf("v5 connect: %v %+v", err, ca)
 	}
 	_ = c5.Disconnect(&paho.Disconnect{})
+
+	// A health-gateway probe connection is no device: no events.
+	_ = rawConnect(t, b, bus.ProbeClientPrefix+"gw-broker-b", 60).Close()
 
 	// connection_lost: closed without DISCONNECT.
 	lost := rawConnect(t, b, "dev-lost", 60)

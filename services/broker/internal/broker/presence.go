@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"strings"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -50,9 +51,10 @@ func (s *Server) presenceEvent(c *client, kind bus.PresenceKind, now int64) bus.
 	return p
 }
 
-// presenceConnected exports the connect event of c, whose CONNACK went out.
+// presenceConnected exports the connect event of c, whose CONNACK went out. The health
+// gateway's probe connections are not devices: they are left out.
 func (s *Server) presenceConnected(c *client, cleanStart, sessionPresent bool) {
-	if !s.presenceOn() {
+	if !s.presenceOn() || strings.HasPrefix(c.id, bus.ProbeClientPrefix) {
 		return
 	}
 	now := time.Now().UnixNano()
