@@ -81,6 +81,10 @@ func (c *Client) OpenStream(ctx context.Context, t Table, name string) (*Stream,
 	if c.mw == nil {
 		return nil, errors.New("bq: the Storage Write API is not in use")
 	}
+	// The library's own lookup of the stream hides the status code in its error: look first.
+	if _, err := c.raw.GetWriteStream(ctx, &storagepb.GetWriteStreamRequest{Name: name}); err != nil {
+		return nil, fmt.Errorf("bq: looking up write stream %s: %w", name, classifyAppend(err, nil))
+	}
 	// The connection lives with the client's context, not the caller's: it outlives this call.
 	ms, err := c.mw.NewManagedStream(c.ctx, managedwriter.WithStreamName(name),
 		managedwriter.WithSchemaDescriptor(c.enc[t].Descriptor()))

@@ -231,8 +231,11 @@ func TestStorageWriteOffsets(t *testing.T) {
 	if got := emu.Query(t, "SELECT COUNT(*) FROM `test.mqtt.messages`")[0][0]; got != int64(4) {
 		t.Fatalf("%v rows, want 4", got)
 	}
-	if _, err := c.OpenStream(ctx, Messages, s.Name()+"-gone"); err == nil {
-		t.Fatal("opened a stream that does not exist")
+	if _, err := c.OpenStream(ctx, Messages, s.Name()+"-gone"); !errors.Is(err, ErrStreamNotFound) {
+		t.Fatalf("opening a stream that does not exist: %v", err)
+	}
+	if _, err := c.Finalize(ctx, s.Name()+"-gone"); !errors.Is(err, ErrStreamNotFound) {
+		t.Fatalf("finalizing a stream that does not exist: %v", err)
 	}
 
 	// Two streams written in turn, each on its own connection: every append lands in its own
