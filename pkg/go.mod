@@ -3,6 +3,7 @@ module github.com/mcloudtt/mcloudtt/pkg
 go 1.26.0
 
 require (
+	github.com/klauspost/compress v1.20.1
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/rs/zerolog v1.35.1
 )

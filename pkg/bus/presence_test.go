@@ -132,7 +132,7 @@ func TestExportPresenceBesideMessages(t *testing.T) {
 			gotEvents = append(gotEvents, ps...)
 			continue
 		}
-		ms, err := DecodeBatch([]byte(e.Values[ExportField].(string)))
+		ms, err := DecodeExportEntry([]byte(e.Values[ExportField].(string)))
 		if err != nil {
 			t.Fatal(err)
 		}

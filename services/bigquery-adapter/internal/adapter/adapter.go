@@ -391,7 +391,7 @@ func decodeEntry(e feed.Entry, now time.Time) (rows []*bq.Row, dead []feed.Dead,
 		}
 		return pointers(all), dead, why, len(ps)
 	}
-	ms, err := bus.DecodeBatch(e.Data)
+	ms, err := bus.DecodeExportEntry(e.Data)
 	if err == nil && len(ms) == 0 {
 		err = errors.New("entry holds no message")
 	}
