@@ -48,10 +48,15 @@ func (s *stack) exported(prod *bus.Bus, n uint64) int64 {
 }
 
 func exportN(t testing.TB, b *bus.Bus, from, n int) {
+	exportWith(t, b, from, n, func(i int) []byte { return []byte(strconv.Itoa(i)) })
+}
+
+// exportWith exports messages from..from+n-1 from 100 devices on 10 topics, with payload(i).
+func exportWith(t testing.TB, b *bus.Bus, from, n int, payload func(i int) []byte) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
 		m := bus.Message{ID: bus.NewMessageID(), Origin: "producer", ClientID: "dev-" + strconv.Itoa(i%100),
-			Topic: "load/" + strconv.Itoa(i%10), Payload: []byte(strconv.Itoa(i)), QoS: 1, Created: time.Now().UnixNano()}
+			Topic: "load/" + strconv.Itoa(i%10), Payload: payload(i), QoS: 1, Created: time.Now().UnixNano()}
 		for !b.Export(&m) {
 			time.Sleep(time.Millisecond) // queue full: Redis is behind
 		}
