@@ -92,6 +92,8 @@ type Config struct {
 
 	// HTTPAddr is where /healthz, /readyz and /metrics are served.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091"`
+	// Pprof serves /debug/pprof on the HTTP listener.
+	Pprof bool `envconfig:"PPROF" default:"false"`
 	// LogLevel is trace, debug, info, warn or error.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	// LogFormat is auto (console on a terminal, JSON otherwise), json or console.
