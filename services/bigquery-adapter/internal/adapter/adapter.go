@@ -425,15 +425,19 @@ func pointers(rows []bq.Row) []*bq.Row {
 // wrote some messages twice) and none of skip, by table. The same entries and skip always give
 // the same rows.
 func flatten(ents []entryRows, skip map[string]bool) (out [2][]*bq.Row, entries [2][]string, dups int) {
-	seen := map[string]bool{}
+	n := 0
+	for _, e := range ents {
+		n += len(e.rows)
+	}
+	seen := make(map[bus.MessageID]struct{}, n)
 	for _, e := range ents {
 		for _, r := range e.rows {
-			if seen[r.ID] {
+			if _, ok := seen[r.Key]; ok {
 				dups++
 				continue
 			}
-			seen[r.ID] = true
-			if !skip[r.ID] {
+			seen[r.Key] = struct{}{}
+			if len(skip) == 0 || !skip[r.ID] {
 				out[r.Table] = append(out[r.Table], r)
 				entries[r.Table] = append(entries[r.Table], e.id)
 			}
@@ -506,35 +510,45 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// idCache remembers recently written message ids in two generations of at most n/2 each.
+// idCache remembers recently written row ids in two generations of at most n/2 each.
 type idCache struct {
 	mu       sync.Mutex
 	n        int
-	cur, old map[string]struct{}
+	cur, old map[bus.MessageID]struct{}
 }
 
 func newIDCache(n int) *idCache {
-	return &idCache{n: n, cur: map[string]struct{}{}}
+	return &idCache{n: n, cur: make(map[bus.MessageID]struct{}, n/2+1)}
 }
 
-func (c *idCache) add(id string) {
+// add remembers the ids of rows.
+func (c *idCache) add(rows [2][]*bq.Row) {
 	if c.n == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.cur) >= c.n/2+1 {
-		c.old, c.cur = c.cur, make(map[string]struct{}, len(c.cur))
+	for _, t := range rows {
+		for _, r := range t {
+			if len(c.cur) >= c.n/2+1 {
+				c.old, c.cur = c.cur, make(map[bus.MessageID]struct{}, c.n/2+1)
+			}
+			c.cur[r.Key] = struct{}{}
+		}
 	}
-	c.cur[id] = struct{}{}
 }
 
 // skip returns the row ids of ents this replica wrote recently, counting them.
 func (c *idCache) skip(ents []entryRows, m *Metrics) map[string]bool {
+	if c.n == 0 {
+		return nil
+	}
 	var out map[string]bool
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, e := range ents {
 		for _, r := range e.rows {
-			if c.has(r.ID) {
+			if c.hasLocked(r.Key) {
 				if out == nil {
 					out = map[string]bool{}
 				}
@@ -548,9 +562,7 @@ func (c *idCache) skip(ents []entryRows, m *Metrics) map[string]bool {
 	return out
 }
 
-func (c *idCache) has(id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *idCache) hasLocked(id bus.MessageID) bool {
 	if _, ok := c.cur[id]; ok {
 		return true
 	}

@@ -87,9 +87,7 @@ func (a *Adapter) writeInsertAll(ctx context.Context, b *batch) {
 				a.m.BatchRows.Observe(float64(len(p.rows)))
 				a.m.Batches.Inc()
 				a.m.Rows.Add(float64(len(p.rows)))
-				for _, r := range p.rows {
-					a.seen.add(r.ID)
-				}
+				a.seen.add([2][]*bq.Row{p.rows})
 				break
 			}
 			var ie *bq.InsertError

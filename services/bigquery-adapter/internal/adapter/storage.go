@@ -318,11 +318,7 @@ func (a *Adapter) complete(ctx context.Context, sl *slot, p *feed.Plan, have map
 	if !a.retryRedis(ctx, "acknowledging entries", func() error { return a.f.FinishPlan(ctx, p) }) {
 		return false
 	}
-	for _, t := range rows {
-		for _, r := range t {
-			a.seen.add(r.ID)
-		}
-	}
+	a.seen.add(*rows)
 	return true
 }
 

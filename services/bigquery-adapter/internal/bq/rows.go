@@ -36,9 +36,10 @@ func (t Table) String() string {
 // the stream entry it was decoded from, which must not change while the row is in use.
 type Row struct {
 	Table Table
-	ID    string    // message_id or event_id: the deduplication key
-	At    time.Time // published_at or occurred_at: the partitioning column
-	Size  int       // about the bytes the row takes in a request
+	ID    string        // message_id or event_id: the deduplication key
+	Key   bus.MessageID // the same id, binary
+	At    time.Time     // published_at or occurred_at: the partitioning column
+	Size  int           // about the bytes the row takes in a request
 	// NoJSON leaves payload_json empty even for a JSON payload (BigQuery refused the value).
 	NoJSON bool
 
@@ -91,7 +92,7 @@ func NewRow(m *bus.Message, ingested time.Time) (Row, error) {
 		}
 		size += 8 + len(p.Key) + len(p.Value)
 	}
-	r := Row{Table: Messages, ID: m.ID.String(), At: pub, msg: m, ingested: ingested.UTC()}
+	r := Row{Table: Messages, ID: m.ID.String(), Key: m.ID, At: pub, msg: m, ingested: ingested.UTC()}
 	if utf8.Valid(m.Payload) {
 		r.text = true
 		size += len(m.Payload)
@@ -174,7 +175,7 @@ func NewEventRow(p *bus.Presence, ingested time.Time) (Row, error) {
 		}
 	}
 	size := 200 + len(p.ClientID) + len(p.Username) + len(p.Replica) + len(p.RemoteAddr) + len(p.Cause)
-	return Row{Table: Events, ID: p.ID.String(), At: at, ev: p, ingested: ingested.UTC(), Size: size}, nil
+	return Row{Table: Events, ID: p.ID.String(), Key: p.ID, At: at, ev: p, ingested: ingested.UTC(), Size: size}, nil
 }
 
 func timestamp(ns int64, what string) (time.Time, error) {

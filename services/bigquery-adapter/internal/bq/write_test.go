@@ -265,3 +265,17 @@ func TestStorageWriteOffsets(t *testing.T) {
 		t.Fatalf("stream b: %d rows, %v; want 5", n, err)
 	}
 }
+
+// TestEncoderMatchesTheSchemas: each table's descriptor has every column the encoder writes,
+// with the wire type it writes, and nothing else.
+func TestEncoderMatchesTheSchemas(t *testing.T) {
+	for _, tb := range []Table{Messages, Events} {
+		e, err := NewEncoder(tb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(e.Descriptor().GetField()); n != len(specOf(tb).schema) {
+			t.Errorf("%s: descriptor of %d fields for %d columns", tb, n, len(specOf(tb).schema))
+		}
+	}
+}
