@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/proctest"
@@ -17,7 +19,12 @@ import (
 // session) and reads the CONNACK: a client that does exactly what a test tells it, no pings.
 func rawConnect(t *testing.T, addr, id string, keepAlive uint16) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	return rawConnectWith(t, &net.Dialer{}, addr, id, keepAlive)
+}
+
+func rawConnectWith(t *testing.T, d *net.Dialer, addr, id string, keepAlive uint16) net.Conn {
+	t.Helper()
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +55,7 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 	for _, id := range []string{"broker-a", "broker-b"} {
 		addr := freeAddr(t)
 		p := proctest.Start(t, brokerBin, []string{"BROKER_ID=" + id, "BROKER_MQTT_ADDR=" + addr, "BROKER_HTTP_ADDR=",
-			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json"})
+			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json", "BROKER_MAX_PENDING_BYTES=65536"})
 		if !p.WaitOutput("broker started", 20*time.Second) {
 			t.Fatalf("%s did not start:\n%s", id, p.Output())
 		}
@@ -101,6 +108,37 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 	_, _ = second.Write([]byte{0xe0, 0x00})
 	_ = second.Close()
 
+	// slow_consumer: subscribes at QoS 1 on b with a tiny receive buffer and reads nothing while
+	// 8 MB of QoS 1 messages arrive for it; past twice BROKER_MAX_PENDING_BYTES of output b
+	// cuts it off.
+	small := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	slow := rawConnectWith(t, small, b, "dev-slow", 60)
+	local["dev-slow"] = append(local["dev-slow"], slow.LocalAddr().String())
+	defer slow.Close()
+	sub := []byte{0x82, 11, 0, 1, 0, 6, 's', 'l', 'o', 'w', '/', 't', 1}
+	if _, err := slow.Write(sub); err != nil {
+		t.Fatal(err)
+	}
+	suback := make([]byte, 5)
+	_ = slow.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(slow, suback); err != nil || suback[0] != 0x90 || suback[4] != 1 {
+		t.Fatalf("SUBACK %x, %v", suback, err)
+	}
+	flood := mqtt.NewClient(mqtt.NewClientOptions().AddBroker("tcp://" + b).SetClientID("dev-flood").SetAutoReconnect(false))
+	if tok := flood.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("flood connect: %v", tok.Error())
+	}
+	local["dev-flood"] = append(local["dev-flood"], "")
+	big := make([]byte, 64<<10)
+	var last mqtt.Token
+	for i := 0; i < 128; i++ {
+		last = flood.Publish("slow/t", 1, false, big)
+	}
+	last.WaitTimeout(20 * time.Second)
+	flood.Disconnect(100)
+
 	// replica_drain: connected to a when a stops.
 	drained := rawConnect(t, a, "dev-drain", 60)
 	local["dev-drain"] = append(local["dev-drain"], drained.LocalAddr().String())
@@ -113,7 +151,7 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 	}
 	wcancel()
 
-	const want = 14 // seven connections, a connect and a disconnect each
+	const want = 18 // nine connections, a connect and a disconnect each
 	deadline := time.Now().Add(30 * time.Second)
 	for s.count("SELECT COUNT(*) FROM "+events) < want {
 		if time.Now().After(deadline) {
@@ -152,9 +190,11 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 		}
 	}
 	wantCause := map[string][]string{"dev-normal": {"normal"}, "dev-lost": {"connection_lost"}, "dev-bad": {"protocol_error"},
-		"dev-quiet": {"keepalive_timeout"}, "dev-move": {"takeover", "normal"}, "dev-drain": {"replica_drain"}}
+		"dev-quiet": {"keepalive_timeout"}, "dev-move": {"takeover", "normal"}, "dev-drain": {"replica_drain"},
+		"dev-slow": {"slow_consumer"}, "dev-flood": {"normal"}}
 	wantBroker := map[string][]string{"dev-normal": {"broker-b"}, "dev-lost": {"broker-b"}, "dev-bad": {"broker-b"},
-		"dev-quiet": {"broker-a"}, "dev-move": {"broker-a", "broker-b"}, "dev-drain": {"broker-a"}}
+		"dev-quiet": {"broker-a"}, "dev-move": {"broker-a", "broker-b"}, "dev-drain": {"broker-a"},
+		"dev-slow": {"broker-b"}, "dev-flood": {"broker-b"}}
 	seen := map[string]int{}
 	for _, id := range order {
 		c := conns[id]
@@ -172,7 +212,7 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 			t.Errorf("%s connection %d: cause %v, want %s", client, n, d["cause"], wantCause[client][n])
 		}
 		for _, e := range []map[string]any{c.connect, d} {
-			if e["broker_id"] != wantBroker[client][n] || e["remote_addr"] != local[client][n] {
+			if e["broker_id"] != wantBroker[client][n] || local[client][n] != "" && e["remote_addr"] != local[client][n] {
 				t.Errorf("%s connection %d %s: broker %v remote %v, want %s %s", client, n, e["event"], e["broker_id"],
 					e["remote_addr"], wantBroker[client][n], local[client][n])
 			}

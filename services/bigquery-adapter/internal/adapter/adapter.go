@@ -239,10 +239,17 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 			continue
 		}
 		for _, e := range es {
+			d := a.decode(e)
+			if cur != nil && cur.overflows(d) {
+				if !send(cur) {
+					return
+				}
+				cur = nil
+			}
 			if cur == nil {
 				cur = a.newBatch(false)
 			}
-			a.add(cur, e)
+			a.put(cur, d)
 			if cur.full(a.o) {
 				if !send(cur) {
 					return
@@ -327,11 +334,15 @@ func (a *Adapter) makeBatches(es []feed.Entry, recovered bool) []*batch {
 	var out []*batch
 	var b *batch
 	for _, e := range es {
+		d := a.decode(e)
+		if b != nil && b.overflows(d) {
+			b = nil
+		}
 		if b == nil {
 			b = a.newBatch(recovered)
 			out = append(out, b)
 		}
-		a.add(b, e)
+		a.put(b, d)
 		if b.full(a.o) {
 			b = nil
 		}
@@ -339,25 +350,51 @@ func (a *Adapter) makeBatches(es []feed.Entry, recovered bool) []*batch {
 	return out
 }
 
-// add decodes e into b: rows and dead letters.
-func (a *Adapter) add(b *batch, e feed.Entry) {
+// decoded is one entry made into rows and dead letters.
+type decoded struct {
+	id    string
+	rows  []*bq.Row
+	dead  []feed.Dead
+	why   []string
+	n     int // messages or events in the entry
+	bytes int // about the bytes of its rows
+}
+
+// decode makes entry e into rows (and dead letters), marking it in flight.
+func (a *Adapter) decode(e feed.Entry) decoded {
 	a.mu.Lock()
 	a.inflight[e.ID] = true
 	a.mu.Unlock()
-	b.entries = append(b.entries, e.ID)
-	rows, dead, why, n := decodeEntry(e, time.Now())
-	b.ents = append(b.ents, entryRows{id: e.ID, rows: rows})
-	b.dead = append(b.dead, dead...)
-	b.deadWhy = append(b.deadWhy, why...)
-	b.rows += len(rows)
-	for _, r := range rows {
-		b.bytes += r.Size
+	d := decoded{id: e.ID}
+	d.rows, d.dead, d.why, d.n = decodeEntry(e, time.Now())
+	for _, r := range d.rows {
+		d.bytes += r.Size
 	}
-	if n > 0 {
+	if d.n > 0 {
 		a.mu.Lock()
-		a.perEntry += (float64(n) - a.perEntry) / 16
+		a.perEntry += (float64(d.n) - a.perEntry) / 16
 		a.mu.Unlock()
 	}
+	return d
+}
+
+// put adds a decoded entry to b.
+func (a *Adapter) put(b *batch, d decoded) {
+	b.entries = append(b.entries, d.id)
+	b.ents = append(b.ents, entryRows{id: d.id, rows: d.rows})
+	b.dead = append(b.dead, d.dead...)
+	b.deadWhy = append(b.deadWhy, d.why...)
+	b.rows += len(d.rows)
+	b.bytes += d.bytes
+}
+
+// maxBatchBytes bounds a batch's rows whatever ADAPTER_BATCH_BYTES says: one append (or insertAll
+// request) per table takes at most 10 MB.
+const maxBatchBytes = 9 << 20
+
+// overflows reports whether adding d would take b's requests past what BigQuery takes.
+func (b *batch) overflows(d decoded) bool {
+	return len(b.entries) > 0 && b.bytes+d.bytes > maxBatchBytes
 }
 
 // decodeEntry returns the rows of entry e in order, a dead letter (with its metric reason) for

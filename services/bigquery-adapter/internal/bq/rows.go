@@ -62,6 +62,11 @@ var ErrInvalidRow = errors.New("bq: cannot be a row")
 // maxJSONDepth is BigQuery's nesting limit for a JSON value.
 const maxJSONDepth = 500
 
+// MaxRowBytes bounds a row: an append (and an insertAll request) takes 10 MB, so a larger row
+// could never be written; such a message goes to the dead letters. (A payload of text or JSON
+// is in a row up to three times: payload, payload_text, payload_json.)
+const MaxRowBytes = 9 << 20
+
 // NewRow makes the messages row of m. The payload always goes to payload (BYTES); when it is
 // valid UTF-8 also to payload_text; when it is moreover a JSON text (any JSON value) whose
 // content type, if the publisher gave one, names a JSON type, also to payload_json. A v5
@@ -102,6 +107,9 @@ func NewRow(m *bus.Message, ingested time.Time) (Row, error) {
 		}
 	}
 	r.Size = size
+	if size > MaxRowBytes {
+		return Row{}, fmt.Errorf("%w: a row of about %d bytes (payload %d bytes) exceeds %d", ErrInvalidRow, size, len(m.Payload), MaxRowBytes)
+	}
 	return r, nil
 }
 

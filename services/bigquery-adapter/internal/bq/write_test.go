@@ -279,3 +279,16 @@ func TestEncoderMatchesTheSchemas(t *testing.T) {
 		}
 	}
 }
+
+// TestNewRowTooLarge: a message whose row no request could carry is refused (dead-lettered).
+func TestNewRowTooLarge(t *testing.T) {
+	m := bus.Message{ID: bus.NewMessageID(), Topic: "t", Created: time.Now().UnixNano(), Payload: []byte(strings.Repeat("7", 4<<20))}
+	if _, err := NewRow(&m, time.Now()); !errors.Is(err, ErrInvalidRow) { // payload, text and JSON: 12 MiB
+		t.Fatalf("a 12 MiB row: %v", err)
+	}
+	m.Payload = []byte{0xff}
+	m.Payload = append(m.Payload, make([]byte, 4<<20)...) // bytes only: 4 MiB
+	if _, err := NewRow(&m, time.Now()); err != nil {
+		t.Fatalf("a 4 MiB binary row: %v", err)
+	}
+}
