@@ -303,6 +303,13 @@ func (a *Adapter) complete(ctx context.Context, sl *slot, p *feed.Plan, have map
 				case planMoved:
 					p, rows, moved = next, nil, true
 				case planGone:
+					// Someone else finished the plan: what landed in this slot's streams is
+					// theirs to know, so their ends are no longer known here.
+					for _, pt := range p.Parts {
+						if t := tableOf(pt.Table); sl.owns(t, pt.Stream) {
+							sl.rotate(t)
+						}
+					}
 					return true
 				case ctxDone:
 					return false
