@@ -107,7 +107,7 @@ bq_chain() {
   wait_port "$BQ_PORT" 60 bigquery-emulator || return 1
   ADAPTER_HTTP_ADDR=127.0.0.1:$ADAPTER_HTTP ADAPTER_ID=adapter-1 ADAPTER_REDIS_ADDRS=127.0.0.1:$REDIS_PORT \
     ADAPTER_BIGQUERY_PROJECT=$BQ_PROJECT ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:$BQ_PORT \
-    "$BIN/bigquery-adapter" >"$STATE/bigquery-adapter.log" 2>&1 &
+    ADAPTER_BIGQUERY_GRPC_ENDPOINT=127.0.0.1:$BQ_GRPC_PORT "$BIN/bigquery-adapter" >"$STATE/bigquery-adapter.log" 2>&1 &
   local adapter=$!
   cat >&2 <<MSG
 run: bigquery-emulator ready after $((SECONDS - start)) s: http://127.0.0.1:$BQ_PORT (project $BQ_PROJECT)

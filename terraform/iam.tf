@@ -20,8 +20,9 @@ resource "google_artifact_registry_repository_iam_member" "nodes_pull" {
   member     = "serviceAccount:${google_service_account.nodes.email}"
 }
 
-# The BigQuery adapter: appends rows to the messages table and nothing else. No key exists: its
-# Kubernetes ServiceAccount acts as this account through Workload Identity.
+# The BigQuery adapter: appends rows to the messages and events tables (Storage Write API: creating,
+# appending to and finalizing write streams of them) and nothing else. No key exists: its Kubernetes
+# ServiceAccount acts as this account through Workload Identity.
 resource "google_service_account" "adapter" {
   account_id   = "${var.name}-adapter"
   display_name = "MCloudTT BigQuery adapter"
@@ -31,6 +32,14 @@ resource "google_bigquery_table_iam_member" "adapter_writer" {
   project    = var.project_id
   dataset_id = google_bigquery_table.messages.dataset_id
   table_id   = google_bigquery_table.messages.table_id
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_service_account.adapter.email}"
+}
+
+resource "google_bigquery_table_iam_member" "adapter_events_writer" {
+  project    = var.project_id
+  dataset_id = google_bigquery_table.events.dataset_id
+  table_id   = google_bigquery_table.events.table_id
   role       = "roles/bigquery.dataEditor"
   member     = "serviceAccount:${google_service_account.adapter.email}"
 }

@@ -1,12 +1,13 @@
 # MCloudTT on Google Cloud: a private VPC with Cloud NAT, a GKE Autopilot cluster, an Artifact
-# Registry repository for the images, Memorystore for Redis, the BigQuery table the adapter writes,
+# Registry repository for the images, Memorystore for Redis, the BigQuery tables the adapter writes,
 # and service accounts with only the roles they use. Terraform provisions infrastructure only; the
 # application is deployed with skaffold (deploy/overlays/gke).
 
 locals {
-  # The adapter embeds the same file (go:embed), so the table and the rows it writes cannot drift.
+  # The adapter embeds the same files (go:embed), so the tables and the rows it writes cannot drift.
   # jsonencode(jsondecode()) drops formatting so only a real change shows in a plan.
   message_schema = jsonencode(jsondecode(file("${path.module}/../services/bigquery-adapter/internal/schema/schema.json")))
+  events_schema  = jsonencode(jsondecode(file("${path.module}/../services/bigquery-adapter/internal/schema/events.json")))
 
   workload_pool = "${var.project_id}.svc.id.goog"
 }

@@ -58,3 +58,8 @@ output "bigquery_table" {
   description = "Fully qualified messages table, project.dataset.table."
   value       = "${var.project_id}.${google_bigquery_table.messages.dataset_id}.${google_bigquery_table.messages.table_id}"
 }
+
+output "bigquery_events_table" {
+  description = "Fully qualified events (presence) table, project.dataset.table: ADAPTER_BIGQUERY_EVENTS_TABLE is its table id."
+  value       = "${var.project_id}.${google_bigquery_table.events.dataset_id}.${google_bigquery_table.events.table_id}"
+}

@@ -110,7 +110,7 @@ variable "bigquery_location" {
 }
 
 variable "bigquery_dataset_id" {
-  description = "Dataset that holds the exported MQTT messages."
+  description = "Dataset that holds the exported MQTT messages and device presence."
   type        = string
   default     = "mqtt"
 }
@@ -121,8 +121,14 @@ variable "bigquery_table_id" {
   default     = "messages"
 }
 
+variable "bigquery_events_table_id" {
+  description = "Table of device presence (connects and disconnects); its schema is services/bigquery-adapter/internal/schema/events.json."
+  type        = string
+  default     = "events"
+}
+
 variable "partition_expiration_days" {
-  description = "Days a daily partition of the messages table is kept; 0 keeps them forever."
+  description = "Days a daily partition of the messages and events tables is kept; 0 keeps them forever."
   type        = number
   default     = 0
 }

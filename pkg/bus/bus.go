@@ -62,7 +62,9 @@ type Stats struct {
 	ExportDropped   uint64 // messages Export refused (queue full, closed) or Close gave up on
 	ExportRetries   uint64 // export pipelines that had failed entries and were sent again
 	ExportPipelines uint64 // export pipelines sent (attempts)
-	ExportQueued    uint64 // messages queued or being written now (a gauge)
+	ExportQueued    uint64 // messages and presence events queued or being written now (a gauge)
+	// Presence events (ExportPresence) in entries Redis added, and refused or given up on.
+	ExportPresence, ExportPresenceDropped uint64
 }
 
 // Bus connects one process to MCloudTT's Redis. Create it with New, stop it with Close.

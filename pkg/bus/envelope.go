@@ -207,7 +207,11 @@ func AppendMessage(dst []byte, m *Message) ([]byte, error) {
 		return dst, fmt.Errorf("%w: QoS %d", ErrBadMessage, m.QoS)
 	}
 	p := m.props()
-	body := m.bodySize(p)
+	return appendMessage(dst, m, p, m.bodySize(p)), nil
+}
+
+// appendMessage is AppendMessage for a valid m whose property mask and body size are known.
+func appendMessage(dst []byte, m *Message, p PropMask, body int) []byte {
 	dst = growBytes(dst, uvarintLen(uint64(body))+body)
 	dst = binary.AppendUvarint(dst, uint64(body))
 	dst = append(dst, m.ID[:]...)
@@ -248,7 +252,7 @@ func AppendMessage(dst []byte, m *Message) ([]byte, error) {
 	for _, g := range m.Groups {
 		dst = appendStr(dst, g)
 	}
-	return dst, nil
+	return dst
 }
 
 // growBytes makes room for n more bytes with one allocation at most.

@@ -3,6 +3,8 @@ package bus
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"testing"
@@ -46,7 +48,7 @@ func readExport(t *testing.T, c redis.UniversalClient, stream string) ([]Message
 		if !ok {
 			t.Fatalf("entry %s: no field %q", e.ID, ExportField)
 		}
-		ms, err := DecodeBatch([]byte(v))
+		ms, err := DecodeExportEntry([]byte(v))
 		if err != nil || len(ms) == 0 {
 			t.Fatalf("entry %s: %d messages, %v", e.ID, len(ms), err)
 		}
@@ -283,5 +285,84 @@ func BenchmarkExport(b *testing.B) {
 				time.Sleep(time.Millisecond)
 			}
 		})
+	}
+}
+
+// TestExportCompresses: entries of compressible messages are stored compressed, and decode to
+// the messages; with ExportUncompressed they are plain envelope batches.
+func TestExportCompresses(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, plain := range []bool{false, true} {
+		o := testOptions(t, "r1", srv.Addr())
+		o.ExportUncompressed = plain
+		o.Prefix = fmt.Sprintf("c%v", plain)
+		b := newBus(t, o)
+		want := make([]Message, 300)
+		for i := range want {
+			want[i] = exportMsg(i)
+			want[i].Payload = []byte(fmt.Sprintf(`{"temperature": %d.5, "unit": "C", "device": "dev-%d"}`, 20+i%5, i%7))
+			if !b.Export(&want[i]) {
+				t.Fatal("refused")
+			}
+		}
+		waitFor(t, "exported", 10*time.Second, func() bool { return b.Stats().Exported == uint64(len(want)) })
+		entries, err := b.Client().XRange(context.Background(), b.Names().Export(), "-", "+").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []Message
+		compressed, size := 0, 0
+		for _, e := range entries {
+			v := []byte(e.Values[ExportField].(string))
+			size += len(v)
+			if v[0] == ExportCompressed {
+				compressed++
+			}
+			ms, err := DecodeExportEntry(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, ms...)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d messages, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if !sameMessage(&got[i], &want[i]) {
+				t.Fatalf("message %d differs", i)
+			}
+		}
+		t.Logf("uncompressed=%v: %d entries, %d compressed, %d bytes", plain, len(entries), compressed, size)
+		if plain != (compressed == 0) {
+			t.Fatalf("uncompressed=%v but %d of %d entries compressed", plain, compressed, len(entries))
+		}
+	}
+}
+
+func TestDecodeExportEntryMalformed(t *testing.T) {
+	m := exportMsg(1)
+	plain, _ := AppendMessage(AppendBatchHeader(nil), &m)
+	c := &exportChunk{buf: append(plain, plain[1:]...)}
+	for i := 0; i < 20; i++ {
+		c.buf = append(c.buf, plain[1:]...)
+	}
+	c.pack(true)
+	if c.packed[0] != ExportCompressed {
+		t.Fatal("a repetitive chunk was not compressed")
+	}
+	if ms, err := DecodeExportEntry(c.packed); err != nil || len(ms) != 22 {
+		t.Fatalf("%d messages, %v", len(ms), err)
+	}
+	huge := append([]byte{ExportCompressed}, binary.AppendUvarint(nil, 1<<30)...)
+	for name, b := range map[string][]byte{
+		"truncated":     c.packed[:len(c.packed)-3],
+		"not s2":        {ExportCompressed, 0xff, 0xff, 0xff},
+		"too large":     huge,
+		"empty":         {},
+		"only the flag": {ExportCompressed},
+	} {
+		if _, err := DecodeExportEntry(b); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -74,3 +74,30 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeExportEntry: compressed or not, any input decodes or fails with ErrMalformed, never
+// panics, and never allocates beyond the entry limit.
+func FuzzDecodeExportEntry(f *testing.F) {
+	for _, fx := range fixtures {
+		plain := encodeBatch(f, fx.msgs)
+		f.Add(plain)
+		if len(plain) < 2 {
+			continue
+		}
+		c := &exportChunk{buf: plain}
+		for len(c.buf) < 512 {
+			c.buf = append(c.buf, plain[1:]...)
+		}
+		c.pack(true)
+		f.Add(append([]byte(nil), c.packed...))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := DecodeExportEntry(data)
+		if err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("error %v is not ErrMalformed", err)
+		}
+		if err != nil && len(ms) != 0 {
+			t.Fatal("messages returned with an error")
+		}
+	})
+}

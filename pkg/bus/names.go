@@ -111,6 +111,10 @@ func (n Names) SessionOwner(clientID string) string {
 // publish under it (still subject to the ACL), and the export to BigQuery skips it.
 const ProbeTopicPrefix = "$mcloudtt/probe/"
 
+// ProbeClientPrefix starts the client id of every health-gateway probe connection; brokers leave
+// those connections out of the presence they export.
+const ProbeClientPrefix = "mcloudtt-probe-"
+
 // Export is the Redis Stream of messages for the BigQuery adapter (XADD by brokers, XREADGROUP
 // and XACK by the adapter). "mcloudtt:export".
 func (n Names) Export() string { return n.p() + ":export" }
@@ -118,6 +122,11 @@ func (n Names) Export() string { return n.p() + ":export" }
 // ExportDeadLetter is the Redis Stream where the adapter parks export entries BigQuery rejected
 // for good. "mcloudtt:export:dead".
 func (n Names) ExportDeadLetter() string { return n.p() + ":export:dead" }
+
+// ExportPlans is the hash where adapter replicas record, before writing, which BigQuery write
+// stream and offset each group of export entries goes to (their exactly-once plans), and the
+// row count of write streams they finalized.
+func (n Names) ExportPlans() string { return n.p() + ":export:plans" }
 
 // ValidatePrefix reports whether prefix can start Redis names: not empty after defaulting, no
 // braces (they would become the hash tag), no spaces or control characters.

@@ -20,6 +20,7 @@ func TestNames(t *testing.T) {
 		n.SessionOwner("c/1"):       "mcloudtt:{s:c/1}:owner",
 		n.Export():                  "mcloudtt:export",
 		n.ExportDeadLetter():        "mcloudtt:export:dead",
+		n.ExportPlans():             "mcloudtt:export:plans",
 		NewNames("t7").Inbound("x"): "t7:{x}:in",
 	} {
 		if got != want {

@@ -80,6 +80,14 @@ type Options struct {
 	ExportQueue int
 	// ExportQueueBytes bounds the encoded bytes of those messages in the same way. Default: 64 MiB.
 	ExportQueueBytes int
+	// ExportDelay is how long the writer lets a lone, not yet full entry fill before it sends it:
+	// entries then carry many messages, and Redis does far fewer XADDs (each costs it several
+	// microseconds whatever its size). The export is read by the BigQuery adapter in batches of
+	// about a second, so a few milliseconds cost nothing. Negative: send at once. Default: 5 ms.
+	ExportDelay time.Duration
+	// ExportUncompressed stores message entries as plain envelope batches; by default an entry
+	// is compressed (S2) when that saves at least an eighth (see export.go).
+	ExportUncompressed bool
 
 	// Logger receives the bus's log lines: every connection attempt and its outcome, lost
 	// connections, discarded payloads. Default: zerolog's zero value, which logs nothing.
@@ -129,6 +137,7 @@ const (
 	DefaultExportBatch      = 512
 	DefaultExportQueue      = 65_536
 	DefaultExportQueueBytes = 64 << 20
+	DefaultExportDelay      = 5 * time.Millisecond
 )
 
 // withDefaults returns a copy of o with defaults applied, or an error naming the bad field.
@@ -172,6 +181,10 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.ExportBatch, DefaultExportBatch)
 	def(&o.ExportQueue, DefaultExportQueue)
 	def(&o.ExportQueueBytes, DefaultExportQueueBytes)
+	def(&o.ExportDelay, DefaultExportDelay)
+	if o.ExportDelay < 0 {
+		o.ExportDelay = 0
+	}
 	if o.ExportMaxLen < 0 || o.ExportBatch < 0 || o.ExportQueue < 0 || o.ExportQueueBytes < 0 {
 		return o, errors.New("bus: Options.ExportMaxLen, ExportBatch, ExportQueue and ExportQueueBytes must not be negative")
 	}

@@ -89,8 +89,18 @@ run "plan_whole_stack" {
   }
 
   assert {
-    condition     = tolist(google_bigquery_table.messages.clustering) == tolist(["topic"])
-    error_message = "the messages table must be clustered by topic"
+    condition     = tolist(google_bigquery_table.messages.clustering) == tolist(["topic", "client_id"])
+    error_message = "the messages table must be clustered by topic and client_id"
+  }
+
+  assert {
+    condition     = google_bigquery_table.events.time_partitioning[0].field == "occurred_at" && google_bigquery_table.events.time_partitioning[0].type == "DAY" && tolist(google_bigquery_table.events.clustering) == tolist(["client_id"])
+    error_message = "the events table must be partitioned by DATE(occurred_at) and clustered by client_id"
+  }
+
+  assert {
+    condition     = jsondecode(google_bigquery_table.events.schema) == jsondecode(file("${path.module}/../services/bigquery-adapter/internal/schema/events.json"))
+    error_message = "the events table schema must be the adapter's events.json"
   }
 
   assert {
@@ -104,8 +114,8 @@ run "plan_whole_stack" {
   }
 
   assert {
-    condition     = google_bigquery_table_iam_member.adapter_writer.role == "roles/bigquery.dataEditor"
-    error_message = "the adapter may write the messages table and nothing more"
+    condition     = google_bigquery_table_iam_member.adapter_writer.role == "roles/bigquery.dataEditor" && google_bigquery_table_iam_member.adapter_events_writer.role == "roles/bigquery.dataEditor" && google_bigquery_table_iam_member.adapter_events_writer.table_id == "events"
+    error_message = "the adapter may write the messages and events tables and nothing more"
   }
 }
 

@@ -65,9 +65,18 @@ func TestDepsPatchedSourcesColdCache(t *testing.T) {
 	if len(patches) == 0 {
 		t.Fatal("no patches in tools/bqemulator")
 	}
+	// Several patches may change one module: the copy minus all of them is the module.
+	var mods []string
+	byMod := map[string][]string{}
 	for _, p := range patches {
 		text, _ := os.ReadFile(p)
 		mod := strings.TrimPrefix(strings.SplitN(string(text), "\n", 2)[0], "# module: ")
+		if byMod[mod] == nil {
+			mods = append(mods, mod)
+		}
+		byMod[mod] = append(byMod[mod], p)
+	}
+	for _, mod := range mods {
 		// Where the module landed in the empty module cache.
 		dl := exec.Command("go", "mod", "download", "-json", mod)
 		dl.Dir = filepath.Join(root, "tools/bqemulator")
@@ -85,23 +94,30 @@ func TestDepsPatchedSourcesColdCache(t *testing.T) {
 		if !strings.Contains(string(gomod), "replace "+mod+" => "+copyDir) {
 			t.Errorf("the patched go.mod does not replace %s with the copy:\n%s", mod, gomod)
 		}
-		// Reverse the patch on a second copy: it must give the module back exactly.
-		rev := filepath.Join(dir, "reversed")
+		// Reverse the patches, last first, on a second copy: it must give the module back exactly.
+		rev := filepath.Join(dir, "reversed", mod)
+		if out, err := exec.Command("mkdir", "-p", filepath.Dir(rev)).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
 		if out, err := exec.Command("cp", "-r", copyDir, rev).CombinedOutput(); err != nil {
 			t.Fatalf("%v %s", err, out)
 		}
-		if bytes.Equal(mustRead(t, filepath.Join(copyDir, firstPatchedFile(t, string(text)))),
-			mustRead(t, filepath.Join(info.Dir, firstPatchedFile(t, string(text))))) {
-			t.Errorf("%s: the copy's %s equals the module's: the patch was not applied", filepath.Base(p), firstPatchedFile(t, string(text)))
-		}
-		pr := exec.Command("patch", "-R", "-s", "-p1", "--no-backup-if-mismatch", "-d", rev, "-i", p)
-		if out, err := pr.CombinedOutput(); err != nil {
-			t.Fatalf("reversing %s: %v\n%s", filepath.Base(p), err, out)
+		ps := byMod[mod]
+		for i := len(ps) - 1; i >= 0; i-- {
+			p := ps[i]
+			text, _ := os.ReadFile(p)
+			if bytes.Equal(mustRead(t, filepath.Join(copyDir, firstPatchedFile(t, string(text)))),
+				mustRead(t, filepath.Join(info.Dir, firstPatchedFile(t, string(text))))) {
+				t.Errorf("%s: the copy's %s equals the module's: the patch was not applied", filepath.Base(p), firstPatchedFile(t, string(text)))
+			}
+			pr := exec.Command("patch", "-R", "-s", "-p1", "--no-backup-if-mismatch", "-d", rev, "-i", p)
+			if out, err := pr.CombinedOutput(); err != nil {
+				t.Fatalf("reversing %s: %v\n%s", filepath.Base(p), err, out)
+			}
 		}
 		if diff := compareTrees(t, info.Dir, rev); diff != "" {
-			t.Errorf("the patched copy minus %s differs from module %s: %s", filepath.Base(p), mod, diff)
+			t.Errorf("the patched copy minus its %d patches differs from module %s: %s", len(ps), mod, diff)
 		}
-		_ = os.RemoveAll(rev)
 	}
 
 	// Without the module proxy the step fails with a message naming the module, and copies
@@ -180,14 +196,21 @@ func compareTrees(t *testing.T, a, b string) string {
 	return strings.Join(diffs, ", ")
 }
 
-func freePort(t *testing.T) string {
+// runLocalPorts gives each of run-local.sh's port variables a distinct free port: the
+// listeners stay open until all are chosen, so the kernel cannot hand one port out twice.
+func runLocalPorts(t *testing.T) map[string]string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := map[string]string{}
+	for _, k := range []string{"REDIS_PORT", "BROKER1_PORT", "BROKER1_HTTP", "BROKER2_PORT", "BROKER2_HTTP",
+		"GATEWAY_PORT", "ADAPTER_HTTP", "BQ_PORT", "BQ_GRPC_PORT"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports[k] = fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	return ports
 }
 
 // syncBuf is a bytes.Buffer for a process's output read while it runs.
@@ -245,11 +268,7 @@ func TestRunLocalStartsMQTTBeforeTheEmulator(t *testing.T) {
 	var mark [8]byte
 	_, _ = rand.Read(mark[:])
 	marker := "MCLOUDTT_RUN_TEST=" + hex.EncodeToString(mark[:])
-	ports := map[string]string{}
-	for _, k := range []string{"REDIS_PORT", "BROKER1_PORT", "BROKER1_HTTP", "BROKER2_PORT", "BROKER2_HTTP",
-		"GATEWAY_PORT", "ADAPTER_HTTP", "BQ_PORT", "BQ_GRPC_PORT"} {
-		ports[k] = freePort(t)
-	}
+	ports := runLocalPorts(t)
 	env := []string{marker, "PATH=" + os.Getenv("PATH"), "HOME=" + dir, "BIN=" + bin, "MCLOUDTT_CACHE=" + cache,
 		"MCLOUDTT_BQ_BUILD=" + standIn, "RUN_PROGRESS_EVERY=2", "MCLOUDTT_RUN_DIR=" + filepath.Join(dir, "state")}
 	for k, v := range ports {
@@ -382,9 +401,8 @@ func TestRunLocalCtrlCStopsTheBuild(t *testing.T) {
 	marker := "MCLOUDTT_RUN_TEST=" + hex.EncodeToString(mark[:])
 	env := []string{marker, "PATH=" + os.Getenv("PATH"), "HOME=" + dir, "BIN=" + bin, "MCLOUDTT_CACHE=" + filepath.Join(dir, "cache"),
 		"MCLOUDTT_BQ_BUILD=" + standIn, "MCLOUDTT_RUN_DIR=" + filepath.Join(dir, "state")}
-	for _, k := range []string{"REDIS_PORT", "BROKER1_PORT", "BROKER1_HTTP", "BROKER2_PORT", "BROKER2_HTTP",
-		"GATEWAY_PORT", "ADAPTER_HTTP", "BQ_PORT", "BQ_GRPC_PORT"} {
-		env = append(env, k+"="+freePort(t))
+	for k, v := range runLocalPorts(t) {
+		env = append(env, k+"="+v)
 	}
 	cmd := exec.Command(filepath.Join(root, "scripts/run-local.sh"))
 	cmd.Env = env

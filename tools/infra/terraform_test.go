@@ -19,7 +19,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-const schemaFile = "services/bigquery-adapter/internal/schema/schema.json"
+const (
+	schemaFile = "services/bigquery-adapter/internal/schema/schema.json"
+	eventsFile = "services/bigquery-adapter/internal/schema/events.json"
+)
 
 func mustTerraform(t *testing.T) (*repo, *TFModule) {
 	t.Helper()
@@ -148,33 +151,22 @@ func TestTerraformVariablesAndOutputs(t *testing.T) {
 	}
 }
 
-// The messages table's schema is the adapter's schema file, partitioned by DATE(published_at) and
-// clustered by topic.
+// Each BigQuery table's schema is the adapter's schema file for it: messages (schema.json)
+// partitioned by DATE(published_at) and clustered by topic and client_id, events (events.json)
+// partitioned by DATE(occurred_at) and clustered by client_id.
 func TestBigQueryTableUsesAdapterSchema(t *testing.T) {
 	r, m := mustTerraform(t)
-	raw, err := os.ReadFile(filepath.Join(r.root, schemaFile))
-	if err != nil {
-		t.Fatal(err)
+	type want struct {
+		file, partition, clustering string
+		columns                     map[string]string // column -> type it must have
 	}
-	var fileSchema []map[string]any
-	if err := json.Unmarshal(raw, &fileSchema); err != nil {
-		t.Fatalf("%s: %v", schemaFile, err)
+	wants := map[string]want{
+		"messages": {schemaFile, "published_at", `["topic","client_id"]`, map[string]string{"published_at": "TIMESTAMP", "topic": "STRING", "client_id": "STRING"}},
+		"events":   {eventsFile, "occurred_at", `["client_id"]`, map[string]string{"occurred_at": "TIMESTAMP", "client_id": "STRING"}},
 	}
-	checkSchemaFields(t, fileSchema, "")
-	byName := map[string]map[string]any{}
-	for _, f := range fileSchema {
-		byName[f["name"].(string)] = f
-	}
-	if f := byName["published_at"]; f == nil || f["type"] != "TIMESTAMP" || f["mode"] != "REQUIRED" {
-		t.Errorf("%s: published_at must be a REQUIRED TIMESTAMP (the partitioning column)", schemaFile)
-	}
-	if f := byName["topic"]; f == nil || f["type"] != "STRING" {
-		t.Errorf("%s: topic must be a STRING (the clustering column)", schemaFile)
-	}
-
 	tables := m.Resources("google_bigquery_table")
-	if len(tables) != 1 {
-		t.Fatalf("%d BigQuery tables", len(tables))
+	if len(tables) != len(wants) {
+		t.Fatalf("%d BigQuery tables, want %d", len(tables), len(wants))
 	}
 	vars, err := m.VariableDefaults()
 	if err != nil {
@@ -186,6 +178,31 @@ func TestBigQueryTableUsesAdapterSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, b := range tables {
+		w, ok := wants[name]
+		if !ok {
+			t.Fatalf("unexpected table %s", name)
+		}
+		raw, err := os.ReadFile(filepath.Join(r.root, w.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fileSchema []map[string]any
+		if err := json.Unmarshal(raw, &fileSchema); err != nil {
+			t.Fatalf("%s: %v", w.file, err)
+		}
+		checkSchemaFields(t, w.file, fileSchema, "")
+		byName := map[string]map[string]any{}
+		for _, f := range fileSchema {
+			byName[f["name"].(string)] = f
+		}
+		for col, typ := range w.columns {
+			if f := byName[col]; f == nil || f["type"] != typ {
+				t.Errorf("%s: %s must be a %s (partitioning or clustering column)", w.file, col, typ)
+			}
+		}
+		if f := byName[w.partition]; f == nil || f["mode"] != "REQUIRED" {
+			t.Errorf("%s: %s must be REQUIRED (the partitioning column)", w.file, w.partition)
+		}
 		attrs := attributes(t, b.Body, "schema", "clustering")
 		sv, diags := attrs["schema"].Expr.Value(ctx)
 		if diags.HasErrors() {
@@ -196,14 +213,14 @@ func TestBigQueryTableUsesAdapterSchema(t *testing.T) {
 			t.Fatalf("table %s schema is not JSON: %v", name, err)
 		}
 		if !reflect.DeepEqual(tfSchema, fileSchema) {
-			t.Errorf("table %s schema differs from %s", name, schemaFile)
+			t.Errorf("table %s schema differs from %s", name, w.file)
 		}
 		cv, diags := attrs["clustering"].Expr.Value(ctx)
 		if diags.HasErrors() {
 			t.Fatal(diags)
 		}
-		if js, _ := ctyjson.Marshal(cv, cv.Type()); string(js) != `["topic"]` {
-			t.Errorf("table %s clustering %s, want [\"topic\"]", name, js)
+		if js, _ := ctyjson.Marshal(cv, cv.Type()); string(js) != w.clustering {
+			t.Errorf("table %s clustering %s, want %s", name, js, w.clustering)
 		}
 		var tp *hcl.Block
 		c, _, _ := b.Body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "time_partitioning"}}})
@@ -214,8 +231,8 @@ func TestBigQueryTableUsesAdapterSchema(t *testing.T) {
 			t.Fatalf("table %s is not time-partitioned", name)
 		}
 		pa := attributes(t, tp.Body, "type", "field")
-		if typ, field := literal(t, pa["type"]).AsString(), literal(t, pa["field"]).AsString(); typ != "DAY" || field != "published_at" {
-			t.Errorf("table %s partitioned by %s(%s), want DAY(published_at)", name, typ, field)
+		if typ, field := literal(t, pa["type"]).AsString(), literal(t, pa["field"]).AsString(); typ != "DAY" || field != w.partition {
+			t.Errorf("table %s partitioned by %s(%s), want DAY(%s)", name, typ, field, w.partition)
 		}
 	}
 }
@@ -226,7 +243,7 @@ var (
 	bqModes = []string{"NULLABLE", "REQUIRED", "REPEATED"}
 )
 
-func checkSchemaFields(t *testing.T, fields []map[string]any, path string) {
+func checkSchemaFields(t *testing.T, schemaFile string, fields []map[string]any, path string) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, f := range fields {
@@ -258,7 +275,7 @@ func checkSchemaFields(t *testing.T, fields []map[string]any, path string) {
 				m, _ := s.(map[string]any)
 				subs = append(subs, m)
 			}
-			checkSchemaFields(t, subs, path+name+".")
+			checkSchemaFields(t, schemaFile, subs, path+name+".")
 		}
 	}
 }

@@ -48,42 +48,69 @@ func (s *stack) exported(prod *bus.Bus, n uint64) int64 {
 }
 
 func exportN(t testing.TB, b *bus.Bus, from, n int) {
+	exportWith(t, b, from, n, func(i int) []byte { return []byte(strconv.Itoa(i)) })
+}
+
+// exportWith exports messages from..from+n-1 from 100 devices on 10 topics, with payload(i).
+func exportWith(t testing.TB, b *bus.Bus, from, n int, payload func(i int) []byte) {
 	t.Helper()
 	for i := from; i < from+n; i++ {
 		m := bus.Message{ID: bus.NewMessageID(), Origin: "producer", ClientID: "dev-" + strconv.Itoa(i%100),
-			Topic: "load/" + strconv.Itoa(i%10), Payload: []byte(strconv.Itoa(i)), QoS: 1, Created: time.Now().UnixNano()}
+			Topic: "load/" + strconv.Itoa(i%10), Payload: payload(i), QoS: 1, Created: time.Now().UnixNano()}
 		for !b.Export(&m) {
 			time.Sleep(time.Millisecond) // queue full: Redis is behind
 		}
 	}
 }
 
-// TestNoLossNoDuplicates: 200,000 messages go through while the adapter is SIGKILLed and
-// restarted twice and the BigQuery endpoint fails 10% of requests (half of them after the
-// emulator applied them, so the adapter cannot know whether its rows arrived). The table must
-// end with exactly 200,000 rows and 200,000 distinct message ids, and nothing pending.
+// TestNoLossNoDuplicates: 200,000 messages go through the Storage Write API while the adapter is
+// SIGKILLed and restarted twice and 20% of BigQuery requests fail, half of them after the emulator
+// applied them (so the adapter cannot know whether its rows arrived): appends on a gRPC proxy,
+// table set-up on an HTTP proxy. The table must end with exactly 200,000 rows and 200,000
+// distinct message ids, nothing pending, and the adapter must never have queried the table.
 func TestNoLossNoDuplicates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200,000 messages")
 	}
-	const total = 200_000
+	noLoss(t, 200_000, "storage", 2)
+}
+
+// TestNoLossNoDuplicatesInsertAll: the same with ADAPTER_BIGQUERY_API=insertall (fewer messages,
+// one kill), where uncertain attempts are settled by asking the table.
+func TestNoLossNoDuplicatesInsertAll(t *testing.T) {
+	if testing.Short() {
+		t.Skip("40,000 messages")
+	}
+	noLoss(t, 40_000, "insertall", 1)
+}
+
+func noLoss(t *testing.T, total int, api string, kills int) {
 	s := newStack(t)
 	proxy := bqtest.StartFaultProxy(t, s.emu.Endpoint)
-	env := []string{"ADAPTER_BATCH_ROWS=2000", "ADAPTER_WRITERS=2"}
+	gproxy := bqtest.StartGRPCFaultProxy(t, s.emu.GRPCAddr)
+	env := []string{"ADAPTER_BATCH_ROWS=2000", "ADAPTER_WRITERS=2", "ADAPTER_BIGQUERY_API=" + api,
+		"ADAPTER_BIGQUERY_GRPC_ENDPOINT=" + gproxy.Addr}
 	start := func() (*proctest.Proc, string) { return s.adapter("loss-1", proxy.URL, env...) }
-	// The table is created before the faults start, then the faults run to the end.
+	// The tables are created before the faults start, then the faults run to the end.
 	p, httpAddr := start()
 	proxy.SetFaults(0.1, 0.1)
+	gproxy.SetFaults(0.1, 0.1)
 	prod := s.exporter(total)
 	go exportN(t, prod, 0, total)
 
 	logs := func() string { return p.Output() }
-	for _, at := range []int64{total / 4, total / 2} {
-		s.waitRows(at, 60*time.Second, logs)
-		t.Logf("adapter before the kill: %v rows written, %v retries after an uncertain outcome, %v rows found already written",
-			metric(t, httpAddr, "mcloudtt_adapter_rows_written_total"),
+	report := func(when string) {
+		t.Logf("adapter %s: %v rows written, %v retries after an uncertain outcome, %v rows found already written (offset), %v (table), %v plan parts recovered",
+			when, metric(t, httpAddr, "mcloudtt_adapter_rows_written_total"),
 			metric(t, httpAddr, `mcloudtt_adapter_retries_total{class="uncertain"}`),
-			metric(t, httpAddr, `mcloudtt_adapter_duplicates_skipped_total{where="table"}`))
+			metric(t, httpAddr, `mcloudtt_adapter_duplicates_skipped_total{where="offset"}`),
+			metric(t, httpAddr, `mcloudtt_adapter_duplicates_skipped_total{where="table"}`),
+			metric(t, httpAddr, `mcloudtt_adapter_plans_recovered_total{how="append"}`))
+	}
+	for k := 1; k <= kills; k++ {
+		at := int64(total * k / (kills + 2))
+		s.waitRows(at, 60*time.Second, logs)
+		report("before the kill")
 		_ = p.Signal(syscall.SIGKILL)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_, _ = p.Wait(ctx)
@@ -91,30 +118,38 @@ func TestNoLossNoDuplicates(t *testing.T) {
 		t.Logf("adapter killed at >= %d rows (pending entries %d)", at, s.pending())
 		p, httpAddr = start()
 	}
-	s.waitRows(total, 60*time.Second, logs)
+	s.waitRows(int64(total), 60*time.Second, logs)
 	// Let the adapter finish acknowledging, then check the table did not get more.
 	deadline := time.Now().Add(30 * time.Second)
 	for s.pending() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if st := prod.Stats(); st.Exported != total {
+	if st := prod.Stats(); st.Exported != uint64(total) {
 		t.Fatalf("producer exported %d of %d", st.Exported, total)
 	}
-	t.Logf("last adapter: %v rows written, %v retries after an uncertain outcome, %v rows found already written",
-		metric(t, httpAddr, "mcloudtt_adapter_rows_written_total"),
-		metric(t, httpAddr, `mcloudtt_adapter_retries_total{class="uncertain"}`),
-		metric(t, httpAddr, `mcloudtt_adapter_duplicates_skipped_total{where="table"}`))
+	report("at the end")
 	rows := s.count("SELECT COUNT(*) FROM " + table)
 	distinct := s.count("SELECT COUNT(DISTINCT message_id) FROM " + table)
-	t.Logf("rows %d, distinct message ids %d, pending %d; proxy: %d requests, %d failed before forwarding, %d failed after the emulator applied them",
-		rows, distinct, s.pending(), proxy.Requests.Load(), proxy.FailedBefore.Load(), proxy.FailedAfter.Load())
-	if rows != total || distinct != total {
+	t.Logf("rows %d, distinct message ids %d, pending %d; REST proxy: %d requests (%d queries), %d failed before forwarding, %d after; gRPC proxy: %d appends, %d failed before, %d after the emulator applied them",
+		rows, distinct, s.pending(), proxy.Requests.Load(), proxy.Queries.Load(), proxy.FailedBefore.Load(), proxy.FailedAfter.Load(),
+		gproxy.Appends.Load(), gproxy.FailedBefore.Load(), gproxy.FailedAfter.Load())
+	if rows != int64(total) || distinct != int64(total) {
 		t.Fatalf("table has %d rows and %d distinct message ids, want exactly %d of each", rows, distinct, total)
 	}
 	if n := s.pending(); n != 0 {
 		t.Fatalf("%d entries still pending", n)
 	}
-	if proxy.FailedAfter.Load() == 0 || proxy.FailedBefore.Load() == 0 {
+	faults := proxy
+	if api == "storage" {
+		if q := proxy.Queries.Load(); q != 0 {
+			t.Fatalf("the adapter queried the table %d times", q)
+		}
+		if gproxy.FailedAfter.Load() == 0 || gproxy.FailedBefore.Load() == 0 {
+			t.Fatal("the gRPC proxy injected no faults of one kind: the test proved nothing")
+		}
+		return
+	}
+	if faults.FailedAfter.Load() == 0 || faults.FailedBefore.Load() == 0 {
 		t.Fatal("the proxy injected no faults of one kind: the test proved nothing")
 	}
 }
@@ -247,10 +282,12 @@ func TestHeartbeatCarriesTheLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	// Entries wait while the adapter's BigQuery endpoint refuses everything.
+	// Entries wait while the adapter's BigQuery endpoints refuse everything.
 	proxy := bqtest.StartFaultProxy(t, s.emu.Endpoint)
-	s.adapter("hb-1", proxy.URL)
+	gproxy := bqtest.StartGRPCFaultProxy(t, s.emu.GRPCAddr)
+	s.adapter("hb-1", proxy.URL, "ADAPTER_BIGQUERY_GRPC_ENDPOINT="+gproxy.Addr)
 	proxy.SetFaults(1, 0)
+	gproxy.SetFaults(1, 0)
 	prod := s.exporter(1000)
 	exportN(t, prod, 0, 50)
 	entries := s.exported(prod, 50)
@@ -260,6 +297,7 @@ func TestHeartbeatCarriesTheLag(t *testing.T) {
 		case h := <-hbs:
 			if h.ReplicaID == "hb-1" && h.Kind == bus.KindAdapter && h.ExportLag == entries && h.ExportLagSeconds > 0.3 {
 				proxy.SetFaults(0, 0)
+				gproxy.SetFaults(0, 0)
 				s.waitRows(50, 20*time.Second, func() string { return "" })
 				return
 			}
@@ -276,10 +314,12 @@ func TestReplicasShareAndClaim(t *testing.T) {
 	const total = 20_000
 	s := newStack(t)
 	proxy := bqtest.StartFaultProxy(t, s.emu.Endpoint)
+	gproxy := bqtest.StartGRPCFaultProxy(t, s.emu.GRPCAddr)
 	fast := []string{"ADAPTER_BATCH_ROWS=500", "ADAPTER_REQUEST_TIMEOUT=1s", "ADAPTER_RETRY_MAX=300ms", "ADAPTER_CLAIM_IDLE=2s"}
-	a, _ := s.adapter("share-a", proxy.URL, fast...)
-	proxy.SetFaults(1, 0) // a's table is set up; from now on a writes nothing
-	_, bAddr := s.adapter("share-b", s.emu.Endpoint, fast...)
+	a, _ := s.adapter("share-a", proxy.URL, append(fast, "ADAPTER_BIGQUERY_GRPC_ENDPOINT="+gproxy.Addr)...)
+	proxy.SetFaults(1, 0) // a's tables are set up; from now on a writes nothing
+	gproxy.SetFaults(1, 0)
+	b, bAddr := s.adapter("share-b", s.emu.Endpoint, fast...)
 	prod := s.exporterBatch(total, 20)
 	exportN(t, prod, 0, total)
 	s.exported(prod, total)
@@ -300,7 +340,7 @@ func TestReplicasShareAndClaim(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	_ = a.Signal(syscall.SIGKILL)
-	s.waitRows(total, 30*time.Second, a.Output)
+	s.waitRows(total, 30*time.Second, func() string { return "share-a:\n" + tail(a.Output(), 2000) + "\nshare-b:\n" + b.Output() })
 	deadline = time.Now().Add(10 * time.Second)
 	for s.pending() > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

@@ -162,4 +162,9 @@ func endToEndThroughTwoBrokers(t *testing.T, s *stack) {
 	if p, _ := got[raw]["user_properties"].([]bigquery.Value); len(p) != 0 {
 		t.Errorf("v3 message has user properties %#v", p)
 	}
+	// payload_json: the JSON object and the bare number are JSON, the binary payload is not.
+	jr := s.emu.Query(t, "SELECT topic, JSON_VALUE(payload_json, '$.t'), CAST(JSON_VALUE(payload_json, '$') AS FLOAT64), payload_json IS NULL FROM "+table+" ORDER BY topic")
+	if len(jr) != 3 || jr[0][3] != true || jr[1][2] != 21.5 || jr[2][1] != "héllo" {
+		t.Errorf("payload_json: %v", jr)
+	}
 }

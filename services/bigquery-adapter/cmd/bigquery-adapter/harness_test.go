@@ -29,7 +29,10 @@ type stack struct {
 	names bus.Names
 }
 
-const table = "`test.mqtt.messages`"
+const (
+	table  = "`test.mqtt.messages`"
+	events = "`test.mqtt.events`"
+)
 
 func newStack(t testing.TB) *stack { return newStackOn(t, redistest.Start(t)) }
 
@@ -59,14 +62,16 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// adapter starts the adapter binary as replica id against endpoint (the emulator or a proxy in
-// front of it) and waits until it reports ready. It returns the process and its HTTP address.
+// adapter starts the adapter binary as replica id against endpoint (the emulator's REST API or a
+// proxy in front of it; the Storage Write API goes to the emulator's gRPC port unless env sets
+// ADAPTER_BIGQUERY_GRPC_ENDPOINT) and waits until it reports ready. It returns the process and
+// its HTTP address.
 func (s *stack) adapter(id, endpoint string, env ...string) (*proctest.Proc, string) {
 	s.t.Helper()
 	httpAddr := freeAddr(s.t)
 	base := []string{"ADAPTER_ID=" + id, "ADAPTER_HTTP_ADDR=" + httpAddr, "ADAPTER_LOG_FORMAT=json",
 		"ADAPTER_REDIS_ADDRS=" + s.redis.Addr(), "ADAPTER_BIGQUERY_PROJECT=" + s.emu.Project,
-		"ADAPTER_BIGQUERY_ENDPOINT=" + endpoint, "ADAPTER_BATCH_DELAY=50ms",
+		"ADAPTER_BIGQUERY_ENDPOINT=" + endpoint, "ADAPTER_BIGQUERY_GRPC_ENDPOINT=" + s.emu.GRPCAddr, "ADAPTER_BATCH_DELAY=50ms",
 		"ADAPTER_RETRY_MIN=20ms", "ADAPTER_RETRY_MAX=300ms", "ADAPTER_HEARTBEAT_INTERVAL=200ms"}
 	base = append(base, s.redis.EnvVars("ADAPTER")...)
 	p := proctest.Start(s.t, s.bin, append(base, env...))

@@ -9,7 +9,8 @@ import (
 func TestStopsCleanlyOnSIGTERM(t *testing.T) {
 	// Neither Redis nor BigQuery answers: the adapter starts anyway, retries, and stops cleanly.
 	proctest.CheckStopsOnSIGTERM(t, proctest.Build(t, "."), "ADAPTER_HTTP_ADDR=127.0.0.1:0", "ADAPTER_LOG_FORMAT=json",
-		"ADAPTER_BIGQUERY_PROJECT=p", "ADAPTER_REDIS_ADDRS=127.0.0.1:1", "ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:1")
+		"ADAPTER_BIGQUERY_PROJECT=p", "ADAPTER_REDIS_ADDRS=127.0.0.1:1", "ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:1",
+		"ADAPTER_BIGQUERY_GRPC_ENDPOINT=127.0.0.1:1")
 }
 
 func TestBadConfigNamesTheField(t *testing.T) {
@@ -24,6 +25,9 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"ADAPTER_BIGQUERY_ENDPOINT=http://e:9050":  "ADAPTER_BIGQUERY_PROJECT",
 		"ADAPTER_REDIS_TLS_CA_FILE=/etc/ca.crt":    "ADAPTER_REDIS_TLS_CA_FILE",
 		"ADAPTER_REDIS_PASSWORD_FILE=/nonexistent": "ADAPTER_REDIS_PASSWORD_FILE",
+		"ADAPTER_BIGQUERY_API=rest":                "ADAPTER_BIGQUERY_API",
+		"ADAPTER_BIGQUERY_GRPC_ENDPOINT=e":         "ADAPTER_BIGQUERY_GRPC_ENDPOINT",
+		"ADAPTER_BIGQUERY_EVENTS_TABLE=messages":   "ADAPTER_BIGQUERY_EVENTS_TABLE",
 	})
 }
 

@@ -29,7 +29,7 @@ func TestRedisRefusalKeepsTheAdapterNotReady(t *testing.T) {
 			httpAddr := freeAddr(t)
 			env := append([]string{"ADAPTER_ID=refused", "ADAPTER_HTTP_ADDR=" + httpAddr, "ADAPTER_LOG_FORMAT=json",
 				"ADAPTER_REDIS_ADDRS=" + rs.Addr(), "ADAPTER_BIGQUERY_PROJECT=p",
-				"ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:1"}, rs.EnvVars("ADAPTER")...)
+				"ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:1", "ADAPTER_BIGQUERY_GRPC_ENDPOINT=127.0.0.1:1"}, rs.EnvVars("ADAPTER")...)
 			p := proctest.Start(t, bin, append(env, c.override))
 			deadline := time.Now().Add(15 * time.Second)
 			for {

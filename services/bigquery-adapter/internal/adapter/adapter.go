@@ -1,22 +1,22 @@
 // Package adapter moves the export stream into BigQuery: it reads entries through the consumer
-// group, turns them into rows, writes them in batches, and acknowledges entries only once
-// BigQuery holds their rows.
+// group, turns them into rows (messages and presence events, two tables), writes them in batches,
+// and acknowledges entries only once BigQuery holds their rows.
 //
-// No row is lost: an entry is acknowledged after BigQuery confirmed its row (or after it went to
-// the dead-letter stream), so a replica that dies leaves its entries pending, and they are written
-// by the replica itself when it comes back under the same id (ReadOwn) or by another one after
-// ClaimIdle (XAUTOCLAIM).
+// No row is lost: an entry is acknowledged after BigQuery confirmed its rows (or after they went
+// to the dead-letter stream), so a replica that dies leaves its entries pending, and they are
+// written by the replica itself when it comes back under the same id (ReadOwn) or by another one
+// after ClaimIdle (XAUTOCLAIM).
 //
-// No row is doubled, even when the replica dies between BigQuery's confirmation and the XACK, or
-// an insertAll times out after BigQuery applied it: every row carries its message id as insertId
-// (BigQuery's best-effort deduplication, about a minute), and whenever an attempt's outcome is
-// unknown — entries delivered before (taken back or claimed), or an attempt that ended in a 5xx,
-// a timeout or a lost connection — the adapter first asks the table which of the batch's message
-// ids it already holds and sends only the others. That question costs one query, so it is asked
-// only then, never on the normal path. Before every attempt after the first, the adapter also
-// makes sure the entries are still its own and resets their idle time, so no other replica
-// claims and writes them at the same time. Entries the broker wrote twice (a retried XADD) are
-// skipped by message id within a batch and against the replica's recently written ids.
+// No row is doubled. With the Storage Write API (storage.go) every group of entries gets a plan
+// in Redis before its rows are sent: for each table a committed write stream of this replica and
+// the offset of the first row. Whoever finds those entries pending later completes the same plan
+// (the same rows at the same offsets), and BigQuery applies an append at most once (a second one
+// is ALREADY_EXISTS), so no query of the table is needed on any retry. With insertAll
+// (insertall.go) every row carries its id as insertId, and whenever an attempt's outcome is
+// unknown the adapter first asks the table which of the batch's ids it already holds.
+//
+// Entries the broker wrote twice (a retried XADD) are skipped by row id within a batch and
+// against the replica's recently written ids.
 package adapter
 
 import (
@@ -59,6 +59,7 @@ type Adapter struct {
 
 	mu       sync.Mutex
 	perEntry float64         // messages per entry, a moving average: how many entries to read
+	planScan uint64          // where the next CleanPlans continues
 	inflight map[string]bool // entry ids read and not yet acknowledged or abandoned
 	setup    bool            // the group and the table are ready
 	lastErr  error
@@ -79,22 +80,27 @@ func (a *Adapter) Ready() (bool, error) {
 // maxBlock bounds one blocking read, which is how long a SIGTERM may wait to be noticed.
 const maxBlock = 500 * time.Millisecond
 
-// batch is one insertAll's worth of entries. An entry holds one or more messages (an envelope
-// batch) and is never split between batches; it is acknowledged once all of its rows are in the
-// table or in the dead-letter stream.
+// batch is one write's worth of entries. An entry holds one or more messages or presence events
+// (an envelope or presence batch) and is never split between batches; it is acknowledged once
+// all of its rows are in the table or in the dead-letter stream.
 type batch struct {
-	entries   []string // entry ids, each once, in stream order
-	rows      []bq.Row
-	rowEntry  []string // entry id of each row
+	entries   []string    // entry ids, each once, in stream order
+	ents      []entryRows // the rows of each entry, parallel to entries
 	dead      []feed.Dead
 	deadWhy   []string // metric reason of each dead letter
+	rows      int
 	bytes     int
 	recovered bool // delivered before: the rows may already be in the table
 	started   time.Time
-	ids       map[string]bool // message ids in rows
 }
 
-func (b *batch) full(o Options) bool { return len(b.rows) >= o.BatchRows || b.bytes >= o.BatchBytes }
+// entryRows are the rows of one entry, in the order of its messages.
+type entryRows struct {
+	id   string
+	rows []*bq.Row
+}
+
+func (b *batch) full(o Options) bool { return b.rows >= o.BatchRows || b.bytes >= o.BatchBytes }
 
 // Run sets up the group and the table (retrying until both work), then moves entries until
 // ctx ends; then it writes the open batches within ShutdownTimeout and acknowledges them.
@@ -131,8 +137,14 @@ func (a *Adapter) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sl := &slot{}
+			defer sl.close()
 			for b := range work {
-				a.write(wctx, b)
+				if a.bq.API() == bq.InsertAll {
+					a.writeInsertAll(wctx, b)
+				} else {
+					a.writeStorage(wctx, sl, b)
+				}
 			}
 		}()
 	}
@@ -215,7 +227,7 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		}
 		want := a.o.BatchRows
 		if cur != nil {
-			want -= len(cur.rows)
+			want -= cur.rows
 		}
 		// A blocking XREADGROUP does not end with ctx: keep it short so SIGTERM is seen soon.
 		es, err := a.f.ReadNew(ctx, a.entriesFor(want), min(block, maxBlock))
@@ -227,10 +239,17 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 			continue
 		}
 		for _, e := range es {
+			d := a.decode(e)
+			if cur != nil && cur.overflows(d) {
+				if !send(cur) {
+					return
+				}
+				cur = nil
+			}
 			if cur == nil {
 				cur = a.newBatch(false)
 			}
-			a.add(cur, e)
+			a.put(cur, d)
 			if cur.full(a.o) {
 				if !send(cur) {
 					return
@@ -281,6 +300,18 @@ func (a *Adapter) claim(ctx context.Context, send func(*batch) bool) bool {
 		}
 		start = next
 	}
+	if a.bq.API() == bq.StorageWrite {
+		// Plans whose entries were acknowledged by a replica that stopped before forgetting them.
+		next, n, err := a.f.CleanPlans(ctx, a.planScan, 200)
+		if err != nil {
+			a.log.Debug().Err(err).Msg("cleaning finished plans failed")
+		} else {
+			a.planScan = next
+			if n > 0 {
+				a.log.Info().Int("plans", n).Msg("forgot plans whose entries were acknowledged")
+			}
+		}
+	}
 	return true
 }
 
@@ -295,7 +326,7 @@ func (a *Adapter) entriesFor(rows int) int {
 }
 
 func (a *Adapter) newBatch(recovered bool) *batch {
-	return &batch{recovered: recovered, started: time.Now(), ids: map[string]bool{}}
+	return &batch{recovered: recovered, started: time.Now()}
 }
 
 // makeBatches puts entries into as many batches as the limits need.
@@ -303,11 +334,15 @@ func (a *Adapter) makeBatches(es []feed.Entry, recovered bool) []*batch {
 	var out []*batch
 	var b *batch
 	for _, e := range es {
+		d := a.decode(e)
+		if b != nil && b.overflows(d) {
+			b = nil
+		}
 		if b == nil {
 			b = a.newBatch(recovered)
 			out = append(out, b)
 		}
-		a.add(b, e)
+		a.put(b, d)
 		if b.full(a.o) {
 			b = nil
 		}
@@ -315,48 +350,137 @@ func (a *Adapter) makeBatches(es []feed.Entry, recovered bool) []*batch {
 	return out
 }
 
-// add decodes e into b: rows, duplicates, dead letters.
-func (a *Adapter) add(b *batch, e feed.Entry) {
+// decoded is one entry made into rows and dead letters.
+type decoded struct {
+	id    string
+	rows  []*bq.Row
+	dead  []feed.Dead
+	why   []string
+	n     int // messages or events in the entry
+	bytes int // about the bytes of its rows
+}
+
+// decode makes entry e into rows (and dead letters), marking it in flight.
+func (a *Adapter) decode(e feed.Entry) decoded {
 	a.mu.Lock()
 	a.inflight[e.ID] = true
 	a.mu.Unlock()
-	b.entries = append(b.entries, e.ID)
-	if e.Data == nil {
-		b.dead = append(b.dead, feed.Dead{Entry: e, Err: "entry has no field " + bus.ExportField})
-		b.deadWhy = append(b.deadWhy, "malformed")
-		return
+	d := decoded{id: e.ID}
+	d.rows, d.dead, d.why, d.n = decodeEntry(e, time.Now())
+	for _, r := range d.rows {
+		d.bytes += r.Size
 	}
-	ms, err := bus.DecodeBatch(e.Data)
+	if d.n > 0 {
+		a.mu.Lock()
+		a.perEntry += (float64(d.n) - a.perEntry) / 16
+		a.mu.Unlock()
+	}
+	return d
+}
+
+// put adds a decoded entry to b.
+func (a *Adapter) put(b *batch, d decoded) {
+	b.entries = append(b.entries, d.id)
+	b.ents = append(b.ents, entryRows{id: d.id, rows: d.rows})
+	b.dead = append(b.dead, d.dead...)
+	b.deadWhy = append(b.deadWhy, d.why...)
+	b.rows += len(d.rows)
+	b.bytes += d.bytes
+}
+
+// maxBatchBytes bounds a batch's rows whatever ADAPTER_BATCH_BYTES says: one append (or insertAll
+// request) per table takes at most 10 MB.
+const maxBatchBytes = 9 << 20
+
+// overflows reports whether adding d would take b's requests past what BigQuery takes.
+func (b *batch) overflows(d decoded) bool {
+	return len(b.entries) > 0 && b.bytes+d.bytes > maxBatchBytes
+}
+
+// decodeEntry returns the rows of entry e in order, a dead letter (with its metric reason) for
+// each part that cannot be a row, and how many messages or events e holds. The same entry always
+// gives the same rows: a plan is rebuilt from its entries.
+func decodeEntry(e feed.Entry, now time.Time) (rows []*bq.Row, dead []feed.Dead, why []string, n int) {
+	if e.Data == nil {
+		return nil, []feed.Dead{{Entry: e, Err: "entry has no field " + bus.ExportField + " or " + bus.PresenceField}}, []string{"malformed"}, 0
+	}
+	fail := func(err error) ([]*bq.Row, []feed.Dead, []string, int) {
+		return nil, []feed.Dead{{Entry: e, Err: err.Error()}}, []string{"malformed"}, 0
+	}
+	if e.Presence {
+		ps, err := bus.DecodePresenceBatch(e.Data)
+		if err == nil && len(ps) == 0 {
+			err = errors.New("entry holds no event")
+		}
+		if err != nil {
+			return fail(err)
+		}
+		all := make([]bq.Row, 0, len(ps))
+		for i := range ps {
+			r, err := bq.NewEventRow(&ps[i], now)
+			if err != nil {
+				one := bus.AppendPresence(bus.AppendBatchHeader(nil), &ps[i])
+				dead = append(dead, feed.Dead{Entry: feed.Entry{ID: e.ID, Data: one, Presence: true}, Err: err.Error()})
+				why = append(why, "invalid_row")
+				continue
+			}
+			all = append(all, r)
+		}
+		return pointers(all), dead, why, len(ps)
+	}
+	ms, err := bus.DecodeExportEntry(e.Data)
 	if err == nil && len(ms) == 0 {
 		err = errors.New("entry holds no message")
 	}
 	if err != nil {
-		b.dead = append(b.dead, feed.Dead{Entry: e, Err: err.Error()})
-		b.deadWhy = append(b.deadWhy, "malformed")
-		return
+		return fail(err)
 	}
-	a.mu.Lock()
-	a.perEntry += (float64(len(ms)) - a.perEntry) / 16
-	a.mu.Unlock()
-	now := time.Now()
+	all := make([]bq.Row, 0, len(ms))
 	for i := range ms {
-		row, err := bq.NewRow(&ms[i], now)
+		r, err := bq.NewRow(&ms[i], now)
 		if err != nil {
 			// The dead letter keeps this one message, as a one-message envelope batch.
 			one, _ := bus.AppendMessage(bus.AppendBatchHeader(nil), &ms[i])
-			b.dead = append(b.dead, feed.Dead{Entry: feed.Entry{ID: e.ID, Data: one}, Err: err.Error()})
-			b.deadWhy = append(b.deadWhy, "invalid_row")
+			dead = append(dead, feed.Dead{Entry: feed.Entry{ID: e.ID, Data: one}, Err: err.Error()})
+			why = append(why, "invalid_row")
 			continue
 		}
-		if b.ids[row.ID] {
-			a.m.Duplicates.WithLabelValues("batch").Inc()
-			continue
-		}
-		b.ids[row.ID] = true
-		b.rows = append(b.rows, row)
-		b.rowEntry = append(b.rowEntry, e.ID)
-		b.bytes += row.Size
+		all = append(all, r)
 	}
+	return pointers(all), dead, why, len(ms)
+}
+
+func pointers(rows []bq.Row) []*bq.Row {
+	out := make([]*bq.Row, len(rows))
+	for i := range rows {
+		out[i] = &rows[i]
+	}
+	return out
+}
+
+// flatten returns the rows of ents in order, each row id once (a broker that retried an XADD
+// wrote some messages twice) and none of skip, by table. The same entries and skip always give
+// the same rows.
+func flatten(ents []entryRows, skip map[string]bool) (out [2][]*bq.Row, entries [2][]string, dups int) {
+	n := 0
+	for _, e := range ents {
+		n += len(e.rows)
+	}
+	seen := make(map[bus.MessageID]struct{}, n)
+	for _, e := range ents {
+		for _, r := range e.rows {
+			if _, ok := seen[r.Key]; ok {
+				dups++
+				continue
+			}
+			seen[r.Key] = struct{}{}
+			if len(skip) == 0 || !skip[r.ID] {
+				out[r.Table] = append(out[r.Table], r)
+				entries[r.Table] = append(entries[r.Table], e.id)
+			}
+		}
+	}
+	return out, entries, dups
 }
 
 func (a *Adapter) forget(b *batch) {
@@ -365,192 +489,6 @@ func (a *Adapter) forget(b *batch) {
 	for _, id := range b.entries {
 		delete(a.inflight, id)
 	}
-}
-
-// write puts b into BigQuery and acknowledges its entries once every row of them is in the
-// table or in the dead-letter stream. It returns when that is done, or when ctx ends: then
-// nothing is acknowledged and the entries stay pending (their rows already written are found
-// by Existing when they are taken up again).
-func (a *Adapter) write(ctx context.Context, b *batch) {
-	defer a.forget(b)
-	notOurs := map[string]bool{} // entries another replica claimed meanwhile: not ours to ack
-	if !a.deadLetter(ctx, b.dead, b.deadWhy) {
-		return
-	}
-	// Rows this replica wrote recently (the broker exported the message twice).
-	var rows []bq.Row
-	var rowEntry []string
-	for i, r := range b.rows {
-		if a.seen.has(r.ID) {
-			a.m.Duplicates.WithLabelValues("cache").Inc()
-			continue
-		}
-		rows = append(rows, r)
-		rowEntry = append(rowEntry, b.rowEntry[i])
-	}
-	// Split on a request BigQuery refuses as a whole, until the bad rows stand alone.
-	stack := []part{{rows, rowEntry, b.recovered}}
-	for len(stack) > 0 {
-		if ctx.Err() != nil {
-			return
-		}
-		p := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for attempt := 1; len(p.rows) > 0; attempt++ {
-			if attempt > 1 && !sleep(ctx, a.backoff(attempt-1)) {
-				return
-			}
-			if attempt > 1 || b.recovered {
-				kept, err := a.f.Keep(ctx, uniq(p.entries))
-				if err != nil {
-					a.m.Retries.WithLabelValues("redis").Inc()
-					a.log.Warn().Err(err).Msg("checking entry ownership failed; retrying")
-					continue
-				}
-				p = p.filter(func(i int) bool {
-					if !kept[p.entries[i]] {
-						notOurs[p.entries[i]] = true
-						return false
-					}
-					return true
-				})
-			}
-			if p.uncertain && len(p.rows) > 0 {
-				found, err := a.existing(ctx, p.rows)
-				if err != nil {
-					a.m.Retries.WithLabelValues("uncertain").Inc()
-					a.log.Warn().Err(err).Msg("asking the table which rows it holds failed; retrying")
-					continue
-				}
-				before := len(p.rows)
-				p = p.filter(func(i int) bool { return !found[p.rows[i].ID] })
-				if n := before - len(p.rows); n > 0 {
-					a.m.Duplicates.WithLabelValues("table").Add(float64(n))
-				}
-				p.uncertain = false
-			}
-			if len(p.rows) == 0 {
-				break
-			}
-			rctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
-			start := time.Now()
-			err := a.bq.Insert(rctx, p.rows)
-			cancel()
-			if err == nil {
-				a.m.BatchTime.Observe(time.Since(start).Seconds())
-				a.m.BatchRows.Observe(float64(len(p.rows)))
-				a.m.Batches.Inc()
-				a.m.Rows.Add(float64(len(p.rows)))
-				for _, r := range p.rows {
-					a.seen.add(r.ID)
-				}
-				break
-			}
-			var ie *bq.InsertError
-			if errors.As(err, &ie) {
-				// Nothing was written; the refused rows go to the dead letters, the rest again.
-				bad := map[int]string{}
-				for _, re := range ie.Invalid {
-					bad[re.Index] = re.Reason
-				}
-				var dead []feed.Dead
-				p = p.filter(func(i int) bool {
-					if why, ok := bad[i]; ok {
-						dead = append(dead, rowDead(p.entries[i], p.rows[i], "bigquery: "+why))
-						return false
-					}
-					return true
-				})
-				if !a.deadLetter(ctx, dead, nil) {
-					return
-				}
-				attempt = 0 // the rest was refused only because of them: send it at once
-				continue
-			}
-			switch bq.Classify(err) {
-			case bq.Invalid:
-				if len(p.rows) == 1 {
-					if !a.deadLetter(ctx, []feed.Dead{rowDead(p.entries[0], p.rows[0], "bigquery: "+err.Error())}, nil) {
-						return
-					}
-					p.rows = nil
-					continue
-				}
-				a.m.Retries.WithLabelValues("invalid").Inc()
-				h := len(p.rows) / 2
-				stack = append(stack, part{p.rows[h:], p.entries[h:], p.uncertain}, part{p.rows[:h], p.entries[:h], p.uncertain})
-				p.rows = nil
-				a.log.Warn().Err(err).Int("rows", h*2).Msg("BigQuery refused the request; splitting it to find the bad rows")
-			case bq.Retry:
-				a.m.Retries.WithLabelValues("retry").Inc()
-				a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll refused; retrying")
-			default:
-				a.m.Retries.WithLabelValues("uncertain").Inc()
-				p.uncertain = true
-				a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll failed, outcome unknown; checking and retrying")
-			}
-		}
-	}
-	ack := make([]string, 0, len(b.entries))
-	for _, id := range b.entries {
-		if !notOurs[id] {
-			ack = append(ack, id)
-		}
-	}
-	a.retryRedis(ctx, "acknowledging entries", func() error { return a.f.Ack(ctx, ack) })
-}
-
-// rowDead is the dead letter of one row BigQuery refused: the entry, the message id, the error.
-func rowDead(entry string, r bq.Row, why string) feed.Dead {
-	return feed.Dead{Entry: feed.Entry{ID: entry, Fields: map[string]any{"message_id": r.ID}}, Err: why}
-}
-
-func uniq(ids []string) []string {
-	out := make([]string, 0, len(ids))
-	for i, id := range ids {
-		if i == 0 || id != ids[i-1] {
-			out = append(out, id)
-		}
-	}
-	return out
-}
-
-// part is a run of rows sent in one insertAll.
-type part struct {
-	rows      []bq.Row
-	entries   []string // entry id of each row
-	uncertain bool     // the rows may already be in the table
-}
-
-// filter returns p with the rows for which keep(i) holds.
-func (p part) filter(keep func(i int) bool) part {
-	var rows []bq.Row
-	var entries []string
-	for i := range p.rows {
-		if keep(i) {
-			rows = append(rows, p.rows[i])
-			entries = append(entries, p.entries[i])
-		}
-	}
-	p.rows, p.entries = rows, entries
-	return p
-}
-
-func (a *Adapter) existing(ctx context.Context, rows []bq.Row) (map[string]bool, error) {
-	ids := make([]string, len(rows))
-	from, to := rows[0].Published, rows[0].Published
-	for i, r := range rows {
-		ids[i] = r.ID
-		if r.Published.Before(from) {
-			from = r.Published
-		}
-		if r.Published.After(to) {
-			to = r.Published
-		}
-	}
-	qctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
-	defer cancel()
-	return a.bq.Existing(qctx, ids, from, to)
 }
 
 // deadLetter appends dead to the dead-letter stream (retrying until it works or ctx ends) and
@@ -609,32 +547,59 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// idCache remembers recently written message ids in two generations of at most n/2 each.
+// idCache remembers recently written row ids in two generations of at most n/2 each.
 type idCache struct {
 	mu       sync.Mutex
 	n        int
-	cur, old map[string]struct{}
+	cur, old map[bus.MessageID]struct{}
 }
 
 func newIDCache(n int) *idCache {
-	return &idCache{n: n, cur: map[string]struct{}{}}
+	return &idCache{n: n, cur: make(map[bus.MessageID]struct{}, n/2+1)}
 }
 
-func (c *idCache) add(id string) {
+// add remembers the ids of rows.
+func (c *idCache) add(rows [2][]*bq.Row) {
 	if c.n == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.cur) >= c.n/2+1 {
-		c.old, c.cur = c.cur, make(map[string]struct{}, len(c.cur))
+	for _, t := range rows {
+		for _, r := range t {
+			if len(c.cur) >= c.n/2+1 {
+				c.old, c.cur = c.cur, make(map[bus.MessageID]struct{}, c.n/2+1)
+			}
+			c.cur[r.Key] = struct{}{}
+		}
 	}
-	c.cur[id] = struct{}{}
 }
 
-func (c *idCache) has(id string) bool {
+// skip returns the row ids of ents this replica wrote recently, counting them.
+func (c *idCache) skip(ents []entryRows, m *Metrics) map[string]bool {
+	if c.n == 0 {
+		return nil
+	}
+	var out map[string]bool
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, e := range ents {
+		for _, r := range e.rows {
+			if c.hasLocked(r.Key) {
+				if out == nil {
+					out = map[string]bool{}
+				}
+				if !out[r.ID] {
+					m.Duplicates.WithLabelValues("cache").Inc()
+				}
+				out[r.ID] = true
+			}
+		}
+	}
+	return out
+}
+
+func (c *idCache) hasLocked(id bus.MessageID) bool {
 	if _, ok := c.cur[id]; ok {
 		return true
 	}

@@ -10,8 +10,10 @@ type Metrics struct {
 	BatchRows   prometheus.Histogram
 	Retries     *prometheus.CounterVec // by class: retry, uncertain, invalid, redis
 	DeadLetters *prometheus.CounterVec // by reason: malformed, invalid_row, refused
-	Duplicates  *prometheus.CounterVec // by where: batch, cache, table
+	Duplicates  *prometheus.CounterVec // by where: batch, cache, table, offset
 	Claimed     prometheus.Counter
+	Recovered   *prometheus.CounterVec // plans completed by a replica other than their planner's slot, by how
+	Streams     prometheus.Counter
 	Trimmed     prometheus.Counter
 	Lag         prometheus.Gauge
 	LagSeconds  prometheus.Gauge
@@ -24,17 +26,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Rows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rows_written_total",
 			Help: "Rows BigQuery confirmed."}),
 		Batches: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "batches_total",
-			Help: "insertAll requests BigQuery confirmed."}),
+			Help: "Appends (Storage Write API) or insertAll requests BigQuery confirmed."}),
 		BatchTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_seconds",
-			Help: "Duration of one insertAll request that succeeded.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+			Help: "Duration of one append or insertAll request that succeeded.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "batch_rows",
-			Help: "Rows in one confirmed insertAll request.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
+			Help: "Rows in one confirmed append or insertAll request.", Buckets: prometheus.ExponentialBuckets(1, 4, 9)}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "retries_total",
 			Help: "Failed attempts that were retried, by class (retry: refused, uncertain: may have been applied, invalid: split, redis)."}, []string{"class"}),
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
 			Help: "Entries moved to the dead-letter stream, by reason."}, []string{"reason"}),
 		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "duplicates_skipped_total",
-			Help: "Entries not written because their message id was already written (in the same batch, recently by this replica, or found in the table)."}, []string{"where"}),
+			Help: "Rows not written because their id was already written: in the same batch, recently by this replica, found in the table (insertAll), or at the plan's stream offset (Storage Write API: ALREADY_EXISTS)."}, []string{"where"}),
+		Recovered: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "plans_recovered_total",
+			Help: "Parts of write plans completed after a restart or a claim, by how: append (at the plan's offset; written or already there), finalized (decided by the stream's final row count), query (the stream was gone: the table was asked)."}, []string{"how"}),
+		Streams: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "write_streams_created_total",
+			Help: "Committed write streams created (Storage Write API)."}),
 		Claimed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "claimed_total",
 			Help: "Entries taken over from a replica that left them pending (XAUTOCLAIM)."}),
 		Trimmed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "trimmed_total",
@@ -46,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Rows, m.Batches, m.BatchTime, m.BatchRows, m.Retries, m.DeadLetters, m.Duplicates,
-			m.Claimed, m.Trimmed, m.Lag, m.LagSeconds)
+			m.Claimed, m.Trimmed, m.Lag, m.LagSeconds, m.Recovered, m.Streams)
 	}
 	return m
 }

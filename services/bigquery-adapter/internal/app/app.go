@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -55,7 +56,8 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 
 	client, err := bq.New(ctx, bq.Options{Project: cfg.Project, Dataset: cfg.Dataset, Table: cfg.Table,
-		Location: cfg.Location, Endpoint: cfg.Endpoint, CreateTable: cfg.CreateTable})
+		EventsTable: cfg.EventsTable, Location: cfg.Location, Endpoint: cfg.Endpoint, GRPCEndpoint: cfg.GRPCEndpoint,
+		CreateTable: cfg.CreateTable, API: bq.API(cfg.API)})
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -148,11 +150,18 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info().Str("http_addr", ln.Addr().String()).Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).
-		Str("table", cfg.Project+"."+cfg.Dataset+"."+cfg.Table).Str("endpoint", cfg.Endpoint).Msg("BigQuery adapter started")
+		Str("table", cfg.Project+"."+cfg.Dataset+"."+cfg.Table).Str("events_table", cfg.EventsTable).
+		Str("api", cfg.API).Str("endpoint", cfg.Endpoint).Msg("BigQuery adapter started")
 
 	runDone := make(chan error, 1)
 	go func() { runDone <- ad.Run(ctx) }()

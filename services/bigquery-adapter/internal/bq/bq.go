@@ -1,60 +1,89 @@
-// Package bq is the adapter's side of BigQuery: creating or checking the table, inserting rows
-// with tabledata.insertAll (insert id = message id), asking which message ids a table already
-// holds, and sorting errors into retryable, uncertain and permanent.
+// Package bq is the adapter's side of BigQuery: creating or checking the two tables (messages
+// and presence events), turning exported messages and events into rows, writing them with the
+// Storage Write API (committed streams, appends at explicit offsets: write.go) or with the legacy
+// tabledata.insertAll (insert id = row id), asking which row ids a table already holds, and
+// sorting errors into retryable, uncertain and permanent.
 //
-// Rows are inserted with one insertAll call per attempt and no retry underneath. The client
-// library's Inserter retries 5xx and network errors on its own; when such a first attempt was
-// applied but its answer lost, the retry writes the rows again wherever BigQuery's best-effort
-// insertId deduplication does not catch it (always in the local emulator, which ignores insert
-// ids), and the adapter would not even learn that the outcome was uncertain. So the adapter calls
-// the same REST method through the generated service the library itself uses
-// (google.golang.org/api/bigquery/v2), built with the same options, and does its own retries,
-// checking before each retry of an uncertain attempt which rows already arrived (Existing).
+// insertAll is called once per attempt with no retry underneath. The client library's Inserter
+// retries 5xx and network errors on its own; when such a first attempt was applied but its answer
+// lost, the retry writes the rows again wherever BigQuery's best-effort insertId deduplication
+// does not catch it (always in the local emulator, which ignores insert ids), and the adapter
+// would not even learn that the outcome was uncertain. So the adapter calls the same REST method
+// through the generated service the library itself uses (google.golang.org/api/bigquery/v2),
+// built with the same options, and does its own retries, checking before each retry of an
+// uncertain attempt which rows already arrived (Existing).
 package bq
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"cloud.google.com/go/bigquery"
+	storage "cloud.google.com/go/bigquery/storage/apiv1"
+	"cloud.google.com/go/bigquery/storage/managedwriter"
 	bqv2 "google.golang.org/api/bigquery/v2"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/services/bigquery-adapter/internal/schema"
+)
+
+// API names how rows are written.
+type API string
+
+// The write APIs.
+const (
+	// StorageWrite: the BigQuery Storage Write API (gRPC), committed streams with offsets.
+	StorageWrite API = "storage"
+	// InsertAll: the legacy tabledata.insertAll (REST, JSON).
+	InsertAll API = "insertall"
 )
 
 // Options configure a Client.
 type Options struct {
-	// Project of the table and of the query jobs; empty: detected from the environment.
-	Project, Dataset, Table string
+	// Project of the tables and of the query jobs; empty: detected from the environment.
+	Project, Dataset string
+	// Table (messages) and EventsTable (presence) are the two tables' ids.
+	Table, EventsTable string
 	// Location of a dataset created by Setup ("" = BigQuery's default).
 	Location string
 	// Endpoint, when set, is the REST endpoint (the emulator) and authentication is off;
-	// otherwise Application Default Credentials are used.
-	Endpoint string
-	// CreateTable lets Setup create a missing dataset and table.
+	// otherwise Application Default Credentials are used. GRPCEndpoint is the Storage Write
+	// API's host:port then (plain text, no authentication).
+	Endpoint, GRPCEndpoint string
+	// CreateTable lets Setup create a missing dataset and tables.
 	CreateTable bool
+	// API is how rows are written (default StorageWrite).
+	API API
 }
 
-// Client writes rows to one table.
+// Client writes rows to the two tables.
 type Client struct {
-	o     Options
-	bq    *bigquery.Client
-	svc   *bqv2.Service
-	table *bigquery.Table
+	o      Options
+	ctx    context.Context // lives until Close: the Write API's connections
+	cancel context.CancelFunc
+	bq     *bigquery.Client
+	svc    *bqv2.Service
+	mw     *managedwriter.Client        // nil unless API is StorageWrite
+	raw    *storage.BigQueryWriteClient // FinalizeWriteStream, which mw does not offer
+	enc    [numTables]*Encoder
 }
 
 // New makes the clients. It does not contact BigQuery.
 func New(ctx context.Context, o Options) (*Client, error) {
+	if o.EventsTable == "" {
+		o.EventsTable = "events"
+	}
+	if o.API == "" {
+		o.API = StorageWrite
+	}
 	opts := []option.ClientOption{option.WithScopes(bigquery.Scope)}
 	if o.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(o.Endpoint), option.WithoutAuthentication())
@@ -63,30 +92,95 @@ func New(ctx context.Context, o Options) (*Client, error) {
 	if project == "" {
 		project = bigquery.DetectProjectID // from the credentials or the metadata server (GKE)
 	}
-	c, err := bigquery.NewClient(ctx, project, opts...)
-	if err != nil {
+	c := &Client{}
+	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	var err error
+	if c.bq, err = bigquery.NewClient(ctx, project, opts...); err != nil {
+		c.cancel()
 		return nil, fmt.Errorf("bigquery client: %w", err)
 	}
-	o.Project = c.Project()
-	svc, err := bqv2.NewService(ctx, opts...)
-	if err != nil {
+	o.Project = c.bq.Project()
+	c.o = o
+	if c.svc, err = bqv2.NewService(ctx, opts...); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("bigquery service: %w", err)
 	}
-	return &Client{o: o, bq: c, svc: svc, table: c.Dataset(o.Dataset).Table(o.Table)}, nil
+	for t := Table(0); t < numTables; t++ {
+		if c.enc[t], err = NewEncoder(t); err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
+	if o.API == StorageWrite {
+		var mwOpts []option.ClientOption
+		if o.Endpoint != "" {
+			if o.GRPCEndpoint == "" {
+				_ = c.Close()
+				return nil, errors.New("bq: the Storage Write API needs the emulator's gRPC endpoint too")
+			}
+			mwOpts = append(mwOpts, option.WithEndpoint(o.GRPCEndpoint), option.WithoutAuthentication(),
+				option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
+		}
+		if c.mw, err = managedwriter.NewClient(c.ctx, o.Project, mwOpts...); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("bigquery write client: %w", err)
+		}
+		if c.raw, err = storage.NewBigQueryWriteClient(c.ctx, mwOpts...); err != nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("bigquery write client: %w", err)
+		}
+	}
+	return c, nil
 }
 
-// Close releases the clients.
-func (c *Client) Close() error { return c.bq.Close() }
-
-// TableID returns the table as `project.dataset.table`, for queries.
-func (c *Client) TableID() string {
-	return fmt.Sprintf("`%s.%s.%s`", c.o.Project, c.o.Dataset, c.o.Table)
+// Close releases the clients and the Write API's connections.
+func (c *Client) Close() error {
+	c.cancel()
+	if c.mw != nil {
+		_ = c.mw.Close()
+	}
+	if c.raw != nil {
+		_ = c.raw.Close()
+	}
+	return c.bq.Close()
 }
 
-// Setup makes sure the table exists with schema.json's schema: it creates the dataset and the
-// table (partitioned by DATE(published_at), clustered by topic) when they are missing and
-// CreateTable is set, and otherwise compares the existing table's schema (ErrSchema).
+// API returns how rows are written.
+func (c *Client) API() API { return c.o.API }
+
+func (c *Client) tableName(t Table) string {
+	if t == Events {
+		return c.o.EventsTable
+	}
+	return c.o.Table
+}
+
+// TableID returns table t as `project.dataset.table`, for queries.
+func (c *Client) TableID(t Table) string {
+	return fmt.Sprintf("`%s.%s.%s`", c.o.Project, c.o.Dataset, c.tableName(t))
+}
+
+// tableSpec is how Setup creates a table.
+type tableSpec struct {
+	schema    bigquery.Schema
+	partition string   // the TIMESTAMP column whose date partitions the table
+	cluster   []string // clustering columns
+	about     string
+}
+
+func specOf(t Table) tableSpec {
+	if t == Events {
+		return tableSpec{schema.Events(), "occurred_at", []string{"client_id"},
+			"MQTT device presence: every CONNECT and disconnect with its cause; schema: services/bigquery-adapter/internal/schema/events.json."}
+	}
+	return tableSpec{schema.Schema(), "published_at", []string{"topic", "client_id"},
+		"Exported MQTT messages; schema: services/bigquery-adapter/internal/schema/schema.json."}
+}
+
+// Setup makes sure both tables exist with their schema files' schemas: it creates the dataset
+// and the tables (messages partitioned by DATE(published_at) and clustered by topic and client
+// id; events partitioned by DATE(occurred_at) and clustered by client id) when they are missing
+// and CreateTable is set, and otherwise compares an existing table's schema (ErrSchema).
 func (c *Client) Setup(ctx context.Context) error {
 	ds := c.bq.Dataset(c.o.Dataset)
 	if _, err := ds.Metadata(ctx); err != nil {
@@ -97,27 +191,38 @@ func (c *Client) Setup(ctx context.Context) error {
 			return fmt.Errorf("creating dataset %s: %w", c.o.Dataset, err)
 		}
 	}
-	want := schema.Schema()
-	md, err := c.table.Metadata(ctx)
-	if err != nil {
-		if !isNotFound(err) || !c.o.CreateTable {
-			return fmt.Errorf("table %s: %w", c.o.Table, err)
-		}
-		err = c.table.Create(ctx, &bigquery.TableMetadata{
-			Schema:           want,
-			TimePartitioning: &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: "published_at"},
-			Clustering:       &bigquery.Clustering{Fields: []string{"topic"}},
-			Description:      "Exported MQTT messages; schema: services/bigquery-adapter/internal/schema/schema.json.",
-		})
-		if err != nil && !isAlreadyExists(err) {
-			return fmt.Errorf("creating table %s: %w", c.o.Table, err)
-		}
-		if md, err = c.table.Metadata(ctx); err != nil {
-			return fmt.Errorf("table %s: %w", c.o.Table, err)
+	for t := Table(0); t < numTables; t++ {
+		if err := c.setupTable(ctx, t); err != nil {
+			return err
 		}
 	}
-	if err := schema.Check(want, md.Schema); err != nil {
-		return fmt.Errorf("%w: %w", ErrSchema, err)
+	return nil
+}
+
+func (c *Client) setupTable(ctx context.Context, t Table) error {
+	name := c.tableName(t)
+	table := c.bq.Dataset(c.o.Dataset).Table(name)
+	spec := specOf(t)
+	md, err := table.Metadata(ctx)
+	if err != nil {
+		if !isNotFound(err) || !c.o.CreateTable {
+			return fmt.Errorf("table %s: %w", name, err)
+		}
+		err = table.Create(ctx, &bigquery.TableMetadata{
+			Schema:           spec.schema,
+			TimePartitioning: &bigquery.TimePartitioning{Type: bigquery.DayPartitioningType, Field: spec.partition},
+			Clustering:       &bigquery.Clustering{Fields: spec.cluster},
+			Description:      spec.about,
+		})
+		if err != nil && !isAlreadyExists(err) {
+			return fmt.Errorf("creating table %s: %w", name, err)
+		}
+		if md, err = table.Metadata(ctx); err != nil {
+			return fmt.Errorf("table %s: %w", name, err)
+		}
+	}
+	if err := schema.Check(spec.schema, md.Schema); err != nil {
+		return fmt.Errorf("%w: table %s: %w", ErrSchema, name, err)
 	}
 	return nil
 }
@@ -125,87 +230,10 @@ func (c *Client) Setup(ctx context.Context) error {
 // ErrSchema: the table exists with another schema.
 var ErrSchema = errors.New("bq: table schema does not match")
 
-// Ping reads the table's metadata: BigQuery is reachable and the table is there.
+// Ping reads the messages table's metadata: BigQuery is reachable and the table is there.
 func (c *Client) Ping(ctx context.Context) error {
-	_, err := c.table.Metadata(ctx)
+	_, err := c.bq.Dataset(c.o.Dataset).Table(c.o.Table).Metadata(ctx)
 	return err
-}
-
-// Row is one message ready for insertAll.
-type Row struct {
-	ID        string // message id: insertId and message_id
-	Published time.Time
-	JSON      map[string]bqv2.JsonValue
-	Size      int // approximate bytes of the row in the request
-}
-
-// BigQuery's TIMESTAMP range.
-var (
-	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
-)
-
-// ErrInvalidRow is wrapped by NewRow for a message BigQuery would refuse.
-var ErrInvalidRow = errors.New("bq: message cannot be a row")
-
-const tsLayout = "2006-01-02T15:04:05.000000Z"
-
-// NewRow turns an exported message into a row. payload is sent as BYTES (any bytes) and, when
-// it is valid UTF-8, also as payload_text. It fails (ErrInvalidRow) for what BigQuery refuses:
-// no id, no topic, a time outside TIMESTAMP's range.
-func NewRow(m *bus.Message, ingested time.Time) (Row, error) {
-	if m.ID.IsZero() {
-		return Row{}, fmt.Errorf("%w: no message id", ErrInvalidRow)
-	}
-	if m.Topic == "" {
-		return Row{}, fmt.Errorf("%w: empty topic", ErrInvalidRow)
-	}
-	pub := time.Unix(0, m.Created).UTC()
-	if m.Created <= 0 || pub.Before(minTime) || pub.After(maxTime) {
-		return Row{}, fmt.Errorf("%w: published time %d ns out of range", ErrInvalidRow, m.Created)
-	}
-	if !utf8.ValidString(m.Topic) || !utf8.ValidString(m.ClientID) || !utf8.ValidString(m.Username) ||
-		!utf8.ValidString(m.Origin) || !utf8.ValidString(m.ContentType) {
-		return Row{}, fmt.Errorf("%w: a string column is not UTF-8", ErrInvalidRow)
-	}
-	id := m.ID.String()
-	props := make([]any, len(m.UserProperties))
-	size := 200 + len(id) + len(m.Origin) + len(m.ClientID) + len(m.Username) + 2*len(m.Topic) +
-		len(m.ContentType) + base64.StdEncoding.EncodedLen(len(m.Payload))
-	for i, p := range m.UserProperties {
-		if !utf8.ValidString(p.Key) || !utf8.ValidString(p.Value) {
-			return Row{}, fmt.Errorf("%w: user property %d is not UTF-8", ErrInvalidRow, i)
-		}
-		props[i] = map[string]any{"key": p.Key, "value": p.Value}
-		size += 30 + len(p.Key) + len(p.Value)
-	}
-	j := map[string]bqv2.JsonValue{
-		"message_id":      id,
-		"broker_id":       nullable(m.Origin),
-		"client_id":       m.ClientID,
-		"username":        nullable(m.Username),
-		"topic":           m.Topic,
-		"qos":             int(m.QoS),
-		"retain":          m.Retain,
-		"payload":         base64.StdEncoding.EncodeToString(m.Payload),
-		"payload_text":    nil,
-		"content_type":    nullable(m.ContentType),
-		"user_properties": props,
-		"published_at":    pub.Format(tsLayout),
-		"ingested_at":     ingested.UTC().Format(tsLayout),
-	}
-	if utf8.Valid(m.Payload) {
-		j["payload_text"] = string(m.Payload)
-		size += len(m.Payload)
-	}
-	return Row{ID: id, Published: pub, JSON: j, Size: size}, nil
-}
-
-func nullable(s string) bqv2.JsonValue {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 // RowError is one row BigQuery refused for good.
@@ -223,14 +251,18 @@ func (e *InsertError) Error() string {
 	return fmt.Sprintf("bq: insertAll refused %d rows (first: row %d: %s)", len(e.Invalid), e.Invalid[0].Index, e.Invalid[0].Reason)
 }
 
-// Insert sends rows in one insertAll request, without retrying. nil means BigQuery stored
-// every row. An *InsertError lists refused rows; any other error is sorted by Classify.
-func (c *Client) Insert(ctx context.Context, rows []Row) error {
-	req := &bqv2.TableDataInsertAllRequest{Rows: make([]*bqv2.TableDataInsertAllRequestRows, len(rows))}
-	for i := range rows {
-		req.Rows[i] = &bqv2.TableDataInsertAllRequestRows{InsertId: rows[i].ID, Json: rows[i].JSON}
+// Insert sends rows (all of one table) in one insertAll request, without retrying. nil means
+// BigQuery stored every row. An *InsertError lists refused rows; any other error is sorted by
+// Classify.
+func (c *Client) Insert(ctx context.Context, rows []*Row) error {
+	if len(rows) == 0 {
+		return nil
 	}
-	res, err := c.svc.Tabledata.InsertAll(c.o.Project, c.o.Dataset, c.o.Table, req).Context(ctx).Do()
+	req := &bqv2.TableDataInsertAllRequest{Rows: make([]*bqv2.TableDataInsertAllRequestRows, len(rows))}
+	for i, r := range rows {
+		req.Rows[i] = &bqv2.TableDataInsertAllRequestRows{InsertId: r.ID, Json: r.JSON()}
+	}
+	res, err := c.svc.Tabledata.InsertAll(c.o.Project, c.o.Dataset, c.tableName(rows[0].Table), req).Context(ctx).Do()
 	if err != nil {
 		return err
 	}
@@ -260,20 +292,22 @@ func (c *Client) Insert(ctx context.Context, rows []Row) error {
 // ErrUncertain marks an error after which BigQuery may or may not hold the rows.
 var ErrUncertain = errors.New("bq: outcome unknown")
 
-// Existing returns which of ids the table holds, looking at the rows published between from
-// and to (the batch's own window, which BigQuery reads from the partitions concerned only).
+// Existing returns which of ids table t holds, looking at the rows published (events: that
+// occurred) between from and to (the batch's own window, which BigQuery reads from the
+// partitions concerned only).
 //
 // The query lists the window's message ids and the adapter intersects them with ids itself.
 // Asking for the ids directly is what BigQuery would do best, but the emulator evaluates
 // IN UNNEST(@ids), a literal IN list and a JOIN on UNNEST row by row against every value (about a
 // minute for 2,000 ids against 40,000 rows), while a time window takes milliseconds; a batch's
 // window holds about as many rows as the batches written alongside it.
-func (c *Client) Existing(ctx context.Context, ids []string, from, to time.Time) (map[string]bool, error) {
+func (c *Client) Existing(ctx context.Context, t Table, ids []string, from, to time.Time) (map[string]bool, error) {
 	want := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		want[id] = true
 	}
-	q := c.bq.Query("SELECT message_id FROM " + c.TableID() + " WHERE published_at BETWEEN @from AND @to")
+	spec := specOf(t)
+	q := c.bq.Query("SELECT " + spec.schema[0].Name + " FROM " + c.TableID(t) + " WHERE " + spec.partition + " BETWEEN @from AND @to")
 	q.Parameters = []bigquery.QueryParameter{
 		{Name: "from", Value: from.Add(-time.Millisecond)},
 		{Name: "to", Value: to.Add(time.Millisecond)},

@@ -20,8 +20,14 @@ import (
 func newClient(t *testing.T) (*Client, *bqtest.Emulator) {
 	t.Helper()
 	emu := bqtest.Start(t, "test")
+	return newClientOn(t, emu), emu
+}
+
+// newClientOn makes a client of emu's tables (created on first use) for both write APIs.
+func newClientOn(t *testing.T, emu *bqtest.Emulator) *Client {
+	t.Helper()
 	c, err := New(context.Background(), Options{Project: "test", Dataset: "mqtt", Table: "messages",
-		Endpoint: emu.Endpoint, CreateTable: true})
+		Endpoint: emu.Endpoint, GRPCEndpoint: emu.GRPCAddr, CreateTable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +38,7 @@ func newClient(t *testing.T) (*Client, *bqtest.Emulator) {
 	if err := c.Setup(context.Background()); err != nil { // the table exists: its schema is checked
 		t.Fatalf("second Setup: %v", err)
 	}
-	return c, emu
+	return c
 }
 
 // TestEmulatorIgnoresInsertID records why the adapter cannot rely on insertId alone: the
@@ -47,7 +53,7 @@ func TestEmulatorIgnoresInsertID(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i := 0; i < 2; i++ {
-		if err := c.Insert(ctx, []Row{r}); err != nil {
+		if err := c.Insert(ctx, []*Row{&r}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +62,7 @@ func TestEmulatorIgnoresInsertID(t *testing.T) {
 		t.Fatalf("%v rows for one insert id sent twice: the emulator deduplicates now; revisit the adapter's doc", n)
 	}
 	other := bus.Message{ID: bus.NewMessageID(), Topic: "t", Created: time.Now().UnixNano()}
-	found, err := c.Existing(ctx, []string{r.ID, other.ID.String()}, r.Published, r.Published)
+	found, err := c.Existing(ctx, Messages, []string{r.ID, other.ID.String()}, r.At, r.At)
 	if err != nil || !found[r.ID] || len(found) != 1 {
 		t.Fatalf("Existing: %v %v", found, err)
 	}
@@ -70,9 +76,9 @@ func TestNewRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.JSON["payload"] != "/w==" || r.JSON["payload_text"] != nil || r.JSON["username"] != nil ||
-		r.JSON["published_at"] != "2026-01-02T03:04:05.678901Z" || r.JSON["qos"] != 2 || r.ID != m.ID.String() {
-		t.Fatalf("%+v", r.JSON)
+	if j := r.JSON(); j["payload"] != "/w==" || j["payload_text"] != nil || j["payload_json"] != nil || j["username"] != nil ||
+		j["published_at"] != "2026-01-02T03:04:05.678901Z" || j["qos"] != 2 || r.ID != m.ID.String() {
+		t.Fatalf("%+v", j)
 	}
 	for name, bad := range map[string]bus.Message{
 		"no id":    {Topic: "t", Created: 1},
@@ -119,7 +125,7 @@ func TestSetupRefusesAnotherSchema(t *testing.T) {
 		{Name: "topic", Type: bigquery.StringFieldType}, {Name: "message", Type: bigquery.StringFieldType}}}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(ctx, Options{Project: "test", Dataset: "mqtt", Table: "messages", Endpoint: emu.Endpoint, CreateTable: true})
+	c, err := New(ctx, Options{Project: "test", Dataset: "mqtt", Table: "messages", Endpoint: emu.Endpoint, GRPCEndpoint: emu.GRPCAddr, CreateTable: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Package bqtest runs the local BigQuery emulator (github.com/goccy/bigquery-emulator, built by
-// `scripts/deps.sh bq` into the tools cache) as a real process for tests, and puts a
-// fault-injecting HTTP proxy in front of it.
+// `scripts/deps.sh bq` into the tools cache) as a real process for tests, and puts fault-injecting
+// proxies in front of it: HTTP for the REST API (FaultProxy), gRPC for the Storage Write API
+// (GRPCFaultProxy).
 //
 // A test that needs the emulator is skipped, saying so, only when the binary is absent; `make
 // test` builds it first, so in CI it is always there.
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -153,6 +155,8 @@ type FaultProxy struct {
 	before, after atomic.Int64
 
 	Requests, FailedBefore, FailedAfter atomic.Int64
+	// Queries counts query jobs asked through the proxy (jobs.query, jobs.insert).
+	Queries atomic.Int64
 }
 
 // StartFaultProxy starts a proxy to target (an http:// URL) on a free loopback port.
@@ -178,6 +182,9 @@ func (p *FaultProxy) SetFaults(before, after float64) {
 
 func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.Requests.Add(1)
+	if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/queries") || strings.HasSuffix(r.URL.Path, "/jobs")) {
+		p.Queries.Add(1)
+	}
 	roll := rand.Int64N(1000)
 	before, after := p.before.Load(), p.after.Load()
 	if roll < before {

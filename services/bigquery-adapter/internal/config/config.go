@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"time"
@@ -43,15 +44,24 @@ type Config struct {
 	// Project is the Google Cloud project of the table (and of the query jobs). Empty: the
 	// project of the credentials or of the metadata server (GKE); required with Endpoint.
 	Project string `envconfig:"BIGQUERY_PROJECT"`
-	// Dataset and Table name the table the rows go to.
-	Dataset string `envconfig:"BIGQUERY_DATASET" default:"mqtt"`
-	Table   string `envconfig:"BIGQUERY_TABLE" default:"messages"`
+	// Dataset, Table and EventsTable name the tables: messages, and presence (connects and
+	// disconnects).
+	Dataset     string `envconfig:"BIGQUERY_DATASET" default:"mqtt"`
+	Table       string `envconfig:"BIGQUERY_TABLE" default:"messages"`
+	EventsTable string `envconfig:"BIGQUERY_EVENTS_TABLE" default:"events"`
+	// API is how rows are written: storage (the Storage Write API, gRPC: committed streams with
+	// offsets, exactly-once without queries) or insertall (the legacy tabledata.insertAll over
+	// HTTP/1.1 REST, for networks that let no gRPC/HTTP2 through to bigquerystorage.googleapis.com).
+	API string `envconfig:"BIGQUERY_API" default:"storage"`
 	// Location is where a missing dataset is created (empty: BigQuery's default, US).
 	Location string `envconfig:"BIGQUERY_LOCATION"`
 	// Endpoint overrides the BigQuery REST endpoint (the local emulator: http://127.0.0.1:9050)
 	// and turns authentication off. Empty: Google's endpoint with Application Default
 	// Credentials (Workload Identity in GKE).
 	Endpoint string `envconfig:"BIGQUERY_ENDPOINT"`
+	// GRPCEndpoint is the emulator's Storage Write API address (host:port, plain text), needed
+	// with Endpoint when API is storage. Empty without Endpoint: Google's.
+	GRPCEndpoint string `envconfig:"BIGQUERY_GRPC_ENDPOINT"`
 	// CreateTable creates the dataset and the table when they are missing; otherwise a missing
 	// table keeps the adapter not ready. An existing table's schema is always checked.
 	CreateTable bool `envconfig:"CREATE_TABLE" default:"true"`
@@ -85,6 +95,8 @@ type Config struct {
 
 	// HTTPAddr is where /healthz, /readyz and /metrics are served.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091"`
+	// Pprof serves /debug/pprof on the HTTP listener.
+	Pprof bool `envconfig:"PPROF" default:"false"`
 	// LogLevel is trace, debug, info, warn or error.
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info"`
 	// LogFormat is auto (console on a terminal, JSON otherwise), json or console.
@@ -138,6 +150,20 @@ func (c Config) Validate() error {
 	if c.Table == "" {
 		return v("BIGQUERY_TABLE", errors.New("must not be empty"))
 	}
+	if c.EventsTable == "" || c.EventsTable == c.Table {
+		return v("BIGQUERY_EVENTS_TABLE", fmt.Errorf("must be set and differ from ADAPTER_BIGQUERY_TABLE, got %q", c.EventsTable))
+	}
+	if c.API != "storage" && c.API != "insertall" {
+		return v("BIGQUERY_API", fmt.Errorf("want storage or insertall, got %q", c.API))
+	}
+	if c.GRPCEndpoint != "" {
+		if _, port, err := net.SplitHostPort(c.GRPCEndpoint); err != nil || port == "" {
+			return v("BIGQUERY_GRPC_ENDPOINT", fmt.Errorf("want host:port, got %q", c.GRPCEndpoint))
+		}
+		if c.Endpoint == "" {
+			return v("BIGQUERY_GRPC_ENDPOINT", errors.New("is for an emulator: set ADAPTER_BIGQUERY_ENDPOINT too"))
+		}
+	}
 	if c.Endpoint != "" {
 		if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return v("BIGQUERY_ENDPOINT", fmt.Errorf("want an http(s) URL, got %q", c.Endpoint))
@@ -147,7 +173,7 @@ func (c Config) Validate() error {
 		return v("BATCH_ROWS", fmt.Errorf("want 1 to 50000 (insertAll's limit), got %d", c.BatchRows))
 	}
 	if c.BatchBytes < 1024 || c.BatchBytes > 9<<20 {
-		return v("BATCH_BYTES", fmt.Errorf("want 1024 to 9437184 (insertAll takes 10 MB a request), got %d", c.BatchBytes))
+		return v("BATCH_BYTES", fmt.Errorf("want 1024 to 9437184 (insertAll and an append take 10 MB a request), got %d", c.BatchBytes))
 	}
 	pos := []struct {
 		name string
@@ -181,6 +207,9 @@ func (c Config) Validate() error {
 	// Last, so that a bad value elsewhere is reported even where the project is not set yet.
 	if c.Project == "" && c.Endpoint != "" {
 		return v("BIGQUERY_PROJECT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT (the emulator's project)"))
+	}
+	if c.Endpoint != "" && c.API == "storage" && c.GRPCEndpoint == "" {
+		return v("BIGQUERY_GRPC_ENDPOINT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT for the Storage Write API (the emulator's gRPC port), or set ADAPTER_BIGQUERY_API=insertall"))
 	}
 	return nil
 }

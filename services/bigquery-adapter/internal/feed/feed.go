@@ -1,7 +1,8 @@
 // Package feed is the adapter's side of the Redis export stream (bus.Names.Export): a consumer
 // group shared by every adapter replica, reading new entries and the replica's own pending ones,
-// claiming entries a dead replica left pending (XAUTOCLAIM), acknowledging entries once BigQuery
-// holds their rows, parking refused entries in the dead-letter stream, and measuring the lag.
+// claiming entries a dead replica left pending (XAUTOCLAIM), recording the exactly-once plans of
+// entries (plans.go), acknowledging entries once BigQuery holds their rows, parking refused
+// entries in the dead-letter stream, and measuring the lag.
 package feed
 
 import (
@@ -34,17 +35,44 @@ type Options struct {
 
 // Feed reads the export stream for one consumer. Safe for concurrent use.
 type Feed struct {
-	o            Options
-	c            redis.UniversalClient
-	stream, dead string
+	o                   Options
+	c                   redis.UniversalClient
+	stream, dead, plans string
 }
 
 // Entry is one stream entry.
 type Entry struct {
-	ID   string
-	Data []byte // the envelope (field bus.ExportField); nil when the entry has none
-	// Fields holds the entry's fields when it has no envelope, for the dead-letter stream.
+	ID string
+	// Data is the entry's batch: an envelope batch of messages (field bus.ExportField) or, with
+	// Presence set, a presence batch (field bus.PresenceField); nil when the entry has neither.
+	Data     []byte
+	Presence bool
+	// Fields holds the entry's fields when it has no batch, for the dead-letter stream.
 	Fields map[string]any
+}
+
+// Field returns the stream field e's batch travels in.
+func (e *Entry) Field() string {
+	if e.Presence {
+		return bus.PresenceField
+	}
+	return bus.ExportField
+}
+
+// entryOf makes an Entry of one stream entry's fields: one batch field, or anything else kept
+// as it is for the dead-letter stream.
+func entryOf(id string, values map[string]any) Entry {
+	e := Entry{ID: id}
+	if len(values) == 1 {
+		for k, v := range values {
+			if s, ok := v.(string); ok && (k == bus.ExportField || k == bus.PresenceField) {
+				e.Data, e.Presence = []byte(s), k == bus.PresenceField
+				return e
+			}
+		}
+	}
+	e.Fields = values
+	return e
 }
 
 // New makes the Redis client; it connects lazily.
@@ -69,7 +97,7 @@ func New(o Options) *Feed {
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	o.Conn.UniversalClient(uo)
-	return &Feed{o: o, c: redis.NewUniversalClient(uo), stream: names.Export(), dead: names.ExportDeadLetter()}
+	return &Feed{o: o, c: redis.NewUniversalClient(uo), stream: names.Export(), dead: names.ExportDeadLetter(), plans: names.ExportPlans()}
 }
 
 // Close closes the client.
@@ -96,13 +124,7 @@ func (f *Feed) EnsureGroup(ctx context.Context) error {
 func entries(msgs []redis.XMessage) []Entry {
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {
-		e := Entry{ID: m.ID}
-		if v, ok := m.Values[bus.ExportField].(string); ok && len(m.Values) == 1 {
-			e.Data = []byte(v)
-		} else {
-			e.Fields = m.Values
-		}
-		out = append(out, e)
+		out = append(out, entryOf(m.ID, m.Values))
 	}
 	return out
 }
@@ -163,22 +185,14 @@ func (f *Feed) Claim(ctx context.Context, minIdle time.Duration, start string, c
 			continue
 		}
 		id, _ := pair[0].(string)
-		e := Entry{ID: id}
 		kv, _ := pair[1].([]any)
-		if len(kv) == 2 && kv[0] == bus.ExportField {
-			if s, ok := kv[1].(string); ok {
-				e.Data = []byte(s)
+		values := map[string]any{}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if k, ok := kv[i].(string); ok {
+				values[k] = kv[i+1]
 			}
 		}
-		if e.Data == nil {
-			e.Fields = map[string]any{}
-			for i := 0; i+1 < len(kv); i += 2 {
-				if k, ok := kv[i].(string); ok {
-					e.Fields[k] = kv[i+1]
-				}
-			}
-		}
-		out = append(out, e)
+		out = append(out, entryOf(id, values))
 	}
 	var deleted []string
 	if len(res) > 2 {
@@ -260,7 +274,7 @@ func (f *Feed) DeadLetter(ctx context.Context, items []Dead) error {
 	for _, d := range items {
 		vals := []any{"entry", d.Entry.ID, "error", d.Err, "consumer", f.o.Consumer}
 		if d.Entry.Data != nil {
-			vals = append(vals, bus.ExportField, d.Entry.Data)
+			vals = append(vals, d.Entry.Field(), d.Entry.Data)
 		}
 		for k, v := range d.Entry.Fields {
 			vals = append(vals, "field:"+k, v)

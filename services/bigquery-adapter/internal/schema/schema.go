@@ -1,6 +1,7 @@
-// Package schema holds the table schema of exported messages: schema.json, read by the adapter
-// (embedded here) and by terraform (terraform/main.tf reads the same file), so the two cannot
-// drift apart.
+// Package schema holds the schemas of the adapter's two tables: schema.json (exported messages)
+// and events.json (device presence: connects and disconnects), read by the adapter (embedded
+// here) and by terraform (terraform/main.tf reads the same files), so the two cannot drift apart.
+// The Storage Write API's protobuf descriptor is derived from the same schemas (package bq).
 package schema
 
 import (
@@ -14,14 +15,25 @@ import (
 //go:embed schema.json
 var schemaJSON []byte
 
-// JSON returns schema.json as it is.
+//go:embed events.json
+var eventsJSON []byte
+
+// JSON returns schema.json (the messages table) as it is.
 func JSON() []byte { return schemaJSON }
 
-// Schema returns the table schema.
-func Schema() bigquery.Schema {
-	s, err := bigquery.SchemaFromJSON(schemaJSON)
+// EventsJSON returns events.json (the events table) as it is.
+func EventsJSON() []byte { return eventsJSON }
+
+// Schema returns the messages table's schema.
+func Schema() bigquery.Schema { return parse("schema.json", schemaJSON) }
+
+// Events returns the events table's schema.
+func Events() bigquery.Schema { return parse("events.json", eventsJSON) }
+
+func parse(name string, raw []byte) bigquery.Schema {
+	s, err := bigquery.SchemaFromJSON(raw)
 	if err != nil {
-		panic("schema: schema.json does not parse: " + err.Error()) // caught by the package's tests
+		panic("schema: " + name + " does not parse: " + err.Error()) // caught by the package's tests
 	}
 	return s
 }

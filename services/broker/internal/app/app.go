@@ -294,7 +294,7 @@ func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
 			ev = log.Warn()
 		}
 		msg := "BROKER_ALLOW_ANONYMOUS is false and BROKER_PASSWORD_FILE is not set: there is no way to " +
-			"authenticate, so every client is refused (v5 CONNACK 0x86/0x87, 3.x 0x04/0x05)"
+			"authenticate, so every client is refused (CONNACK v5 0x86, 3.x 0x05)"
 		if cfg.TLSCNAsUsername {
 			msg += ", except TLS clients whose verified certificate names them (BROKER_TLS_CN_AS_USERNAME)"
 		}

@@ -72,6 +72,8 @@ type client struct {
 	disconnect atomic.Uint32 // reason code sent in a server DISCONNECT, plus 1 (0 = none)
 	// normal is set when the client sent DISCONNECT without asking for its will.
 	normal bool
+
+	presence presenceConn // see presence.go
 }
 
 // setReason records why the connection ends, unless a reason was recorded already.
@@ -795,5 +797,6 @@ func (c *client) finish() {
 		close(c.done)
 		return
 	}
+	c.srv.presenceDisconnected(c)
 	c.srv.detach(c)
 }

@@ -109,9 +109,13 @@ func (c *client) accept(p *mqtt.Connect) error {
 		}
 	}
 	if c.srv.auth != nil && !byCert && !c.srv.auth.Authenticate(c.username, p.Password, hasUsername) {
-		if hasUsername {
+		switch {
+		case c.srv.auth.RefusesEveryone():
+			// No way to authenticate is configured: mosquitto 2.0's answer, whatever was sent.
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.BadUserNameOrPassword))
+		case hasUsername:
 			c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
-		} else {
+		default:
 			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
 		}
 		return errClientGone
@@ -312,6 +316,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	s.stats.connects.Add(1)
 	s.stats.clients.Add(1)
 	s.mu.Unlock()
+	s.presenceConnected(c, cleanStart, present)
 	if persistent && present {
 		sess.index() // the previous owner may have died before writing it
 	}

@@ -32,6 +32,10 @@ type Cluster interface {
 	// Exports reports whether messages on name go to the export stream; Export sends one.
 	Exports(name string) bool
 	Export(bm *bus.Message)
+	// ExportsPresence reports whether presence events can be exported (standalone: no);
+	// ExportPresence sends one, naming this replica in it.
+	ExportsPresence() bool
+	ExportPresence(p *bus.Presence)
 	// SetRetained records a retained message (an empty payload clears it) beyond this replica.
 	SetRetained(bm *bus.Message)
 	// Stats returns the cluster's counters; ok is false when alone.
@@ -86,6 +90,8 @@ func (standalone) Peers(dst []string) []string                          { return
 func (standalone) Forward(*bus.Message, []cluster.Forward, func(error)) {}
 func (standalone) Exports(string) bool                                  { return false }
 func (standalone) Export(*bus.Message)                                  {}
+func (standalone) ExportsPresence() bool                                { return false }
+func (standalone) ExportPresence(*bus.Presence)                         {}
 func (standalone) SetRetained(*bus.Message)                             {}
 func (standalone) Stats() (cluster.Stats, bool)                         { return cluster.Stats{}, false }
 

@@ -749,6 +749,16 @@ func (c *Cluster) Exports(name string) bool {
 // what it could not queue.
 func (c *Cluster) Export(bm *bus.Message) { c.bus.Export(bm) }
 
+// ExportsPresence reports whether presence events can go to the export stream: once started.
+func (c *Cluster) ExportsPresence() bool { return c.bus != nil }
+
+// ExportPresence queues p, from this replica, on the export stream; a full queue drops it,
+// counted by the bus.
+func (c *Cluster) ExportPresence(p *bus.Presence) {
+	p.Replica = c.self
+	c.bus.ExportPresence(p)
+}
+
 // Control messages between replicas: 'T' clean from NUL id (take over: let go of session id),
 // 'R' id (released).
 const (

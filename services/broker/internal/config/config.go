@@ -89,6 +89,9 @@ type Config struct {
 	// ExportMaxLen caps the export stream at about this many entries (XADD MAXLEN ~): the oldest
 	// entries go when the adapter is that far behind.
 	ExportMaxLen int64 `envconfig:"EXPORT_MAXLEN" default:"1000000"`
+	// ExportPresence appends every accepted CONNECT and the end of every connection (with its
+	// cause) to the export stream, for the BigQuery adapter's events table. Needs REDIS_ADDRS.
+	ExportPresence bool `envconfig:"EXPORT_PRESENCE" default:"true"`
 	// AdvertiseAddr is the MQTT address other services (the health gateway's probes) reach this
 	// replica at, announced in its heartbeat: host:port, or a bare host (the pod IP in
 	// Kubernetes) to which the MQTT listener's port is added. Default: the MQTT listener's address.

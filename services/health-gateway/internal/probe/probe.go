@@ -178,7 +178,7 @@ func (p *Prober) dial(replica, addr string) *conn {
 	log := p.opts.Log.With().Str("replica", replica).Str("addr", addr).Logger()
 	o := mqtt.NewClientOptions().
 		AddBroker("tcp://" + addr).
-		SetClientID("mcloudtt-probe-" + p.opts.GatewayID + "-" + replica).
+		SetClientID(bus.ProbeClientPrefix + p.opts.GatewayID + "-" + replica).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
 		SetOrderMatters(false).
