@@ -46,17 +46,39 @@ func (a *pendingAck) done(err error) {
 	}
 }
 
-// pendAck queues the acknowledgement of p, held by one count until the publish path is through.
+// pendAck makes the acknowledgement of p, held by one count (the reader's) until settleAck.
 func (c *client) pendAck(p *mqtt.Publish) *pendingAck {
-	a := &pendingAck{c: c, t: mqtt.PUBACK, id: p.PacketID}
+	c.ackMu.Lock()
+	var a *pendingAck
+	if n := len(c.ackFree); n > 0 {
+		a, c.ackFree = c.ackFree[n-1], c.ackFree[:n-1]
+	} else {
+		a = &pendingAck{c: c} // c is never written again: a late done may still read it
+	}
+	c.ackMu.Unlock()
+	a.t, a.id, a.code, a.durable = mqtt.PUBACK, p.PacketID, mqtt.Success, false
 	if p.QoS == mqtt.QoS2 {
 		a.t = mqtt.PUBREC
 	}
+	a.failed.Store(false)
 	a.n.Store(1)
+	return a
+}
+
+// settleAck puts a, whose message the reader has published, in line and releases the reader's
+// count. When nothing else holds it (the message went nowhere that answers later, or those
+// places already answered) and nothing waits before it, it goes out at once.
+func (c *client) settleAck(a *pendingAck) {
 	c.ackMu.Lock()
+	if len(c.acks) == 0 && a.n.Load() == 1 && !a.failed.Load() {
+		c.sendAck(a.t, a.id, a.code)
+		c.ackFree = append(c.ackFree, a)
+		c.ackMu.Unlock()
+		return
+	}
 	c.acks = append(c.acks, a)
 	c.ackMu.Unlock()
-	return a
+	a.done(nil)
 }
 
 // ack sends an acknowledgement now, or behind those still waiting for the bus.
@@ -111,6 +133,7 @@ func (c *client) flushAcks() {
 		}
 		c.sendAck(a.t, a.id, code)
 		c.acks[n] = nil
+		c.ackFree = append(c.ackFree, a) // every done call has returned its count
 		n++
 	}
 	if n > 0 {

@@ -43,6 +43,7 @@ type client struct {
 	runnable [1]metrics.Sample
 	ackMu    sync.Mutex
 	acks     []*pendingAck
+	ackFree  []*pendingAck // sent acknowledgements to reuse (each belongs to this client for good)
 	// storeFailed: a 3.x publish of this connection could not be stored; the connection is
 	// closing, and nothing it sends after is stored (see pendingAck.done).
 	storeFailed atomic.Bool
@@ -628,7 +629,7 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 	// in PUBLISH order [MQTT-4.6.0-2].
 	pa := c.pendAck(p)
 	c.srv.publish(m, c, pa)
-	pa.done(nil)
+	c.settleAck(pa)
 	return nil
 }
 

@@ -39,6 +39,10 @@ type target struct {
 
 var targetPool = sync.Pool{New: func() any { s := make([]target, 0, 64); return &s }}
 
+// forwardPool holds the per-message lists of replicas to forward to (they would escape to the
+// heap through the Cluster interface otherwise).
+var forwardPool = sync.Pool{New: func() any { s := make([]cluster.Forward, 0, 4); return &s }}
+
 // route delivers m to every matching session, and in a cluster forwards it to the replicas with
 // matching subscriptions. from is the publishing client, or nil. hints is set for a message
 // another replica forwarded: it says which local subscriptions it is for, and it is not
@@ -50,7 +54,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 	if from != nil {
 		fromSess = from.sess
 	}
-	forwarding := hints == nil && forwardable(m.Topic)
+	forwarding := hints == nil && r.srv.clustered && forwardable(m.Topic)
 	var groups []topic.SharedGroup[*Session, SubOpts] // shared groups decided with the cluster
 	acl := r.srv.auth
 	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
@@ -74,10 +78,11 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 		}
 		ts = r.pickLocal(ts, g, m.Topic)
 	})
-	var fwBuf [4]cluster.Forward
-	fws := fwBuf[:0]
+	var fws []cluster.Forward
+	var fp *[]cluster.Forward
 	if forwarding {
-		fws, ts = r.plan(m, fws, ts, groups)
+		fp = forwardPool.Get().(*[]cluster.Forward)
+		fws, ts = r.plan(m, (*fp)[:0], ts, groups)
 	}
 	if len(ts) > 8 {
 		r.markDuplicates(ts)
@@ -126,6 +131,11 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 	targetPool.Put(tp)
 	if len(fws) > 0 {
 		r.forward(m, fws, ack)
+	}
+	if fp != nil {
+		clear(fws)
+		*fp = fws[:0]
+		forwardPool.Put(fp)
 	}
 }
 

@@ -108,6 +108,7 @@ func (s *Server) ClusterHost() cluster.Host { return host{s} }
 func (s *Server) SetCluster(c Cluster, st SessionStore) {
 	s.cluster = c
 	s.store = st
+	s.clustered = true
 }
 
 func (h host) Deliver(msgs []bus.Message) {

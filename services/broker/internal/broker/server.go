@@ -84,10 +84,12 @@ type Server struct {
 	stats    Stats
 	router   *router
 	retained *memoryRetained
-	cluster  Cluster                       // the other replicas (standalone: none)
-	store    SessionStore                  // persistent sessions (memStore when alone)
-	auth     *auth.Store                   // nil: everyone may do everything
-	peerName func(net.Conn) (string, bool) // verified client-certificate CN, if any
+	cluster  Cluster // the other replicas (standalone: none)
+	// clustered: cluster is a real one (SetCluster), so messages may go to other replicas.
+	clustered bool
+	store     SessionStore                  // persistent sessions (memStore when alone)
+	auth      *auth.Store                   // nil: everyone may do everything
+	peerName  func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
 	// mu guards everything that follows.
 	mu        sync.Mutex
