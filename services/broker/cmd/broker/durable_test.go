@@ -15,6 +15,7 @@ import (
 	"github.com/eclipse/paho.golang/paho/session/state"
 	pahov3 "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 )
 
@@ -314,4 +315,160 @@ func TestOnlineSubscriberSurvivesReplicaKill(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An expired session leaves Redis. Its owner alive, the session ends at its expiry: its keys,
+// its index entry and its owner record go, later messages are not stored for it, and the client
+// comes back to no session. Its owner killed while it sleeps, its keys still expire by
+// themselves: every key of it carries a TTL of at most its expiry plus bus.OfflineMargin.
+func TestExpiredSessionLeavesRedis(t *testing.T) {
+	const expiry = 2 // seconds
+	names := bus.NewNames("")
+	connectV5 := func(t *testing.T, addr, id string, clean bool) (*paho.Client, *paho.Connack) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: conn})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e := uint32(expiry)
+		ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: clean,
+			Properties: &paho.ConnectProperties{SessionExpiryInterval: &e}})
+		if err != nil {
+			t.Fatalf("connect %s: %v", id, err)
+		}
+		return c, ca
+	}
+	sleeper := func(t *testing.T, addr, id string) {
+		t.Helper()
+		c, _ := connectV5(t, addr, id, true)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "exp/#", QoS: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Disconnect(&paho.Disconnect{})
+	}
+	keys := func(id string) []string { return []string{names.Session(id), names.SessionLog(id)} }
+	exists := func(t *testing.T, rs *redistest.Server, key string) bool {
+		t.Helper()
+		n, err := rs.Do("EXISTS", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == "1"
+	}
+	indexed := func(t *testing.T, rs *redistest.Server, id string) bool {
+		t.Helper()
+		n, err := rs.Do("HEXISTS", names.DurableSubs(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == "1"
+	}
+
+	t.Run("owner alive", func(t *testing.T) {
+		rs := startDurableRedis(t)
+		a := startReplica(t, "replica-a", []string{rs.Addr()})
+		b := startReplica(t, "replica-b", []string{rs.Addr()})
+		sleeper(t, a.mqtt, "short-lived")
+		pub := connectV3(t, b.mqtt, "pub", true, nil)
+		publishNumbered(t, pub, "p", "exp/x", 1, 0, 10)
+		for _, k := range keys("short-lived") {
+			if !exists(t, rs, k) {
+				t.Fatalf("%s missing while the session lives", k)
+			}
+		}
+		if !indexed(t, rs, "short-lived") {
+			t.Fatal("the session's subscriptions are not indexed while it lives")
+		}
+		deadline := time.Now().Add(expiry*time.Second + 10*time.Second)
+		for {
+			left := []string{}
+			for _, k := range append(keys("short-lived"), names.SessionOwner("short-lived")) {
+				if exists(t, rs, k) {
+					left = append(left, k)
+				}
+			}
+			if indexed(t, rs, "short-lived") {
+				left = append(left, names.DurableSubs()+" entry")
+			}
+			if len(left) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v still in Redis %v after the session expired", left, 10*time.Second)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Nothing is stored for it any more, and it comes back to no session.
+		publishNumbered(t, pub, "p", "exp/x", 1, 10, 10)
+		time.Sleep(500 * time.Millisecond)
+		if exists(t, rs, names.SessionLog("short-lived")) {
+			t.Fatal("messages were stored for an expired session")
+		}
+		got := make(chan string, 20)
+		conn, err := net.DialTimeout("tcp", b.mqtt, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+			func(pr paho.PublishReceived) (bool, error) { got <- string(pr.Packet.Payload); return true, nil }}})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ca, err := c.Connect(ctx, &paho.Connect{ClientID: "short-lived", KeepAlive: 30, CleanStart: false})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+		if ca.SessionPresent {
+			t.Fatal("session present after it expired")
+		}
+		select {
+		case m := <-got:
+			t.Fatalf("an expired session delivered %q", m)
+		case <-time.After(time.Second):
+		}
+	})
+
+	t.Run("owner killed", func(t *testing.T) {
+		rs := startDurableRedis(t)
+		a := startReplica(t, "replica-a", []string{rs.Addr()})
+		b := startReplica(t, "replica-b", []string{rs.Addr()})
+		sleeper(t, a.mqtt, "orphan")
+		if err := a.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		a.Wait(ctx)
+		cancel()
+		pub := connectV3(t, b.mqtt, "pub", true, nil)
+		publishNumbered(t, pub, "p", "exp/x", 1, 0, 10) // the orphan's log gets them
+		// Once replica-b has judged replica-a dead and released its sessions, every key of the
+		// orphan has a TTL bounded by its expiry plus the margin.
+		limit := (expiry*time.Second + bus.OfflineMargin).Milliseconds()
+		deadline := time.Now().Add(15 * time.Second)
+		for _, k := range append(keys("orphan"), names.SessionOwner("orphan")) {
+			for {
+				v, err := rs.Do("PTTL", k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ms, _ := strconv.ParseInt(v, 10, 64)
+				if ms == -2 && k == names.SessionOwner("orphan") {
+					break // no owner record left: nothing to expire
+				}
+				if ms > 0 && ms <= limit {
+					t.Logf("%s expires in %d ms (limit %d)", k, ms, limit)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: PTTL %d ms, want 0 < TTL <= %d", k, ms, limit)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})
 }
