@@ -472,3 +472,54 @@ func TestExpiredSessionLeavesRedis(t *testing.T) {
 		}
 	})
 }
+
+// Across replicas, the same: a v5 session stored with an expiry is resumed on another replica by
+// a CONNECT with Clean Start 0 and no expiry; its log is delivered, and when that connection
+// ends the session leaves Redis.
+func TestV5ResumeWithoutExpiryAcrossReplicas(t *testing.T) {
+	names := bus.NewNames("")
+	rs := startDurableRedis(t)
+	a := startReplica(t, "replica-a", []string{rs.Addr()})
+	b := startReplica(t, "replica-b", []string{rs.Addr()})
+	sub := newDurableSub(t, "resumer", true, "rz/#", 1)
+	sub.mustConnect(a.mqtt, true)
+	sub.disconnect()
+	pub := connectV3(t, b.mqtt, "pub", true, nil)
+	acked := publishNumbered(t, pub, "p", "rz/x", 1, 0, 20)
+
+	got := newTally()
+	conn, err := net.DialTimeout("tcp", b.mqtt, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { got.add(string(pr.Packet.Payload)); return true, nil }}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "resumer", KeepAlive: 30, CleanStart: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ca.SessionPresent {
+		t.Fatal("Clean Start 0 without an expiry did not resume the stored session")
+	}
+	got.waitFor(t, len(acked), 10*time.Second)
+	if missing, _, disorder := got.check(map[string][]int{"p": acked}); missing != 0 || disorder != 0 {
+		t.Fatalf("missing %d, out of order %d", missing, disorder)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := rs.Do("EXISTS", names.Session("resumer"), names.SessionLog("resumer"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s keys of the session still in Redis after its expiry-0 connection ended", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -216,9 +216,14 @@ func (c *client) accept(p *mqtt.Connect) error {
 func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	persistent := c.sessExpiry != 0
 	s.settle(c.id) // this replica's own last writes for the id first: the claim fences them
-	sc, err := s.store.Claim(c.id, cleanStart || !persistent, c.sessExpiry)
+	sc, err := s.store.Claim(c.id, cleanStart, c.sessExpiry)
 	if err != nil {
 		return err
+	}
+	if sc.Present {
+		// A v5 CONNECT with Clean Start 0 and no session expiry resumes the stored session
+		// [MQTT-3.1.2-4], which then ends with this connection [MQTT-3.1.2-11].
+		persistent = true
 	}
 	s.mu.Lock()
 	if s.closing {

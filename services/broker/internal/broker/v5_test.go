@@ -396,3 +396,32 @@ func TestV5ReceiveMaximumExceededByClient(t *testing.T) {
 		t.Fatalf("want DISCONNECT 0x93 after three PUBRECs, got %v", types(got))
 	}
 }
+
+// A v5 CONNECT with Clean Start 0 and no Session Expiry Interval resumes the stored session
+// [MQTT-3.1.2-4]: session present, its queued messages delivered. The session then ends with
+// that connection [MQTT-3.1.2-11]. (The Paho interoperability suite's offline queueing test.)
+func TestV5ResumeWithoutExpiry(t *testing.T) {
+	b := startBroker(t)
+	sub := v5Client(t, b.Addr, &paho.Connect{ClientID: "sleeper", CleanStart: true,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: u32(99999)}})
+	sub5(t, sub, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "q/#", QoS: 2}}})
+	_ = sub.Disconnect(&paho.Disconnect{})
+	time.Sleep(50 * time.Millisecond)
+	pub := v5Client(t, b.Addr, &paho.Connect{ClientID: "pub", CleanStart: true})
+	pub5(t, pub, &paho.Publish{Topic: "q/1", QoS: 1, Payload: []byte("qos 1")})
+	pub5(t, pub, &paho.Publish{Topic: "q/2", QoS: 2, Payload: []byte("qos 2")})
+	sub = v5Client(t, b.Addr, &paho.Connect{ClientID: "sleeper"})
+	if !sub.Connack.SessionPresent {
+		t.Fatal("Clean Start 0 without an expiry did not resume the stored session")
+	}
+	got := sub.msgs.wait(t, 2, 5*time.Second)
+	if got[0].Payload != "qos 1" || got[1].Payload != "qos 2" {
+		t.Fatalf("got %v", got)
+	}
+	_ = sub.Disconnect(&paho.Disconnect{})
+	time.Sleep(50 * time.Millisecond)
+	sub = v5Client(t, b.Addr, &paho.Connect{ClientID: "sleeper"})
+	if sub.Connack.SessionPresent {
+		t.Fatal("the session outlived a connection with expiry 0")
+	}
+}
