@@ -134,14 +134,19 @@ end
 
 	// A QoS 2 message from a persistent publisher: its receive state and its appends in one
 	// script (one Redis node). KEYS: publisher's session, then (session, log) per target. ARGV:
-	// packet id, message id, target count, then per target inc, max, 1, msg. Returns {0} when
-	// the packet id is already recorded (a resend: nothing appended), else {1, result...}.
+	// packet id, message id, target count, the publisher's claim epoch, then per target inc,
+	// max, 1, msg. Returns {-1} when the publisher's session was claimed since (fenced: a
+	// request that reaches Redis late, after the client went elsewhere, must not append what
+	// its resend already did, nor record an id the client has finished with), {0} when the
+	// packet id is already recorded (a resend: nothing appended), else {1, result...}.
 	q2AppendScript = redis.NewScript(appendBody + `
+local e = redis.call('HGET', KEYS[1], 'epoch')
+if e and e ~= ARGV[4] then return {-1} end
 local f = 'q:' .. ARGV[1]
 if redis.call('HEXISTS', KEYS[1], f) == 1 then return {0} end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], f, ARGV[2]) end
+if e then redis.call('HSET', KEYS[1], f, ARGV[2]) end
 local out = {1}
-local a = 4
+local a = 5
 for i = 1, tonumber(ARGV[3]) do
   local r = append(KEYS[2*i], KEYS[2*i+1], a)
   for _, v in ipairs(r) do out[#out+1] = v end
@@ -373,6 +378,7 @@ func (a *Append) done(err error) {
 // to a duplicate for the subscribers already appended to, never to a loss.
 type Q2Append struct {
 	Publisher string
+	Epoch     uint64 // the publisher's claim: a later claim fences the script (ErrFenced)
 	PacketID  uint16
 	MsgID     MessageID
 	Targets   []*Append
@@ -395,7 +401,7 @@ func (q *Q2Append) queue(b *Bus, ctx context.Context, p redis.Pipeliner) {
 		return
 	}
 	keys := []string{b.names.Session(q.Publisher)}
-	args := []any{int(q.PacketID), hex.EncodeToString(q.MsgID[:]), len(q.Targets)}
+	args := []any{int(q.PacketID), hex.EncodeToString(q.MsgID[:]), len(q.Targets), strconv.FormatUint(q.Epoch, 10)}
 	for _, t := range q.Targets {
 		keys = append(keys, b.sessionKeys(t.Session)...)
 		args = t.args(args)
@@ -435,7 +441,14 @@ func (q *Q2Append) done(err error) {
 		q.Err = fmt.Errorf("%w: qos 2 append result", ErrMalformed)
 		return
 	}
-	if st, _ := vals[0].(int64); st == 0 {
+	switch st, _ := vals[0].(int64); st {
+	case -1:
+		q.Err = fmt.Errorf("qos 2 append for %s: %w", q.Publisher, ErrFenced)
+		for _, t := range q.Targets {
+			t.Err = q.Err
+		}
+		return
+	case 0:
 		q.Dup = true
 		return
 	}

@@ -164,10 +164,10 @@ func TestQoS2AppendIsRecordedOnce(t *testing.T) {
 	a := newBus(t, testOptions(t, "replica-a", rs.Addr()))
 	pub, _ := a.ClaimSession(ctx, "pub", false, time.Hour)
 	sub, _ := a.ClaimSession(ctx, "sub", false, time.Hour)
-	_ = pub
 	id := NewMessageID()
+	epoch := pub.Epoch
 	mk := func() *Q2Append {
-		return &Q2Append{Publisher: "pub", PacketID: 7, MsgID: id,
+		return &Q2Append{Publisher: "pub", Epoch: epoch, PacketID: 7, MsgID: id,
 			Targets: []*Append{{Session: "sub", Inc: sub.Inc, Msgs: [][]byte{oneMsg(t, "t", "q2")}}}}
 	}
 	q1, q2 := mk(), mk()
@@ -187,11 +187,27 @@ func TestQoS2AppendIsRecordedOnce(t *testing.T) {
 	// PUBREL: the id is free again.
 	del := &Commit{Session: "pub", Epoch: c.Epoch, DelQ2: []uint16{7}}
 	mustWrite(t, a, del)
+	// A request of the connection before that claim reaching Redis only now (it was held up in
+	// a partition while the client went elsewhere and finished the exchange) is fenced: it
+	// appends nothing and records nothing.
+	late := mk()
+	mustWrite(t, a, late)
+	if !errors.Is(late.Err, ErrFenced) || late.Targets[0].Accepted != 0 {
+		t.Fatalf("a QoS 2 append of an earlier claim: %+v %+v, want fenced", late, late.Targets[0])
+	}
+	if n, _ := a.pub.HExists(ctx, a.names.Session("pub"), "q:7").Result(); n {
+		t.Fatal("a fenced QoS 2 append recorded its packet id")
+	}
+	epoch = c.Epoch
 	q3 := mk()
 	q3.MsgID = NewMessageID()
 	mustWrite(t, a, q3)
 	if q3.Dup || q3.Targets[0].Accepted != 1 {
 		t.Fatalf("after PUBREL the id is new again: %+v", q3)
+	}
+	n, err := a.pub.XLen(ctx, a.names.SessionLog("sub")).Result()
+	if err != nil || n != 2 {
+		t.Fatalf("the subscriber's log holds %d entries (%v), want 2: the first and the new use of the id", n, err)
 	}
 }
 

@@ -275,7 +275,7 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 	if ack != nil && ack.t == mqtt.PUBREC && from.sess.stored.Load() {
 		// The packet id is recorded in the publisher's session with the appends: a resend
 		// after a crash is not delivered again.
-		q2 = &cluster.Q2{Publisher: from.id, PacketID: ack.id}
+		q2 = &cluster.Q2{Publisher: from.id, Epoch: from.sess.epoch, PacketID: ack.id}
 	}
 	if m.QoS > 0 && (q2 != nil || s.store.Has(m.Topic)) {
 		bm := new(bus.Message)

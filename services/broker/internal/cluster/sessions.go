@@ -56,6 +56,7 @@ type Store struct {
 // publisher's session together with the appends (see bus.Q2Append).
 type Q2 struct {
 	Publisher string
+	Epoch     uint64 // the publisher's claim of its session (see bus.Q2Append)
 	PacketID  uint16
 }
 
@@ -576,7 +577,7 @@ func (s *Store) send(aps []*pendingAppend, cms []*pendingCommit) {
 			return e
 		}
 		if pa.q2 != nil {
-			q := &bus.Q2Append{Publisher: pa.q2.Publisher, PacketID: pa.q2.PacketID, MsgID: pa.bm.ID}
+			q := &bus.Q2Append{Publisher: pa.q2.Publisher, Epoch: pa.q2.Epoch, PacketID: pa.q2.PacketID, MsgID: pa.bm.ID}
 			for _, t := range pa.ts {
 				delete(open, t.client)
 				a := &bus.Append{Session: t.client, Inc: t.inc, Max: s.c.cfg.MaxQueued, Msgs: [][]byte{enc(t)}}
