@@ -133,7 +133,7 @@ pids+=($!)
 
 for p in "$BROKER1_PORT" "$BROKER2_PORT"; do wait_port "$p" 30 "broker on :$p"; done
 wait_port "$GATEWAY_PORT" 30 health-gateway
-bq_status="being built in the background (a line every ${RUN_PROGRESS_EVERY}s; the first build takes ~20 minutes)"
+bq_status="being built in the background (a line every ${RUN_PROGRESS_EVERY}s; the first build takes ~25 minutes and up to 7 GB of memory)"
 [ -x "$BQ_EMULATOR" ] && bq_status="starting (found in $CACHE/bin)"
 
 cat >&2 <<MSG
