@@ -112,18 +112,26 @@ func (m *memStore) Index(id string, epoch uint64, ds bus.DurableSubs) error {
 	return nil
 }
 
+// setSubsLocked replaces session id's indexed subscriptions. Append matches without m.mu: the
+// new ones go in before the old ones not among them go out, so a kept subscription is never
+// missing for an instant (see cluster.Store.apply).
 func (m *memStore) setSubsLocked(id string, ds bus.DurableSubs) {
-	for _, s := range m.subs[id].Subs {
-		m.index.Unsubscribe(s.Filter, id)
-	}
-	delete(m.subs, id)
-	if len(ds.Subs) == 0 {
-		return
-	}
+	old := m.subs[id]
+	keep := make(map[string]bool, len(ds.Subs))
 	for _, s := range ds.Subs {
 		_, _ = m.index.Subscribe(s.Filter, id, s)
+		keep[s.Filter] = true
 	}
-	m.subs[id] = ds
+	if len(ds.Subs) == 0 {
+		delete(m.subs, id)
+	} else {
+		m.subs[id] = ds
+	}
+	for _, s := range old.Subs {
+		if !keep[s.Filter] {
+			m.index.Unsubscribe(s.Filter, id)
+		}
+	}
 }
 
 func (m *memStore) Has(name string) bool { return m.index.HasMatch(name) }

@@ -246,27 +246,35 @@ func (s *Store) onIndexChange(ch bus.DurableSubsChange) {
 	s.apply(ch)
 }
 
-// apply puts one index change into the cache.
+// apply puts one index change into the cache. Publishers match against the cache while it
+// changes (Append does not take s.mu): the new subscriptions go in before the old ones that
+// are not among them go out, so that a subscription a session keeps (every claim announces
+// the same entry again) is never missing for an instant, and no message that matches it is
+// acknowledged without being appended.
 func (s *Store) apply(ch bus.DurableSubsChange) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ix := s.index.Load()
-	if old, ok := s.subs[ch.Client]; ok {
-		if ch.Subs != nil && ch.Subs.Inc < old.Inc {
-			return // an older incarnation's notice, late
+	old, had := s.subs[ch.Client]
+	if had && ch.Subs != nil && ch.Subs.Inc < old.Inc {
+		return // an older incarnation's notice, late
+	}
+	var keep map[string]bool
+	if ch.Subs != nil {
+		keep = make(map[string]bool, len(ch.Subs.Subs))
+		for _, sub := range ch.Subs.Subs {
+			_, _ = ix.Subscribe(sub.Filter, ch.Client, sub)
+			keep[sub.Filter] = true
 		}
-		for _, sub := range old.Subs {
-			ix.Unsubscribe(sub.Filter, ch.Client)
-		}
+		s.subs[ch.Client] = *ch.Subs
+	} else {
 		delete(s.subs, ch.Client)
 	}
-	if ch.Subs == nil {
-		return
+	for _, sub := range old.Subs {
+		if !keep[sub.Filter] {
+			ix.Unsubscribe(sub.Filter, ch.Client)
+		}
 	}
-	for _, sub := range ch.Subs.Subs {
-		_, _ = ix.Subscribe(sub.Filter, ch.Client, sub)
-	}
-	s.subs[ch.Client] = *ch.Subs
 }
 
 // reloadIndex reads the whole index from Redis into a fresh cache, replaying the notices that
