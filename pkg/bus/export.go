@@ -135,22 +135,9 @@ func (b *Bus) Export(m *Message) bool {
 	p := m.props()
 	body := m.bodySize(p)
 	size := uvarintLen(uint64(body)) + body
-	e.mu.Lock()
-	if e.closed || e.queued >= b.opts.ExportQueue || e.bytes+size > b.opts.ExportQueueBytes {
-		e.mu.Unlock()
+	if !b.enqueueExport(false, size, func(dst []byte) []byte { return appendMessage(dst, m, p, body) }) { // QoS checked above
 		e.dropped.Add(1)
 		return false
-	}
-	c, opened := e.openChunkLocked(false, size, b.opts.ExportBatch)
-	c.buf = appendMessage(c.buf, m, p, body) // QoS checked above
-	c.n++
-	e.queued++
-	e.bytes += size
-	// Wake the writer when it was idle, or when it lets a lone chunk fill and that one is sealed.
-	wake := e.queued == 1 || opened && len(e.chunks) == 2
-	e.mu.Unlock()
-	if wake {
-		e.wake()
 	}
 	return true
 }
@@ -160,16 +147,25 @@ func (b *Bus) Export(m *Message) bool {
 // or the bus closed. Events travel in entries of their own (field PresenceField), in order with
 // the messages around them.
 func (b *Bus) ExportPresence(p *Presence) bool {
+	if !b.enqueueExport(true, p.Size(), func(dst []byte) []byte { return AppendPresence(dst, p) }) {
+		b.export.presenceDropped.Add(1)
+		return false
+	}
+	return true
+}
+
+// enqueueExport appends one item of size bytes (encode writes it) to the export queue, in a
+// chunk of its kind, and wakes the writer when it was idle or when it lets a lone chunk fill and
+// that one is sealed. It reports false when the queue is full or the bus closed.
+func (b *Bus) enqueueExport(presence bool, size int, encode func([]byte) []byte) bool {
 	e := b.export
-	size := p.Size()
 	e.mu.Lock()
 	if e.closed || e.queued >= b.opts.ExportQueue || e.bytes+size > b.opts.ExportQueueBytes {
 		e.mu.Unlock()
-		e.presenceDropped.Add(1)
 		return false
 	}
-	c, opened := e.openChunkLocked(true, size, b.opts.ExportBatch)
-	c.buf = AppendPresence(c.buf, p)
+	c, opened := e.openChunkLocked(presence, size, b.opts.ExportBatch)
+	c.buf = encode(c.buf)
 	c.n++
 	e.queued++
 	e.bytes += size

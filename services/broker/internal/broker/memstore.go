@@ -112,26 +112,16 @@ func (m *memStore) Index(id string, epoch uint64, ds bus.DurableSubs) error {
 	return nil
 }
 
-// setSubsLocked replaces session id's indexed subscriptions. Append matches without m.mu: the
-// new ones go in before the old ones not among them go out, so a kept subscription is never
-// missing for an instant (see cluster.Store.apply).
+// setSubsLocked replaces session id's indexed subscriptions (Append matches without m.mu: see
+// cluster.ReplaceIndexed).
 func (m *memStore) setSubsLocked(id string, ds bus.DurableSubs) {
 	old := m.subs[id]
-	keep := make(map[string]bool, len(ds.Subs))
-	for _, s := range ds.Subs {
-		_, _ = m.index.Subscribe(s.Filter, id, s)
-		keep[s.Filter] = true
-	}
 	if len(ds.Subs) == 0 {
 		delete(m.subs, id)
 	} else {
 		m.subs[id] = ds
 	}
-	for _, s := range old.Subs {
-		if !keep[s.Filter] {
-			m.index.Unsubscribe(s.Filter, id)
-		}
-	}
+	cluster.ReplaceIndexed(m.index, id, old.Subs, ds.Subs)
 }
 
 func (m *memStore) Has(name string) bool { return m.index.HasMatch(name) }

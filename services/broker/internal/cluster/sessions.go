@@ -246,33 +246,38 @@ func (s *Store) onIndexChange(ch bus.DurableSubsChange) {
 	s.apply(ch)
 }
 
-// apply puts one index change into the cache. Publishers match against the cache while it
-// changes (Append does not take s.mu): the new subscriptions go in before the old ones that
-// are not among them go out, so that a subscription a session keeps (every claim announces
-// the same entry again) is never missing for an instant, and no message that matches it is
-// acknowledged without being appended.
+// apply puts one index change into the cache.
 func (s *Store) apply(ch bus.DurableSubsChange) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ix := s.index.Load()
 	old, had := s.subs[ch.Client]
 	if had && ch.Subs != nil && ch.Subs.Inc < old.Inc {
 		return // an older incarnation's notice, late
 	}
-	var keep map[string]bool
+	var subs []bus.DurableSub
 	if ch.Subs != nil {
-		keep = make(map[string]bool, len(ch.Subs.Subs))
-		for _, sub := range ch.Subs.Subs {
-			_, _ = ix.Subscribe(sub.Filter, ch.Client, sub)
-			keep[sub.Filter] = true
-		}
+		subs = ch.Subs.Subs
 		s.subs[ch.Client] = *ch.Subs
 	} else {
 		delete(s.subs, ch.Client)
 	}
-	for _, sub := range old.Subs {
+	ReplaceIndexed(s.index.Load(), ch.Client, old.Subs, subs)
+}
+
+// ReplaceIndexed changes client's subscriptions in ix from old to subs. Publishers match ix
+// without a lock while it changes: the new subscriptions go in before the old ones that are not
+// among them go out, so that a subscription the session keeps (every claim announces the same
+// entry again) is never missing for an instant, and no message that matches it is acknowledged
+// without being appended.
+func ReplaceIndexed(ix *topic.Index[string, bus.DurableSub], client string, old, subs []bus.DurableSub) {
+	keep := make(map[string]bool, len(subs))
+	for _, sub := range subs {
+		_, _ = ix.Subscribe(sub.Filter, client, sub)
+		keep[sub.Filter] = true
+	}
+	for _, sub := range old {
 		if !keep[sub.Filter] {
-			ix.Unsubscribe(sub.Filter, ch.Client)
+			ix.Unsubscribe(sub.Filter, client)
 		}
 	}
 }
