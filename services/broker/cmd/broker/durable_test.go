@@ -523,3 +523,79 @@ func TestV5ResumeWithoutExpiryAcrossReplicas(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A persistent session's QoS 1/2 subscription is a durable route: its QoS 1/2 messages reach it
+// through its log, so the other replicas forward it only QoS 0 messages. The test counts what
+// the publisher's replica forwards while the subscription changes kind: QoS 1 (durable), QoS 0
+// (plain: everything is forwarded), QoS 1 again, and a takeover by a v5 connection without
+// session expiry, which resumes the session in memory as a clean one (plain again). Every
+// message must arrive whatever the kind.
+func TestDurableRouteForwardsOnlyQoS0(t *testing.T) {
+	rs := startDurableRedis(t)
+	a := startReplica(t, "replica-a", []string{rs.Addr()})
+	b := startReplica(t, "replica-b", []string{rs.Addr()})
+	sub := newDurableSub(t, "durable-route", false, "dr/#", 1)
+	sub.mustConnect(a.mqtt, true)
+	settled(t, a, b)
+	pub := connectV3(t, b.mqtt, "pub", true, nil)
+
+	const forwarded = "mcloudtt_broker_cluster_forwarded_total"
+	next := 0
+	// round publishes n messages at each QoS in qs, alternating, and checks that every one
+	// arrives at got and that b forwarded wantFwd of them.
+	round := func(name string, got *tally, qs []byte, n, wantFwd int) {
+		t.Helper()
+		before := b.gauge(t, forwarded)
+		want := got.count() + n*len(qs)
+		var acked []int
+		for i := 0; i < n; i++ {
+			for _, q := range qs {
+				acked = append(acked, publishNumbered(t, pub, "p", "dr/x", q, next, 1)...)
+				next++
+			}
+		}
+		got.waitFor(t, want, 10*time.Second)
+		fwd := int(b.gauge(t, forwarded) - before)
+		t.Logf("%s: published %d, received %d in all, forwarded %d", name, len(acked), got.count(), fwd)
+		if fwd != wantFwd {
+			t.Fatalf("%s: replica-b forwarded %d messages to replica-a, want %d", name, fwd, wantFwd)
+		}
+	}
+	round("QoS 1 subscription (durable)", sub.tally, []byte{0, 1}, 25, 25)
+
+	if tok := sub.c3.Subscribe("dr/#", 0, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	settled(t, a, b)
+	round("QoS 0 subscription (plain)", sub.tally, []byte{1}, 20, 20)
+
+	if tok := sub.c3.Subscribe("dr/#", 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	settled(t, a, b)
+	round("QoS 1 subscription again (durable)", sub.tally, []byte{1}, 20, 0)
+
+	// Redis loses the session (a restart without persistence), then a v5 client without session
+	// expiry takes it over on replica-a: the session in memory is resumed as a clean one, not
+	// stored any more, and its QoS 1 messages come over the bus.
+	names := bus.NewNames("")
+	if _, err := rs.Do("DEL", names.Session("durable-route"), names.SessionLog("durable-route")); err != nil {
+		t.Fatal(err)
+	}
+	got := newTally()
+	conn, err := net.DialTimeout("tcp", a.mqtt, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { got.add(string(pr.Packet.Payload)); return true, nil }}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "durable-route", KeepAlive: 30, CleanStart: false})
+	if err != nil || !ca.SessionPresent {
+		t.Fatalf("takeover: %v, session present %v", err, ca != nil && ca.SessionPresent)
+	}
+	defer func() { _ = c.Disconnect(&paho.Disconnect{}) }()
+	settled(t, a, b)
+	round("resumed from memory as a clean session (plain)", got, []byte{1}, 20, 20)
+}

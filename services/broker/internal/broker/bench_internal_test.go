@@ -48,7 +48,7 @@ func BenchmarkRouteFanOut(b *testing.B) {
 			s := benchServer(b)
 			for i := 0; i < n; i++ {
 				c := benchClient(s, fmt.Sprint("sub", i), mqtt.V311)
-				_, _ = s.subscribe(c.sess, "bench/+/x", SubOpts{})
+				_, _, _ = s.subscribe(c.sess, "bench/+/x", SubOpts{})
 			}
 			pub := benchClient(s, "pub", mqtt.V311)
 			m := &Message{Topic: "bench/1/x", Payload: make([]byte, 64)}
@@ -71,10 +71,10 @@ func BenchmarkRouteFanOut(b *testing.B) {
 func BenchmarkRouteFanIn(b *testing.B) {
 	s := benchServer(b)
 	sub := benchClient(s, "sub", mqtt.V311)
-	_, _ = s.subscribe(sub.sess, "fanin/#", SubOpts{})
+	_, _, _ = s.subscribe(sub.sess, "fanin/#", SubOpts{})
 	for i := 0; i < 1000; i++ {
 		c := benchClient(s, fmt.Sprint("other", i), mqtt.V311)
-		_, _ = s.subscribe(c.sess, fmt.Sprintf("other/%d/#", i), SubOpts{})
+		_, _, _ = s.subscribe(c.sess, fmt.Sprintf("other/%d/#", i), SubOpts{})
 	}
 	pub := benchClient(s, "pub", mqtt.V311)
 	m := &Message{Topic: "fanin/device/17/temp", Payload: make([]byte, 64)}

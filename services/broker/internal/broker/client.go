@@ -659,7 +659,7 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		opts   SubOpts
 	}
 	var wantRetained []retainedReq
-	var routes []func()
+	var routes, retires []func()
 	for i, sub := range p.Subscriptions {
 		_, shared, err := topic.ParseShare(sub.Filter)
 		if err == nil {
@@ -687,9 +687,12 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 		}
 		opts := SubOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 			RetainHandling: sub.RetainHandling, SubID: subID}
-		existed, route := c.srv.subscribe(c.sess, sub.Filter, opts)
+		existed, route, retire := c.srv.subscribe(c.sess, sub.Filter, opts)
 		if route != nil {
 			routes = append(routes, route)
+		}
+		if retire != nil {
+			retires = append(retires, retire)
 		}
 		codes[i] = mqtt.ReasonCode(sub.QoS)
 		// Retained messages go to new non-shared subscriptions per Retain Handling [MQTT-3.3.1-9..11].
@@ -714,6 +717,9 @@ func (c *client) handleSubscribe(p *mqtt.Subscribe) error {
 			}
 		}
 		wantRetained = nil
+	}
+	for _, retire := range retires {
+		retire()
 	}
 	c.writePacket(&mqtt.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	now := time.Now()

@@ -266,7 +266,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 		s.restore(sess, sc)
 		present = sc.Present || carriedSubs != nil
 		for f, o := range carriedSubs {
-			_, _ = s.subscribe(sess, f, o)
+			_, _, _ = s.subscribe(sess, f, o)
 		}
 		sess.mu.Lock()
 		for _, d := range carried {
@@ -276,6 +276,11 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	case prev != nil && !cleanStart:
 		// A v5 session with expiry 0 whose connection is still open, resumed [MQTT-3.1.2-4].
 		sess, present = prev, true
+		if prev.stored.Load() {
+			// Its QoS 1/2 messages come over the bus from now on, not through a log.
+			prev.stored.Store(false)
+			s.undurable(prev)
+		}
 		sess.mu.Lock()
 		sess.stored.Store(false)
 		if sess.expiryTimer != nil {

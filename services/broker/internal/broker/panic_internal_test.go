@@ -68,4 +68,4 @@ func TestPanicInOneConnectionIsContained(t *testing.T) {
 
 type panicCluster struct{ Cluster }
 
-func (panicCluster) AddFilter(string) func() { panic("injected") }
+func (panicCluster) AddFilter(string, bool) func() { panic("injected") }

@@ -175,7 +175,7 @@ func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
 		return
 	}
 	for _, sub := range st.Subs {
-		_, _ = s.subscribe(sess, sub.Filter, SubOpts{QoS: sub.QoS, NoLocal: sub.NL, RetainAsPublished: sub.RAP,
+		_, _, _ = s.subscribe(sess, sub.Filter, SubOpts{QoS: sub.QoS, NoLocal: sub.NL, RetainAsPublished: sub.RAP,
 			RetainHandling: sub.RH, SubID: sub.SubID})
 	}
 }

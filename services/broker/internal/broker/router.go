@@ -187,16 +187,19 @@ func (r *router) plan(m *Message, fws []cluster.Forward, ts []target, local []to
 		fws = append(fws, cluster.Forward{Replica: rep})
 		return &fws[len(fws)-1]
 	}
-	var remote []topic.SharedGroup[string, struct{}]
+	var remote []topic.SharedGroup[string, cluster.Route]
 	if ix := cl.Remote(); ix.Len() > 0 {
-		ix.Match(m.Topic, func(_ string, rep string, _ struct{}) {
-			at(rep).Plain = true
-		}, func(g topic.SharedGroup[string, struct{}]) {
+		ix.Match(m.Topic, func(_ string, _ string, rt cluster.Route) {
+			if rt.Durable && m.QoS > 0 {
+				return // the store appends it for those subscriptions (Store.Append)
+			}
+			at(rt.Replica).Plain = true
+		}, func(g topic.SharedGroup[string, cluster.Route]) {
 			remote = append(remote, g)
 		})
 	}
 	for _, lg := range local {
-		var rg *topic.SharedGroup[string, struct{}]
+		var rg *topic.SharedGroup[string, cluster.Route]
 		for i := range remote {
 			if remote[i].Group == lg.Group && remote[i].Filter == lg.Filter {
 				rg = &remote[i]

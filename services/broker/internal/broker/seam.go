@@ -19,12 +19,14 @@ type Cluster interface {
 	// Ready reports whether the replica takes part in the cluster (standalone: always).
 	Ready() bool
 	// AddFilter counts a local subscription to filter; wait, when not nil, returns once the
-	// other replicas route matching messages here (bounded).
-	AddFilter(filter string) (wait func())
-	// RemoveFilter drops one local subscription to filter.
-	RemoveFilter(filter string)
+	// other replicas route matching messages here (bounded). durable: a persistent session's
+	// non-shared subscription at QoS 1 or 2 (its QoS 1/2 messages come through its log, so
+	// the others forward only QoS 0 messages for it; see cluster.Route).
+	AddFilter(filter string, durable bool) (wait func())
+	// RemoveFilter drops one local subscription to filter, of the kind it was added as.
+	RemoveFilter(filter string, durable bool)
 	// Remote is the other replicas' filters (read only; empty when alone).
-	Remote() *topic.Index[string, struct{}]
+	Remote() *topic.Index[string, cluster.Route]
 	// Peers appends the other live replicas to dst.
 	Peers(dst []string) []string
 	// Forward sends bm to other replicas; done, when not nil, is called once per destination.
@@ -75,17 +77,17 @@ type SessionStore interface {
 
 // standalone is the Cluster of a replica alone.
 type standalone struct {
-	remote *topic.Index[string, struct{}]
+	remote *topic.Index[string, cluster.Route]
 }
 
 func newStandalone() *standalone {
-	return &standalone{remote: topic.NewIndex[string, struct{}]()}
+	return &standalone{remote: topic.NewIndex[string, cluster.Route]()}
 }
 
 func (standalone) Ready() bool                                          { return true }
-func (standalone) AddFilter(string) func()                              { return nil }
-func (standalone) RemoveFilter(string)                                  {}
-func (s standalone) Remote() *topic.Index[string, struct{}]             { return s.remote }
+func (standalone) AddFilter(string, bool) func()                        { return nil }
+func (standalone) RemoveFilter(string, bool)                            {}
+func (s standalone) Remote() *topic.Index[string, cluster.Route]        { return s.remote }
 func (standalone) Peers(dst []string) []string                          { return dst }
 func (standalone) Forward(*bus.Message, []cluster.Forward, func(error)) {}
 func (standalone) Exports(string) bool                                  { return false }

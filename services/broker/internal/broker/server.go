@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
@@ -311,29 +312,62 @@ func (s *Server) setRetained(m *Message) {
 }
 
 // subscribe adds or replaces one subscription of sess. wait, when not nil, returns once the
-// other replicas route the filter here (see Cluster.AddFilter).
-func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, wait func()) {
+// other replicas route the filter here (see Cluster.AddFilter). A persistent session's
+// non-shared subscription at QoS 1 or 2 is a durable route: the other replicas forward it only
+// QoS 0 messages, its QoS 1/2 ones reach it through its log. retire, when not nil, removes the
+// route of the kind the replaced subscription had: call it once the new one is in place
+// (routed, and for a persistent session indexed), so that the flow of messages is never
+// interrupted [MQTT-3.8.4-3].
+func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, wait, retire func()) {
+	_, shared, _ := topic.ParseShare(filter)
+	opts.durable = !shared && opts.QoS > 0 && sess.stored.Load()
 	sess.mu.Lock()
-	_, existed = sess.subs[filter]
+	old, existed := sess.subs[filter]
 	sess.subs[filter] = opts
 	sess.mu.Unlock()
 	_, _ = s.router.subs.Subscribe(filter, sess, opts)
-	if !existed {
-		wait = s.cluster.AddFilter(filter)
+	switch {
+	case !existed:
+		wait = s.cluster.AddFilter(filter, opts.durable)
+	case old.durable != opts.durable:
+		wait = s.cluster.AddFilter(filter, opts.durable)
+		retire = func() { s.cluster.RemoveFilter(filter, old.durable) }
 	}
-	return existed, wait
+	return existed, wait, retire
 }
 
 func (s *Server) unsubscribe(sess *Session, filter string) bool {
 	sess.mu.Lock()
-	_, ok := sess.subs[filter]
+	o, ok := sess.subs[filter]
 	delete(sess.subs, filter)
 	sess.mu.Unlock()
 	if ok {
 		s.router.subs.Unsubscribe(filter, sess)
-		s.cluster.RemoveFilter(filter)
+		s.cluster.RemoveFilter(filter, o.durable)
 	}
 	return ok
+}
+
+// undurable turns the durable routes of a session that is no longer stored (a persistent
+// session resumed as a clean one) into plain ones: its QoS 1/2 messages come over the bus again.
+func (s *Server) undurable(sess *Session) {
+	sess.mu.Lock()
+	var fs []string
+	for f, o := range sess.subs {
+		if o.durable {
+			o.durable = false
+			sess.subs[f] = o
+			fs = append(fs, f)
+			_, _ = s.router.subs.Subscribe(f, sess, o)
+		}
+	}
+	sess.mu.Unlock()
+	// Not waited for (the caller holds the server's lock): the route loop writes the
+	// additions before the removals, and the other replicas apply them in that order.
+	for _, f := range fs {
+		_ = s.cluster.AddFilter(f, false)
+		s.cluster.RemoveFilter(f, true)
+	}
 }
 
 // capExpiry turns a v5 Session Expiry Interval into a duration, capped by MaxSessionExpiry.
@@ -394,9 +428,9 @@ func (s *Server) dropSessionLocked(sess *Session, disown bool) (will *Message) {
 		sess.lg.retry = nil
 	}
 	sess.mu.Unlock()
-	for f := range subs {
+	for f, o := range subs {
 		s.router.subs.Unsubscribe(f, sess)
-		s.cluster.RemoveFilter(f)
+		s.cluster.RemoveFilter(f, o.durable)
 	}
 	return will
 }

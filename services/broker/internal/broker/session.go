@@ -17,6 +17,10 @@ type SubOpts struct {
 	RetainAsPublished bool
 	RetainHandling    byte
 	SubID             uint32 // v5 Subscription Identifier; 0 means none
+
+	// durable: the subscription is counted in the cluster as a durable route (see
+	// Server.subscribe), so that it is removed as the kind it was added as.
+	durable bool
 }
 
 // delivery is one message on its way to one session, with what this subscriber sees of it.

@@ -13,6 +13,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,52 @@ const (
 	flagWake          = 1 << 1 // not a message: ClientID's log has new messages (durable sessions)
 )
 
+// Route is one entry of the other replicas' route cache (Cluster.Remote): a replica with local
+// subscriptions to the entry's filter.
+type Route struct {
+	Replica string
+	// Durable: every one of the replica's subscriptions behind this entry belongs to a
+	// persistent session and takes QoS 1 or 2: a QoS 1/2 message reaches them through their
+	// logs (Store.Append), so only QoS 0 messages are forwarded for it. A replica can have a
+	// plain and a durable entry for the same filter.
+	Durable bool
+}
+
+// durableMark starts the route-table entry of a durable route (see Route): topic filters never
+// contain U+0000 [MQTT-1.5.4-2]. In the cache, the entry's key is the replica id with the mark
+// after it, so that both kinds of one replica and filter can be present.
+const durableMark = "\x00"
+
+// routeKey is the route-table entry of filter.
+func routeKey(filter string, durable bool) string {
+	if durable {
+		return durableMark + filter
+	}
+	return filter
+}
+
+// addRemote puts one route-table entry of replica rep into ix.
+func addRemote(ix *topic.Index[string, Route], rep, entry string) {
+	if f, ok := strings.CutPrefix(entry, durableMark); ok {
+		_, _ = ix.Subscribe(f, rep+durableMark, Route{Replica: rep, Durable: true})
+		return
+	}
+	_, _ = ix.Subscribe(entry, rep, Route{Replica: rep})
+}
+
+func removeRemote(ix *topic.Index[string, Route], rep, entry string) {
+	if f, ok := strings.CutPrefix(entry, durableMark); ok {
+		ix.Unsubscribe(f, rep+durableMark)
+		return
+	}
+	ix.Unsubscribe(entry, rep)
+}
+
+func dropRemote(ix *topic.Index[string, Route], rep string) {
+	ix.UnsubscribeAll(rep)
+	ix.UnsubscribeAll(rep + durableMark)
+}
+
 // Forward is one destination replica of a message, with what it is for there.
 type Forward struct {
 	Replica string
@@ -79,10 +126,10 @@ type Cluster struct {
 	self string
 	bus  *bus.Bus // set by Start
 
-	remote atomic.Pointer[topic.Index[string, struct{}]] // other replicas' filters -> replica id
+	remote atomic.Pointer[topic.Index[string, Route]] // other replicas' filters -> routes
 
 	mu        sync.Mutex
-	refs      map[string]int             // local filters -> local subscriptions using each
+	refs      map[string]int             // route-table entries (routeKey) -> local subscriptions using each
 	adds      map[string][]chan struct{} // filters to add to Redis, with SUBSCRIBEs waiting
 	removes   map[string]struct{}        // filters to remove from Redis
 	peers     map[string]time.Time       // live replicas: last heartbeat received
@@ -128,7 +175,7 @@ func New(cfg Config, host Host, log zerolog.Logger) *Cluster {
 		inbox:   make(chan []byte, 1024),
 		stop:    make(chan struct{}),
 	}
-	c.remote.Store(topic.NewIndex[string, struct{}]())
+	c.remote.Store(topic.NewIndex[string, Route]())
 	if len(cfg.ExportFilters) > 0 {
 		c.exports = topic.NewIndex[struct{}, struct{}]()
 		for _, f := range cfg.ExportFilters {
@@ -242,10 +289,13 @@ func (c *Cluster) stats() Stats {
 	return st
 }
 
-// AddFilter counts a local subscription to filter. When it is the first, the filter is added to
-// the replica's route table in Redis; the returned func waits until that is done (a few seconds
-// at most, and not at all while Redis is away), so a SUBACK can wait for the route to exist.
-func (c *Cluster) AddFilter(filter string) (wait func()) {
+// AddFilter counts a local subscription to filter; durable: a persistent session's non-shared
+// subscription at QoS 1 or 2, whose QoS 1/2 messages come through its log (see Route). When it
+// is the first of its kind, the entry is added to the replica's route table in Redis; the
+// returned func waits until that is done (a few seconds at most, and not at all while Redis is
+// away), so a SUBACK can wait for the route to exist.
+func (c *Cluster) AddFilter(filter string, durable bool) (wait func()) {
+	filter = routeKey(filter, durable)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.refs[filter]++
@@ -259,8 +309,10 @@ func (c *Cluster) AddFilter(filter string) (wait func()) {
 	return func() { c.waitRoute(ch) }
 }
 
-// RemoveFilter drops one local subscription to filter; the last one removes the route.
-func (c *Cluster) RemoveFilter(filter string) {
+// RemoveFilter drops one local subscription to filter, of the kind it was added with; the last
+// one removes the route.
+func (c *Cluster) RemoveFilter(filter string, durable bool) {
+	filter = routeKey(filter, durable)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.refs[filter] - 1
@@ -537,7 +589,7 @@ func (c *Cluster) resyncRoutes() bool {
 		}
 	}
 	c.mu.Unlock()
-	ix := topic.NewIndex[string, struct{}]()
+	ix := topic.NewIndex[string, Route]()
 	now := time.Now()
 	for _, r := range reps {
 		if r.ID == c.self {
@@ -553,7 +605,7 @@ func (c *Cluster) resyncRoutes() bool {
 			return false
 		}
 		for _, f := range fs {
-			_, _ = ix.Subscribe(f, r.ID, struct{}{})
+			addRemote(ix, r.ID, f)
 		}
 		c.mu.Lock()
 		if _, ok := c.peers[r.ID]; !ok {
@@ -603,14 +655,14 @@ func (c *Cluster) applyRouteChange(rc bus.RouteChange) {
 	switch rc.Op {
 	case bus.RouteAdd:
 		for _, f := range rc.Filters {
-			_, _ = ix.Subscribe(f, rc.Replica, struct{}{})
+			addRemote(ix, rc.Replica, f)
 		}
 	case bus.RouteRemove:
 		for _, f := range rc.Filters {
-			ix.Unsubscribe(f, rc.Replica)
+			removeRemote(ix, rc.Replica, f)
 		}
 	case bus.RouteDrop:
-		ix.UnsubscribeAll(rc.Replica)
+		dropRemote(ix, rc.Replica)
 		c.mu.Lock()
 		delete(c.peers, rc.Replica)
 		c.mu.Unlock()
@@ -655,7 +707,7 @@ func (c *Cluster) peerLoop() {
 			c.mu.Unlock()
 			for _, id := range dead {
 				c.log.Warn().Str("replica", id).Msg("replica silent; forgetting its routes")
-				c.remote.Load().UnsubscribeAll(id)
+				dropRemote(c.remote.Load(), id)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				c.replicaGone(ctx, id)
 				cancel()
@@ -677,7 +729,7 @@ func (c *Cluster) replicaGone(ctx context.Context, id string) {
 }
 
 // Remote returns the other replicas' filters (read-only).
-func (c *Cluster) Remote() *topic.Index[string, struct{}] { return c.remote.Load() }
+func (c *Cluster) Remote() *topic.Index[string, Route] { return c.remote.Load() }
 
 // Peers appends the replicas currently known alive to dst.
 func (c *Cluster) Peers(dst []string) []string {
