@@ -228,7 +228,7 @@ func entryNum(id string) uint64 {
 
 // Commit runs on the store's goroutine, like the cluster's flusher: build takes the session's
 // lock, which its caller may hold.
-func (m *memStore) Commit(build func() *bus.Commit, done func(error)) {
+func (m *memStore) Commit(_ string, build func() *bus.Commit, done func(error)) {
 	m.later(func() { m.commit(build, done) })
 }
 

@@ -360,7 +360,7 @@ func (s *Session) commitLocked(then func()) {
 		return
 	}
 	lg.committing = true
-	s.srv.store.Commit(s.buildCommit, s.commitDone)
+	s.srv.store.Commit(s.ID, s.buildCommit, s.commitDone)
 }
 
 // buildCommit is called by the store when it sends the commit.
@@ -557,7 +557,7 @@ func (s *Session) endStoredLocked() {
 	}
 	id, epoch, inc, st := s.ID, s.epoch, s.inc, s.srv.store
 	if !s.stored.Load() {
-		st.Commit(func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) {})
+		st.Commit(id, func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) {})
 		st.Released(id)
 		return
 	}

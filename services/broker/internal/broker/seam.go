@@ -68,9 +68,9 @@ type SessionStore interface {
 	AppendTo(id string, inc uint64, bm *bus.Message, qos byte, retain bool, done func(error))
 	// Read reads up to n entries of session id's log from entry from (after it, with after).
 	Read(id, from string, after bool, n int, fn func([]bus.LogEntry, error))
-	// Commit queues an owner's write, built when it is sent; done gets bus.ErrFenced when the
-	// session was claimed elsewhere.
-	Commit(build func() *bus.Commit, done func(error))
+	// Commit queues an owner's write to session id, built when it is sent; done gets
+	// bus.ErrFenced when the session was claimed elsewhere.
+	Commit(id string, build func() *bus.Commit, done func(error))
 	// Flush waits until everything queued was written.
 	Flush()
 }

@@ -249,7 +249,7 @@ func (c *Cluster) Stop() {
 	}
 	c.stopping.Store(true)
 	c.flushRoutes()
-	c.store.flush()
+	c.store.Flush()
 	c.flushStoreOps()
 	if c.bus != nil && c.bus.Status().Connected {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -885,7 +885,7 @@ func (c *Cluster) onControl(p []byte) {
 // here, and from is told.
 func (c *Cluster) release(id, from string, cleanStart bool) {
 	c.host.Release(id, cleanStart)
-	c.store.flush()
+	c.store.Flush()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	_ = c.bus.PublishControl(ctx, from, append([]byte{ctlReleased}, id...))

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -18,10 +19,16 @@ import (
 // index of persistent subscriptions, before the publisher is acknowledged; the session's owner
 // reads its log when woken.
 //
-// Batching: appends and commits queue up and one flusher goroutine sends them, one pipeline at a
-// time, as soon as the previous pipeline's replies are in: under load a pipeline carries many
-// messages (and one append command per session per pipeline), with no added delay when idle.
-// The reader does the same for log reads.
+// Batching: appends and commits queue up in a few lanes, and each lane's flusher goroutine sends
+// its queue, one pipeline at a time, as soon as the previous pipeline's replies are in: under load
+// a pipeline carries many messages (and one append command per session per pipeline), with no
+// added delay when idle. A publisher's messages all go through one lane (chosen by its client
+// id), and so do a session's commits, so that a lane's order is the order that matters: per
+// publisher into each session's log (MQTT orders messages per publisher and topic, not across
+// publishers, and appends from other replicas already interleave with this one's), and per
+// session for its owner's writes. The lanes' pipelines are in flight at the same time, so Redis
+// syncs its append-only file once for several of them. The reader batches log reads the same way
+// in one lane.
 type Store struct {
 	c *Cluster
 
@@ -36,12 +43,7 @@ type Store struct {
 	held     map[string]uint64 // persistent sessions claimed here and online -> epoch
 	lastSeen uint64            // the highest own notice sequence number seen
 
-	qmu      sync.Mutex
-	appends  []*pendingAppend
-	commits  []*pendingCommit
-	flushing bool
-	idle     *sync.Cond // signalled when a flush ends
-	kick     chan struct{}
+	lanes []*lane
 
 	rmu     sync.Mutex
 	reads   []*pendingRead
@@ -92,18 +94,45 @@ type pendingRead struct {
 	fn func([]bus.LogEntry, error)
 }
 
+// lane is one queue of appends and commits with its flusher goroutine (see Store).
+type lane struct {
+	mu       sync.Mutex
+	appends  []*pendingAppend
+	commits  []*pendingCommit
+	flushing bool
+	idle     *sync.Cond // signalled when a flush ends
+	kick     chan struct{}
+}
+
+// writeLanes is the number of lanes: enough pipelines in flight to share Redis' fsyncs and
+// overlap one lane's round trip with another's work, few enough that a lane's pipeline still
+// carries many messages.
+const writeLanes = 4
+
 func newStore(c *Cluster) *Store {
 	s := &Store{c: c, subs: make(map[string]bus.DurableSubs), waiters: make(map[uint64]chan struct{}),
-		held: make(map[string]uint64), kick: make(chan struct{}, 1), rkick: make(chan struct{}, 1),
-		stopped: make(chan struct{})}
-	s.idle = sync.NewCond(&s.qmu)
+		held: make(map[string]uint64), rkick: make(chan struct{}, 1), stopped: make(chan struct{})}
+	for range writeLanes {
+		l := &lane{kick: make(chan struct{}, 1)}
+		l.idle = sync.NewCond(&l.mu)
+		s.lanes = append(s.lanes, l)
+	}
 	s.index.Store(topic.NewIndex[string, bus.DurableSub]())
 	return s
 }
 
+// laneOf is the lane of a publisher's appends and of a session's commits.
+func (s *Store) laneOf(clientID string) *lane {
+	return s.lanes[maphash.String(laneSeed, clientID)%uint64(len(s.lanes))]
+}
+
+var laneSeed = maphash.MakeSeed()
+
 func (s *Store) start() {
-	s.wg.Add(3)
-	go func() { defer s.wg.Done(); s.flushLoop() }()
+	s.wg.Add(2 + len(s.lanes))
+	for _, l := range s.lanes {
+		go func() { defer s.wg.Done(); s.flushLoop(l) }()
+	}
 	go func() { defer s.wg.Done(); s.readLoop() }()
 	go func() { defer s.wg.Done(); s.sweepLoop() }()
 }
@@ -348,7 +377,7 @@ func (s *Store) resync() bool {
 		// again, and its log read.
 		id, epoch := id, epochs[i]
 		_ = s.c.bus.HoldSession(ctx, id)
-		s.Commit(func() *bus.Commit {
+		s.Commit(id, func() *bus.Commit {
 			s.mu.Lock()
 			still := s.held[id] == epoch
 			s.mu.Unlock()
@@ -421,10 +450,11 @@ func (s *Store) enqueue(bm *bus.Message, ts []target, q2 *Q2, skip func() bool, 
 		done(bus.ErrUnavailable)
 		return
 	}
-	s.qmu.Lock()
-	s.appends = append(s.appends, &pendingAppend{bm: bm, q2: q2, skip: skip, done: done, ts: ts})
-	s.qmu.Unlock()
-	s.poke()
+	l := s.laneOf(bm.ClientID)
+	l.mu.Lock()
+	l.appends = append(l.appends, &pendingAppend{bm: bm, q2: q2, skip: skip, done: done, ts: ts})
+	l.mu.Unlock()
+	l.poke()
 }
 
 // Has reports whether a message on name may go to a persistent session's log.
@@ -467,77 +497,82 @@ func (s *Store) match(bm *bus.Message) []target {
 	return ts
 }
 
-// Commit queues an owner's write: build is called when the flusher sends it, so that later
-// changes ride along; done gets the result (bus.ErrFenced: the session was claimed elsewhere).
-func (s *Store) Commit(build func() *bus.Commit, done func(error)) {
-	s.qmu.Lock()
-	s.commits = append(s.commits, &pendingCommit{build: build, done: done})
-	s.qmu.Unlock()
-	s.poke()
+// Commit queues an owner's write to session id: build is called when the flusher sends it, so
+// that later changes ride along; done gets the result (bus.ErrFenced: the session was claimed
+// elsewhere).
+func (s *Store) Commit(id string, build func() *bus.Commit, done func(error)) {
+	l := s.laneOf(id)
+	l.mu.Lock()
+	l.commits = append(l.commits, &pendingCommit{build: build, done: done})
+	l.mu.Unlock()
+	l.poke()
 }
 
-func (s *Store) poke() {
+func (l *lane) poke() {
 	select {
-	case s.kick <- struct{}{}:
+	case l.kick <- struct{}{}:
 	default:
 	}
 }
 
-// flush waits until everything queued so far was sent (5 s at most).
-func (s *Store) flush() {
+// Flush waits until every append and commit queued so far was written (or failed), 5 s at most.
+func (s *Store) Flush() {
 	deadline := time.Now().Add(5 * time.Second)
-	t := time.AfterFunc(5*time.Second, func() {
-		s.qmu.Lock()
-		s.idle.Broadcast()
-		s.qmu.Unlock()
-	})
-	defer t.Stop()
-	s.qmu.Lock()
-	defer s.qmu.Unlock()
-	for (len(s.appends) > 0 || len(s.commits) > 0 || s.flushing) && time.Now().Before(deadline) {
-		s.poke()
-		s.idle.Wait()
+	for _, l := range s.lanes {
+		l.flush(deadline)
 	}
 }
 
-// Flush waits until every append and commit queued so far was written (or failed).
-func (s *Store) Flush() { s.flush() }
+func (l *lane) flush(deadline time.Time) {
+	t := time.AfterFunc(time.Until(deadline), func() {
+		l.mu.Lock()
+		l.idle.Broadcast()
+		l.mu.Unlock()
+	})
+	defer t.Stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for (len(l.appends) > 0 || len(l.commits) > 0 || l.flushing) && time.Now().Before(deadline) {
+		l.poke()
+		l.idle.Wait()
+	}
+}
 
-func (s *Store) flushLoop() {
+func (s *Store) flushLoop(l *lane) {
 	for {
 		select {
 		case <-s.stopped:
-			s.failPending(errors.New("cluster: stopped"))
+			l.failPending(errors.New("cluster: stopped"))
 			return
-		case <-s.kick:
+		case <-l.kick:
 		}
 		for {
-			s.qmu.Lock()
-			aps, cms := s.appends, s.commits
-			s.appends, s.commits = nil, nil
-			s.flushing = len(aps)+len(cms) > 0
-			s.qmu.Unlock()
+			l.mu.Lock()
+			aps, cms := l.appends, l.commits
+			l.appends, l.commits = nil, nil
+			l.flushing = len(aps)+len(cms) > 0
+			l.mu.Unlock()
 			if len(aps)+len(cms) == 0 {
-				s.qmu.Lock()
-				s.idle.Broadcast()
-				s.qmu.Unlock()
+				l.mu.Lock()
+				l.idle.Broadcast()
+				l.mu.Unlock()
 				break
 			}
 			s.send(aps, cms)
-			s.qmu.Lock()
-			s.flushing = false
-			s.idle.Broadcast()
-			s.qmu.Unlock()
+			l.mu.Lock()
+			l.flushing = false
+			l.idle.Broadcast()
+			l.mu.Unlock()
 		}
 	}
 }
 
-func (s *Store) failPending(err error) {
-	s.qmu.Lock()
-	aps, cms := s.appends, s.commits
-	s.appends, s.commits = nil, nil
-	s.idle.Broadcast()
-	s.qmu.Unlock()
+func (l *lane) failPending(err error) {
+	l.mu.Lock()
+	aps, cms := l.appends, l.commits
+	l.appends, l.commits = nil, nil
+	l.idle.Broadcast()
+	l.mu.Unlock()
 	for _, a := range aps {
 		a.done(err)
 	}
