@@ -101,3 +101,53 @@ func FuzzDecodeExportEntry(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSplitLogBatches: any input splits into batches that cover it exactly, or is refused; never
+// a panic. A log entry's messages split back into what was appended.
+func FuzzSplitLogBatches(f *testing.F) {
+	var blob []byte
+	for i := range 3 {
+		m := Message{ID: NewMessageID(), Topic: "t/" + string(rune('a'+i)), Payload: []byte("payload"), QoS: 1}
+		blob, _ = AppendMessage(AppendBatchHeader(blob), &m)
+	}
+	f.Add(blob)
+	f.Add(blob[:len(blob)-1])
+	f.Add([]byte{EnvelopeVersion})
+	f.Add([]byte{EnvelopeVersion, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		bs, ok := SplitLogBatches(p)
+		if !ok {
+			return
+		}
+		n := 0
+		for _, b := range bs {
+			n += len(b)
+		}
+		if n != len(p) {
+			t.Fatalf("%d batches cover %d of %d bytes", len(bs), n, len(p))
+		}
+	})
+}
+
+func TestSplitLogBatches(t *testing.T) {
+	var blob []byte
+	var want []string
+	for i := range 5 {
+		m := Message{ID: NewMessageID(), Topic: "t", Payload: []byte{byte('0' + i)}, QoS: 1}
+		blob, _ = AppendMessage(AppendBatchHeader(blob), &m)
+		want = append(want, string(m.Payload))
+	}
+	bs, ok := SplitLogBatches(blob)
+	if !ok || len(bs) != len(want) {
+		t.Fatalf("split: %v, %d batches", ok, len(bs))
+	}
+	for i, b := range bs {
+		ms, err := DecodeBatch(b)
+		if err != nil || len(ms) != 1 || string(ms[0].Payload) != want[i] {
+			t.Fatalf("batch %d: %v %v", i, err, ms)
+		}
+	}
+	if _, ok := SplitLogBatches(blob[:len(blob)-2]); ok {
+		t.Fatal("a truncated entry split")
+	}
+}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -27,8 +28,9 @@ import (
 //	                      state    the broker's own blob (subscriptions, expiry)
 //	                      exp      the session expiry interval in ms (-1: never)
 //	                      q:<pid>  an inbound QoS 2 packet id received, its PUBREL not yet (message id)
-//	SessionLog(id)  STREAM one entry per append: s = sequence number of its first message, then
-//	                      m0, m1, ... = one message each (a one-message envelope batch)
+//	SessionLog(id)  STREAM one entry per append: s = sequence number of its first message,
+//	                      b = its messages, one-message envelope batches one after the other
+//	                      (each starts with the version byte and is framed: SplitLogBatches)
 //
 // Fencing: a claim sets epoch to a number larger than any earlier one (the larger of the old
 // epoch + 1 and Redis' clock in microseconds, so it stays monotonic even after the session expired
@@ -105,8 +107,11 @@ return {epoch, h[2] or '', h[3] or '0', present and '1' or '0', redis.call('HGET
 
 	// appendBody adds messages to one session's log when its incarnation matches, as many as its
 	// queue bound allows. Used with KEYS k (session) and k+1 (log), ARGV from a (inc, max, n,
-	// msgs...). Sets res to {status, accepted, owner, online}: status 0 gone, 1 appended (maybe
-	// fewer than n: full).
+	// msgs, ends): msgs holds the n messages one after the other, ends the end offset of each in
+	// msgs, 8 hex digits apiece (to keep the first ones only when the queue has less room).
+	// Returns {status, accepted, owner, online}: status 0 gone, 1 appended (maybe fewer than n:
+	// full). One stream field for all the messages keeps the script, the stream entry and the
+	// reader's reply small whatever n is.
 	appendBody = `
 local function append(ks, kl, a)
   local inc, max, n = ARGV[a], tonumber(ARGV[a+1]), tonumber(ARGV[a+2])
@@ -117,9 +122,9 @@ local function append(ks, kl, a)
   local room = n
   if max > 0 then room = math.min(n, max - (app - cur + 1)) end
   if room > 0 then
-    local args = {kl, '*', 's', string.format('%.0f', app + 1)}
-    for i = 1, room do args[#args+1] = 'm' .. (i - 1); args[#args+1] = ARGV[a+2+i] end
-    redis.call('XADD', unpack(args))
+    local msgs = ARGV[a+3]
+    if room < n then msgs = string.sub(msgs, 1, tonumber(string.sub(ARGV[a+4], room*8-7, room*8), 16)) end
+    redis.call('XADD', kl, '*', 's', string.format('%.0f', app + 1), 'b', msgs)
     redis.call('HSET', ks, 'app', string.format('%.0f', app + room))
     local ttl = redis.call('PTTL', ks)
     if ttl > 0 then redis.call('PEXPIRE', kl, ttl) end
@@ -129,13 +134,13 @@ local function append(ks, kl, a)
   return {1, room, h[4] or '', h[5] or '0'}
 end
 `
-	// KEYS: session, log. ARGV: inc, max, n, msgs...
+	// KEYS: session, log. ARGV: inc, max, n, msgs, ends.
 	appendScript = redis.NewScript(appendBody + `return append(KEYS[1], KEYS[2], 1)`)
 
 	// A QoS 2 message from a persistent publisher: its receive state and its appends in one
 	// script (one Redis node). KEYS: publisher's session, then (session, log) per target. ARGV:
 	// packet id, message id, target count, the publisher's claim epoch, then per target inc,
-	// max, 1, msg. Returns {-1} when the publisher's session was claimed since (fenced: a
+	// max, 1, msg, end. Returns {-1} when the publisher's session was claimed since (fenced: a
 	// request that reaches Redis late, after the client went elsewhere, must not append what
 	// its resend already did, nor record an id the client has finished with), {0} when the
 	// packet id is already recorded (a resend: nothing appended), else {1, result...}.
@@ -150,7 +155,7 @@ local a = 5
 for i = 1, tonumber(ARGV[3]) do
   local r = append(KEYS[2*i], KEYS[2*i+1], a)
   for _, v in ipairs(r) do out[#out+1] = v end
-  a = a + 4
+  a = a + 5
 end
 return out
 `)
@@ -333,11 +338,17 @@ type Append struct {
 }
 
 func (a *Append) args(dst []any) []any {
-	dst = append(dst, strconv.FormatUint(a.Inc, 10), a.Max, len(a.Msgs))
+	size := 0
 	for _, m := range a.Msgs {
-		dst = append(dst, m)
+		size += len(m)
 	}
-	return dst
+	msgs := make([]byte, 0, size)
+	ends := make([]byte, 0, 8*len(a.Msgs))
+	for _, m := range a.Msgs {
+		msgs = append(msgs, m...)
+		ends = fmt.Appendf(ends, "%08x", len(msgs))
+	}
+	return append(dst, strconv.FormatUint(a.Inc, 10), a.Max, len(a.Msgs), msgs, ends)
 }
 
 func (a *Append) queue(b *Bus, ctx context.Context, p redis.Pipeliner) {
@@ -672,8 +683,7 @@ func (b *Bus) ReadLogs(ctx context.Context, rs []*LogRead) error {
 	return nil
 }
 
-// decodeLogEntry reads an entry's fields: s, then m0, m1, ... (go-redis hands stream fields over
-// as a map, so each message field has a name of its own).
+// decodeLogEntry reads an entry's fields: s and b.
 func decodeLogEntry(x redis.XMessage) (LogEntry, bool) {
 	e := LogEntry{ID: x.ID}
 	s, ok := x.Values["s"].(string)
@@ -685,14 +695,45 @@ func decodeLogEntry(x redis.XMessage) (LogEntry, bool) {
 		return e, false
 	}
 	e.Seq = seq
-	for i := 0; ; i++ {
-		v, ok := x.Values["m"+strconv.Itoa(i)].(string)
-		if !ok {
-			break
-		}
-		e.Msgs = append(e.Msgs, []byte(v))
+	b, ok := x.Values["b"].(string)
+	if !ok {
+		return e, false
 	}
-	return e, len(e.Msgs) > 0
+	e.Msgs, ok = SplitLogBatches([]byte(b))
+	return e, ok && len(e.Msgs) > 0
+}
+
+// SplitLogBatches splits one-message envelope batches written one after the other (a log
+// entry's messages) into slices of p. It checks the framing only (version byte, then a length
+// that fits); false: p is not such a sequence.
+func SplitLogBatches(p []byte) ([][]byte, bool) {
+	n := 0
+	for off := 0; off < len(p); n++ {
+		end, ok := nextBatch(p, off)
+		if !ok {
+			return nil, false
+		}
+		off = end
+	}
+	out := make([][]byte, 0, n)
+	for off := 0; off < len(p); {
+		end, _ := nextBatch(p, off)
+		out = append(out, p[off:end:end])
+		off = end
+	}
+	return out, true
+}
+
+// nextBatch returns the end of the one-message batch that starts at off.
+func nextBatch(p []byte, off int) (int, bool) {
+	if p[off] != EnvelopeVersion {
+		return 0, false
+	}
+	l, k := binary.Uvarint(p[off+1:])
+	if k <= 0 || l > uint64(len(p)-off-1-k) {
+		return 0, false
+	}
+	return off + 1 + k + int(l), true
 }
 
 // ReleaseOrphans marks the sessions held by dead replica (its clients' connections died with it)
