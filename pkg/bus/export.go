@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"sync"
@@ -140,6 +141,63 @@ func (b *Bus) Export(m *Message) bool {
 		return false
 	}
 	return true
+}
+
+// ExportBatch queues the n messages of batch (an envelope batch: AppendBatchHeader, then
+// AppendMessage for each) for the export stream, like Export, under one lock for all of them:
+// a publisher's connection encodes what it exports into a batch of its own while it handles a
+// burst of input and hands it over once. batch is copied before ExportBatch returns. Messages
+// beyond the queue's room are dropped and counted; it returns how many were queued.
+func (b *Bus) ExportBatch(batch []byte, n int) int {
+	e := b.export
+	if n == 0 || len(batch) < 2 {
+		return 0
+	}
+	frames := batch[1:]
+	queued := 0
+	e.mu.Lock()
+	wake := e.queued == 0
+	for len(frames) > 0 && !e.closed {
+		// The run of frames that fits in the open chunk (or a new one) and in the queue.
+		size, ok := frameSize(frames)
+		if !ok || e.queued >= b.opts.ExportQueue || e.bytes+size > b.opts.ExportQueueBytes {
+			break
+		}
+		c, opened := e.openChunkLocked(false, size, b.opts.ExportBatch)
+		wake = wake || opened && len(e.chunks) == 2
+		run, k := size, 1
+		for run < len(frames) && c.n+k < b.opts.ExportBatch && e.queued+k < b.opts.ExportQueue {
+			next, ok := frameSize(frames[run:])
+			if !ok || len(c.buf)+run+next > exportChunkBytes || e.bytes+run+next > b.opts.ExportQueueBytes {
+				break
+			}
+			run += next
+			k++
+		}
+		c.buf = append(c.buf, frames[:run]...)
+		c.n += k
+		e.queued += k
+		e.bytes += run
+		queued += k
+		frames = frames[run:]
+	}
+	e.mu.Unlock()
+	if queued > 0 && wake {
+		e.wake()
+	}
+	if queued < n {
+		e.dropped.Add(uint64(n - queued))
+	}
+	return queued
+}
+
+// frameSize is the size of the framed message at the start of p (length prefix included).
+func frameSize(p []byte) (int, bool) {
+	l, k := binary.Uvarint(p)
+	if k <= 0 || l > uint64(len(p)-k) {
+		return 0, false
+	}
+	return k + int(l), true
 }
 
 // ExportPresence queues a presence event for the export stream, like Export: encoded at once,

@@ -366,3 +366,77 @@ func TestDecodeExportEntryMalformed(t *testing.T) {
 		}
 	}
 }
+
+// ExportBatch: messages handed over in batches of varied sizes (one lock each) reach the stream
+// in order, split into entries of at most ExportBatch messages; mixed with single Exports.
+func TestExportBatchInOrder(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions(t, "r1", srv.Addr())
+	o.ExportBatch = 50
+	b := newBus(t, o)
+	const n = 5_000
+	want := make([]Message, n)
+	for i := range want {
+		want[i] = exportMsg(i)
+	}
+	for i := 0; i < n; {
+		k := 1 + i%37 // batches of 1 to 37 messages
+		if i%5 == 0 {
+			if !b.Export(&want[i]) {
+				t.Fatalf("Export %d refused", i)
+			}
+			i++
+			continue
+		}
+		batch := AppendBatchHeader(nil)
+		j := i
+		for ; j < i+k && j < n; j++ {
+			batch, _ = AppendMessage(batch, &want[j])
+		}
+		if got := b.ExportBatch(batch, j-i); got != j-i {
+			t.Fatalf("ExportBatch queued %d of %d", got, j-i)
+		}
+		clear(batch) // copied: the caller reuses its buffer
+		i = j
+	}
+	waitFor(t, "every message exported", 10*time.Second, func() bool { return b.Stats().Exported == n })
+	got, entries := readExport(t, b.Client(), b.Names().Export())
+	if len(got) != n {
+		t.Fatalf("stream has %d messages, want %d", len(got), n)
+	}
+	for i := range got {
+		if !sameMessage(&got[i], &want[i]) {
+			t.Fatalf("message %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if entries < n/50 {
+		t.Errorf("%d entries for %d messages with ExportBatch 50", entries, n)
+	}
+}
+
+// ExportBatch admits what fits in the queue and drops and counts the rest.
+func TestExportBatchQueueBound(t *testing.T) {
+	srv := redistest.Start(t)
+	o := testOptions(t, "r1", srv.Addr())
+	o.ExportQueue = 100
+	b := newBus(t, o)
+	waitConnected(t, b)
+	srv.Stop()
+	batch := AppendBatchHeader(nil)
+	for i := 0; i < 80; i++ {
+		m := exportMsg(i)
+		batch, _ = AppendMessage(batch, &m)
+	}
+	if got := b.ExportBatch(batch, 80); got != 80 {
+		t.Fatalf("first batch: queued %d of 80", got)
+	}
+	if got := b.ExportBatch(batch, 80); got != 20 {
+		t.Fatalf("second batch: queued %d of 80 with 20 places left", got)
+	}
+	if st := b.Stats(); st.ExportDropped != 60 || st.ExportQueued != 100 {
+		t.Fatalf("stats %+v: want 60 dropped, 100 queued", st)
+	}
+	srv.Start()
+	waitFor(t, "queued messages written after Redis came back", 10*time.Second,
+		func() bool { return b.Stats().Exported == 100 })
+}

@@ -31,9 +31,11 @@ type Cluster interface {
 	Peers(dst []string) []string
 	// Forward sends bm to other replicas; done, when not nil, is called once per destination.
 	Forward(bm *bus.Message, fws []cluster.Forward, done func(error))
-	// Exports reports whether messages on name go to the export stream; Export sends one.
+	// Exports reports whether messages on name go to the export stream; Export sends one,
+	// ExportBatch the n messages of an envelope batch (copied before it returns).
 	Exports(name string) bool
 	Export(bm *bus.Message)
+	ExportBatch(batch []byte, n int)
 	// ExportsPresence reports whether presence events can be exported (standalone: no);
 	// ExportPresence sends one, naming this replica in it.
 	ExportsPresence() bool
@@ -92,6 +94,7 @@ func (standalone) Peers(dst []string) []string                          { return
 func (standalone) Forward(*bus.Message, []cluster.Forward, func(error)) {}
 func (standalone) Exports(string) bool                                  { return false }
 func (standalone) Export(*bus.Message)                                  {}
+func (standalone) ExportBatch([]byte, int)                              {}
 func (standalone) ExportsPresence() bool                                { return false }
 func (standalone) ExportPresence(*bus.Presence)                         {}
 func (standalone) SetRetained(*bus.Message)                             {}

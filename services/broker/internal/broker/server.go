@@ -11,8 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
-	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/pkg/topic"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
@@ -271,7 +271,11 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 	if m.Retain {
 		s.setRetained(m)
 	}
-	s.router.route(m, time.Now(), from, nil, ack)
+	now := m.Created // a client's message was made just now (handlePublish): no second clock read
+	if from == nil {
+		now = time.Now()
+	}
+	s.router.route(m, now, from, nil, ack)
 	var q2 *cluster.Q2
 	if ack != nil && ack.t == mqtt.PUBREC && from.sess.stored.Load() {
 		// The packet id is recorded in the publisher's session with the appends: a resend
@@ -294,9 +298,16 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 		}
 	}
 	if s.cluster.Exports(m.Topic) {
-		var bm bus.Message
-		toBus(&bm, m, s.cfg.ID)
-		s.cluster.Export(&bm)
+		if from != nil {
+			// Into the connection's own export batch, handed over once per burst of input.
+			var bm bus.Message
+			toBus(&bm, m, s.cfg.ID)
+			from.export(&bm)
+		} else {
+			bm := new(bus.Message)
+			toBus(bm, m, s.cfg.ID)
+			s.cluster.Export(bm)
+		}
 	}
 }
 
