@@ -406,9 +406,6 @@ func (s *Server) detach(c *client) {
 		sess.goOfflineLocked()
 	}
 	sess.mu.Unlock()
-	if sess.stored.Load() {
-		s.store.Released(sess.ID)
-	}
 }
 
 // fireDelayedWill publishes a session's delayed will if the client has not come back.

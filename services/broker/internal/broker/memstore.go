@@ -100,7 +100,7 @@ func (m *memStore) Claim(id string, clean bool, expiry time.Duration) (bus.Sessi
 	return sc, nil
 }
 
-func (m *memStore) Released(string) {}
+func (m *memStore) Released(string) func() { return func() {} }
 
 func (m *memStore) Index(id string, epoch uint64, ds bus.DurableSubs) error {
 	m.mu.Lock()

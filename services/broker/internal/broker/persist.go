@@ -514,7 +514,9 @@ func (s *Session) goOfflineLocked() {
 	}
 	s.lg.offline = true
 	s.lg.setExpiry = true
-	s.commitLocked(nil)
+	// This replica's record of the session goes once Redis has it offline and expiring: if the
+	// replica dies before, the record lets the others do it (ReleaseOrphans).
+	s.commitLocked(s.srv.store.Released(s.ID))
 }
 
 // dropLogDeliveriesLocked forgets the messages read from the log (they are read again at the next
@@ -556,17 +558,14 @@ func (s *Session) endStoredLocked() {
 		return
 	}
 	id, epoch, inc, st := s.ID, s.epoch, s.inc, s.srv.store
+	forget := st.Released(id) // once the end is written (see goOfflineLocked)
 	if !s.stored.Load() {
-		st.Commit(id, func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) {})
-		st.Released(id)
+		st.Commit(id, func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) { forget() })
 		return
 	}
 	s.lg.end = true
-	s.commitLocked(nil)
-	go func() {
-		_ = st.Index(id, epoch, bus.DurableSubs{Inc: inc})
-		st.Released(id)
-	}()
+	s.commitLocked(forget)
+	go func() { _ = st.Index(id, epoch, bus.DurableSubs{Inc: inc}) }()
 }
 
 // deliverableLocked checks a log delivery before it is sent: expired or no longer readable

@@ -54,8 +54,9 @@ type SessionStore interface {
 	// what is stored of it; clean discards it. expiry is the session expiry interval (0: a
 	// clean session, never resumed from the store).
 	Claim(id string, clean bool, expiry time.Duration) (bus.SessionClaim, error)
-	// Released forgets a session this replica no longer holds.
-	Released(id string)
+	// Released forgets a session this replica no longer holds; forget removes it from this
+	// replica's record in the store: call it once the session's last writes are in.
+	Released(id string) (forget func())
 	// Index sets the session's subscriptions that messages are appended for, and returns once
 	// every replica uses them (bounded).
 	Index(id string, epoch uint64, ds bus.DurableSubs) error

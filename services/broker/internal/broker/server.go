@@ -461,7 +461,7 @@ func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
 		return
 	}
 	if sess == nil {
-		s.store.Released(id)
+		s.store.Released(id)() // held elsewhere now
 		return
 	}
 	if cl := sess.client.Load(); cl != nil {
@@ -474,7 +474,7 @@ func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
 		will = s.dropSessionLocked(sess, true) // the store belongs to the new owner
 	}
 	s.mu.Unlock()
-	s.store.Released(id)
+	s.store.Released(id)() // held elsewhere now
 	if cleanStart && will != nil {
 		go s.publishWill(will) // the session ends: its delayed will goes now [MQTT-3.1.3-9]
 	}

@@ -41,6 +41,11 @@ type Store struct {
 	missed   []bus.DurableSubsChange // notices received during a reload
 	waiters  map[uint64]chan struct{}
 	held     map[string]uint64 // persistent sessions claimed here and online -> epoch
+	claims   map[string]uint64 // client ids claimed here -> the claim's number (claimSeq)
+	claimSeq uint64
+	// claimLocks order a claim's entry into this replica's set of sessions with a forget's
+	// removal of the same id (striped by id).
+	claimLocks [64]sync.Mutex
 	lastSeen uint64            // the highest own notice sequence number seen
 
 	lanes []*lane
@@ -111,7 +116,7 @@ const writeLanes = 4
 
 func newStore(c *Cluster) *Store {
 	s := &Store{c: c, subs: make(map[string]bus.DurableSubs), waiters: make(map[uint64]chan struct{}),
-		held: make(map[string]uint64), rkick: make(chan struct{}, 1), stopped: make(chan struct{})}
+		held: make(map[string]uint64), claims: make(map[string]uint64), rkick: make(chan struct{}, 1), stopped: make(chan struct{})}
 	for range writeLanes {
 		l := &lane{kick: make(chan struct{}, 1)}
 		l.idle = sync.NewCond(&l.mu)
@@ -169,10 +174,18 @@ func (s *Store) Claim(id string, clean bool, expiry time.Duration) (bus.SessionC
 		// subscriber on its control channel, and the ask returns at once.
 		s.c.askRelease(ctx, owner, id, clean)
 	}
+	l := s.claimLock(id)
+	l.Lock()
 	sc, err := b.ClaimSession(ctx, id, clean, expiry)
 	if err != nil {
+		l.Unlock()
 		return sc, err
 	}
+	s.mu.Lock()
+	s.claimSeq++
+	s.claims[id] = s.claimSeq
+	s.mu.Unlock()
+	l.Unlock()
 	s.mu.Lock()
 	if expiry != 0 {
 		// Checked against Redis after every reconnect (resync); a clean session's record
@@ -192,18 +205,38 @@ func (s *Store) Claim(id string, clean bool, expiry time.Duration) (bus.SessionC
 }
 
 // Released forgets a session this replica no longer holds online (offline, taken over, ended,
-// lost): a dead replica's release (ReleaseOrphans) no longer concerns it. It does not wait.
-func (s *Store) Released(id string) {
+// lost): a resync no longer checks it. The returned forget removes it from this replica's set of
+// sessions in Redis, which ReleaseOrphans reads when this replica dies: call it once the
+// session's last writes (offline, end) are in Redis, so that a crash before them still finds
+// the session there and marks it offline and expiring. forget does nothing when the id was
+// claimed here again meanwhile. It does not wait.
+func (s *Store) Released(id string) (forget func()) {
 	s.mu.Lock()
 	delete(s.held, id)
+	gen := s.claims[id]
 	s.mu.Unlock()
-	if b := s.c.bus; b != nil && b.Status().Connected {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = b.ForgetSession(ctx, id)
-			cancel()
-		}()
+	return func() { go s.forget(id, gen) }
+}
+
+func (s *Store) forget(id string, gen uint64) {
+	l := s.claimLock(id)
+	l.Lock()
+	defer l.Unlock()
+	s.mu.Lock()
+	again := s.claims[id] != gen
+	if !again {
+		delete(s.claims, id)
 	}
+	s.mu.Unlock()
+	if b := s.c.bus; !again && b != nil && b.Status().Connected {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = b.ForgetSession(ctx, id)
+		cancel()
+	}
+}
+
+func (s *Store) claimLock(id string) *sync.Mutex {
+	return &s.claimLocks[maphash.String(laneSeed, id)%uint64(len(s.claimLocks))]
 }
 
 // Index writes session id's indexed subscriptions (empty: none) with the claim's epoch and waits
