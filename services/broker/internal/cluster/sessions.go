@@ -46,7 +46,7 @@ type Store struct {
 	// claimLocks order a claim's entry into this replica's set of sessions with a forget's
 	// removal of the same id (striped by id).
 	claimLocks [64]sync.Mutex
-	lastSeen uint64            // the highest own notice sequence number seen
+	lastSeen   uint64 // the highest own notice sequence number seen
 
 	lanes []*lane
 
