@@ -3,9 +3,10 @@
 // human-readable lines followed by a one-line JSON summary.
 //
 // The work happens in these files: config.go (flags and their validation), client.go
-// (connections and handshakes), pubsub.go (the pubsub and redis modes), conns.go (the
-// idle connection mode), summary.go (what is reported), payload.go (what a message
-// carries).
+// (connections and handshakes), pubsub.go (the pubsub and redis modes, with their
+// setup in pubsub_setup.go, read loops in pubsub_readers.go and delivery wait and
+// tally in pubsub_report.go), conns.go (the idle connection mode), summary.go (what is
+// reported), payload.go (what a message carries).
 package load
 
 import (
