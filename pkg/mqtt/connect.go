@@ -32,6 +32,27 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 		return err
 	}
 	c := cursor{b: body}
+	if err := p.decodeProtocol(&c); err != nil {
+		return err
+	}
+	if err := p.decodeFlags(&c); err != nil {
+		return err
+	}
+	var err error
+	if p.KeepAlive, err = c.readUint16("CONNECT keep alive"); err != nil {
+		return err
+	}
+	if p.Version == V5 {
+		if err := p.Properties.decode(&c, CONNECT); err != nil {
+			return err
+		}
+	}
+	return p.decodePayload(&c)
+}
+
+// decodeProtocol reads the protocol name and level into p and checks that they name a
+// protocol version this package speaks.
+func (p *Connect) decodeProtocol(c *cursor) error {
 	name, err := c.readString("CONNECT protocol name")
 	if err != nil {
 		return err
@@ -44,6 +65,7 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 	p.Version = Version(level)
 	switch {
 	case name == "MQTT" && (p.Version == V311 || p.Version == V5), name == "MQIsdp" && p.Version == V31:
+		return nil
 	case name == "MQTT" || name == "MQIsdp":
 		// [MQTT-3.1.2-2] (5.0, 3.1.1): the server answers 0x84, or 0x01 in 3.x, and closes.
 		return &Error{Code: UnsupportedProtocolVersion,
@@ -52,8 +74,10 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 		// [MQTT-3.1.2-1]: not a protocol this server speaks; it may close without a CONNACK.
 		return protocolErr("protocol name " + strconv.Quote(name) + " is not MQTT [MQTT-3.1.2-1]")
 	}
-	v := p.Version
+}
 
+// decodeFlags reads the Connect Flags into p and checks their combinations.
+func (p *Connect) decodeFlags(c *cursor) error {
 	cf, err := c.readByte("CONNECT flags")
 	if err != nil {
 		return err
@@ -77,40 +101,23 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 	} else if p.WillQoS == 3 {
 		return malformed("Will QoS 3 [MQTT-3.1.2-12] (5.0), [MQTT-3.1.2-14] (3.1.1)")
 	}
-	if v == V311 && p.PasswordFlag && !p.UsernameFlag {
+	if p.Version == V311 && p.PasswordFlag && !p.UsernameFlag {
 		// 5.0 allows a password without a user name; 3.1 servers ignored the combination.
 		return malformed("Password Flag without User Name Flag [MQTT-3.1.2-22] (3.1.1)")
 	}
-	if p.KeepAlive, err = c.readUint16("CONNECT keep alive"); err != nil {
-		return err
-	}
-	if v == V5 {
-		if err := p.Properties.decode(&c, CONNECT); err != nil {
-			return err
-		}
-	}
+	return nil
+}
 
+// decodePayload reads the payload fields the flags announce and checks that nothing
+// follows them.
+func (p *Connect) decodePayload(c *cursor) error {
+	var err error
 	// The payload fields come in this order when present [MQTT-3.1.3-1].
 	if p.ClientID, err = c.readString("CONNECT client identifier"); err != nil { // [MQTT-3.1.3-3], [MQTT-3.1.3-4]
 		return err
 	}
 	if p.WillFlag { // [MQTT-3.1.2-9]
-		if v == V5 {
-			if err := p.WillProperties.decode(&c, willPropertiesPseudoPacket); err != nil {
-				return err
-			}
-		}
-		topic, wildcard, err := c.readTopic("CONNECT will topic") // [MQTT-3.1.3-11]
-		if err != nil {
-			return err
-		}
-		if p.WillTopic = topic; topic == "" {
-			return protocolErr("empty will topic [MQTT-4.7.3-1]")
-		}
-		if wildcard {
-			return &Error{Code: TopicNameInvalid, Msg: "will topic contains a wildcard [MQTT-4.7.0-1]"}
-		}
-		if p.WillPayload, err = c.readBinary("CONNECT will payload"); err != nil {
+		if err := p.decodeWill(c); err != nil {
 			return err
 		}
 	}
@@ -130,6 +137,29 @@ func (p *Connect) Decode(flags byte, body []byte, _ Version) error {
 	}
 	// Client identifier policy (length, characters, an empty one with Clean Session 0 in 3.1.1
 	// [MQTT-3.1.3-8]) is the server's: it answers those with a CONNACK, not a closed connection.
+	return nil
+}
+
+// decodeWill reads the will properties (5.0), topic and payload.
+func (p *Connect) decodeWill(c *cursor) error {
+	if p.Version == V5 {
+		if err := p.WillProperties.decode(c, willPropertiesPseudoPacket); err != nil {
+			return err
+		}
+	}
+	topic, wildcard, err := c.readTopic("CONNECT will topic") // [MQTT-3.1.3-11]
+	if err != nil {
+		return err
+	}
+	if p.WillTopic = topic; topic == "" {
+		return protocolErr("empty will topic [MQTT-4.7.3-1]")
+	}
+	if wildcard {
+		return &Error{Code: TopicNameInvalid, Msg: "will topic contains a wildcard [MQTT-4.7.0-1]"}
+	}
+	if p.WillPayload, err = c.readBinary("CONNECT will payload"); err != nil {
+		return err
+	}
 	return nil
 }
 
