@@ -299,23 +299,8 @@ func (p *pattern) expand(clientID, username string) string {
 //
 // Allowed does not allocate unless a pattern must substitute a client id or user name containing '/'.
 func (a *ACL) Allowed(clientID, username, topic string, access Access) bool {
-	var need perm
-	switch access {
-	case Read, Write:
-		if !validTopicName(topic) {
-			return false
-		}
-		need = permWrite
-		if access == Read {
-			need = permRead
-		}
-	case Subscribe:
-		topic = stripShare(topic)
-		if checkFilter(topic) != nil {
-			return false
-		}
-		need = permRead
-	default:
+	topic, need, ok := checkAccess(topic, access)
+	if !ok {
 		return false
 	}
 	cover := access == Subscribe
@@ -332,25 +317,64 @@ func (a *ACL) Allowed(clientID, username, topic string, access Access) bool {
 	}
 
 	// Deny lines first: any match refuses.
-	var exact perm
+	exact, deny := a.denied(s, topic, cover, &w)
+	if deny {
+		return false
+	}
+	// Then grants.
+	return a.granted(s, exact, need, topic, cover, &w)
+}
+
+// checkAccess returns the topic (a shared subscription's filter for Subscribe) and the
+// permission access needs, and false when access is not one of Read, Write and
+// Subscribe or the topic name or filter is invalid.
+func checkAccess(topic string, access Access) (string, perm, bool) {
+	switch access {
+	case Read, Write:
+		if !validTopicName(topic) {
+			return topic, 0, false
+		}
+		if access == Read {
+			return topic, permRead, true
+		}
+		return topic, permWrite, true
+	case Subscribe:
+		topic = stripShare(topic)
+		if checkFilter(topic) != nil {
+			return topic, 0, false
+		}
+		return topic, permRead, true
+	default:
+		return topic, 0, false
+	}
+}
+
+// denied reports whether a deny line of section s (which may be nil) or a deny pattern
+// matches topic. It also returns s's exact-filter permissions for topic.
+func (a *ACL) denied(s *section, topic string, cover bool, w *who) (exact perm, deny bool) {
 	if s != nil {
 		exact = s.exact[topic]
 		if exact&permDeny != 0 {
-			return false
+			return exact, true
 		}
 		for _, f := range s.deny {
 			if matchLevels(f, topic, cover, "", "") {
-				return false
+				return exact, true
 			}
 		}
 	}
 	for i := range a.patternDeny {
-		if a.patternDeny[i].match(topic, cover, &w) {
-			return false
+		if a.patternDeny[i].match(topic, cover, w) {
+			return exact, true
 		}
 	}
+	return exact, false
+}
 
-	// Then grants.
+// granted reports whether an exact filter, a wildcard filter of section s (which may be
+// nil) or a pattern grants need on topic. Patterns are not consulted for a client id or
+// user name containing a wildcard.
+func (a *ACL) granted(s *section, exact, need perm, topic string, cover bool, w *who) bool {
 	if exact&need != 0 {
 		return true
 	}
@@ -369,11 +393,11 @@ func (a *ACL) Allowed(clientID, username, topic string, access Access) bool {
 	if need == permRead {
 		patterns = a.patternRead
 	}
-	if len(patterns) == 0 || dangerous(clientID) || dangerous(username) {
+	if len(patterns) == 0 || dangerous(w.clientID) || dangerous(w.username) {
 		return false
 	}
 	for i := range patterns {
-		if patterns[i].match(topic, cover, &w) {
+		if patterns[i].match(topic, cover, w) {
 			return true
 		}
 	}

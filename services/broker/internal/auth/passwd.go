@@ -37,122 +37,194 @@ The file is replaced atomically with mode 0600; other users, comments and blank 
 // of one. Comment lines survive (mosquitto_passwd 2.0 calls them corrupt), and a file that does
 // not parse is refused rather than rewritten, except for the lines of the user being changed.
 func RunPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "Error: "+format+"\n", a...)
+	cmd, err := parsePasswdArgs(args)
+	var usage *passwdUsageError
+	switch {
+	case errors.Is(err, errPasswdHelp):
+		fmt.Fprint(stdout, passwdUsage)
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprint(stderr, passwdUsage)
+		if usage.msg != "" {
+			fmt.Fprintf(stderr, "Error: %s\n", usage.msg)
+		}
+		return 1
+	case err != nil:
+		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return 1
 	}
-	var create, batch, del, iterSet bool
-	kind, iterations := PBKDF2, DefaultIterations
+	if err := cmd.run(stdin, stdout); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// passwdCmd is one `broker passwd` invocation, as parsed from its arguments.
+type passwdCmd struct {
+	create, batch, del bool
+	kind               HashKind
+	iterations         int
+	iterSet            bool   // -I was given
+	path, user         string // the password file and the user to add, update or delete
+	password           string // from the command line with -b
+}
+
+// errPasswdHelp is parsePasswdArgs' answer to -h: print the usage to stdout, exit 0.
+var errPasswdHelp = errors.New("help requested")
+
+// passwdUsageError is an error after which the usage goes to stderr, followed by msg
+// as an error line when msg is not empty.
+type passwdUsageError struct{ msg string }
+
+func (e *passwdUsageError) Error() string { return e.msg }
+
+// parsePasswdArgs parses the options and operands of `broker passwd` and checks their
+// combinations and the user name.
+func parsePasswdArgs(args []string) (*passwdCmd, error) {
+	cmd := &passwdCmd{kind: PBKDF2, iterations: DefaultIterations}
+	pos, err := cmd.parseFlags(args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case cmd.create && cmd.del:
+		return nil, errors.New("-c and -D cannot be used together")
+	case cmd.batch && cmd.del:
+		return nil, errors.New("-b and -D cannot be used together")
+	case cmd.iterSet && cmd.kind != PBKDF2:
+		return nil, errors.New("-I only applies to -H sha512-pbkdf2")
+	}
+	want := 2
+	if cmd.batch {
+		want = 3
+	}
+	if len(pos) != want {
+		return nil, &passwdUsageError{}
+	}
+	cmd.path, cmd.user = pos[0], pos[1]
+	if cmd.batch {
+		cmd.password = pos[2]
+	}
+	if reason := validUsername(cmd.user); reason != "" {
+		return nil, errors.New(reason)
+	}
+	return cmd, nil
+}
+
+// parseFlags reads the options at the start of args into cmd and returns the operands
+// after them.
+func (cmd *passwdCmd) parseFlags(args []string) ([]string, error) {
 	i := 0
 flags:
 	for ; i < len(args); i++ {
 		switch args[i] {
 		case "-c":
-			create = true
+			cmd.create = true
 		case "-b":
-			batch = true
+			cmd.batch = true
 		case "-D":
-			del = true
+			cmd.del = true
 		case "-H", "-I":
 			if i+1 == len(args) {
-				return fail("%s needs an argument", args[i])
+				return nil, fmt.Errorf("%s needs an argument", args[i])
 			}
 			i++
-			if args[i-1] == "-H" {
-				k, err := ParseHashKind(args[i])
-				if err != nil {
-					return fail("unknown hash %q (want sha512-pbkdf2, bcrypt or sha512)", args[i])
-				}
-				kind = k
-				continue
+			if err := cmd.setValue(args[i-1], args[i]); err != nil {
+				return nil, err
 			}
-			n, err := strconv.Atoi(args[i])
-			if err != nil || n < 1 || n > maxIter {
-				return fail("-I: iterations must be a number from 1 to %d", maxIter)
-			}
-			iterations, iterSet = n, true
 		case "-h", "-help", "--help":
-			fmt.Fprint(stdout, passwdUsage)
-			return 0
+			return nil, errPasswdHelp
 		case "--":
 			i++
 			break flags
 		default:
 			if strings.HasPrefix(args[i], "-") && len(args[i]) > 1 {
-				fmt.Fprint(stderr, passwdUsage)
-				return fail("unknown option %s", args[i])
+				return nil, &passwdUsageError{msg: "unknown option " + args[i]}
 			}
 			break flags
 		}
 	}
-	pos := args[i:]
-	switch {
-	case create && del:
-		return fail("-c and -D cannot be used together")
-	case batch && del:
-		return fail("-b and -D cannot be used together")
-	case iterSet && kind != PBKDF2:
-		return fail("-I only applies to -H sha512-pbkdf2")
-	}
-	want := 2
-	if batch {
-		want = 3
-	}
-	if len(pos) != want {
-		fmt.Fprint(stderr, passwdUsage)
-		return 1
-	}
-	path, user := pos[0], pos[1]
-	if reason := validUsername(user); reason != "" {
-		return fail("%s", reason)
-	}
+	return args[i:], nil
+}
 
-	var newLine string
-	if !del {
-		var password string
-		if batch {
-			password = pos[2]
-		} else {
-			var err error
-			if password, err = readPassword(stdin, stdout); err != nil {
-				return fail("%v", err)
-			}
-		}
-		if password == "" {
-			return fail("empty password")
-		}
-		if len(password) > 65535 {
-			return fail("password must be at most 65535 bytes")
-		}
-		hash, err := HashPassword(password, kind, WithIterations(iterations))
+// setValue applies option -H or -I with its argument v.
+func (cmd *passwdCmd) setValue(opt, v string) error {
+	if opt == "-H" {
+		k, err := ParseHashKind(v)
 		if err != nil {
-			return fail("%v", err)
+			return fmt.Errorf("unknown hash %q (want sha512-pbkdf2, bcrypt or sha512)", v)
 		}
-		newLine = hashLine(user, hash)
+		cmd.kind = k
+		return nil
 	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxIter {
+		return fmt.Errorf("-I: iterations must be a number from 1 to %d", maxIter)
+	}
+	cmd.iterations, cmd.iterSet = n, true
+	return nil
+}
 
+// run carries out a parsed command: it hashes the new password (unless deleting) and
+// rewrites the password file.
+func (cmd *passwdCmd) run(stdin io.Reader, stdout io.Writer) error {
+	var newLine string
+	if !cmd.del {
+		var err error
+		if newLine, err = cmd.newLine(stdin, stdout); err != nil {
+			return err
+		}
+	}
+	return cmd.rewrite(newLine)
+}
+
+// newLine returns the user's password file line, with the password from the command
+// line or read from stdin.
+func (cmd *passwdCmd) newLine(stdin io.Reader, stdout io.Writer) (string, error) {
+	password := cmd.password
+	if !cmd.batch {
+		var err error
+		if password, err = readPassword(stdin, stdout); err != nil {
+			return "", err
+		}
+	}
+	if password == "" {
+		return "", errors.New("empty password")
+	}
+	if len(password) > 65535 {
+		return "", errors.New("password must be at most 65535 bytes")
+	}
+	hash, err := HashPassword(password, cmd.kind, WithIterations(cmd.iterations))
+	if err != nil {
+		return "", err
+	}
+	return hashLine(cmd.user, hash), nil
+}
+
+// rewrite replaces the user's line of the password file by newLine, or removes it
+// when newLine is "", and writes the file back atomically.
+func (cmd *passwdCmd) rewrite(newLine string) error {
+	path := cmd.path
 	// Write through a symbolic link to its target, as mosquitto_passwd does with realpath.
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real
 	}
 	var old []byte
-	if !create {
+	if !cmd.create {
 		var err error
 		if old, err = os.ReadFile(path); err != nil {
-			return fail("unable to open password file: %v (use -c to create it)", err)
+			return fmt.Errorf("unable to open password file: %v (use -c to create it)", err)
 		}
 	}
-	content, found, err := editPasswordFile(old, path, user, newLine)
+	content, found, err := editPasswordFile(old, path, cmd.user, newLine)
 	if err != nil {
-		return fail("%v", err)
+		return err
 	}
-	if del && !found {
-		return fail("user %s not found in password file %s", user, path)
+	if cmd.del && !found {
+		return fmt.Errorf("user %s not found in password file %s", cmd.user, path)
 	}
-	if err := writeFileAtomic(path, content); err != nil {
-		return fail("%v", err)
-	}
-	return 0
+	return writeFileAtomic(path, content)
 }
 
 // readPassword reads the password twice. On a terminal it does not echo; otherwise it reads two
