@@ -120,61 +120,99 @@ func Load() (Config, error) {
 
 // Validate reports the first invalid field by its environment variable name.
 func (c Config) Validate() error {
-	v := func(name string, err error) error { return fmt.Errorf("%s_%s: %w", Prefix, name, err) }
+	for _, check := range []func() error{
+		c.validateLogging, c.validateBus, c.validateBigQuery, c.validateBatches,
+		c.validateDurations, c.validateWriters, c.validateHTTP,
+		// Last, so that a bad value elsewhere is reported even where the project is not set yet.
+		c.validateEmulator,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bad wraps err as a validation error for the variable name (given without the prefix).
+func bad(name string, err error) error { return fmt.Errorf("%s_%s: %w", Prefix, name, err) }
+
+// validateLogging checks the log level and format.
+func (c Config) validateLogging() error {
 	if err := logging.ValidateLevel(c.LogLevel); err != nil {
-		return v("LOG_LEVEL", err)
+		return bad("LOG_LEVEL", err)
 	}
 	if err := logging.ValidateFormat(c.LogFormat); err != nil {
-		return v("LOG_FORMAT", err)
+		return bad("LOG_FORMAT", err)
 	}
+	return nil
+}
+
+// validateBus checks the replica id, the Redis addresses and login, and the consumer group.
+func (c Config) validateBus() error {
 	if err := bus.ValidateReplicaID(c.ID); err != nil {
-		return v("ID", err)
+		return bad("ID", err)
 	}
 	if len(c.RedisAddrs) == 0 {
-		return v("REDIS_ADDRS", errors.New("must not be empty"))
+		return bad("REDIS_ADDRS", errors.New("must not be empty"))
 	}
 	for _, a := range c.RedisAddrs {
 		if a == "" {
-			return v("REDIS_ADDRS", errors.New("empty address"))
+			return bad("REDIS_ADDRS", errors.New("empty address"))
 		}
 	}
 	if err := c.Env.Validate(Prefix); err != nil {
 		return err
 	}
 	if c.Group == "" {
-		return v("GROUP", errors.New("must not be empty"))
+		return bad("GROUP", errors.New("must not be empty"))
 	}
+	return nil
+}
+
+// validateBigQuery checks the dataset, the tables, the API and the endpoints.
+func (c Config) validateBigQuery() error {
 	if c.Dataset == "" {
-		return v("BIGQUERY_DATASET", errors.New("must not be empty"))
+		return bad("BIGQUERY_DATASET", errors.New("must not be empty"))
 	}
 	if c.Table == "" {
-		return v("BIGQUERY_TABLE", errors.New("must not be empty"))
+		return bad("BIGQUERY_TABLE", errors.New("must not be empty"))
 	}
 	if c.EventsTable == "" || c.EventsTable == c.Table {
-		return v("BIGQUERY_EVENTS_TABLE", fmt.Errorf("must be set and differ from ADAPTER_BIGQUERY_TABLE, got %q", c.EventsTable))
+		return bad("BIGQUERY_EVENTS_TABLE", fmt.Errorf("must be set and differ from ADAPTER_BIGQUERY_TABLE, got %q", c.EventsTable))
 	}
 	if c.API != "storage" && c.API != "insertall" {
-		return v("BIGQUERY_API", fmt.Errorf("want storage or insertall, got %q", c.API))
+		return bad("BIGQUERY_API", fmt.Errorf("want storage or insertall, got %q", c.API))
 	}
 	if c.GRPCEndpoint != "" {
 		if _, port, err := net.SplitHostPort(c.GRPCEndpoint); err != nil || port == "" {
-			return v("BIGQUERY_GRPC_ENDPOINT", fmt.Errorf("want host:port, got %q", c.GRPCEndpoint))
+			return bad("BIGQUERY_GRPC_ENDPOINT", fmt.Errorf("want host:port, got %q", c.GRPCEndpoint))
 		}
 		if c.Endpoint == "" {
-			return v("BIGQUERY_GRPC_ENDPOINT", errors.New("is for an emulator: set ADAPTER_BIGQUERY_ENDPOINT too"))
+			return bad("BIGQUERY_GRPC_ENDPOINT", errors.New("is for an emulator: set ADAPTER_BIGQUERY_ENDPOINT too"))
 		}
 	}
 	if c.Endpoint != "" {
 		if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return v("BIGQUERY_ENDPOINT", fmt.Errorf("want an http(s) URL, got %q", c.Endpoint))
+			return bad("BIGQUERY_ENDPOINT", fmt.Errorf("want an http(s) URL, got %q", c.Endpoint))
 		}
 	}
+	return nil
+}
+
+// validateBatches checks the batch limits.
+func (c Config) validateBatches() error {
 	if c.BatchRows < 1 || c.BatchRows > 50000 {
-		return v("BATCH_ROWS", fmt.Errorf("want 1 to 50000 (insertAll's limit), got %d", c.BatchRows))
+		return bad("BATCH_ROWS", fmt.Errorf("want 1 to 50000 (insertAll's limit), got %d", c.BatchRows))
 	}
 	if c.BatchBytes < 1024 || c.BatchBytes > 9<<20 {
-		return v("BATCH_BYTES", fmt.Errorf("want 1024 to 9437184 (insertAll and an append take 10 MB a request), got %d", c.BatchBytes))
+		return bad("BATCH_BYTES", fmt.Errorf("want 1024 to 9437184 (insertAll and an append take 10 MB a request), got %d", c.BatchBytes))
 	}
+	return nil
+}
+
+// validateDurations checks that the durations are positive and that a claim outlasts a
+// request with its retries.
+func (c Config) validateDurations() error {
 	pos := []struct {
 		name string
 		d    time.Duration
@@ -183,33 +221,49 @@ func (c Config) Validate() error {
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}}
 	for _, p := range pos {
 		if p.d <= 0 {
-			return v(p.name, fmt.Errorf("must be positive, got %s", p.d))
+			return bad(p.name, fmt.Errorf("must be positive, got %s", p.d))
 		}
 	}
 	if c.RetryMax < c.RetryMin {
-		return v("RETRY_MAX", fmt.Errorf("below ADAPTER_RETRY_MIN (%s)", c.RetryMin))
+		return bad("RETRY_MAX", fmt.Errorf("below ADAPTER_RETRY_MIN (%s)", c.RetryMin))
 	}
 	if c.ClaimIdle <= c.RequestTimeout+c.RetryMax {
-		return v("CLAIM_IDLE", fmt.Errorf("must exceed ADAPTER_REQUEST_TIMEOUT + ADAPTER_RETRY_MAX (%s)", c.RequestTimeout+c.RetryMax))
+		return bad("CLAIM_IDLE", fmt.Errorf("must exceed ADAPTER_REQUEST_TIMEOUT + ADAPTER_RETRY_MAX (%s)", c.RequestTimeout+c.RetryMax))
 	}
+	return nil
+}
+
+// validateWriters checks the writer count, the dead-letter stream length and the dedup
+// cache size.
+func (c Config) validateWriters() error {
 	if c.Writers < 1 || c.Writers > 64 {
-		return v("WRITERS", fmt.Errorf("want 1 to 64, got %d", c.Writers))
+		return bad("WRITERS", fmt.Errorf("want 1 to 64, got %d", c.Writers))
 	}
 	if c.DeadLetterMaxLen < 1 {
-		return v("DEAD_LETTER_MAXLEN", fmt.Errorf("must be positive, got %d", c.DeadLetterMaxLen))
+		return bad("DEAD_LETTER_MAXLEN", fmt.Errorf("must be positive, got %d", c.DeadLetterMaxLen))
 	}
 	if c.DedupCache < 0 {
-		return v("DEDUP_CACHE", fmt.Errorf("must not be negative, got %d", c.DedupCache))
+		return bad("DEDUP_CACHE", fmt.Errorf("must not be negative, got %d", c.DedupCache))
 	}
+	return nil
+}
+
+// validateHTTP checks the HTTP address.
+func (c Config) validateHTTP() error {
 	if c.HTTPAddr == "" {
-		return v("HTTP_ADDR", errors.New("must not be empty"))
+		return bad("HTTP_ADDR", errors.New("must not be empty"))
 	}
-	// Last, so that a bad value elsewhere is reported even where the project is not set yet.
+	return nil
+}
+
+// validateEmulator checks that an emulator endpoint comes with its project and, for the
+// Storage Write API, its gRPC endpoint.
+func (c Config) validateEmulator() error {
 	if c.Project == "" && c.Endpoint != "" {
-		return v("BIGQUERY_PROJECT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT (the emulator's project)"))
+		return bad("BIGQUERY_PROJECT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT (the emulator's project)"))
 	}
 	if c.Endpoint != "" && c.API == "storage" && c.GRPCEndpoint == "" {
-		return v("BIGQUERY_GRPC_ENDPOINT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT for the Storage Write API (the emulator's gRPC port), or set ADAPTER_BIGQUERY_API=insertall"))
+		return bad("BIGQUERY_GRPC_ENDPOINT", errors.New("must be set with ADAPTER_BIGQUERY_ENDPOINT for the Storage Write API (the emulator's gRPC port), or set ADAPTER_BIGQUERY_API=insertall"))
 	}
 	return nil
 }

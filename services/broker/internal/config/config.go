@@ -179,15 +179,36 @@ func Default() Config {
 
 // Validate reports the first invalid field by its environment variable name.
 func (c Config) Validate() error {
-	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%s_%s: %s", Prefix, field, fmt.Sprintf(format, args...))
+	for _, check := range []func() error{
+		c.validateLogging, c.validateLimits, c.validateListeners, c.validateCluster,
+		c.validateOrigins, c.validateEnv, c.validateExport, c.validateReplicaID,
+	} {
+		if err := check(); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// bad is a validation error for the variable field (given without the prefix).
+func bad(field, format string, args ...any) error {
+	return fmt.Errorf("%s_%s: %s", Prefix, field, fmt.Sprintf(format, args...))
+}
+
+// validateLogging checks the log level and format.
+func (c Config) validateLogging() error {
 	if err := logging.ValidateLevel(c.LogLevel); err != nil {
 		return bad("LOG_LEVEL", "%v", err)
 	}
 	if err := logging.ValidateFormat(c.LogFormat); err != nil {
 		return bad("LOG_FORMAT", "%v", err)
 	}
+	return nil
+}
+
+// validateLimits checks the timeouts, the connection, session, topic and rate limits, and
+// the SUBACK code for a denied subscription.
+func (c Config) validateLimits() error {
 	switch {
 	case c.ShutdownTimeout <= 0:
 		return bad("SHUTDOWN_TIMEOUT", "must be positive, got %s", c.ShutdownTimeout)
@@ -223,6 +244,13 @@ func (c Config) Validate() error {
 		return bad("PUBLISH_BURST", "must not be negative, got %d", c.PublishBurst)
 	case c.SubackDenied != "not_authorized" && c.SubackDenied != "unspecified":
 		return bad("SUBACK_DENIED", "must be not_authorized or unspecified, got %q", c.SubackDenied)
+	}
+	return nil
+}
+
+// validateListeners checks that TLS has what it needs and that there is a listener.
+func (c Config) validateListeners() error {
+	switch {
 	case (c.TLSAddr != "" || c.WSSAddr != "") && (c.TLSCertFile == "" || c.TLSKeyFile == ""):
 		return bad("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE are required with TLS_ADDR or WSS_ADDR")
 	case c.TLSRequireClientCert && c.TLSClientCAFile == "":
@@ -233,6 +261,13 @@ func (c Config) Validate() error {
 		return bad("CERT_RELOAD_INTERVAL", "must not be negative, got %s", c.CertReloadInterval)
 	case c.MQTTAddr == "" && c.TLSAddr == "" && c.WSAddr == "" && c.WSSAddr == "":
 		return bad("MQTT_ADDR", "no listener: set at least one of MQTT_ADDR, TLS_ADDR, WS_ADDR, WSS_ADDR")
+	}
+	return nil
+}
+
+// validateCluster checks the peer heartbeat settings and that the replica has an id.
+func (c Config) validateCluster() error {
+	switch {
 	case c.HeartbeatInterval <= 0:
 		return bad("HEARTBEAT_INTERVAL", "must be positive, got %s", c.HeartbeatInterval)
 	case c.PeerTimeout <= c.HeartbeatInterval:
@@ -240,14 +275,26 @@ func (c Config) Validate() error {
 	case c.ID == "":
 		return bad("ID", "must not be empty (and the host name is unknown)")
 	}
+	return nil
+}
+
+// validateOrigins checks the WebSocket origins allowed.
+func (c Config) validateOrigins() error {
 	for _, o := range c.WSAllowedOrigins {
 		if err := listener.ParseOrigin(o); err != nil {
 			return bad("WS_ALLOWED_ORIGINS", "%v", err)
 		}
 	}
-	if err := c.Env.Validate(Prefix); err != nil {
-		return err
-	}
+	return nil
+}
+
+// validateEnv checks the Redis login and TLS settings (redisconn.Env).
+func (c Config) validateEnv() error {
+	return c.Env.Validate(Prefix)
+}
+
+// validateExport checks the export filters and stream length.
+func (c Config) validateExport() error {
 	for _, f := range c.ExportFilters {
 		if err := topic.ValidateFilter(f); err != nil {
 			return bad("EXPORT_FILTERS", "%q: %v", f, err)
@@ -256,6 +303,12 @@ func (c Config) Validate() error {
 	if c.ExportMaxLen < 1 {
 		return bad("EXPORT_MAXLEN", "must be positive, got %d", c.ExportMaxLen)
 	}
+	return nil
+}
+
+// validateReplicaID checks, when Redis is used, that the id can name the replica's
+// Redis channels.
+func (c Config) validateReplicaID() error {
 	if len(c.RedisAddrs) > 0 {
 		if err := bus.ValidateReplicaID(c.ID); err != nil {
 			return bad("ID", "%v (the replica id names its Redis channels)", err)
