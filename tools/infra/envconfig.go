@@ -104,7 +104,8 @@ func LoadServiceConfig(root, service string) (ServiceConfig, error) {
 		return ServiceConfig{}, fmt.Errorf("%s: no Prefix constant", dir)
 	}
 	sc := ServiceConfig{Service: service, Prefix: prefix, Vars: map[string]ConfigVar{}}
-	if err := collectVars(sc.Vars, structs, res, cfg, prefix, "", 0); err != nil {
+	vc := varCollector{out: sc.Vars, res: res}
+	if err := vc.collect(structs, cfg, prefix, "", 0); err != nil {
 		return ServiceConfig{}, fmt.Errorf("%s: %w", dir, err)
 	}
 	return sc, nil
@@ -167,18 +168,24 @@ func (r *resolver) structsOf(alias string) (map[string]*ast.StructType, error) {
 	return structs, nil
 }
 
-func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, res *resolver, st *ast.StructType, prefix, path string, depth int) error {
+// varCollector gathers the variables a Config struct reads into out, reading the structs it
+// embeds from the repository's pkg/ with res.
+type varCollector struct {
+	out map[string]ConfigVar
+	res *resolver
+}
+
+// collect adds the variables of config struct st to vc.out: each exported field by its
+// variable name under prefix, nested and embedded structs recursively. structs are the struct
+// types of st's package; path is st's field path from Config.
+func (vc *varCollector) collect(structs map[string]*ast.StructType, st *ast.StructType, prefix, path string, depth int) error {
 	if depth > 8 {
 		return fmt.Errorf("config structs nest deeper than 8 levels at %s", path)
 	}
 	for _, f := range st.Fields.List {
-		var tag reflect.StructTag
-		if f.Tag != nil {
-			s, err := strconv.Unquote(f.Tag.Value)
-			if err != nil {
-				return err
-			}
-			tag = reflect.StructTag(s)
+		tag, err := fieldTag(f)
+		if err != nil {
+			return err
 		}
 		if v, _ := strconv.ParseBool(tag.Get("ignored")); v {
 			continue
@@ -193,32 +200,11 @@ func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, r
 		}
 		names := f.Names
 		if len(names) == 0 { // embedded
-			if sel, ok := typ.(*ast.SelectorExpr); ok {
-				// A type from another package: a struct of the repository's pkg/ (redisconn.Env)
-				// is read like a local one; anything else is no config struct.
-				pkgID, _ := sel.X.(*ast.Ident)
-				if pkgID == nil || tag.Get("envconfig") != "" {
-					continue
-				}
-				other, err := res.structsOf(pkgID.Name)
-				if err != nil {
-					return err
-				}
-				if st := other[sel.Sel.Name]; st != nil {
-					if err := collectVars(out, other, res, st, prefix, joinPath(path, sel.Sel.Name), depth+1); err != nil {
-						return err
-					}
-				}
-				continue
+			id, done, err := vc.embedded(structs, typ, nested, tag, prefix, path, depth)
+			if err != nil {
+				return err
 			}
-			id, ok := typ.(*ast.Ident)
-			if !ok {
-				continue
-			}
-			if nested != nil && tag.Get("envconfig") == "" {
-				if err := collectVars(out, structs, res, nested, prefix, joinPath(path, id.Name), depth+1); err != nil {
-					return err
-				}
+			if done {
 				continue
 			}
 			names = []*ast.Ident{id}
@@ -227,33 +213,87 @@ func collectVars(out map[string]ConfigVar, structs map[string]*ast.StructType, r
 			if !n.IsExported() {
 				continue
 			}
-			key := n.Name
-			if v, _ := strconv.ParseBool(tag.Get("split_words")); v {
-				var words []string
-				for _, w := range gatherWords.FindAllStringSubmatch(n.Name, -1) {
-					if m := splitAcronym.FindStringSubmatch(w[0]); len(m) == 3 {
-						words = append(words, m[1], m[2])
-					} else {
-						words = append(words, w[0])
-					}
-				}
-				key = strings.Join(words, "_")
-			}
-			if alt := tag.Get("envconfig"); alt != "" {
-				key = alt
-			}
-			key = strings.ToUpper(prefix + "_" + key)
+			key := envKey(prefix, n.Name, tag)
 			if nested != nil {
-				if err := collectVars(out, structs, res, nested, key, joinPath(path, n.Name), depth+1); err != nil {
+				if err := vc.collect(structs, nested, key, joinPath(path, n.Name), depth+1); err != nil {
 					return err
 				}
 				continue
 			}
 			def, has := tag.Lookup("default")
-			out[key] = ConfigVar{Name: key, Field: joinPath(path, n.Name), Default: def, HasDefault: has}
+			vc.out[key] = ConfigVar{Name: key, Field: joinPath(path, n.Name), Default: def, HasDefault: has}
 		}
 	}
 	return nil
+}
+
+// fieldTag returns f's struct tag, empty when it has none.
+func fieldTag(f *ast.Field) (reflect.StructTag, error) {
+	if f.Tag == nil {
+		return "", nil
+	}
+	s, err := strconv.Unquote(f.Tag.Value)
+	if err != nil {
+		return "", err
+	}
+	return reflect.StructTag(s), nil
+}
+
+// embedded handles an embedded field of type typ (nested when it is a local struct).
+// A struct without an envconfig tag, local or from the repository's pkg/, contributes its
+// fields under the same prefix; done is true then, and for anything else that is not a
+// variable. Otherwise it returns the field's name, to be read as a variable.
+func (vc *varCollector) embedded(structs map[string]*ast.StructType, typ ast.Expr, nested *ast.StructType, tag reflect.StructTag, prefix, path string, depth int) (id *ast.Ident, done bool, err error) {
+	if sel, ok := typ.(*ast.SelectorExpr); ok {
+		// A type from another package: a struct of the repository's pkg/ (redisconn.Env)
+		// is read like a local one; anything else is no config struct.
+		pkgID, _ := sel.X.(*ast.Ident)
+		if pkgID == nil || tag.Get("envconfig") != "" {
+			return nil, true, nil
+		}
+		other, err := vc.res.structsOf(pkgID.Name)
+		if err != nil {
+			return nil, true, err
+		}
+		if st := other[sel.Sel.Name]; st != nil {
+			if err := vc.collect(other, st, prefix, joinPath(path, sel.Sel.Name), depth+1); err != nil {
+				return nil, true, err
+			}
+		}
+		return nil, true, nil
+	}
+	id, ok := typ.(*ast.Ident)
+	if !ok {
+		return nil, true, nil
+	}
+	if nested != nil && tag.Get("envconfig") == "" {
+		if err := vc.collect(structs, nested, prefix, joinPath(path, id.Name), depth+1); err != nil {
+			return nil, true, err
+		}
+		return nil, true, nil
+	}
+	return id, false, nil
+}
+
+// envKey is the variable name envconfig gives field name under prefix: the envconfig tag,
+// or the name (split into words with split_words), upper-cased after the prefix.
+func envKey(prefix, name string, tag reflect.StructTag) string {
+	key := name
+	if v, _ := strconv.ParseBool(tag.Get("split_words")); v {
+		var words []string
+		for _, w := range gatherWords.FindAllStringSubmatch(name, -1) {
+			if m := splitAcronym.FindStringSubmatch(w[0]); len(m) == 3 {
+				words = append(words, m[1], m[2])
+			} else {
+				words = append(words, w[0])
+			}
+		}
+		key = strings.Join(words, "_")
+	}
+	if alt := tag.Get("envconfig"); alt != "" {
+		key = alt
+	}
+	return strings.ToUpper(prefix + "_" + key)
 }
 
 func joinPath(a, b string) string {

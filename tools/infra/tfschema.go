@@ -114,28 +114,42 @@ func (s *ProviderSchema) ValidateResources(m *TFModule) []string {
 	return problems
 }
 
+// validateBody checks one block's body against its schema: its attributes, then its nested
+// blocks, recursively. metaAttrs and metaBlocks are the names terraform itself accepts there.
 func validateBody(body hcl.Body, schema TFSchemaBlock, where string, metaAttrs, metaBlocks map[string]bool) []string {
 	sb, ok := body.(*hclsyntax.Body)
 	if !ok {
 		return []string{where + ": not HCL native syntax"}
 	}
+	problems := checkAttributes(sb, schema, where, metaAttrs)
+	return append(problems, checkBlocks(sb, schema, where, metaBlocks)...)
+}
+
+// atLine is where with the line of r.
+func atLine(where string, r hcl.Range) string {
+	return fmt.Sprintf("%s (line %d)", where, r.Start.Line)
+}
+
+// checkAttributes checks that every attribute of sb exists in the schema as a settable,
+// non-deprecated attribute, and that every required one is set.
+func checkAttributes(sb *hclsyntax.Body, schema TFSchemaBlock, where string, metaAttrs map[string]bool) []string {
 	var problems []string
-	at := func(r hcl.Range) string { return fmt.Sprintf("%s (line %d)", where, r.Start.Line) }
 	for name, a := range sb.Attributes {
 		if metaAttrs[name] {
 			continue
 		}
+		at := atLine(where, a.SrcRange)
 		sa, ok := schema.Attributes[name]
 		switch {
 		case ok && sa.Computed && !sa.Optional && !sa.Required:
-			problems = append(problems, fmt.Sprintf("%s: %s is read-only (computed by the provider)", at(a.SrcRange), name))
+			problems = append(problems, fmt.Sprintf("%s: %s is read-only (computed by the provider)", at, name))
 		case ok && sa.Deprecated:
-			problems = append(problems, fmt.Sprintf("%s: %s is deprecated: %s", at(a.SrcRange), name, sa.DeprecationMessage))
+			problems = append(problems, fmt.Sprintf("%s: %s is deprecated: %s", at, name, sa.DeprecationMessage))
 		case ok:
 		case schema.BlockTypes[name].NestingMode != "":
-			problems = append(problems, fmt.Sprintf("%s: %s is a block: write %s { ... }, not %s = ...", at(a.SrcRange), name, name, name))
+			problems = append(problems, fmt.Sprintf("%s: %s is a block: write %s { ... }, not %s = ...", at, name, name, name))
 		default:
-			problems = append(problems, fmt.Sprintf("%s: unknown attribute %s", at(a.SrcRange), name))
+			problems = append(problems, fmt.Sprintf("%s: unknown attribute %s", at, name))
 		}
 	}
 	for _, name := range sortedKeys(schema.Attributes) {
@@ -145,6 +159,13 @@ func validateBody(body hcl.Body, schema TFSchemaBlock, where string, metaAttrs, 
 			}
 		}
 	}
+	return problems
+}
+
+// checkBlocks checks every nested block of sb (a dynamic block by its content) against its
+// block type, recursively, then how often each block type appears.
+func checkBlocks(sb *hclsyntax.Body, schema TFSchemaBlock, where string, metaBlocks map[string]bool) []string {
+	var problems []string
 	counts := map[string]int{}
 	dynamic := map[string]bool{}
 	for _, blk := range sb.Blocks {
@@ -154,38 +175,51 @@ func validateBody(body hcl.Body, schema TFSchemaBlock, where string, metaAttrs, 
 		}
 		if name == "dynamic" {
 			if len(blk.Labels) != 1 {
-				problems = append(problems, fmt.Sprintf("%s: dynamic block without one label", at(blk.TypeRange)))
+				problems = append(problems, fmt.Sprintf("%s: dynamic block without one label", atLine(where, blk.TypeRange)))
 				continue
 			}
 			name = blk.Labels[0]
 			dynamic[name] = true
-			// The block's own body is for_each, iterator and labels; the schema applies to content.
-			content = nil
-			for _, inner := range blk.Body.Blocks {
-				if inner.Type == "content" {
-					content = inner.Body
-				}
-			}
-			if content == nil {
-				problems = append(problems, fmt.Sprintf("%s: dynamic %q has no content block", at(blk.TypeRange), name))
+			if content = dynamicContent(blk); content == nil {
+				problems = append(problems, fmt.Sprintf("%s: dynamic %q has no content block", atLine(where, blk.TypeRange), name))
 				continue
 			}
 		}
 		bt, ok := schema.BlockTypes[name]
 		if !ok {
 			if _, isAttr := schema.Attributes[name]; isAttr {
-				problems = append(problems, fmt.Sprintf("%s: %s is an attribute: write %s = ..., not a block", at(blk.TypeRange), name, name))
+				problems = append(problems, fmt.Sprintf("%s: %s is an attribute: write %s = ..., not a block", atLine(where, blk.TypeRange), name, name))
 			} else {
-				problems = append(problems, fmt.Sprintf("%s: unknown block %s", at(blk.TypeRange), name))
+				problems = append(problems, fmt.Sprintf("%s: unknown block %s", atLine(where, blk.TypeRange), name))
 			}
 			continue
 		}
 		counts[name]++
 		if bt.NestingMode == "map" && len(blk.Labels) != 1 && blk.Type != "dynamic" {
-			problems = append(problems, fmt.Sprintf("%s: block %s (a map) needs one label", at(blk.TypeRange), name))
+			problems = append(problems, fmt.Sprintf("%s: block %s (a map) needs one label", atLine(where, blk.TypeRange), name))
 		}
 		problems = append(problems, validateBody(content, bt.Block, fmt.Sprintf("%s > %s", where, name), nil, nil)...)
 	}
+	return append(problems, checkBlockCounts(schema, counts, dynamic, where)...)
+}
+
+// dynamicContent returns the body of a dynamic block's content block, to which the schema
+// applies (the dynamic block's own body is for_each, iterator and labels), or nil when it
+// has none.
+func dynamicContent(blk *hclsyntax.Block) *hclsyntax.Body {
+	var content *hclsyntax.Body
+	for _, inner := range blk.Body.Blocks {
+		if inner.Type == "content" {
+			content = inner.Body
+		}
+	}
+	return content
+}
+
+// checkBlockCounts checks that each block type of the schema appears as often as its nesting
+// allows; a block type a dynamic block makes is not checked.
+func checkBlockCounts(schema TFSchemaBlock, counts map[string]int, dynamic map[string]bool, where string) []string {
+	var problems []string
 	for _, name := range sortedKeys(schema.BlockTypes) {
 		bt := schema.BlockTypes[name]
 		n := counts[name]
