@@ -382,15 +382,34 @@ func (d *decoder) str(what string) string {
 	return unsafe.String(&b[0], len(b))
 }
 
+// decodeBody decodes one message body b (at least minBody bytes, as the batch's first pass
+// checked), which starts at offset base of its batch.
 func (m *Message) decodeBody(b []byte, base int) error {
 	d := decoder{b: b, base: base}
+	if err := m.decodeFixed(&d); err != nil {
+		return err
+	}
+	m.Origin = d.str("origin")
+	m.ClientID = d.str("client id")
+	m.Username = d.str("username")
+	m.Topic = d.str("topic")
+	m.Payload = d.bytes("payload")
+	m.decodeProps(&d)
+	m.decodeLists(&d)
+	return d.err
+}
+
+// decodeFixed reads the id, header, flags, created time and expiry. A QoS of 3 is returned at
+// once; other errors are left in d.
+func (m *Message) decodeFixed(d *decoder) error {
+	b := d.b
 	// len(b) >= minBody, checked by the first pass: the fixed part is present.
 	copy(m.ID[:], b[:16])
 	hdr := b[16]
 	d.off = 17
 	m.QoS = hdr & hdrQoS
 	if m.QoS > 2 {
-		return malformed(base+16, "QoS 3")
+		return malformed(d.base+16, "QoS 3")
 	}
 	m.Retain = hdr&hdrRetain != 0
 	m.Plain = hdr&hdrPlain != 0
@@ -417,17 +436,18 @@ func (m *Message) decodeBody(b []byte, base int) error {
 			d.off += k
 		}
 	}
-	m.Origin = d.str("origin")
-	m.ClientID = d.str("client id")
-	m.Username = d.str("username")
-	m.Topic = d.str("topic")
-	m.Payload = d.bytes("payload")
+	return nil
+}
+
+// decodeProps reads the optional MQTT 5 properties that m.Props says are present, and clears
+// the others.
+func (m *Message) decodeProps(d *decoder) {
 	m.PayloadFormat, m.ContentType, m.ResponseTopic, m.CorrelationData = 0, "", "", nil
 	if m.Props&PropPayloadFormat != 0 && d.err == nil {
-		if d.off >= len(b) {
+		if d.off >= len(d.b) {
 			d.fail("payload format missing")
 		} else {
-			m.PayloadFormat = b[d.off]
+			m.PayloadFormat = d.b[d.off]
 			d.off++
 		}
 	}
@@ -440,10 +460,15 @@ func (m *Message) decodeBody(b []byte, base int) error {
 	if m.Props&PropCorrelationData != 0 {
 		m.CorrelationData = d.bytes("correlation data")
 	}
+}
+
+// decodeLists reads the user properties and the groups, each slice allocated only after its
+// count was checked against the bytes left.
+func (m *Message) decodeLists(d *decoder) {
 	m.UserProperties = nil
 	if n := d.uvarint("user property count"); n > 0 && d.err == nil {
 		// Each pair takes at least two bytes: check before allocating.
-		if n > uint64(len(b)-d.off)/2 {
+		if n > uint64(len(d.b)-d.off)/2 {
 			d.fail("user property count exceeds the message")
 		} else {
 			m.UserProperties = make([]mqtt.UserProperty, n)
@@ -455,7 +480,7 @@ func (m *Message) decodeBody(b []byte, base int) error {
 	}
 	m.Groups = nil
 	if n := d.uvarint("group count"); n > 0 && d.err == nil {
-		if n > uint64(len(b)-d.off) {
+		if n > uint64(len(d.b)-d.off) {
 			d.fail("group count exceeds the message")
 		} else {
 			m.Groups = make([]string, n)
@@ -464,5 +489,4 @@ func (m *Message) decodeBody(b []byte, base int) error {
 			}
 		}
 	}
-	return d.err
 }
