@@ -16,10 +16,10 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // Prefix is the environment prefix of every setting: ADAPTER_HTTP_ADDR and so on.
@@ -127,7 +127,7 @@ func (c Config) Validate() error {
 	if err := logging.ValidateFormat(c.LogFormat); err != nil {
 		return v("LOG_FORMAT", err)
 	}
-	if err := bus.ValidateReplicaID(c.ID); err != nil {
+	if err := wire.ValidateReplicaID(c.ID); err != nil {
 		return v("ID", err)
 	}
 	if len(c.RedisAddrs) == 0 {

@@ -13,12 +13,12 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
 
@@ -257,7 +257,7 @@ func (c Config) Validate() error {
 		return bad("EXPORT_MAXLEN", "must be positive, got %d", c.ExportMaxLen)
 	}
 	if len(c.RedisAddrs) > 0 {
-		if err := bus.ValidateReplicaID(c.ID); err != nil {
+		if err := wire.ValidateReplicaID(c.ID); err != nil {
 			return bad("ID", "%v (the replica id names its Redis channels)", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package bus
+package wire
 
 import (
 	"encoding/binary"
@@ -194,6 +194,28 @@ func (m *Message) bodySize(p PropMask) int {
 func (m *Message) Size() int {
 	b := m.bodySize(m.props())
 	return uvarintLen(uint64(b)) + b
+}
+
+// Encoded is a message's encoding worked out ahead (Message.Encoded), so that its size can be
+// reserved before AppendEncoded writes it without working it out again.
+type Encoded struct {
+	props PropMask
+	body  int
+}
+
+// Encoded works out m's encoding. m must not change until AppendEncoded has written it.
+func (m *Message) Encoded() Encoded {
+	p := m.props()
+	return Encoded{props: p, body: m.bodySize(p)}
+}
+
+// Size returns how many bytes AppendEncoded adds.
+func (e Encoded) Size() int { return uvarintLen(uint64(e.body)) + e.body }
+
+// AppendEncoded appends m's framed encoding, worked out by m.Encoded, to dst, like AppendMessage;
+// the caller has checked that m's QoS is at most 2.
+func AppendEncoded(dst []byte, m *Message, e Encoded) []byte {
+	return appendMessage(dst, m, e.props, e.body)
 }
 
 // AppendBatchHeader appends the version byte that starts every batch.
