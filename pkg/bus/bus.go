@@ -31,19 +31,6 @@ var (
 	ErrClosed = errors.New("bus: closed")
 )
 
-// Status is the state of the bus's subscription connections, for readiness probes.
-type Status struct {
-	// Connected: every subscription connection is subscribed and healthy. Publish fails at
-	// once with ErrUnavailable while it is false.
-	Connected bool `json:"connected"`
-	// Since is when Connected last changed (or when the bus was made).
-	Since time.Time `json:"since"`
-	// LastError is the most recent connection error, kept after a reconnect for diagnosis.
-	LastError string `json:"last_error,omitempty"`
-	// Reconnects counts successful subscriptions that followed a lost connection.
-	Reconnects int `json:"reconnects"`
-}
-
 // Stats are counters since the bus was made.
 type Stats struct {
 	Published  uint64 // messages Redis accepted and delivered to at least one receiver

@@ -14,6 +14,10 @@
 //     each, one XADD per entry), at least once; the BigQuery adapter reads it with a consumer
 //     group and deduplicates by message id.
 //
+// The names, the envelope and the codecs of presence events, notices and heartbeats are defined
+// in package wire, which has no Redis client; bus keeps them under the same names (bus.Message
+// is wire.Message).
+//
 // It does not decide where a message goes: the broker's router looks up which replicas have
 // matching subscriptions and calls Publish once per destination replica.
 //

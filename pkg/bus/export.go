@@ -11,6 +11,8 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // The export writer: how a broker feeds the BigQuery adapter.
@@ -133,10 +135,8 @@ func (b *Bus) Export(m *Message) bool {
 		e.dropped.Add(1)
 		return false
 	}
-	p := m.props()
-	body := m.bodySize(p)
-	size := uvarintLen(uint64(body)) + body
-	if !b.enqueueExport(false, size, func(dst []byte) []byte { return appendMessage(dst, m, p, body) }) { // QoS checked above
+	enc := m.Encoded()
+	if !b.enqueueExport(false, enc.Size(), func(dst []byte) []byte { return wire.AppendEncoded(dst, m, enc) }) { // QoS checked above
 		e.dropped.Add(1)
 		return false
 	}

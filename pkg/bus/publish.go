@@ -57,49 +57,71 @@ func notify(done func(error), err error) {
 // at once that m cannot go (Redis down, too much pending, closed) — before Publish returns, in
 // the caller's goroutine. It must not block: the flusher waits for it. It may call Publish.
 func (b *Bus) Publish(to string, m *Message, done func(error)) {
-	if !b.up.Load() {
+	if err := b.publishable(m); err != nil {
 		b.stats.failed.Add(1)
-		b.mu.Lock()
-		closed := b.closed
-		b.mu.Unlock()
-		if closed {
-			notify(done, ErrClosed)
-		} else {
-			notify(done, ErrUnavailable)
-		}
-		return
-	}
-	if m.QoS > 2 {
-		b.stats.failed.Add(1)
-		notify(done, fmt.Errorf("%w: QoS %d", ErrBadMessage, m.QoS))
+		notify(done, err)
 		return
 	}
 	size := m.Size()
 	b.mu.Lock()
-	if b.closed {
+	d, err := b.destLocked(to, size)
+	if err != nil {
 		b.mu.Unlock()
 		b.stats.failed.Add(1)
-		notify(done, ErrClosed)
+		notify(done, err)
 		return
 	}
-	if b.pending+size > b.opts.MaxPendingBytes {
+	wake := b.appendLocked(d, m, size, done)
+	b.mu.Unlock()
+	if wake {
+		b.wake()
+	}
+}
+
+// publishable checks, before taking b.mu, that m can be queued: Redis is up and m encodes.
+func (b *Bus) publishable(m *Message) error {
+	if !b.up.Load() {
+		b.mu.Lock()
+		closed := b.closed
 		b.mu.Unlock()
-		b.stats.failed.Add(1)
-		notify(done, ErrOverloaded)
-		return
+		if closed {
+			return ErrClosed
+		}
+		return ErrUnavailable
+	}
+	if m.QoS > 2 {
+		return fmt.Errorf("%w: QoS %d", ErrBadMessage, m.QoS)
+	}
+	return nil
+}
+
+// destLocked returns the queue of replica to for a message of size bytes, made on first use,
+// or why the message cannot be queued (closed, too much pending, a bad replica id). b.mu is
+// held.
+func (b *Bus) destLocked(to string, size int) (*dest, error) {
+	if b.closed {
+		return nil, ErrClosed
+	}
+	if b.pending+size > b.opts.MaxPendingBytes {
+		return nil, ErrOverloaded
 	}
 	d := b.dests[to]
 	if d == nil {
 		if err := ValidateReplicaID(to); err != nil {
-			b.mu.Unlock()
-			b.stats.failed.Add(1)
-			notify(done, fmt.Errorf("%w: destination: %w", ErrBadMessage, err))
-			return
+			return nil, fmt.Errorf("%w: destination: %w", ErrBadMessage, err)
 		}
 		d = &dest{channel: b.names.Inbound(to)}
 		b.dests[to] = d
 	}
-	wake := false // the flusher is woken once per reason per round, not per message
+	return d, nil
+}
+
+// appendLocked encodes m (size bytes, QoS checked) into d's open batch, sealing the batch first
+// when m would overflow it, and queues d for the flusher. It reports whether the flusher must
+// be woken: a batch is full, or the first message of a round is in, or the round's deadline
+// passed. b.mu is held.
+func (b *Bus) appendLocked(d *dest, m *Message, size int, done func(error)) (wake bool) {
+	// The flusher is woken once per reason per round, not per message.
 	bt := d.cur
 	if bt != nil && len(bt.buf) > 1 && len(bt.buf)+size > b.opts.BatchMaxBytes {
 		d.sealed = append(d.sealed, bt)
@@ -111,7 +133,7 @@ func (b *Bus) Publish(to string, m *Message, done func(error)) {
 		bt = b.newBatchLocked(d.channel)
 		d.cur = bt
 	}
-	bt.buf, _ = AppendMessage(bt.buf, m) // QoS checked above: cannot fail
+	bt.buf, _ = AppendMessage(bt.buf, m) // QoS checked by publishable: cannot fail
 	bt.dones = append(bt.dones, done)
 	bt.size += size
 	b.pending += size
@@ -132,10 +154,7 @@ func (b *Bus) Publish(to string, m *Message, done func(error)) {
 		b.dueSignaled = true
 		wake = true
 	}
-	b.mu.Unlock()
-	if wake {
-		b.wake()
-	}
+	return wake
 }
 
 // wake nudges the flusher without blocking.

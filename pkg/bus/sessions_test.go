@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 func oneMsg(t testing.TB, topic, payload string) []byte {
@@ -312,7 +313,7 @@ func TestDurableSubsIndex(t *testing.T) {
 
 func FuzzDecodeDurableSubs(f *testing.F) {
 	f.Add(EncodeDurableSubs(nil, DurableSubs{Inc: 9, Subs: []DurableSub{{Filter: "a/#", QoS: 1}}}))
-	f.Add(appendDurableSubsChange(nil, DurableSubsChange{Client: "c", Origin: "r", Seq: 3,
+	f.Add(wire.AppendDurableSubsChange(nil, DurableSubsChange{Client: "c", Origin: "r", Seq: 3,
 		Subs: &DurableSubs{Inc: 1, Subs: []DurableSub{{Filter: "x", QoS: 2, NoLocal: true}}}}))
 	f.Fuzz(func(t *testing.T, p []byte) {
 		if ds, err := DecodeDurableSubs(p); err == nil {

@@ -12,7 +12,7 @@ import (
 
 	bqv2 "google.golang.org/api/bigquery/v2"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // Table is one of the adapter's two tables.
@@ -36,15 +36,15 @@ func (t Table) String() string {
 // the stream entry it was decoded from, which must not change while the row is in use.
 type Row struct {
 	Table Table
-	ID    string        // message_id or event_id: the deduplication key
-	Key   bus.MessageID // the same id, binary
-	At    time.Time     // published_at or occurred_at: the partitioning column
-	Size  int           // about the bytes the row takes in a request
+	ID    string         // message_id or event_id: the deduplication key
+	Key   wire.MessageID // the same id, binary
+	At    time.Time      // published_at or occurred_at: the partitioning column
+	Size  int            // about the bytes the row takes in a request
 	// NoJSON leaves payload_json empty even for a JSON payload (BigQuery refused the value).
 	NoJSON bool
 
-	msg      *bus.Message
-	ev       *bus.Presence
+	msg      *wire.Message
+	ev       *wire.Presence
 	ingested time.Time
 	text     bool // the payload is valid UTF-8: payload_text
 	json     bool // ... and a JSON text that may go to payload_json
@@ -74,7 +74,7 @@ const MaxRowBytes = 9 << 20
 // no indicator, so it does not keep a JSON payload out of payload_json. NewRow fails
 // (ErrInvalidRow) for what BigQuery refuses: no id, no topic, a time outside TIMESTAMP's range,
 // a string column that is not UTF-8.
-func NewRow(m *bus.Message, ingested time.Time) (Row, error) {
+func NewRow(m *wire.Message, ingested time.Time) (Row, error) {
 	if m.ID.IsZero() {
 		return Row{}, fmt.Errorf("%w: no message id", ErrInvalidRow)
 	}
@@ -160,14 +160,14 @@ func isJSON(b []byte) bool {
 // NewEventRow makes the events row of a presence event. It fails (ErrInvalidRow) for what
 // BigQuery refuses: no id, no client id, an unknown kind, a time outside TIMESTAMP's range, a
 // string that is not UTF-8.
-func NewEventRow(p *bus.Presence, ingested time.Time) (Row, error) {
+func NewEventRow(p *wire.Presence, ingested time.Time) (Row, error) {
 	if p.ID.IsZero() || p.Connection.IsZero() {
 		return Row{}, fmt.Errorf("%w: no event or connection id", ErrInvalidRow)
 	}
 	if p.ClientID == "" {
 		return Row{}, fmt.Errorf("%w: no client id", ErrInvalidRow)
 	}
-	if p.Kind != bus.PresenceConnect && p.Kind != bus.PresenceDisconnect {
+	if p.Kind != wire.PresenceConnect && p.Kind != wire.PresenceDisconnect {
 		return Row{}, fmt.Errorf("%w: %s", ErrInvalidRow, p.Kind)
 	}
 	at, err := timestamp(p.Time, "event")

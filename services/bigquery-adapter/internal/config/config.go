@@ -16,10 +16,10 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // Prefix is the environment prefix of every setting: ADAPTER_HTTP_ADDR and so on.
@@ -149,7 +149,7 @@ func (c Config) validateLogging() error {
 
 // validateBus checks the replica id, the Redis addresses and login, and the consumer group.
 func (c Config) validateBus() error {
-	if err := bus.ValidateReplicaID(c.ID); err != nil {
+	if err := wire.ValidateReplicaID(c.ID); err != nil {
 		return bad("ID", err)
 	}
 	if len(c.RedisAddrs) == 0 {

@@ -3,10 +3,10 @@ package auth
 import (
 	"strings"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
-// Where a topic lies relative to the health gateway's probe topics (bus.ProbeTopicPrefix).
+// Where a topic lies relative to the health gateway's probe topics (wire.ProbeTopicPrefix).
 const (
 	probeOutside  = iota // no probe topic
 	probeInside          // a probe topic, or a filter matching only probe topics
@@ -23,7 +23,7 @@ func probeScope(topic string, access Access) int {
 	if !strings.HasPrefix(topic, "$mcloudtt/") {
 		return probeOutside
 	}
-	if strings.HasPrefix(topic, bus.ProbeTopicPrefix) {
+	if strings.HasPrefix(topic, wire.ProbeTopicPrefix) {
 		return probeInside
 	}
 	if access != Subscribe {

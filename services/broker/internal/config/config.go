@@ -13,12 +13,12 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
 
@@ -310,7 +310,7 @@ func (c Config) validateExport() error {
 // Redis channels.
 func (c Config) validateReplicaID() error {
 	if len(c.RedisAddrs) > 0 {
-		if err := bus.ValidateReplicaID(c.ID); err != nil {
+		if err := wire.ValidateReplicaID(c.ID); err != nil {
 			return bad("ID", "%v (the replica id names its Redis channels)", err)
 		}
 	}

@@ -15,10 +15,10 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
 	"github.com/mcloudtt/mcloudtt/pkg/logging"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // Prefix is the environment prefix of every setting: GATEWAY_HTTP_ADDR and so on.
@@ -173,7 +173,7 @@ func (c Config) Validate() error {
 			return bad("REDIS_ADDRS", "address %d is empty", i+1)
 		}
 	}
-	if err := bus.ValidateReplicaID(c.ID); err != nil {
+	if err := wire.ValidateReplicaID(c.ID); err != nil {
 		return bad("ID", "%v (the id names the gateway's Redis channels and probe topics)", err)
 	}
 	return nil

@@ -20,7 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/probe"
 )
 
@@ -40,7 +40,7 @@ type Options struct {
 	AdapterMaxLag     time.Duration // 0: the lag is shown, not judged
 	// BusStatus reports the gateway's own Redis link: while it is down the gateway cannot see
 	// heartbeats, so it does not take their absence for the members' fault.
-	BusStatus  func() bus.Status
+	BusStatus  func() wire.Status
 	Registerer prometheus.Registerer
 	Log        zerolog.Logger
 }
@@ -69,7 +69,7 @@ type Monitor struct {
 }
 
 type member struct {
-	hb        bus.Heartbeat
+	hb        wire.Heartbeat
 	firstSeen time.Time // on the gateway's clock
 	lastSeen  time.Time
 	d         damper
@@ -85,7 +85,7 @@ type pairState struct {
 func New(opts Options, prober *probe.Prober) *Monitor {
 	now := time.Now()
 	if opts.BusStatus == nil {
-		opts.BusStatus = func() bus.Status { return bus.Status{Connected: true} }
+		opts.BusStatus = func() wire.Status { return wire.Status{Connected: true} }
 	}
 	if opts.Registerer == nil {
 		opts.Registerer = prometheus.NewRegistry()
@@ -100,16 +100,16 @@ func New(opts Options, prober *probe.Prober) *Monitor {
 }
 
 // OnHeartbeat records a heartbeat; it is the bus's OnHeartbeat callback and returns at once.
-func (m *Monitor) OnHeartbeat(hb bus.Heartbeat) {
+func (m *Monitor) OnHeartbeat(hb wire.Heartbeat) {
 	if hb.ReplicaID == m.opts.GatewayID {
 		return
 	}
-	if err := bus.ValidateReplicaID(hb.ReplicaID); err != nil {
+	if err := wire.ValidateReplicaID(hb.ReplicaID); err != nil {
 		m.opts.Log.Debug().Err(err).Msg("heartbeat with an unusable replica id ignored")
 		return
 	}
 	if hb.Kind == "" {
-		hb.Kind = bus.KindBroker // PublishHeartbeat treats an empty kind as a broker too
+		hb.Kind = wire.KindBroker // PublishHeartbeat treats an empty kind as a broker too
 	}
 	now := time.Now()
 	m.mu.Lock()
@@ -143,7 +143,7 @@ func (m *Monitor) OnHeartbeat(hb bus.Heartbeat) {
 	mb.hb, mb.lastSeen = hb, now
 	m.evalMemberLocked(hb.ReplicaID, mb, now)
 	m.mu.Unlock()
-	if hb.Kind == bus.KindBroker && hb.Address != "" {
+	if hb.Kind == wire.KindBroker && hb.Address != "" {
 		m.prober.Ensure(hb.ReplicaID, hb.Address)
 	}
 }
@@ -152,7 +152,7 @@ type leftMember struct{ started, at time.Time }
 
 // judged reports whether members of kind count towards the cluster's status. Other gateways are
 // listed but not judged.
-func judged(k bus.Kind) bool { return k == bus.KindBroker || k == bus.KindAdapter }
+func judged(k wire.Kind) bool { return k == wire.KindBroker || k == wire.KindAdapter }
 
 // memberProblem returns what is wrong with the member now, or "".
 func (m *Monitor) memberProblem(mb *member, now time.Time, seeing bool) string {
@@ -166,7 +166,7 @@ func (m *Monitor) memberProblem(mb *member, now time.Time, seeing bool) string {
 		}
 		return s
 	}
-	if mb.hb.Kind == bus.KindAdapter && m.opts.AdapterMaxLag > 0 &&
+	if mb.hb.Kind == wire.KindAdapter && m.opts.AdapterMaxLag > 0 &&
 		mb.hb.ExportLagSeconds > m.opts.AdapterMaxLag.Seconds() {
 		return fmt.Sprintf("export lag %s exceeds %s",
 			roundDur(time.Duration(mb.hb.ExportLagSeconds*float64(time.Second))), m.opts.AdapterMaxLag)
@@ -186,7 +186,7 @@ func (m *Monitor) evalMemberLocked(id string, mb *member, now time.Time) {
 	kind := string(mb.hb.Kind)
 	m.metrics.memberUp.WithLabelValues(id, kind).Set(b2f(now.Sub(mb.lastSeen) <= m.opts.DownAfter))
 	m.metrics.memberGreen.WithLabelValues(id, kind).Set(b2f(mb.d.status == Green))
-	if mb.hb.Kind == bus.KindAdapter {
+	if mb.hb.Kind == wire.KindAdapter {
 		m.metrics.lagSeconds.WithLabelValues(id).Set(mb.hb.ExportLagSeconds)
 		m.metrics.lagEntries.WithLabelValues(id).Set(float64(mb.hb.ExportLag))
 	}
@@ -205,7 +205,7 @@ func (m *Monitor) evaluate(now time.Time) {
 			delete(m.left, id)
 		}
 	}
-	up := map[bus.Kind]int{}
+	up := map[wire.Kind]int{}
 	anyBroker := false
 	for id, mb := range m.members {
 		if seeing && now.Sub(mb.lastSeen) > m.opts.ForgetAfter {
@@ -217,10 +217,10 @@ func (m *Monitor) evaluate(now time.Time) {
 		m.evalMemberLocked(id, mb, now)
 		if now.Sub(mb.lastSeen) <= m.opts.DownAfter {
 			up[mb.hb.Kind]++
-			anyBroker = anyBroker || mb.hb.Kind == bus.KindBroker
+			anyBroker = anyBroker || mb.hb.Kind == wire.KindBroker
 		}
 	}
-	for _, k := range []bus.Kind{bus.KindBroker, bus.KindAdapter, bus.KindGateway} {
+	for _, k := range []wire.Kind{wire.KindBroker, wire.KindAdapter, wire.KindGateway} {
 		m.metrics.membersUp.WithLabelValues(string(k)).Set(float64(up[k]))
 	}
 	m.brokers.observe(now, anyBroker, "no broker sends heartbeats", m.opts.FailAfter, m.opts.RecoverAfter)
@@ -246,7 +246,7 @@ func (m *Monitor) plan(now time.Time) []Pair {
 	m.mu.Lock()
 	var live, down []string
 	for id, mb := range m.members {
-		if mb.hb.Kind != bus.KindBroker || mb.hb.Address == "" {
+		if mb.hb.Kind != wire.KindBroker || mb.hb.Address == "" {
 			continue
 		}
 		if now.Sub(mb.lastSeen) <= m.opts.DownAfter {
@@ -269,7 +269,7 @@ func (m *Monitor) plan(now time.Time) []Pair {
 	}
 	keep := map[string]bool{}
 	for id, mb := range m.members {
-		keep[id] = mb.hb.Kind == bus.KindBroker
+		keep[id] = mb.hb.Kind == wire.KindBroker
 	}
 	m.mu.Unlock()
 	m.prober.Retain(func(id string) bool { return keep[id] })
@@ -399,7 +399,7 @@ func (m *Monitor) overallLocked(now time.Time) (Status, string) {
 		if !judged(mb.hb.Kind) {
 			continue
 		}
-		if mb.hb.Kind == bus.KindBroker {
+		if mb.hb.Kind == wire.KindBroker {
 			nBrokers++
 		} else {
 			nAdapters++

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // Cluster is the JSON document of GET /api/v1/cluster.
@@ -24,25 +24,25 @@ type Cluster struct {
 
 // Gateway describes the gateway itself and the settings that explain its judgements.
 type Gateway struct {
-	ID                  string     `json:"id"`
-	Redis               bus.Status `json:"redis"`
-	Started             time.Time  `json:"started"`
-	ProbeRounds         int        `json:"probe_rounds"`
-	ProbeIntervalMS     int64      `json:"probe_interval_ms"`
-	ProbeTimeoutMS      int64      `json:"probe_timeout_ms"`
-	FailAfterMS         int64      `json:"fail_after_ms"`
-	RecoverAfterMS      int64      `json:"recover_after_ms"`
-	HeartbeatIntervalMS int64      `json:"heartbeat_interval_ms"`
-	DownAfterMS         int64      `json:"down_after_ms"`
-	AdapterMaxLagMS     int64      `json:"adapter_max_lag_ms"`
+	ID                  string      `json:"id"`
+	Redis               wire.Status `json:"redis"`
+	Started             time.Time   `json:"started"`
+	ProbeRounds         int         `json:"probe_rounds"`
+	ProbeIntervalMS     int64       `json:"probe_interval_ms"`
+	ProbeTimeoutMS      int64       `json:"probe_timeout_ms"`
+	FailAfterMS         int64       `json:"fail_after_ms"`
+	RecoverAfterMS      int64       `json:"recover_after_ms"`
+	HeartbeatIntervalMS int64       `json:"heartbeat_interval_ms"`
+	DownAfterMS         int64       `json:"down_after_ms"`
+	AdapterMaxLagMS     int64       `json:"adapter_max_lag_ms"`
 }
 
 // Member is one process that sends heartbeats.
 type Member struct {
-	ReplicaID string   `json:"replica_id"`
-	Kind      bus.Kind `json:"kind"`
-	Version   string   `json:"version"`
-	Address   string   `json:"address,omitempty"`
+	ReplicaID string    `json:"replica_id"`
+	Kind      wire.Kind `json:"kind"`
+	Version   string    `json:"version"`
+	Address   string    `json:"address,omitempty"`
 	// Up: heartbeats arrive (fewer than the configured number missed).
 	Up bool `json:"up"`
 	// Status is the damped judgement; Pending says the latest observations disagree with it.
@@ -50,14 +50,14 @@ type Member struct {
 	Pending bool      `json:"pending"`
 	Since   time.Time `json:"since"`
 	// Problem is what is wrong now ("" when nothing), or what was wrong last while red.
-	Problem             string     `json:"problem,omitempty"`
-	LastHeartbeat       time.Time  `json:"last_heartbeat"` // on the gateway's clock
-	HeartbeatAgeSeconds float64    `json:"heartbeat_age_seconds"`
-	Started             time.Time  `json:"started"`
-	Redis               bus.Status `json:"redis"`
-	Clients             int        `json:"clients"`
-	MsgsInRate          float64    `json:"msgs_in_per_s"`
-	MsgsOutRate         float64    `json:"msgs_out_per_s"`
+	Problem             string      `json:"problem,omitempty"`
+	LastHeartbeat       time.Time   `json:"last_heartbeat"` // on the gateway's clock
+	HeartbeatAgeSeconds float64     `json:"heartbeat_age_seconds"`
+	Started             time.Time   `json:"started"`
+	Redis               wire.Status `json:"redis"`
+	Clients             int         `json:"clients"`
+	MsgsInRate          float64     `json:"msgs_in_per_s"`
+	MsgsOutRate         float64     `json:"msgs_out_per_s"`
 	// ProbeConnected (brokers): the gateway's MQTT probe connection to it is up and subscribed.
 	ProbeConnected *bool   `json:"probe_connected,omitempty"`
 	ProbeError     string  `json:"probe_error,omitempty"`
@@ -136,7 +136,7 @@ func (m *Monitor) Snapshot() Cluster {
 		if !mb.d.rawOK || mb.d.status == Red {
 			out.Problem = mb.d.detail
 		}
-		if mb.hb.Kind == bus.KindBroker {
+		if mb.hb.Kind == wire.KindBroker {
 			ok, e := m.prober.ConnState(id)
 			out.ProbeConnected = &ok
 			if !ok {
@@ -144,7 +144,7 @@ func (m *Monitor) Snapshot() Cluster {
 			}
 		}
 		c.Members = append(c.Members, out)
-		if mb.hb.Kind == bus.KindAdapter {
+		if mb.hb.Kind == wire.KindAdapter {
 			c.Adapters = append(c.Adapters, AdapterLag{
 				ReplicaID: id, Up: out.Up, Status: out.Status, ExportLag: mb.hb.ExportLag,
 				ExportLagSecs: mb.hb.ExportLagSeconds, HeartbeatAgeMS: age.Milliseconds(),
@@ -173,11 +173,11 @@ func (m *Monitor) Snapshot() Cluster {
 
 // sortIDs orders members by kind (brokers, adapters, gateways), then id.
 func sortIDs(ids []string, members map[string]*member) {
-	rank := func(k bus.Kind) int {
+	rank := func(k wire.Kind) int {
 		switch k {
-		case bus.KindBroker:
+		case wire.KindBroker:
 			return 0
-		case bus.KindAdapter:
+		case wire.KindAdapter:
 			return 1
 		}
 		return 2

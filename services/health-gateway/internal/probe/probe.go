@@ -22,7 +22,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rs/zerolog"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // Options configure a Prober.
@@ -74,11 +74,11 @@ func New(opts Options) *Prober {
 
 // Topic is the topic of a probe from replica from to replica to.
 func (p *Prober) Topic(from, to string) string {
-	return bus.ProbeTopicPrefix + p.opts.GatewayID + "/" + from + "/" + to
+	return wire.ProbeTopicPrefix + p.opts.GatewayID + "/" + from + "/" + to
 }
 
 func (p *Prober) filter(replica string) string {
-	return bus.ProbeTopicPrefix + p.opts.GatewayID + "/+/" + replica
+	return wire.ProbeTopicPrefix + p.opts.GatewayID + "/+/" + replica
 }
 
 // Ensure makes sure a connection to replica at addr exists and keeps reconnecting; a connection to
@@ -178,7 +178,7 @@ func (p *Prober) dial(replica, addr string) *conn {
 	log := p.opts.Log.With().Str("replica", replica).Str("addr", addr).Logger()
 	o := mqtt.NewClientOptions().
 		AddBroker("tcp://" + addr).
-		SetClientID(bus.ProbeClientPrefix + p.opts.GatewayID + "-" + replica).
+		SetClientID(wire.ProbeClientPrefix + p.opts.GatewayID + "-" + replica).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
 		SetOrderMatters(false).

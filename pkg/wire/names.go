@@ -1,4 +1,4 @@
-package bus
+package wire
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// DefaultPrefix starts every Redis name unless Options.Prefix says otherwise.
+// DefaultPrefix starts every Redis name unless bus.Options.Prefix says otherwise.
 const DefaultPrefix = "mcloudtt"
 
 // MaxReplicaIDLength bounds a replica id: it travels in every envelope and every channel name.
@@ -56,7 +56,7 @@ func (n Names) Control(replica string) string { return n.p() + ":{" + replica + 
 func (n Names) Routes(replica string) string { return n.p() + ":{" + replica + "}:routes" }
 
 // RouteChanges is the channel on which every change to any route table is announced
-// (EncodeRouteChange), so replicas update their cached copies without polling.
+// (AppendRouteChange), so replicas update their cached copies without polling.
 // "mcloudtt:routes".
 func (n Names) RouteChanges() string { return n.p() + ":routes" }
 
@@ -84,7 +84,7 @@ func (n Names) SessionQueue(clientID string) string {
 }
 
 // SessionLog is the key of a persistent session's log: a STREAM of the QoS 1/2 messages
-// appended for it and not yet trimmed (see sessions.go). "mcloudtt:{s:<client id>}:log".
+// appended for it and not yet trimmed (see pkg/bus sessions.go). "mcloudtt:{s:<client id>}:log".
 func (n Names) SessionLog(clientID string) string { return n.p() + ":{s:" + clientID + "}:log" }
 
 // ReplicaSessions is the key of the SET of client ids whose sessions replica claimed and has

@@ -1,4 +1,4 @@
-package bus
+package wire
 
 import (
 	"encoding/binary"
@@ -6,8 +6,8 @@ import (
 )
 
 // Presence events: a client's CONNECT accepted, and the end of that connection with its cause.
-// Brokers queue them with ExportPresence into the export stream, beside the messages, in entries
-// of their own: field PresenceField instead of ExportField, holding a presence batch.
+// Brokers queue them with bus.ExportPresence into the export stream, beside the messages, in
+// entries of their own: field PresenceField instead of bus.ExportField, holding a presence batch.
 //
 //	batch = version:u8 (=1)  event*
 //	event = length:uvarint  body[length]
