@@ -7,6 +7,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,6 +23,16 @@ import (
 // name in every line as "service".
 func Logger(name, level, format string) zerolog.Logger {
 	return logging.New(logging.Options{Level: level, Format: logging.Format(format), Service: name})
+}
+
+// Run is the start of a service's Run: it loads the configuration with load and serves it with
+// serve. A configuration that does not load comes back as "config: ..." and nothing is served.
+func Run[C any](load func() (C, error), serve func(C) error) error {
+	cfg, err := load()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return serve(cfg)
 }
 
 // SignalContext is parent, cancelled when the process receives SIGTERM or an interrupt: the

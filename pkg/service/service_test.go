@@ -155,3 +155,15 @@ func TestHeartbeatsWithoutBus(t *testing.T) {
 		t.Error("without a bus the heartbeats are not done at once")
 	}
 }
+
+func TestRun(t *testing.T) {
+	served := ""
+	serve := func(cfg string) error { served = cfg; return nil }
+	if err := Run(func() (string, error) { return "", errors.New("BROKER_X: bad") }, serve); err == nil ||
+		err.Error() != "config: BROKER_X: bad" || served != "" {
+		t.Errorf("a bad configuration: %v, served %q", err, served)
+	}
+	if err := Run(func() (string, error) { return "cfg", nil }, serve); err != nil || served != "cfg" {
+		t.Errorf("a good configuration: %v, served %q", err, served)
+	}
+}
