@@ -2,13 +2,10 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/mcloudtt/mcloudtt/pkg/cli"
-	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/service"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/app"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
@@ -30,12 +27,6 @@ func main() {
 	if code, serve := cli.Dispatch(program, os.Args[1:], os.Stdout, os.Stderr); !serve {
 		os.Exit(code)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := app.Run(ctx); err != nil {
-		log := logging.New(logging.Options{Service: app.Name})
-		log.Error().Err(err).Msg("broker failed")
-		stop()
-		os.Exit(1)
-	}
+	// Until SIGTERM or an interrupt; a failure is logged ("broker failed") and exits 1.
+	service.Main(app.Name, app.Run)
 }

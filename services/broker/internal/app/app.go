@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,13 +15,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
-	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/service"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
@@ -33,14 +29,12 @@ import (
 // Name is the service name written into every log line.
 const Name = "broker"
 
-// Run loads the configuration from the environment and serves until ctx is cancelled.
+// Run loads the broker's configuration (BROKER_*) from the environment and serves until ctx is
+// cancelled.
 func Run(ctx context.Context) error {
-	cfg, err := config.Load()
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	log := logging.New(logging.Options{Level: cfg.LogLevel, Format: logging.Format(cfg.LogFormat), Service: Name})
-	return Serve(ctx, cfg, log, nil)
+	return service.Run(config.Load, func(cfg config.Config) error {
+		return Serve(ctx, cfg, service.Logger(Name, cfg.LogLevel, cfg.LogFormat), nil)
+	})
 }
 
 // Addrs are the addresses a running broker listens on (empty when that listener is off).
@@ -50,98 +44,143 @@ type Addrs struct {
 
 // Serve runs a broker with cfg until ctx is cancelled, then drains within cfg.ShutdownTimeout.
 // started, if not nil, is called with the listening addresses once the broker is ready.
-func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) (err error) {
-	log = log.With().Str("broker_id", cfg.ID).Logger()
+func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) error {
+	r := &replica{cfg: cfg, log: log.With().Str("broker_id", cfg.ID).Logger()}
+	if err := r.newServer(); err != nil {
+		return err
+	}
+	if err := r.startCluster(ctx); err != nil {
+		return err
+	}
+	if r.bus != nil {
+		defer r.bus.Close() // last: after the drain
+	}
+	if err := r.openListeners(); err != nil {
+		return err
+	}
+	r.serveMQTT()
+	if err := r.serveHTTP(); err != nil {
+		r.closeListeners()
+		return err
+	}
 
+	// SIGHUP reloads the password and ACL files and the certificates; the certificate files are
+	// also watched.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	r.watchCerts(wctx)
+
+	beatsDone := r.startHeartbeats(wctx)
+	r.ready.Store(true)
+	r.log.Info().Str("mqtt_addr", r.addrs.MQTT).Msg("broker started")
+	if started != nil {
+		started(r.addrs)
+	}
+	runErr := r.run(ctx, hup)
+	r.drain(stopWatch, beatsDone)
+	return runErr
+}
+
+// replica is a running broker replica's parts, from Serve's start to the end of its drain.
+type replica struct {
+	cfg   config.Config
+	log   zerolog.Logger
+	srv   *broker.Server
+	store *auth.Store     // nil: anonymous access and no ACL
+	certs *listener.Certs // nil: no TLS listener
+
+	// The cluster bus: without it (nil) the replica stands alone.
+	bus       *bus.Bus
+	cl        *cluster.Cluster
+	started   time.Time    // this process's incarnation, in every heartbeat
+	listening atomic.Value // Addrs, once the listeners are up
+
+	lns   []net.Listener // the MQTT listeners, each optional
+	errc  chan error     // why an MQTT listener stopped serving
+	http  *service.HTTP  // nil: no HTTP endpoints
+	addrs Addrs
+	ready atomic.Bool
+}
+
+// newServer loads the authentication files and the certificates and makes the broker.
+func (r *replica) newServer() (err error) {
+	cfg := r.cfg
 	var opts []broker.Option
-	var store *auth.Store
 	if cfg.PasswordFile != "" || cfg.ACLFile != "" || !cfg.AllowAnonymous || cfg.ProbeUsername != "" {
-		if store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous,
+		if r.store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous,
 			auth.WithProbeUser(cfg.ProbeUsername)); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
-		opts = append(opts, broker.WithAuth(store))
+		opts = append(opts, broker.WithAuth(r.store))
 	}
-	logAuth(log, cfg, store)
-	var certs *listener.Certs
+	logAuth(r.log, cfg, r.store)
 	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
-		certs, err = listener.LoadCerts(listener.TLSOptions{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
+		r.certs, err = listener.LoadCerts(listener.TLSOptions{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
 			ClientCAFile: cfg.TLSClientCAFile, RequireClientCert: cfg.TLSRequireClientCert})
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
 		opts = append(opts, broker.WithPeerName(listener.PeerCommonName))
 	}
-	srv := broker.New(cfg, log, opts...)
+	r.srv = broker.New(cfg, r.log, opts...)
+	return nil
+}
 
-	// The cluster bus: without it the replica stands alone. It connects in the background and
-	// keeps retrying, so a replica that starts before Redis runs and reports not ready.
-	var rbus *bus.Bus
-	var cl *cluster.Cluster
-	beatsStarted := time.Now() // this process's incarnation, in every heartbeat
-	var listening atomic.Value // Addrs, once the listeners are up
-	if len(cfg.RedisAddrs) > 0 {
-		bus.SetRedisLogger(log.With().Str("component", "redis").Logger())
-		cl = cluster.New(cluster.Config{ID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, PeerTimeout: cfg.PeerTimeout,
-			ExportFilters: cfg.ExportFilters, ExportMaxLen: cfg.ExportMaxLen,
-			MaxQueued: cfg.MaxQueuedMessages + int(cfg.MaxInflight)}, srv.ClusterHost(), log.With().Str("component", "cluster").Logger())
-		srv.SetCluster(cl, cl.Store())
-		bopts := bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
-			Logger: log.With().Str("component", "bus").Logger(),
-			OnStatus: func(st bus.Status) {
-				if st.Connected {
-					log.Info().Msg("redis connected")
-				} else {
-					log.Warn().Str("error", st.LastError).Msg("redis not connected")
-				}
-			}}
-		// How to log in to Redis and whether to speak TLS (BROKER_REDIS_*, package redisconn).
-		ro := cfg.Env.Options()
-		bopts.Username, bopts.PasswordFile, bopts.TLS = ro.Username, ro.PasswordFile, ro.TLS
-		log.Info().Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).Msg("cluster bus")
-		cl.BusOptions(&bopts)
-		rbus, err = bus.New(ctx, bopts)
-		if err != nil {
-			return fmt.Errorf("redis: %w", err)
-		}
-		defer rbus.Close() // last: after the drain
-		cl.SetHeartbeat(func() bus.Heartbeat {
-			a, _ := listening.Load().(Addrs)
-			return baseHeartbeat(cfg, a, beatsStarted)
-		})
-		cl.Start(rbus)
+// startCluster joins the cluster when Redis addresses are set. The bus connects in the background
+// and keeps retrying, so a replica that starts before Redis runs and reports not ready.
+func (r *replica) startCluster(ctx context.Context) error {
+	cfg, log := r.cfg, r.log
+	r.started = time.Now()
+	if len(cfg.RedisAddrs) == 0 {
+		return nil
 	}
+	bus.SetRedisLogger(log.With().Str("component", "redis").Logger())
+	cl := cluster.New(cluster.Config{ID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, PeerTimeout: cfg.PeerTimeout,
+		ExportFilters: cfg.ExportFilters, ExportMaxLen: cfg.ExportMaxLen,
+		MaxQueued: cfg.MaxQueuedMessages + int(cfg.MaxInflight)}, r.srv.ClusterHost(), log.With().Str("component", "cluster").Logger())
+	r.cl = cl
+	r.srv.SetCluster(cl, cl.Store())
+	bopts := bus.Options{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword,
+		Logger: log.With().Str("component", "bus").Logger(),
+		OnStatus: func(st bus.Status) {
+			if st.Connected {
+				log.Info().Msg("redis connected")
+			} else {
+				log.Warn().Str("error", st.LastError).Msg("redis not connected")
+			}
+		}}
+	// How to log in to Redis and whether to speak TLS (BROKER_REDIS_*, package redisconn).
+	ro := cfg.Env.Options()
+	bopts.Username, bopts.PasswordFile, bopts.TLS = ro.Username, ro.PasswordFile, ro.TLS
+	log.Info().Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).Msg("cluster bus")
+	cl.BusOptions(&bopts)
+	rbus, err := bus.New(ctx, bopts)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	r.bus = rbus
+	cl.SetHeartbeat(func() bus.Heartbeat {
+		a, _ := r.listening.Load().(Addrs)
+		return baseHeartbeat(cfg, a, r.started)
+	})
+	cl.Start(rbus)
+	return nil
+}
 
-	// Listeners: each optional; all up before the broker reports ready.
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			_ = ln.Close()
-		}
-	}
-	listen := func(kind, addr string, wrap func(net.Listener) net.Listener) (string, error) {
-		if addr == "" {
-			return "", nil
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return "", fmt.Errorf("%s listener %s: %w", kind, addr, err)
-		}
-		if wrap != nil {
-			ln = wrap(ln)
-		}
-		lns = append(lns, ln)
-		log.Info().Str("listener", kind).Str("addr", ln.Addr().String()).Msg("listening")
-		return ln.Addr().String(), nil
-	}
-	var addrs Addrs
+// openListeners opens the MQTT listeners (TCP, TLS, WebSocket, secure WebSocket), each optional;
+// all are up before the broker reports ready. On an error, those already open are closed.
+func (r *replica) openListeners() (err error) {
+	cfg := r.cfg
 	var checkOrigin func(*http.Request) bool // nil: every origin
 	if len(cfg.WSAllowedOrigins) > 0 {
 		if checkOrigin, err = listener.OriginAllowList(cfg.WSAllowedOrigins); err != nil {
 			return fmt.Errorf("%s_WS_ALLOWED_ORIGINS: %w", config.Prefix, err)
 		}
 	} else if cfg.WSAddr != "" || cfg.WSSAddr != "" {
-		log.Warn().Msg("WebSocket listeners accept pages from every web origin; " +
+		r.log.Warn().Msg("WebSocket listeners accept pages from every web origin; " +
 			"set BROKER_WS_ALLOWED_ORIGINS to the sites that may connect")
 	}
 	ws := func(c *listener.Certs) func(net.Listener) net.Listener {
@@ -155,130 +194,162 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		out  *string
 		wrap func(net.Listener) net.Listener
 	}{
-		{"mqtt", cfg.MQTTAddr, &addrs.MQTT, nil},
-		{"mqtts", cfg.TLSAddr, &addrs.TLS, func(ln net.Listener) net.Listener { return listener.TLS(ln, certs) }},
-		{"ws", cfg.WSAddr, &addrs.WS, ws(nil)},
-		{"wss", cfg.WSSAddr, &addrs.WSS, ws(certs)},
+		{"mqtt", cfg.MQTTAddr, &r.addrs.MQTT, nil},
+		{"mqtts", cfg.TLSAddr, &r.addrs.TLS, func(ln net.Listener) net.Listener { return listener.TLS(ln, r.certs) }},
+		{"ws", cfg.WSAddr, &r.addrs.WS, ws(nil)},
+		{"wss", cfg.WSSAddr, &r.addrs.WSS, ws(r.certs)},
 	} {
-		if *l.out, err = listen(l.kind, l.addr, l.wrap); err != nil {
-			closeAll()
+		if *l.out, err = r.listen(l.kind, l.addr, l.wrap); err != nil {
+			r.closeListeners()
 			return err
 		}
 	}
+	return nil
+}
 
-	var ready atomic.Bool
-	errc := make(chan error, len(lns)+1)
-	for _, ln := range lns {
-		go func() { errc <- srv.Serve(ln) }()
+// listen opens one listener, wrapped by wrap when not nil; an empty addr leaves it off.
+func (r *replica) listen(kind, addr string, wrap func(net.Listener) net.Listener) (string, error) {
+	if addr == "" {
+		return "", nil
 	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s listener %s: %w", kind, addr, err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
+	}
+	r.lns = append(r.lns, ln)
+	r.log.Info().Str("listener", kind).Str("addr", ln.Addr().String()).Msg("listening")
+	return ln.Addr().String(), nil
+}
 
-	var hs *http.Server
-	if cfg.HTTPAddr != "" {
-		hln, err := net.Listen("tcp", cfg.HTTPAddr)
+func (r *replica) closeListeners() {
+	for _, ln := range r.lns {
+		_ = ln.Close()
+	}
+}
+
+// serveMQTT serves MQTT on every listener; an error that stops one arrives on r.errc.
+func (r *replica) serveMQTT() {
+	r.errc = make(chan error, len(r.lns))
+	for _, ln := range r.lns {
+		go func() { r.errc <- r.srv.Serve(ln) }()
+	}
+}
+
+// serveHTTP serves health, readiness, metrics and pprof when cfg.HTTPAddr is set. Ready means
+// started and not draining, and in the cluster when there is one.
+func (r *replica) serveHTTP() error {
+	if r.cfg.HTTPAddr == "" {
+		return nil
+	}
+	h, err := service.Listen(r.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	ready := func() (bool, string) {
+		if !r.ready.Load() || (r.cl != nil && !r.cl.Ready()) {
+			return false, "not ready"
+		}
+		return true, ""
+	}
+	h.Start(httpHandler(r.cfg, r.srv, ready))
+	r.http = h
+	r.addrs.HTTP = h.Addr()
+	r.log.Info().Str("http_addr", r.addrs.HTTP).Msg("http listening")
+	return nil
+}
+
+// watchCerts reloads the certificates when their files change, every cfg.CertReloadInterval
+// until ctx ends.
+func (r *replica) watchCerts(ctx context.Context) {
+	if r.certs == nil || r.cfg.CertReloadInterval <= 0 {
+		return
+	}
+	go r.certs.Watch(ctx, r.cfg.CertReloadInterval, func(err error) {
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+			r.log.Error().Err(err).Msg("changed certificate files not loaded; the previous ones stay in force")
+			return
 		}
-		isReady := func() bool { return ready.Load() && (cl == nil || cl.Ready()) }
-		hs = &http.Server{Handler: httpHandler(cfg, srv, isReady), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := hs.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("http server: %w", err)
-			}
-		}()
-		addrs.HTTP = hln.Addr().String()
-		log.Info().Str("http_addr", addrs.HTTP).Msg("http listening")
-	}
+		r.log.Info().Msg("certificates reloaded after a file change")
+	})
+}
 
-	// SIGHUP reloads the password and ACL files and the certificates; the certificate files are
-	// also watched.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	reload := func() {
-		if store != nil {
-			if err := store.Reload(); err != nil {
-				log.Error().Err(err).Msg("auth files not reloaded; the previous ones stay in force")
-			} else {
-				log.Info().Msg("auth files reloaded")
-			}
-		}
-		if certs != nil {
-			if err := certs.Reload(); err != nil {
-				log.Error().Err(err).Msg("certificates not reloaded; the previous ones stay in force")
-			} else {
-				log.Info().Msg("certificates reloaded")
-			}
+// reload reloads the password and ACL files and the certificates (SIGHUP); what does not load
+// leaves the previous in force.
+func (r *replica) reload() {
+	if r.store != nil {
+		if err := r.store.Reload(); err != nil {
+			r.log.Error().Err(err).Msg("auth files not reloaded; the previous ones stay in force")
+		} else {
+			r.log.Info().Msg("auth files reloaded")
 		}
 	}
-	wctx, stopWatch := context.WithCancel(ctx)
-	defer stopWatch()
-	if certs != nil && cfg.CertReloadInterval > 0 {
-		go certs.Watch(wctx, cfg.CertReloadInterval, func(err error) {
-			if err != nil {
-				log.Error().Err(err).Msg("changed certificate files not loaded; the previous ones stay in force")
-				return
-			}
-			log.Info().Msg("certificates reloaded after a file change")
-		})
+	if r.certs != nil {
+		if err := r.certs.Reload(); err != nil {
+			r.log.Error().Err(err).Msg("certificates not reloaded; the previous ones stay in force")
+		} else {
+			r.log.Info().Msg("certificates reloaded")
+		}
 	}
+}
 
-	listening.Store(addrs)
-	beatsDone := make(chan struct{})
-	if rbus != nil {
-		go func() {
-			defer close(beatsDone)
-			heartbeats(wctx, rbus, srv, cfg, addrs, beatsStarted)
-		}()
-	} else {
-		close(beatsDone)
+// startHeartbeats publishes the listening addresses and, in a cluster, starts the heartbeats
+// until ctx ends; the channel is closed once they have stopped (at once without a cluster).
+func (r *replica) startHeartbeats(ctx context.Context) <-chan struct{} {
+	r.listening.Store(r.addrs)
+	var next func(context.Context, time.Time) bus.Heartbeat
+	if r.bus != nil {
+		next = heartbeat(r.bus, r.srv, r.cfg, r.addrs, r.started)
 	}
-	ready.Store(true)
-	log.Info().Str("mqtt_addr", addrs.MQTT).Msg("broker started")
-	if started != nil {
-		started(addrs)
-	}
+	return service.Heartbeats(ctx, r.bus, r.cfg.HeartbeatInterval, next)
+}
 
-	var runErr error
-loop:
+// run serves until ctx is cancelled (nil) or a server stops (its error), reloading on SIGHUP.
+func (r *replica) run(ctx context.Context, hup <-chan os.Signal) error {
 	for {
 		select {
-		case err := <-errc:
-			runErr = err
-			break loop
+		case err := <-r.errc:
+			return err
+		case err := <-r.http.Failed():
+			return err
 		case <-hup:
-			reload()
+			r.reload()
 		case <-ctx.Done():
-			break loop
+			return nil
 		}
 	}
-	// Drain: not ready at once, then stop accepting, tell v5 clients, flush, close.
-	ready.Store(false)
+}
+
+// drain stops the replica within cfg.ShutdownTimeout: not ready at once, then stop accepting,
+// tell v5 clients, flush, close. stopWatch ends the heartbeats and the certificate watch.
+func (r *replica) drain(stopWatch func(), beatsDone <-chan struct{}) {
+	r.ready.Store(false)
 	stopWatch() // heartbeats stop; the last one says this replica leaves
 	<-beatsDone
-	if rbus != nil && rbus.Status().Connected {
+	if r.bus != nil && r.bus.Status().Connected {
 		// Tell the health gateway this replica leaves on purpose (not a crash).
 		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
-		hb := baseHeartbeat(cfg, addrs, beatsStarted)
+		hb := baseHeartbeat(r.cfg, r.addrs, r.started)
 		hb.Leaving = true
-		_ = rbus.PublishHeartbeat(hctx, hb)
+		_ = r.bus.PublishHeartbeat(hctx, hb)
 		hcancel()
 	}
-	log.Info().Msg("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	r.log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Close(sctx); err != nil {
-		log.Warn().Err(err).Msg("drain did not finish in time")
+	if err := r.srv.Close(sctx); err != nil {
+		r.log.Warn().Err(err).Msg("drain did not finish in time")
 	}
-	if cl != nil {
-		cl.Stop() // after the drain: offline sessions and routes reach Redis first
+	if r.cl != nil {
+		r.cl.Stop() // after the drain: offline sessions and routes reach Redis first
 	}
-	closeAll()
-	if hs != nil {
-		_ = hs.Shutdown(sctx)
+	r.closeListeners()
+	if r.http != nil {
+		_ = r.http.Shutdown(sctx)
 	}
-	log.Info().Msg("stopped")
-	return runErr
+	r.log.Info().Msg("stopped")
 }
 
 // logAuth says at start who may connect, and why nobody may when that is so.
@@ -310,26 +381,12 @@ func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
 	}
 }
 
-func httpHandler(cfg config.Config, srv *broker.Server, ready func() bool) http.Handler {
+func httpHandler(cfg config.Config, srv *broker.Server, ready service.Ready) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(srv.Collector(), collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	service.Routes(mux, ready, service.NewRegistry(srv.Collector()))
 	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		service.Pprof(mux)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }
@@ -349,11 +406,12 @@ func baseHeartbeat(cfg config.Config, addrs Addrs, started time.Time) bus.Heartb
 	return bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindBroker, Version: broker.Version, Address: advertise, Started: started}
 }
 
-// heartbeats announces the replica on the bus every HeartbeatInterval until ctx ends: its id,
-// version, address, uptime, clients and message rates, which the health gateway reads.
-func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs, started time.Time) {
+// heartbeat is the replica's heartbeat, sent every HeartbeatInterval: its id, version, address,
+// uptime, clients and message rates (since the last one), which the health gateway reads.
+func heartbeat(b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs,
+	started time.Time) func(context.Context, time.Time) bus.Heartbeat {
 	last, lastAt := srv.Stats(), started
-	b.RunHeartbeats(ctx, cfg.HeartbeatInterval, func(_ context.Context, now time.Time) bus.Heartbeat {
+	return func(_ context.Context, now time.Time) bus.Heartbeat {
 		st := srv.Stats()
 		secs := now.Sub(lastAt).Seconds()
 		hb := baseHeartbeat(cfg, addrs, started)
@@ -363,5 +421,5 @@ func heartbeats(ctx context.Context, b *bus.Bus, srv *broker.Server, cfg config.
 		hb.Redis = b.Status()
 		last, lastAt = st, now
 		return hb
-	})
+	}
 }

@@ -5,9 +5,7 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -15,11 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
-	"github.com/mcloudtt/mcloudtt/pkg/logging"
+	"github.com/mcloudtt/mcloudtt/pkg/service"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/config"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/monitor"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/probe"
@@ -34,12 +31,9 @@ const Version = "0.1.0"
 
 // Run loads the configuration from the environment and serves until ctx is cancelled.
 func Run(ctx context.Context) error {
-	cfg, err := config.Load()
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	log := logging.New(logging.Options{Level: cfg.LogLevel, Format: logging.Format(cfg.LogFormat), Service: Name})
-	return Serve(ctx, cfg, log, nil)
+	return service.Run(config.Load, func(cfg config.Config) error {
+		return Serve(ctx, cfg, service.Logger(Name, cfg.LogLevel, cfg.LogFormat), nil)
+	})
 }
 
 // Serve runs the gateway with cfg until ctx is cancelled, then stops within cfg.ShutdownTimeout.
@@ -52,14 +46,48 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	g, err := open(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.HTTPAddr, err)
+		return err
 	}
+	handler, err := g.handler()
+	if err != nil {
+		g.http.Close()
+		g.prober.Close()
+		_ = g.bus.Close()
+		return err
+	}
+	g.http.Start(handler)
+	stopWork, waitWork := g.work(ctx)
+	log.Info().Str("http_addr", g.http.Addr()).Str("id", cfg.ID).Strs("redis", cfg.RedisAddrs).
+		Str("redis_security", cfg.Env.Describe()).Bool("api_token", cfg.APIToken != "" || cfg.APITokenFile != "").
+		Msg("health gateway started")
+	if started != nil {
+		started(g.http.Addr())
+	}
+	return g.stop(service.Wait(ctx, g.http.Failed()), stopWork, waitWork)
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	prober := probe.New(probe.Options{
+// gateway is a gateway's parts, from open to stop.
+type gateway struct {
+	cfg    config.Config
+	log    zerolog.Logger
+	http   *service.HTTP
+	reg    *prometheus.Registry
+	prober *probe.Prober
+	mon    *monitor.Monitor
+	bus    *bus.Bus
+}
+
+// open listens on the HTTP address and connects the prober, the monitor and the bus (which
+// connects in the background: Redis need not run yet).
+func open(ctx context.Context, cfg config.Config, log zerolog.Logger) (*gateway, error) {
+	h, err := service.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	g := &gateway{cfg: cfg, log: log, http: h, reg: service.NewRegistry()}
+	g.prober = probe.New(probe.Options{
 		GatewayID: cfg.ID, Username: cfg.MQTTUsername, Password: cfg.MQTTPassword,
 		ConnectTimeout: cfg.ProbeTimeout, RetryInterval: cfg.ProbeInterval,
 		Log: log.With().Str("component", "probe").Logger(),
@@ -72,95 +100,95 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started f
 		}
 		return bus.Status{}
 	}
-	mon := monitor.New(monitor.Options{
+	g.mon = monitor.New(monitor.Options{
 		GatewayID: cfg.ID, HeartbeatInterval: cfg.HeartbeatInterval, DownAfter: cfg.DownAfter(),
 		ForgetAfter: cfg.ForgetAfter, ProbeInterval: cfg.ProbeInterval, ProbeTimeout: cfg.ProbeTimeout,
 		FailAfter: cfg.FailAfter, RecoverAfter: cfg.RecoverAfter, AdapterMaxLag: cfg.AdapterMaxLag,
-		BusStatus: busStatus, Registerer: reg, Log: log,
-	}, prober)
+		BusStatus: busStatus, Registerer: g.reg, Log: log,
+	}, g.prober)
 	ro := cfg.Env.Options()
-	rbus, err := bus.New(ctx, bus.Options{
+	g.bus, err = bus.New(ctx, bus.Options{
 		Addrs: cfg.RedisAddrs, Username: ro.Username, Password: ro.Password, PasswordFile: ro.PasswordFile,
 		TLS: ro.TLS, ReplicaID: cfg.ID,
-		Logger: log.With().Str("component", "bus").Logger(), OnHeartbeat: mon.OnHeartbeat,
+		Logger: log.With().Str("component", "bus").Logger(), OnHeartbeat: g.mon.OnHeartbeat,
 	})
 	if err != nil {
-		ln.Close()
-		prober.Close()
-		return fmt.Errorf("bus: %w", err)
+		g.http.Close()
+		g.prober.Close()
+		return nil, fmt.Errorf("bus: %w", err)
 	}
-	busp.Store(rbus)
+	busp.Store(g.bus)
+	return g, nil
+}
 
+// handler is the status page, the API, health, readiness and metrics, behind the API token when
+// one is set.
+func (g *gateway) handler() (http.Handler, error) {
 	ready := func() (bool, string) {
-		st := rbus.Status()
+		st := g.bus.Status()
 		if !st.Connected {
 			return false, "no Redis subscription (" + st.LastError + ")"
 		}
 		return true, ""
 	}
-	var handler http.Handler = web.Handler(mon, ready, reg)
+	var handler http.Handler = web.Handler(g.mon, ready, g.reg)
 	switch {
-	case cfg.APIToken != "":
-		handler = web.RequireToken(func() string { return cfg.APIToken }, handler)
-	case cfg.APITokenFile != "":
-		ts := &tokenFile{path: cfg.APITokenFile, log: log}
+	case g.cfg.APIToken != "":
+		handler = web.RequireToken(func() string { return g.cfg.APIToken }, handler)
+	case g.cfg.APITokenFile != "":
+		ts := &tokenFile{path: g.cfg.APITokenFile, log: g.log}
 		if _, err := ts.load(); err != nil {
-			ln.Close()
-			prober.Close()
-			_ = rbus.Close()
-			return fmt.Errorf("%s_API_TOKEN_FILE: %w", config.Prefix, err)
+			return nil, fmt.Errorf("%s_API_TOKEN_FILE: %w", config.Prefix, err)
 		}
 		handler = web.RequireToken(ts.get, handler)
 	default:
-		log.Warn().Msg("GATEWAY_API_TOKEN is not set: the status page and /api/v1/cluster answer anyone " +
+		g.log.Warn().Msg("GATEWAY_API_TOKEN is not set: the status page and /api/v1/cluster answer anyone " +
 			"who reaches GATEWAY_HTTP_ADDR; keep it inside the cluster or set a token")
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	return handler, nil
+}
 
-	wctx, stopWork := context.WithCancel(ctx)
+// work starts the monitor and the gateway's heartbeat; stop ends them, wait waits until they have.
+func (g *gateway) work(ctx context.Context) (stop func(), wait func()) {
+	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { mon.Run(wctx) })
-	wg.Go(func() { heartbeats(wctx, rbus, cfg, mon) })
-	log.Info().Str("http_addr", ln.Addr().String()).Str("id", cfg.ID).Strs("redis", cfg.RedisAddrs).
-		Str("redis_security", cfg.Env.Describe()).Bool("api_token", cfg.APIToken != "" || cfg.APITokenFile != "").
-		Msg("health gateway started")
-	if started != nil {
-		started(ln.Addr().String())
+	wg.Go(func() { g.mon.Run(wctx) })
+	beats := service.Heartbeats(wctx, g.bus, g.cfg.HeartbeatInterval, heartbeat(g.mon))
+	return stop, func() {
+		wg.Wait()
+		<-beats
 	}
+}
 
-	var runErr error
-	select {
-	case err := <-errc:
-		runErr = fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info().Msg("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+// stop shuts the gateway down within cfg.ShutdownTimeout: the monitor and the heartbeat stop, the
+// HTTP server finishes its requests, then the probes and the bus close. runErr is why it stops
+// (nil: ctx was cancelled); the first error wins.
+func (g *gateway) stop(runErr error, stopWork, waitWork func()) error {
+	g.log.Info().Msg("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
 	defer cancel()
 	stopWork()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) && runErr == nil {
-		runErr = fmt.Errorf("http shutdown: %w", err)
+	if err := g.http.Shutdown(sctx); err != nil && runErr == nil {
+		runErr = err
 	}
-	wg.Wait()
-	prober.Close()
-	if err := rbus.Close(); err != nil {
-		log.Warn().Err(err).Msg("closing the bus")
+	waitWork()
+	g.prober.Close()
+	if err := g.bus.Close(); err != nil {
+		g.log.Warn().Err(err).Msg("closing the bus")
 	}
-	log.Info().Msg("stopped")
+	g.log.Info().Msg("stopped")
 	return runErr
 }
 
-// heartbeats announces the gateway on the bus every HeartbeatInterval with the cluster's status,
+// heartbeat is the gateway's heartbeat, sent every HeartbeatInterval with the cluster's status,
 // so other gateways list it.
-func heartbeats(ctx context.Context, b *bus.Bus, cfg config.Config, mon *monitor.Monitor) {
+func heartbeat(mon *monitor.Monitor) func(context.Context, time.Time) bus.Heartbeat {
 	started := time.Now()
-	b.RunHeartbeats(ctx, cfg.HeartbeatInterval, func(context.Context, time.Time) bus.Heartbeat {
+	return func(context.Context, time.Time) bus.Heartbeat {
 		st, _ := mon.Status()
 		return bus.Heartbeat{Kind: bus.KindGateway, Version: Version, Started: started,
 			Extra: map[string]any{"cluster_status": string(st)}}
-	})
+	}
 }
 
 // tokenFile is the API token read from a file, read again whenever the file changes (a rotated

@@ -10,8 +10,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mcloudtt/mcloudtt/pkg/service"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/monitor"
 )
 
@@ -22,14 +22,10 @@ var assets embed.FS
 // not; gatherer serves /metrics.
 func Handler(mon *monitor.Monitor, ready func() (bool, string), gatherer prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ok, why := ready(); !ok {
-			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
+	service.Routes(mux, func() (bool, string) {
+		ok, why := ready()
+		return ok, "not ready: " + why
+	}, gatherer)
 	mux.HandleFunc("GET /api/v1/cluster", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -37,7 +33,6 @@ func Handler(mon *monitor.Monitor, ready func() (bool, string), gatherer prometh
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(mon.Snapshot())
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	static, err := fs.Sub(assets, "assets")
 	if err != nil {
 		panic(err) // the embedded directory exists at build time
