@@ -271,7 +271,7 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 	if m.Retain {
 		s.setRetained(m)
 	}
-	now := m.Created // a client's message was made just now (handlePublish): no second clock read
+	now := m.Created // a client's message was made just now (acceptPublish): no second clock read
 	if from == nil {
 		now = time.Now()
 	}
