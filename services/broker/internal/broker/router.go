@@ -49,12 +49,35 @@ var forwardPool = sync.Pool{New: func() any { s := make([]cluster.Forward, 0, 4)
 // forwarded again. ack counts the forwards (see pendingAck).
 func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHints, ack *pendingAck) {
 	tp := targetPool.Get().(*[]target)
-	ts := (*tp)[:0]
+	forwarding := hints == nil && r.srv.clustered && forwardable(m.Topic)
+	ts, groups := r.match(m, (*tp)[:0], from, hints, forwarding)
+	var fws []cluster.Forward
+	var fp *[]cluster.Forward
+	if forwarding {
+		fp = forwardPool.Get().(*[]cluster.Forward)
+		fws, ts = r.plan(m, (*fp)[:0], ts, groups)
+	}
+	r.deliverAll(m, ts, now, from)
+	clear(ts)
+	*tp = ts[:0]
+	targetPool.Put(tp)
+	if len(fws) > 0 {
+		r.forward(m, fws, ack)
+	}
+	if fp != nil {
+		clear(fws)
+		*fp = fws[:0]
+		forwardPool.Put(fp)
+	}
+}
+
+// match appends to ts the local subscriptions m goes to (for shared groups, the member picked).
+// When forwarding, the shared groups are returned instead, to be decided with the cluster (plan).
+func (r *router) match(m *Message, ts []target, from *client, hints *remoteHints, forwarding bool) ([]target, []topic.SharedGroup[*Session, SubOpts]) {
 	var fromSess *Session
 	if from != nil {
 		fromSess = from.sess
 	}
-	forwarding := hints == nil && r.srv.clustered && forwardable(m.Topic)
 	var groups []topic.SharedGroup[*Session, SubOpts] // shared groups decided with the cluster
 	acl := r.srv.auth
 	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
@@ -78,12 +101,11 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 		}
 		ts = r.pickLocal(ts, g, m.Topic)
 	})
-	var fws []cluster.Forward
-	var fp *[]cluster.Forward
-	if forwarding {
-		fp = forwardPool.Get().(*[]cluster.Forward)
-		fws, ts = r.plan(m, (*fp)[:0], ts, groups)
-	}
+	return ts, groups
+}
+
+// deliverAll hands m to the sessions of the targets, one copy per session.
+func (r *router) deliverAll(m *Message, ts []target, now time.Time, from *client) {
 	if len(ts) > 8 {
 		r.markDuplicates(ts)
 	}
@@ -103,20 +125,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 			d.subIDs = []uint32{t.opts.SubID}
 		}
 		if !t.shared && (len(ts) <= 8 || t.dup) {
-			// Overlapping subscriptions of one session: one copy at the highest QoS, with every
-			// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
-			for j := i + 1; j < len(ts); j++ {
-				u := &ts[j]
-				if u.sess != t.sess || u.shared {
-					continue
-				}
-				d.qos = max(d.qos, min(m.QoS, u.opts.QoS))
-				d.retain = d.retain || m.Retain && u.opts.RetainAsPublished
-				if u.opts.SubID != 0 {
-					d.subIDs = append(d.subIDs, u.opts.SubID)
-				}
-				u.sess = nil
-			}
+			mergeOverlapping(&d, ts, i)
 		}
 		if persistent && d.qos > 0 {
 			continue
@@ -126,16 +135,24 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 		}
 		t.sess.deliver(d, now, from)
 	}
-	clear(ts)
-	*tp = ts[:0]
-	targetPool.Put(tp)
-	if len(fws) > 0 {
-		r.forward(m, fws, ack)
-	}
-	if fp != nil {
-		clear(fws)
-		*fp = fws[:0]
-		forwardPool.Put(fp)
+}
+
+// mergeOverlapping folds the later targets of ts[i]'s session into d: overlapping subscriptions
+// of one session get one copy at the highest QoS, with every subscription identifier
+// [MQTT-3.3.4-2], [MQTT-3.3.4-3]. The merged targets are cleared.
+func mergeOverlapping(d *delivery, ts []target, i int) {
+	m, sess := d.msg, ts[i].sess
+	for j := i + 1; j < len(ts); j++ {
+		u := &ts[j]
+		if u.sess != sess || u.shared {
+			continue
+		}
+		d.qos = max(d.qos, min(m.QoS, u.opts.QoS))
+		d.retain = d.retain || m.Retain && u.opts.RetainAsPublished
+		if u.opts.SubID != 0 {
+			d.subIDs = append(d.subIDs, u.opts.SubID)
+		}
+		u.sess = nil
 	}
 }
 
