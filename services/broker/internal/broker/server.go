@@ -22,7 +22,7 @@ type Server struct {
 	cfg      config.Config
 	log      zerolog.Logger
 	started  time.Time
-	stats    Stats
+	stats    counters
 	router   *router
 	retained *memoryRetained
 	cluster  Cluster // the other replicas (standalone: none)
