@@ -28,7 +28,7 @@ type client struct {
 	id        string
 	username  string // after authentication: the user name, or the certificate's CN
 	version   mqtt.Version
-	sess      *Session
+	sess      *session
 	keepAlive time.Duration
 	sendQuota int // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
 	// acks are PUBACK/PUBREC not yet sent because Redis has not yet accepted an earlier message
@@ -50,7 +50,7 @@ type client struct {
 	kicks      []*outbound
 	exp        *[]byte // messages to export, an envelope batch (export); nil when none
 	expN       int
-	will       *Message
+	will       *message
 	willDelay  time.Duration
 	sessExpiry time.Duration
 

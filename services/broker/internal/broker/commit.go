@@ -12,7 +12,7 @@ import (
 // store in one commit at a time, fenced by the claim's epoch (see persist.go).
 
 // commitLocked writes what changed (now, or with the commit under way), then runs then.
-func (s *Session) commitLocked(then func()) {
+func (s *session) commitLocked(then func()) {
 	lg := &s.lg
 	if then != nil {
 		lg.then = append(lg.then, then)
@@ -25,7 +25,7 @@ func (s *Session) commitLocked(then func()) {
 }
 
 // buildCommit is called by the store when it sends the commit.
-func (s *Session) buildCommit() *bus.Commit {
+func (s *session) buildCommit() *bus.Commit {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lg := &s.lg
@@ -80,7 +80,7 @@ func (s *Session) buildCommit() *bus.Commit {
 
 // commitDone takes the store's answer: the callbacks of a written commit run; a failed one is
 // merged back and retried; a fenced one means another replica holds the session now.
-func (s *Session) commitDone(err error) {
+func (s *session) commitDone(err error) {
 	s.mu.Lock()
 	lg := &s.lg
 	lg.committing = false
@@ -137,7 +137,7 @@ func (s *Session) commitDone(err error) {
 
 // settleCommits waits (until deadline) until everything the session changed is written: before
 // it is handed to another claim, which would fence the writes still pending.
-func (s *Session) settleCommits(deadline time.Time) {
+func (s *session) settleCommits(deadline time.Time) {
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
 		lg := &s.lg

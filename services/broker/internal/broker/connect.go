@@ -164,7 +164,7 @@ func (c *client) buildWill(p *mqtt.Connect) bool {
 		c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.TopicNameInvalid))
 		return false
 	}
-	will := &Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
+	will := &message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
 		From: c.id, Username: c.username, Created: time.Now()}
 	if c.version == mqtt.V5 {
 		wp := &p.WillProperties
@@ -263,7 +263,7 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	if prev != nil {
 		old = prev.client.Load()
 	}
-	var sess *Session
+	var sess *session
 	present := false
 	switch {
 	case persistent:
@@ -296,9 +296,9 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 // the truth), taking over from prev, the session held here for the id, if any: its memory-path
 // deliveries (shared subscriptions) stay, and so do the subscriptions of a clean session resumed
 // as persistent. present tells whether a session was there. Called with s.mu held.
-func (s *Server) restoreSessionLocked(id string, prev *Session, cleanStart bool, sc bus.SessionClaim) (sess *Session, present bool) {
+func (s *Server) restoreSessionLocked(id string, prev *session, cleanStart bool, sc bus.SessionClaim) (sess *session, present bool) {
 	var carried []delivery // memory-path deliveries (shared subscriptions) stay
-	var carriedSubs map[string]SubOpts
+	var carriedSubs map[string]subOpts
 	if prev != nil {
 		prev.mu.Lock()
 		if !cleanStart {
@@ -336,7 +336,7 @@ func (s *Server) restoreSessionLocked(id string, prev *Session, cleanStart bool,
 // resumeOpenLocked readies a session that is resumed as a clean one: its QoS 1/2 messages come
 // over the bus from now on, not through a log, and its expiry and will timers stop. Called with
 // s.mu held.
-func (s *Server) resumeOpenLocked(sess *Session) {
+func (s *Server) resumeOpenLocked(sess *session) {
 	if sess.stored.Load() {
 		sess.stored.Store(false)
 		s.undurable(sess)
@@ -358,7 +358,7 @@ func (s *Server) resumeOpenLocked(sess *Session) {
 // bindLocked makes sess the session of c: it enters the session table, a resumed one's
 // subscriptions are checked against the ACL again, and the CONNACK goes out followed by what the
 // session holds. Called with s.mu held.
-func (s *Server) bindLocked(c *client, sess *Session, epoch uint64, present bool, ack *mqtt.Connack) {
+func (s *Server) bindLocked(c *client, sess *session, epoch uint64, present bool, ack *mqtt.Connack) {
 	s.sessions[c.id] = sess
 	sess.epoch = epoch
 	c.sess = sess

@@ -69,7 +69,7 @@ func (s *Server) detach(c *client) {
 }
 
 // fireDelayedWill publishes a session's delayed will if the client has not come back.
-func (s *Server) fireDelayedWill(sess *Session) {
+func (s *Server) fireDelayedWill(sess *session) {
 	sess.mu.Lock()
 	will := sess.will
 	sess.will = nil
@@ -81,7 +81,7 @@ func (s *Server) fireDelayedWill(sess *Session) {
 }
 
 // expireSession ends an offline session whose expiry interval has passed [MQTT-3.1.2-23].
-func (s *Server) expireSession(sess *Session) {
+func (s *Server) expireSession(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sess.client.Load() != nil || s.sessions[sess.ID] != sess {
@@ -92,7 +92,7 @@ func (s *Server) expireSession(sess *Session) {
 
 // publishWill sends a will message; its expiry interval starts now. The ACL is asked at this
 // moment, so a will written before an ACL change obeys the ACL in force when it fires.
-func (s *Server) publishWill(will *Message) {
+func (s *Server) publishWill(will *message) {
 	if !s.allowed(will.From, will.Username, will.Topic, auth.Write) {
 		s.stats.drop(dropNotAuthorized)
 		return

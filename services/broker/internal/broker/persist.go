@@ -31,7 +31,7 @@ import (
 // seqPacketID is the packet id of the message with sequence number seq: 1..65535 in turn.
 func seqPacketID(seq uint64) uint16 { return uint16((seq-1)%65535 + 1) }
 
-// logState is a persistent session's position in its log. Guarded by Session.mu.
+// logState is a persistent session's position in its log. Guarded by session.mu.
 type logState struct {
 	from    string // entry id to read next
 	after   bool   // read after from (it was read already)
@@ -78,7 +78,7 @@ const (
 )
 
 // wakeLog reads the log when new messages were appended.
-func (s *Session) wakeLog() {
+func (s *session) wakeLog() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.stored.Load() || s.ended {
@@ -94,7 +94,7 @@ func (s *Session) wakeLog() {
 
 // readLogLocked asks the store for more of the log while the client is connected and few
 // messages wait in memory.
-func (s *Session) readLogLocked() {
+func (s *session) readLogLocked() {
 	lg := &s.lg
 	if lg.reading || lg.caughtUp || s.ended || s.client.Load() == nil || len(s.queue) >= readLow {
 		return
@@ -107,7 +107,7 @@ func (s *Session) readLogLocked() {
 }
 
 // onLog takes the entries read from the log into the queue.
-func (s *Session) onLog(epoch uint64, es []bus.LogEntry, err error) {
+func (s *session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lg := &s.lg
@@ -170,7 +170,7 @@ func (s *Session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 }
 
 // decodeLog decodes one message of a log entry; the message aliases raw.
-func decodeLog(raw []byte) (*Message, *bus.Message, bool) {
+func decodeLog(raw []byte) (*message, *bus.Message, bool) {
 	ms, err := bus.DecodeBatch(raw)
 	if err != nil || len(ms) != 1 {
 		return nil, nil, false
@@ -179,7 +179,7 @@ func decodeLog(raw []byte) (*Message, *bus.Message, bool) {
 }
 
 // subIDsLocked are the subscription identifiers of the session's subscriptions matching name.
-func (s *Session) subIDsLocked(name string) []uint32 {
+func (s *session) subIDsLocked(name string) []uint32 {
 	var ids []uint32
 	for f, o := range s.subs {
 		if o.SubID != 0 && topic.Match(f, name) {
@@ -190,7 +190,7 @@ func (s *Session) subIDsLocked(name string) []uint32 {
 }
 
 // markDoneLocked records that message seq needs nothing more (acknowledged, dropped, expired).
-func (s *Session) markDoneLocked(seq uint64) {
+func (s *session) markDoneLocked(seq uint64) {
 	lg := &s.lg
 	if seq < lg.cursor.Seq {
 		return
@@ -207,7 +207,7 @@ func (s *Session) markDoneLocked(seq uint64) {
 
 // advanceCursorLocked moves the cursor past the messages done, and the trim point past the
 // entries done.
-func (s *Session) advanceCursorLocked() {
+func (s *session) advanceCursorLocked() {
 	lg := &s.lg
 	moved := false
 	for {
@@ -237,7 +237,7 @@ func (s *Session) advanceCursorLocked() {
 }
 
 // releaseLocked records the PUBREC of QoS 2 message seq; the PUBREL goes once that is written.
-func (s *Session) releaseLocked(seq uint64, id uint16, c *client) {
+func (s *session) releaseLocked(seq uint64, id uint16, c *client) {
 	lg := &s.lg
 	if lg.released == nil {
 		lg.released = make(map[uint64]struct{})
@@ -248,7 +248,7 @@ func (s *Session) releaseLocked(seq uint64, id uint16, c *client) {
 }
 
 // saveStateLocked writes the session's subscriptions and expiry with the next commit.
-func (s *Session) saveStateLocked() {
+func (s *session) saveStateLocked() {
 	if !s.stored.Load() {
 		return
 	}
@@ -259,7 +259,7 @@ func (s *Session) saveStateLocked() {
 
 // index publishes the session's QoS 1/2 subscriptions to the store; it returns once every
 // replica appends for them (bounded), so the SUBACK can go.
-func (s *Session) index() {
+func (s *session) index() {
 	s.mu.Lock()
 	if !s.stored.Load() || s.ended {
 		s.mu.Unlock()
@@ -278,7 +278,7 @@ func (s *Session) index() {
 
 // goOfflineLocked: the client disconnected. The log's messages leave memory (they stay in the
 // log); the store marks the session offline, expiring after its expiry interval.
-func (s *Session) goOfflineLocked() {
+func (s *session) goOfflineLocked() {
 	s.dropLogDeliveriesLocked()
 	if s.expiry == neverExpire {
 		s.lg.offlineTTL = 0
@@ -294,7 +294,7 @@ func (s *Session) goOfflineLocked() {
 
 // dropLogDeliveriesLocked forgets the messages read from the log (they are read again at the next
 // attach); deliveries of the memory path stay.
-func (s *Session) dropLogDeliveriesLocked() {
+func (s *session) dropLogDeliveriesLocked() {
 	lg := &s.lg
 	kept := s.queue[:0]
 	for _, d := range s.queue {
@@ -326,7 +326,7 @@ func (s *Session) dropLogDeliveriesLocked() {
 
 // endStoredLocked deletes the session from the store (a persistent one's subscriptions from the
 // index too). A session this replica no longer holds (epoch 0) is left alone.
-func (s *Session) endStoredLocked() {
+func (s *session) endStoredLocked() {
 	if s.epoch == 0 {
 		return
 	}
@@ -343,7 +343,7 @@ func (s *Session) endStoredLocked() {
 
 // deliverableLocked checks a log delivery before it is sent: expired or no longer readable
 // (ACL) messages are done at once. It returns false for those.
-func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
+func (s *session) deliverableLocked(d delivery, now time.Time) bool {
 	if d.msg.expired(now) {
 		s.srv.stats.drop(dropExpired)
 		return false
@@ -359,7 +359,7 @@ func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
 // and returns once they are written and every replica appends for them (nothing for a clean
 // session). An error means the store did not take them (Redis away): the caller refuses the
 // subscriptions rather than acknowledge ones a move to another replica would lose.
-func (s *Session) subscriptionsChanged() error {
+func (s *session) subscriptionsChanged() error {
 	written := make(chan struct{}, 1)
 	s.mu.Lock()
 	if !s.stored.Load() || s.ended {
@@ -388,7 +388,7 @@ var errStateNotWritten = errors.New("session state not written in time (Redis aw
 
 // appendRetained puts a retained message for a new subscription of a persistent session into
 // its log, at qos.
-func (s *Server) appendRetained(sess *Session, m *Message, qos byte) {
+func (s *Server) appendRetained(sess *session, m *message, qos byte) {
 	bm := new(bus.Message)
 	toBus(bm, m, s.cfg.ID)
 	sess.mu.Lock()

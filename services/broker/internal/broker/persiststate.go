@@ -28,7 +28,7 @@ type storedSub struct {
 }
 
 // stateLocked encodes the session's subscriptions and expiry.
-func (s *Session) stateLocked() []byte {
+func (s *session) stateLocked() []byte {
 	st := storedState{ExpirySecs: int64(s.expiry / time.Second)}
 	if s.expiry == neverExpire {
 		st.ExpirySecs = -1
@@ -50,7 +50,7 @@ func (s *Session) stateLocked() []byte {
 }
 
 // indexedLocked are the subscriptions the store appends messages for: QoS 1 and 2, not shared.
-func (s *Session) indexedLocked() bus.DurableSubs {
+func (s *session) indexedLocked() bus.DurableSubs {
 	ds := bus.DurableSubs{Inc: s.inc}
 	for f, o := range s.subs {
 		if o.QoS == 0 {
@@ -76,7 +76,7 @@ func (s *Session) indexedLocked() bus.DurableSubs {
 // restore fills a new session from its claim: subscriptions (into the index and route table),
 // inbound QoS 2 ids, and the log position; the messages not done are read from the log when the
 // client is attached. Called with Server.mu held, before anyone uses sess.
-func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
+func (s *Server) restore(sess *session, sc bus.SessionClaim) {
 	sess.stored.Store(true)
 	sess.epoch, sess.inc = sc.Epoch, sc.Inc
 	lg := &sess.lg
@@ -108,7 +108,7 @@ func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
 		return
 	}
 	for _, sub := range st.Subs {
-		_, _, _ = s.subscribe(sess, sub.Filter, SubOpts{QoS: sub.QoS, NoLocal: sub.NL, RetainAsPublished: sub.RAP,
+		_, _, _ = s.subscribe(sess, sub.Filter, subOpts{QoS: sub.QoS, NoLocal: sub.NL, RetainAsPublished: sub.RAP,
 			RetainHandling: sub.RH, SubID: sub.SubID})
 	}
 }

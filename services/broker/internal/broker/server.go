@@ -34,7 +34,7 @@ type Server struct {
 
 	// mu guards everything that follows.
 	mu        sync.Mutex
-	sessions  map[string]*Session
+	sessions  map[string]*session
 	listeners []net.Listener
 	conns     map[*client]struct{}
 	closing   bool
@@ -52,7 +52,7 @@ func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Server {
 		started:  time.Now(),
 		router:   newRouter(),
 		retained: newMemoryRetained(),
-		sessions: make(map[string]*Session),
+		sessions: make(map[string]*session),
 		conns:    make(map[*client]struct{}),
 		stop:     make(chan struct{}),
 	}
@@ -207,7 +207,7 @@ func (s *Server) connDone(c *client, wasClient bool) {
 // store first, then every matching local subscription, then the other replicas, then the logs of
 // the persistent sessions it matches. ack, when set, is released once every replica the message
 // went to has it (Redis accepted it) and every persistent session it matched has it stored.
-func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
+func (s *Server) publish(m *message, from *client, ack *pendingAck) {
 	if m.Retain {
 		s.setRetained(m)
 	}
@@ -253,7 +253,7 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 
 // setRetained stores m as its topic's retained message, here and (for topics that travel
 // between replicas) in the cluster.
-func (s *Server) setRetained(m *Message) {
+func (s *Server) setRetained(m *message) {
 	s.retained.Set(m)
 	if forwardable(m.Topic) {
 		var bm bus.Message
@@ -269,7 +269,7 @@ func (s *Server) setRetained(m *Message) {
 // route of the kind the replaced subscription had: call it once the new one is in place
 // (routed, and for a persistent session indexed), so that the flow of messages is never
 // interrupted [MQTT-3.8.4-3].
-func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, wait, retire func()) {
+func (s *Server) subscribe(sess *session, filter string, opts subOpts) (existed bool, wait, retire func()) {
 	_, shared, _ := topic.ParseShare(filter)
 	opts.durable = !shared && opts.QoS > 0 && sess.stored.Load()
 	sess.mu.Lock()
@@ -287,7 +287,7 @@ func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed 
 	return existed, wait, retire
 }
 
-func (s *Server) unsubscribe(sess *Session, filter string) bool {
+func (s *Server) unsubscribe(sess *session, filter string) bool {
 	sess.mu.Lock()
 	o, ok := sess.subs[filter]
 	delete(sess.subs, filter)
@@ -301,7 +301,7 @@ func (s *Server) unsubscribe(sess *Session, filter string) bool {
 
 // undurable turns the durable routes of a session that is no longer stored (a persistent
 // session resumed as a clean one) into plain ones: its QoS 1/2 messages come over the bus again.
-func (s *Server) undurable(sess *Session) {
+func (s *Server) undurable(sess *session) {
 	sess.mu.Lock()
 	var fs []string
 	for f, o := range sess.subs {
@@ -334,7 +334,7 @@ func (s *Server) capExpiry(secs uint32) time.Duration {
 
 // endSessionLocked removes a session and its subscriptions, deletes it from the store, and
 // publishes a will still waiting for its delay. Called with s.mu held.
-func (s *Server) endSessionLocked(sess *Session) {
+func (s *Server) endSessionLocked(sess *session) {
 	sess.mu.Lock()
 	sess.endStoredLocked()
 	sess.mu.Unlock()
@@ -350,7 +350,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 // holds the session now, so nothing more is written to the store (in the same critical section
 // as ended, so that the router never sees a persistent session as a clean one that still
 // takes deliveries). Called with s.mu held.
-func (s *Server) dropSessionLocked(sess *Session, disown bool) (will *Message) {
+func (s *Server) dropSessionLocked(sess *session, disown bool) (will *message) {
 	if s.sessions[sess.ID] == sess {
 		delete(s.sessions, sess.ID)
 	}
@@ -361,7 +361,7 @@ func (s *Server) dropSessionLocked(sess *Session, disown bool) (will *Message) {
 	}
 	sess.client.Store(nil)
 	subs := sess.subs
-	sess.subs = map[string]SubOpts{}
+	sess.subs = map[string]subOpts{}
 	s.stats.queued.Add(int64(-len(sess.queue)))
 	s.stats.inflight.Add(int64(-len(sess.inflight)))
 	sess.queue = nil
@@ -393,7 +393,7 @@ func (s *Server) release(id string, cleanStart bool) { s.releaseSession(id, nil,
 
 // releaseSession is release for the session object only (nil: whichever is held), so that a
 // replica that lost an old session never lets go of the new one in its place.
-func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
+func (s *Server) releaseSession(id string, only *session, cleanStart bool) {
 	s.mu.Lock()
 	sess := s.sessions[id]
 	s.mu.Unlock()
@@ -409,7 +409,7 @@ func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
 	}
 	sess.settleCommits(time.Now().Add(5 * time.Second)) // the new owner starts from all of it
 	s.mu.Lock()
-	var will *Message
+	var will *message
 	if s.sessions[id] == sess && (only == nil || sess == only) {
 		will = s.dropSessionLocked(sess, true) // the store belongs to the new owner
 	}

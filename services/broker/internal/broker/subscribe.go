@@ -40,7 +40,7 @@ type subscribeBatch struct {
 // retainedReq is a new subscription that gets the retained messages it matches.
 type retainedReq struct {
 	filter string
-	opts   SubOpts
+	opts   subOpts
 }
 
 // addSubscription checks one subscription and adds it, and returns its SUBACK reason code. The
@@ -66,7 +66,7 @@ func (c *client) addSubscription(b *subscribeBatch, sub mqtt.Subscription, subID
 	if cfg.MaxSubscriptions > 0 && c.sess.subscriptionCount() >= cfg.MaxSubscriptions && !c.sess.hasSubscription(sub.Filter) {
 		return c.failCode(mqtt.QuotaExceeded), nil
 	}
-	opts := SubOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
+	opts := subOpts{QoS: sub.QoS, NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished,
 		RetainHandling: sub.RetainHandling, SubID: subID}
 	existed, route, retire := c.srv.subscribe(c.sess, sub.Filter, opts)
 	if route != nil {
@@ -112,7 +112,7 @@ func (c *client) settleSubscriptions(p *mqtt.Subscribe, b *subscribeBatch) {
 func (c *client) sendRetained(reqs []retainedReq) {
 	now := time.Now()
 	for _, r := range reqs {
-		c.srv.retained.Match(r.filter, func(m *Message) {
+		c.srv.retained.Match(r.filter, func(m *message) {
 			if m.expired(now) || !c.srv.allowed(c.id, c.username, m.Topic, auth.Read) {
 				return
 			}
