@@ -415,9 +415,9 @@ func heartbeat(b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs,
 		st := srv.Stats()
 		secs := now.Sub(lastAt).Seconds()
 		hb := baseHeartbeat(cfg, addrs, started)
-		hb.Sent, hb.Clients = now, int(st["clients"])
-		hb.MsgsInRate = float64(st["messages_received"]-last["messages_received"]) / secs
-		hb.MsgsOutRate = float64(st["messages_sent"]-last["messages_sent"]) / secs
+		hb.Sent, hb.Clients = now, int(st.Clients)
+		hb.MsgsInRate = float64(st.MessagesReceived-last.MessagesReceived) / secs
+		hb.MsgsOutRate = float64(st.MessagesSent-last.MessagesSent) / secs
 		hb.Redis = b.Status()
 		last, lastAt = st, now
 		return hb

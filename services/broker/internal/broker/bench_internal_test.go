@@ -48,10 +48,10 @@ func BenchmarkRouteFanOut(b *testing.B) {
 			s := benchServer(b)
 			for i := 0; i < n; i++ {
 				c := benchClient(s, fmt.Sprint("sub", i), mqtt.V311)
-				_, _, _ = s.subscribe(c.sess, "bench/+/x", SubOpts{})
+				_, _, _ = s.subscribe(c.sess, "bench/+/x", subOpts{})
 			}
 			pub := benchClient(s, "pub", mqtt.V311)
-			m := &Message{Topic: "bench/1/x", Payload: make([]byte, 64)}
+			m := &message{Topic: "bench/1/x", Payload: make([]byte, 64)}
 			now := time.Now()
 			b.ReportAllocs()
 			b.SetBytes(int64(len(m.Payload) * n))
@@ -71,13 +71,13 @@ func BenchmarkRouteFanOut(b *testing.B) {
 func BenchmarkRouteFanIn(b *testing.B) {
 	s := benchServer(b)
 	sub := benchClient(s, "sub", mqtt.V311)
-	_, _, _ = s.subscribe(sub.sess, "fanin/#", SubOpts{})
+	_, _, _ = s.subscribe(sub.sess, "fanin/#", subOpts{})
 	for i := 0; i < 1000; i++ {
 		c := benchClient(s, fmt.Sprint("other", i), mqtt.V311)
-		_, _, _ = s.subscribe(c.sess, fmt.Sprintf("other/%d/#", i), SubOpts{})
+		_, _, _ = s.subscribe(c.sess, fmt.Sprintf("other/%d/#", i), subOpts{})
 	}
 	pub := benchClient(s, "pub", mqtt.V311)
-	m := &Message{Topic: "fanin/device/17/temp", Payload: make([]byte, 64)}
+	m := &message{Topic: "fanin/device/17/temp", Payload: make([]byte, 64)}
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -96,7 +96,7 @@ func BenchmarkSessionQoS1(b *testing.B) {
 		b.Run(v.String(), func(b *testing.B) {
 			s := benchServer(b)
 			c := benchClient(s, "sub", v)
-			m := &Message{Topic: "q/1", Payload: make([]byte, 64), QoS: 1}
+			m := &message{Topic: "q/1", Payload: make([]byte, 64), QoS: 1}
 			now := time.Now()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -116,7 +116,7 @@ func BenchmarkSessionQueue(b *testing.B) {
 	s := benchServer(b)
 	c := benchClient(s, "sub", mqtt.V311)
 	c.sendQuota = 16
-	m := &Message{Topic: "q/1", Payload: make([]byte, 64), QoS: 1}
+	m := &message{Topic: "q/1", Payload: make([]byte, 64), QoS: 1}
 	now := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -73,119 +73,16 @@ func newClientID() string {
 	return "auto-" + hex.EncodeToString(b[:])
 }
 
-// accept applies a decoded CONNECT: checks, session attach or takeover, CONNACK, resend.
+// accept applies a decoded CONNECT: identity and authentication, will, negotiated limits, then
+// session attach or takeover, CONNACK, resend.
 func (c *client) accept(p *mqtt.Connect) error {
 	cfg := &c.srv.cfg
 	var ack mqtt.Connack
-
-	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropAuthMethod) {
-		// Enhanced authentication is not offered [MQTT-4.12.0-1].
-		c.refuse(mqtt.BadAuthenticationMethod)
+	assigned, ok := c.identify(p)
+	if !ok || !c.authenticate(p) || !c.buildWill(p) {
 		return errClientGone
 	}
-	assigned := false
-	if p.ClientID == "" {
-		if c.version != mqtt.V5 && (!p.CleanStart || c.version == mqtt.V31) {
-			// [MQTT-3.1.3-8]: an empty id needs Clean Session in 3.1.1 (3.1 requires an id).
-			c.refuse(mqtt.V3IdentifierRejected)
-			return errClientGone
-		}
-		c.id = newClientID()
-		assigned = true
-		c.log = c.srv.log.With().Str("client_id", c.id).Logger()
-	}
-
-	// Authentication [MQTT-3.1.4-2]: a verified client certificate's common name may stand for the
-	// user name (mosquitto's use_identity_as_username); otherwise the password file decides.
-	c.username = p.Username
-	hasUsername := p.UsernameFlag
-	byCert := false
-	if cfg.TLSCNAsUsername && c.srv.peerName != nil {
-		if cn, ok := c.srv.peerName(c.conn); ok {
-			c.username, hasUsername, byCert = cn, true, true
-		} else {
-			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
-			return errClientGone
-		}
-	}
-	if c.srv.auth != nil && !byCert && !c.srv.auth.Authenticate(c.username, p.Password, hasUsername) {
-		switch {
-		case c.srv.auth.RefusesEveryone():
-			// No way to authenticate is configured: mosquitto 2.0's answer, whatever was sent.
-			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.BadUserNameOrPassword))
-		case hasUsername:
-			c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
-		default:
-			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
-		}
-		return errClientGone
-	}
-
-	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
-	// 3.x has no way to tell a client another keep alive, so the cap applies to v5 clients, who
-	// are told it as Server Keep Alive; a 3.x client keeps what it asked for.
-	if c.version == mqtt.V5 && cfg.MaxKeepAlive > 0 && (p.KeepAlive == 0 || p.KeepAlive > cfg.MaxKeepAlive) {
-		c.keepAlive = time.Duration(cfg.MaxKeepAlive) * time.Second
-		ack.Properties.ServerKeepAlive = cfg.MaxKeepAlive // [MQTT-3.2.2-21]
-		ack.Properties.Set(mqtt.PropServerKeepAlive)
-	}
-
-	if p.WillFlag {
-		if err := topic.ValidateName(p.WillTopic); err != nil || topic.IsSystem(p.WillTopic) {
-			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.TopicNameInvalid))
-			return errClientGone
-		}
-		will := &Message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
-			From: c.id, Username: c.username, Created: time.Now()}
-		if c.version == mqtt.V5 {
-			wp := &p.WillProperties
-			will.Props = newMessageProps(wp)
-			if wp.Has(mqtt.PropMessageExpiry) {
-				// Counted from when the will is published; see publishWill.
-				will.Expires = time.Time{}.Add(time.Duration(wp.MessageExpiry) * time.Second)
-			}
-			c.willDelay = time.Duration(wp.WillDelay) * time.Second
-		}
-		c.will = will
-	}
-
-	c.sendQuota = int(cfg.MaxInflight)
-	if c.version == mqtt.V5 {
-		pp := &p.Properties
-		if pp.Has(mqtt.PropReceiveMaximum) && int(pp.ReceiveMaximum) < c.sendQuota {
-			c.sendQuota = int(pp.ReceiveMaximum) // [MQTT-3.3.4-7]
-		}
-		if pp.Has(mqtt.PropMaximumPacketSize) {
-			c.maxOut = pp.MaximumPacketSize // [MQTT-3.1.2-24]
-		}
-		c.aliasMax = pp.TopicAliasMaximum // [MQTT-3.1.2-26]
-		// Request Problem Information 0 forbids reason strings and user properties on packets
-		// other than PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29]; the broker sends them on
-		// none of those others, so there is nothing to switch off.
-		c.sessExpiry = c.srv.capExpiry(pp.SessionExpiry)
-		if pp.Has(mqtt.PropSessionExpiry) && cfg.MaxSessionExpiry > 0 && pp.SessionExpiry > cfg.MaxSessionExpiry {
-			ack.Properties.SessionExpiry = cfg.MaxSessionExpiry
-			ack.Properties.Set(mqtt.PropSessionExpiry)
-		}
-		if assigned {
-			ack.Properties.AssignedClientID = c.id // [MQTT-3.2.2-16]
-			ack.Properties.Set(mqtt.PropAssignedClientID)
-		}
-		ack.Properties.ReceiveMaximum = cfg.ReceiveMaximum
-		ack.Properties.Set(mqtt.PropReceiveMaximum)
-		ack.Properties.MaximumPacketSize = uint32(cfg.MaxPacketSize)
-		ack.Properties.Set(mqtt.PropMaximumPacketSize)
-		if cfg.TopicAliasMaximum > 0 {
-			ack.Properties.TopicAliasMaximum = cfg.TopicAliasMaximum
-			ack.Properties.Set(mqtt.PropTopicAliasMaximum)
-		}
-	} else if !p.CleanStart {
-		// A 3.x persistent session lasts until a clean session ends it, unless capped.
-		c.sessExpiry = neverExpire
-		if cfg.MaxSessionExpiry > 0 {
-			c.sessExpiry = time.Duration(cfg.MaxSessionExpiry) * time.Second
-		}
-	}
+	c.negotiate(p, assigned, &ack)
 
 	if cfg.MaxConnections > 0 && c.srv.stats.clients.Load() >= int64(cfg.MaxConnections) {
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerBusy))
@@ -205,6 +102,140 @@ func (c *client) accept(p *mqtt.Connect) error {
 	return nil
 }
 
+// identify refuses enhanced authentication and a client id the version does not allow to be
+// empty, and assigns one to an empty id otherwise (assigned). ok is false when it refused.
+func (c *client) identify(p *mqtt.Connect) (assigned, ok bool) {
+	if c.version == mqtt.V5 && p.Properties.Has(mqtt.PropAuthMethod) {
+		// Enhanced authentication is not offered [MQTT-4.12.0-1].
+		c.refuse(mqtt.BadAuthenticationMethod)
+		return false, false
+	}
+	if p.ClientID == "" {
+		if c.version != mqtt.V5 && (!p.CleanStart || c.version == mqtt.V31) {
+			// [MQTT-3.1.3-8]: an empty id needs Clean Session in 3.1.1 (3.1 requires an id).
+			c.refuse(mqtt.V3IdentifierRejected)
+			return false, false
+		}
+		c.id = newClientID()
+		assigned = true
+		c.log = c.srv.log.With().Str("client_id", c.id).Logger()
+	}
+	return assigned, true
+}
+
+// authenticate sets the client's user name and checks its credentials [MQTT-3.1.4-2]: a verified
+// client certificate's common name may stand for the user name (mosquitto's
+// use_identity_as_username); otherwise the password file decides. It returns false when it
+// refused the connection.
+func (c *client) authenticate(p *mqtt.Connect) bool {
+	c.username = p.Username
+	hasUsername := p.UsernameFlag
+	byCert := false
+	if c.srv.cfg.TLSCNAsUsername && c.srv.peerName != nil {
+		if cn, ok := c.srv.peerName(c.conn); ok {
+			c.username, hasUsername, byCert = cn, true, true
+		} else {
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
+			return false
+		}
+	}
+	if c.srv.auth != nil && !byCert && !c.srv.auth.Authenticate(c.username, p.Password, hasUsername) {
+		switch {
+		case c.srv.auth.RefusesEveryone():
+			// No way to authenticate is configured: mosquitto 2.0's answer, whatever was sent.
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.BadUserNameOrPassword))
+		case hasUsername:
+			c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
+		default:
+			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
+		}
+		return false
+	}
+	return true
+}
+
+// buildWill keeps the CONNECT's will message, if any. It returns false when it refused the
+// connection (a will topic that is not a valid topic name, or a $-topic).
+func (c *client) buildWill(p *mqtt.Connect) bool {
+	if !p.WillFlag {
+		return true
+	}
+	if err := topic.ValidateName(p.WillTopic); err != nil || topic.IsSystem(p.WillTopic) {
+		c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.TopicNameInvalid))
+		return false
+	}
+	will := &message{Topic: p.WillTopic, Payload: p.WillPayload, QoS: p.WillQoS, Retain: p.WillRetain,
+		From: c.id, Username: c.username, Created: time.Now()}
+	if c.version == mqtt.V5 {
+		wp := &p.WillProperties
+		will.Props = newMessageProps(wp)
+		if wp.Has(mqtt.PropMessageExpiry) {
+			// Counted from when the will is published; see publishWill.
+			will.Expires = time.Time{}.Add(time.Duration(wp.MessageExpiry) * time.Second)
+		}
+		c.willDelay = time.Duration(wp.WillDelay) * time.Second
+	}
+	c.will = will
+	return true
+}
+
+// negotiate settles the connection's keep alive, send quota and session expiry, and for v5 the
+// client's limits, with the CONNACK properties that tell the client the broker's.
+func (c *client) negotiate(p *mqtt.Connect, assigned bool, ack *mqtt.Connack) {
+	cfg := &c.srv.cfg
+	c.keepAlive = time.Duration(p.KeepAlive) * time.Second
+	// 3.x has no way to tell a client another keep alive, so the cap applies to v5 clients, who
+	// are told it as Server Keep Alive; a 3.x client keeps what it asked for.
+	if c.version == mqtt.V5 && cfg.MaxKeepAlive > 0 && (p.KeepAlive == 0 || p.KeepAlive > cfg.MaxKeepAlive) {
+		c.keepAlive = time.Duration(cfg.MaxKeepAlive) * time.Second
+		ack.Properties.ServerKeepAlive = cfg.MaxKeepAlive // [MQTT-3.2.2-21]
+		ack.Properties.Set(mqtt.PropServerKeepAlive)
+	}
+	c.sendQuota = int(cfg.MaxInflight)
+	if c.version == mqtt.V5 {
+		c.negotiateV5(p, assigned, ack)
+	} else if !p.CleanStart {
+		// A 3.x persistent session lasts until a clean session ends it, unless capped.
+		c.sessExpiry = neverExpire
+		if cfg.MaxSessionExpiry > 0 {
+			c.sessExpiry = time.Duration(cfg.MaxSessionExpiry) * time.Second
+		}
+	}
+}
+
+// negotiateV5 applies a v5 CONNECT's properties and sets the CONNACK's.
+func (c *client) negotiateV5(p *mqtt.Connect, assigned bool, ack *mqtt.Connack) {
+	cfg := &c.srv.cfg
+	pp := &p.Properties
+	if pp.Has(mqtt.PropReceiveMaximum) && int(pp.ReceiveMaximum) < c.sendQuota {
+		c.sendQuota = int(pp.ReceiveMaximum) // [MQTT-3.3.4-7]
+	}
+	if pp.Has(mqtt.PropMaximumPacketSize) {
+		c.maxOut = pp.MaximumPacketSize // [MQTT-3.1.2-24]
+	}
+	c.aliasMax = pp.TopicAliasMaximum // [MQTT-3.1.2-26]
+	// Request Problem Information 0 forbids reason strings and user properties on packets
+	// other than PUBLISH, CONNACK and DISCONNECT [MQTT-3.1.2-29]; the broker sends them on
+	// none of those others, so there is nothing to switch off.
+	c.sessExpiry = c.srv.capExpiry(pp.SessionExpiry)
+	if pp.Has(mqtt.PropSessionExpiry) && cfg.MaxSessionExpiry > 0 && pp.SessionExpiry > cfg.MaxSessionExpiry {
+		ack.Properties.SessionExpiry = cfg.MaxSessionExpiry
+		ack.Properties.Set(mqtt.PropSessionExpiry)
+	}
+	if assigned {
+		ack.Properties.AssignedClientID = c.id // [MQTT-3.2.2-16]
+		ack.Properties.Set(mqtt.PropAssignedClientID)
+	}
+	ack.Properties.ReceiveMaximum = cfg.ReceiveMaximum
+	ack.Properties.Set(mqtt.PropReceiveMaximum)
+	ack.Properties.MaximumPacketSize = uint32(cfg.MaxPacketSize)
+	ack.Properties.Set(mqtt.PropMaximumPacketSize)
+	if cfg.TopicAliasMaximum > 0 {
+		ack.Properties.TopicAliasMaximum = cfg.TopicAliasMaximum
+		ack.Properties.Set(mqtt.PropTopicAliasMaximum)
+	}
+}
+
 // attach finds or makes the session for c.id, taking it over from an older connection
 // [MQTT-3.1.4-2], sets ack.SessionPresent [MQTT-3.2.2-2..3], and writes the CONNACK followed by
 // what the session holds [MQTT-3.2.0-1]. The new connection owns the session from the moment it
@@ -214,17 +245,14 @@ func (c *client) accept(p *mqtt.Connect) error {
 // a persistent session comes back from the store, wherever it was held before. A session the
 // store cannot claim (Redis away) is refused: its messages could not be kept.
 func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
-	persistent := c.sessExpiry != 0
 	s.settle(c.id) // this replica's own last writes for the id first: the claim fences them
 	sc, err := s.store.Claim(c.id, cleanStart, c.sessExpiry)
 	if err != nil {
 		return err
 	}
-	if sc.Present {
-		// A v5 CONNECT with Clean Start 0 and no session expiry resumes the stored session
-		// [MQTT-3.1.2-4], which then ends with this connection [MQTT-3.1.2-11].
-		persistent = true
-	}
+	// A v5 CONNECT with Clean Start 0 and no session expiry resumes the stored session
+	// [MQTT-3.1.2-4], which then ends with this connection [MQTT-3.1.2-11].
+	persistent := c.sessExpiry != 0 || sc.Present
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -235,64 +263,15 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	if prev != nil {
 		old = prev.client.Load()
 	}
-	var sess *Session
+	var sess *session
 	present := false
 	switch {
 	case persistent:
-		// The store's copy is the truth: the session is made again from the claim.
-		var carried []delivery // memory-path deliveries (shared subscriptions) stay
-		var carriedSubs map[string]SubOpts
-		if prev != nil {
-			prev.mu.Lock()
-			if !cleanStart {
-				for _, d := range prev.queue {
-					if d.seq == 0 {
-						carried = append(carried, d)
-					}
-				}
-				if !prev.stored.Load() {
-					carriedSubs = maps.Clone(prev.subs) // a clean session resumed as persistent
-				}
-			}
-			prev.mu.Unlock()
-			// The store belongs to this claim now.
-			if will := s.dropSessionLocked(prev, true); cleanStart && will != nil {
-				// The old session ends: its delayed will is due now [MQTT-3.1.3-9]. Resumed
-				// within the delay, it is not sent.
-				go s.publishWill(will)
-			}
-		}
-		sess = newSession(s, c.id)
-		s.restore(sess, sc)
-		present = sc.Present || carriedSubs != nil
-		for f, o := range carriedSubs {
-			_, _, _ = s.subscribe(sess, f, o)
-		}
-		sess.mu.Lock()
-		for _, d := range carried {
-			sess.enqueueLocked(d)
-		}
-		sess.mu.Unlock()
+		sess, present = s.restoreSessionLocked(c.id, prev, cleanStart, sc)
 	case prev != nil && !cleanStart:
 		// A v5 session with expiry 0 whose connection is still open, resumed [MQTT-3.1.2-4].
 		sess, present = prev, true
-		if prev.stored.Load() {
-			// Its QoS 1/2 messages come over the bus from now on, not through a log.
-			prev.stored.Store(false)
-			s.undurable(prev)
-		}
-		sess.mu.Lock()
-		sess.stored.Store(false)
-		if sess.expiryTimer != nil {
-			sess.expiryTimer.Stop()
-			sess.expiryTimer = nil
-		}
-		if sess.willTimer != nil {
-			sess.willTimer.Stop()
-			sess.willTimer = nil
-			sess.will = nil
-		}
-		sess.mu.Unlock()
+		s.resumeOpenLocked(prev)
 	default:
 		if prev != nil {
 			if will := s.dropSessionLocked(prev, true); will != nil {
@@ -301,8 +280,87 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 		}
 		sess = newSession(s, c.id)
 	}
+	s.bindLocked(c, sess, sc.Epoch, present, ack)
+	s.mu.Unlock()
+	s.presenceConnected(c, cleanStart, present)
+	if persistent && present {
+		sess.index() // the previous owner may have died before writing it
+	}
+	if old != nil {
+		old.takenOver(cleanStart)
+	}
+	return nil
+}
+
+// restoreSessionLocked makes a persistent session again from its claim sc (the store's copy is
+// the truth), taking over from prev, the session held here for the id, if any: its memory-path
+// deliveries (shared subscriptions) stay, and so do the subscriptions of a clean session resumed
+// as persistent. present tells whether a session was there. Called with s.mu held.
+func (s *Server) restoreSessionLocked(id string, prev *session, cleanStart bool, sc bus.SessionClaim) (sess *session, present bool) {
+	var carried []delivery // memory-path deliveries (shared subscriptions) stay
+	var carriedSubs map[string]subOpts
+	if prev != nil {
+		prev.mu.Lock()
+		if !cleanStart {
+			for _, d := range prev.queue {
+				if d.seq == 0 {
+					carried = append(carried, d)
+				}
+			}
+			if !prev.stored.Load() {
+				carriedSubs = maps.Clone(prev.subs) // a clean session resumed as persistent
+			}
+		}
+		prev.mu.Unlock()
+		// The store belongs to this claim now.
+		if will := s.dropSessionLocked(prev, true); cleanStart && will != nil {
+			// The old session ends: its delayed will is due now [MQTT-3.1.3-9]. Resumed
+			// within the delay, it is not sent.
+			go s.publishWill(will)
+		}
+	}
+	sess = newSession(s, id)
+	s.restore(sess, sc)
+	present = sc.Present || carriedSubs != nil
+	for f, o := range carriedSubs {
+		_, _, _ = s.subscribe(sess, f, o)
+	}
+	sess.mu.Lock()
+	for _, d := range carried {
+		sess.enqueueLocked(d)
+	}
+	sess.mu.Unlock()
+	return sess, present
+}
+
+// resumeOpenLocked readies a session that is resumed as a clean one: its QoS 1/2 messages come
+// over the bus from now on, not through a log, and its expiry and will timers stop. Called with
+// s.mu held.
+func (s *Server) resumeOpenLocked(sess *session) {
+	if sess.stored.Load() {
+		sess.stored.Store(false)
+		s.undurable(sess)
+	}
+	sess.mu.Lock()
+	sess.stored.Store(false)
+	if sess.expiryTimer != nil {
+		sess.expiryTimer.Stop()
+		sess.expiryTimer = nil
+	}
+	if sess.willTimer != nil {
+		sess.willTimer.Stop()
+		sess.willTimer = nil
+		sess.will = nil
+	}
+	sess.mu.Unlock()
+}
+
+// bindLocked makes sess the session of c: it enters the session table, a resumed one's
+// subscriptions are checked against the ACL again, and the CONNACK goes out followed by what the
+// session holds. Called with s.mu held.
+func (s *Server) bindLocked(c *client, sess *session, epoch uint64, present bool, ack *mqtt.Connack) {
 	s.sessions[c.id] = sess
-	sess.epoch = sc.Epoch
+	sess.epoch = epoch
 	c.sess = sess
 	sess.username = c.username
 	sess.expiry = c.sessExpiry
@@ -325,15 +383,6 @@ func (s *Server) attach(c *client, cleanStart bool, ack *mqtt.Connack) error {
 	sess.mu.Unlock()
 	s.stats.connects.Add(1)
 	s.stats.clients.Add(1)
-	s.mu.Unlock()
-	s.presenceConnected(c, cleanStart, present)
-	if persistent && present {
-		sess.index() // the previous owner may have died before writing it
-	}
-	if old != nil {
-		old.takenOver(cleanStart)
-	}
-	return nil
 }
 
 // takenOver closes a connection whose client id connected again. The old will is published unless
@@ -347,105 +396,6 @@ func (c *client) takenOver(newCleanStart bool) {
 	}
 	c.sendDisconnect(mqtt.SessionTakenOver)
 	<-c.done
-}
-
-// detach runs when a connected client's reader stops: will, session expiry, counters.
-func (s *Server) detach(c *client) {
-	defer close(c.done)
-	sess := c.sess
-	s.connDone(c, true)
-
-	will := c.will
-	if c.normal {
-		will = nil
-	}
-	if c.takeover.Load() && !c.takeoverKeepsWill.Load() && will != nil {
-		// Taken over by a connection that does not keep the will: publish now.
-		s.publishWill(will)
-		will = nil
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sess.mu.Lock()
-	owner := sess.client.Load() == c
-	if owner {
-		sess.client.Store(nil)
-	}
-	sess.mu.Unlock()
-	if !owner {
-		// Someone else owns the session now (takeover); its will handling was done above.
-		return
-	}
-	if c.sessExpiry == 0 {
-		s.endSessionLocked(sess)
-		if will != nil {
-			s.publishWill(will)
-		}
-		return
-	}
-	sess.mu.Lock()
-	if will != nil {
-		if c.willDelay > 0 {
-			delay := min(c.willDelay, c.sessExpiry)
-			sess.will = will
-			sess.willTimer = time.AfterFunc(delay, func() { s.fireDelayedWill(sess) })
-		} else {
-			sess.mu.Unlock()
-			s.publishWill(will)
-			sess.mu.Lock()
-		}
-	}
-	if c.sessExpiry != neverExpire {
-		sess.expiryTimer = time.AfterFunc(c.sessExpiry, func() { s.expireSession(sess) })
-	}
-	sess.expiry = c.sessExpiry
-	if sess.stored.Load() {
-		// Offline now: the store keeps the session, expiring after its expiry interval, and
-		// publishers keep appending to its log.
-		sess.goOfflineLocked()
-	}
-	sess.mu.Unlock()
-}
-
-// fireDelayedWill publishes a session's delayed will if the client has not come back.
-func (s *Server) fireDelayedWill(sess *Session) {
-	sess.mu.Lock()
-	will := sess.will
-	sess.will = nil
-	sess.willTimer = nil
-	sess.mu.Unlock()
-	if will != nil {
-		s.publishWill(will)
-	}
-}
-
-// expireSession ends an offline session whose expiry interval has passed [MQTT-3.1.2-23].
-func (s *Server) expireSession(sess *Session) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sess.client.Load() != nil || s.sessions[sess.ID] != sess {
-		return
-	}
-	s.endSessionLocked(sess)
-}
-
-// publishWill sends a will message; its expiry interval starts now. The ACL is asked at this
-// moment, so a will written before an ACL change obeys the ACL in force when it fires.
-func (s *Server) publishWill(will *Message) {
-	if !s.allowed(will.From, will.Username, will.Topic, auth.Write) {
-		s.stats.drop(dropNotAuthorized)
-		return
-	}
-	now := time.Now()
-	m := *will
-	m.ID = bus.NewMessageID() // each publication of the will is a message of its own
-	m.Created = now
-	if !will.Expires.IsZero() {
-		m.Expires = now.Add(will.Expires.Sub(time.Time{}))
-	}
-	s.stats.willsSent.Add(1)
-	s.publish(&m, nil, nil)
 }
 
 // shutdown ends one connection during a server stop: v5 clients hear DISCONNECT 0x8B first.

@@ -9,7 +9,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/topic"
 )
 
-// Messages between replicas: the core's Message as a pkg/bus envelope message and back.
+// Messages between replicas: the core's message as a pkg/bus envelope message and back.
 
 // remoteHints tell the router what a forwarded message is for on this replica.
 type remoteHints struct {
@@ -27,7 +27,7 @@ func (h *remoteHints) hasGroup(group, filter string) bool {
 }
 
 // toBus fills bm from m, for the envelope.
-func toBus(bm *bus.Message, m *Message, origin string) {
+func toBus(bm *bus.Message, m *message, origin string) {
 	*bm = bus.Message{ID: m.ID, Origin: origin, ClientID: m.From, Username: m.Username, Topic: m.Topic,
 		Payload: m.Payload, QoS: m.QoS, Retain: m.Retain, Created: m.Created.UnixNano()}
 	if !m.Expires.IsZero() {
@@ -56,9 +56,9 @@ func toBus(bm *bus.Message, m *Message, origin string) {
 	bm.UserProperties = p.User
 }
 
-// fromBus makes a Message of a received envelope message; it aliases the batch.
-func fromBus(bm *bus.Message) *Message {
-	m := &Message{ID: bm.ID, Topic: bm.Topic, Payload: bm.Payload, QoS: bm.QoS, Retain: bm.Retain,
+// fromBus makes a message of a received envelope message; it aliases the batch.
+func fromBus(bm *bus.Message) *message {
+	m := &message{ID: bm.ID, Topic: bm.Topic, Payload: bm.Payload, QoS: bm.QoS, Retain: bm.Retain,
 		From: bm.ClientID, Username: bm.Username, Created: time.Unix(0, bm.Created)}
 	if bm.Expiry != 0 {
 		m.Expires = time.Unix(0, bm.Expiry)
@@ -66,7 +66,7 @@ func fromBus(bm *bus.Message) *Message {
 	if bm.Props == 0 && len(bm.UserProperties) == 0 {
 		return m
 	}
-	p := &MessageProps{}
+	p := &messageProps{}
 	if bm.Props&bus.PropPayloadFormat != 0 {
 		p.PayloadFormat = bm.PayloadFormat
 		p.Present |= 1 << mqtt.PropPayloadFormat

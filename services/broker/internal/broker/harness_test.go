@@ -61,7 +61,7 @@ func startBroker(t testing.TB, opts ...func(*config.Config)) *testBroker {
 			t.Errorf("close: %v", err)
 		}
 		<-done
-		if p := srv.Stats()["panics"]; p != 0 {
+		if p := srv.Stats().Panics; p != 0 {
 			t.Errorf("broker recovered from %d panics", p)
 		}
 	})

@@ -203,10 +203,10 @@ func TestSilentConnectionsClosedWithBoundedMemory(t *testing.T) {
 		r.expectClosed(5 * time.Second)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for b.Server.Stats()["connections"] != 0 && time.Now().Before(deadline) {
+	for b.Server.Stats().Connections != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if c := b.Server.Stats()["connections"]; c != 0 {
+	if c := b.Server.Stats().Connections; c != 0 {
 		t.Fatalf("%d connections still open", c)
 	}
 	rssDuring := vmRSS()

@@ -48,8 +48,8 @@ func TestLimitTopicLengthAndLevels(t *testing.T) {
 	if got := r3.expectClosed(5 * time.Second); len(got) != 0 {
 		t.Fatalf("3.1.1: %v", describe(got))
 	}
-	if b.Server.Stats()["dropped_topic_limit"] != 2 {
-		t.Fatalf("drops not counted: %v", b.Server.Stats())
+	if b.Server.Stats().Dropped.TopicLimit != 2 {
+		t.Fatalf("drops not counted: %+v", b.Server.Stats())
 	}
 }
 
@@ -119,7 +119,7 @@ func TestLimitQueuedMessagesAndInflight(t *testing.T) {
 	if got[0] != "1" || got[1] != "2" {
 		t.Fatalf("got %v", got)
 	}
-	if n := b.Server.Stats()["dropped_queue_full"]; n != 3 {
+	if n := b.Server.Stats().Dropped.QueueFull; n != 3 {
 		t.Fatalf("dropped_queue_full = %d, want 3", n)
 	}
 	sub.send(&mqtt.Puback{PacketID: 1}, &mqtt.Puback{PacketID: 2})
@@ -188,11 +188,11 @@ func TestSlowConsumerCutOffWithBoundedMemory(t *testing.T) {
 	}
 	// QoS 0 to the stuck subscriber was dropped, and the subscriber was cut off after its write
 	// deadline passed.
-	waitFor(t, func() bool { return b.Server.Stats()["dropped_slow_consumer"] > 0 })
+	waitFor(t, func() bool { return b.Server.Stats().Dropped.SlowConsumer > 0 })
 	deadline := time.Now().Add(10 * time.Second)
-	for b.Server.Stats()["disconnects_connection_lost"]+b.Server.Stats()["disconnects_slow_consumer"] == 0 {
+	for b.Server.Stats().Disconnects.ConnectionLost+b.Server.Stats().Disconnects.SlowConsumer == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("stuck subscriber never cut off: %v", b.Server.Stats())
+			t.Fatalf("stuck subscriber never cut off: %+v", b.Server.Stats())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

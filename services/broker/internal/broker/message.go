@@ -1,7 +1,7 @@
 // Package broker is one MCloudTT broker replica: listeners, connections, sessions, the
 // subscription index and the publish path.
 //
-// Lock order: Server.mu, then Session.mu, then outbound.mu. A goroutine holding a later lock never
+// Lock order: Server.mu, then session.mu, then outbound.mu. A goroutine holding a later lock never
 // takes an earlier one.
 package broker
 
@@ -12,9 +12,9 @@ import (
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
 
-// Message is an application message inside the broker. It is immutable once routed: every
+// message is an application message inside the broker. It is immutable once routed: every
 // subscriber, queue and retained store shares the same value.
-type Message struct {
+type message struct {
 	// ID identifies the message across the cluster and in the export (BigQuery's message_id).
 	ID      bus.MessageID
 	Topic   string
@@ -23,7 +23,7 @@ type Message struct {
 	Retain  bool
 	// Props holds the v5 properties that travel with the message, nil when it has none (every 3.x
 	// message). Message expiry is kept as Expires instead, so that forwarding can count it down.
-	Props *MessageProps
+	Props *messageProps
 	// Expires is when the message expires; zero means never.
 	Expires time.Time
 	// From is the client id of the publisher (for no-local), empty for broker-made messages.
@@ -34,10 +34,10 @@ type Message struct {
 	Created time.Time
 }
 
-// MessageProps are the properties the server forwards unchanged [MQTT-3.3.2-4], [MQTT-3.3.2-15],
-// [MQTT-3.3.2-17], [MQTT-3.3.2-18], [MQTT-3.3.2-20]. They live apart from Message, which stays small
-// (a Message is allocated for every PUBLISH, and most carry no properties).
-type MessageProps struct {
+// messageProps are the properties the server forwards unchanged [MQTT-3.3.2-4], [MQTT-3.3.2-15],
+// [MQTT-3.3.2-17], [MQTT-3.3.2-18], [MQTT-3.3.2-20]. They live apart from message, which stays small
+// (a message is allocated for every PUBLISH, and most carry no properties).
+type messageProps struct {
 	Present         mqtt.PropSet // which of the fields below were sent (forwardedProps only)
 	PayloadFormat   byte
 	ContentType     string
@@ -47,19 +47,19 @@ type MessageProps struct {
 }
 
 // newMessageProps keeps the forwarded properties of pp; nil when there are none.
-func newMessageProps(pp *mqtt.Properties) *MessageProps {
+func newMessageProps(pp *mqtt.Properties) *messageProps {
 	if pp.Present&forwardedProps == 0 {
 		return nil
 	}
-	return &MessageProps{Present: pp.Present & forwardedProps, PayloadFormat: pp.PayloadFormat, ContentType: pp.ContentType,
+	return &messageProps{Present: pp.Present & forwardedProps, PayloadFormat: pp.PayloadFormat, ContentType: pp.ContentType,
 		ResponseTopic: pp.ResponseTopic, CorrelationData: pp.CorrelationData, User: pp.User}
 }
 
 // has reports whether property id is present; mp may be nil.
-func (mp *MessageProps) has(id mqtt.PropID) bool { return mp != nil && mp.Present.Has(id) }
+func (mp *messageProps) has(id mqtt.PropID) bool { return mp != nil && mp.Present.Has(id) }
 
 // copyTo sets the properties on an outgoing PUBLISH's; mp may be nil.
-func (mp *MessageProps) copyTo(p *mqtt.Properties) {
+func (mp *messageProps) copyTo(p *mqtt.Properties) {
 	if mp == nil {
 		return
 	}
@@ -73,10 +73,10 @@ func (mp *MessageProps) copyTo(p *mqtt.Properties) {
 const forwardedProps = 1<<mqtt.PropPayloadFormat | 1<<mqtt.PropContentType | 1<<mqtt.PropResponseTopic |
 	1<<mqtt.PropCorrelationData | 1<<mqtt.PropUserProperty
 
-// newMessage builds a Message from a received PUBLISH. The publish's strings and payload alias the
+// newMessage builds a message from a received PUBLISH. The publish's strings and payload alias the
 // packet body, which is owned by the message from here on.
-func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *Message {
-	m := &Message{ID: bus.NewMessageID(), Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
+func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *message {
+	m := &message{ID: bus.NewMessageID(), Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
 	pp := &p.Properties
 	if pp.Present != 0 {
 		m.Props = newMessageProps(pp)
@@ -88,13 +88,13 @@ func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *M
 }
 
 // expired reports whether the message's expiry interval has passed.
-func (m *Message) expired(now time.Time) bool {
+func (m *message) expired(now time.Time) bool {
 	return !m.Expires.IsZero() && !now.Before(m.Expires)
 }
 
 // remainingExpiry is the Message Expiry Interval to send now: the received value minus the time the
 // message waited in the broker [MQTT-3.3.2-6]. ok is false when the message has no expiry.
-func (m *Message) remainingExpiry(now time.Time) (secs uint32, ok bool) {
+func (m *message) remainingExpiry(now time.Time) (secs uint32, ok bool) {
 	if m.Expires.IsZero() {
 		return 0, false
 	}
@@ -107,4 +107,4 @@ func (m *Message) remainingExpiry(now time.Time) (secs uint32, ok bool) {
 }
 
 // size approximates the bytes a message holds, for queue byte limits.
-func (m *Message) size() int64 { return int64(len(m.Topic) + len(m.Payload)) }
+func (m *message) size() int64 { return int64(len(m.Topic) + len(m.Payload)) }

@@ -6,7 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Collector exposes the broker's counters to Prometheus. It reads the atomics of Stats at scrape
+// Collector exposes the broker's counters to Prometheus. It reads the atomic counters at scrape
 // time, so the publish path pays nothing for metrics.
 func (s *Server) Collector() prometheus.Collector { return (*collector)(s) }
 

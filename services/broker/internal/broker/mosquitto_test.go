@@ -43,7 +43,7 @@ func TestMosquittoClientsInterop(t *testing.T) {
 			if err := s.Start(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, func() bool { return b.Server.Stats()["clients"] >= 1 })
+			waitFor(t, func() bool { return b.Server.Stats().Clients >= 1 })
 			time.Sleep(200 * time.Millisecond) // let the SUBSCRIBE land
 			for _, q := range []string{"0", "1", "2"} {
 				cmd := exec.CommandContext(ctx, pub, "-h", host, "-p", port, "-V", v, "-q", q, "-t", topic+"/q"+q, "-m", "hello "+q)

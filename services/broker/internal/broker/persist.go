@@ -1,9 +1,7 @@
 package broker
 
 import (
-	"encoding/json"
 	"errors"
-	"slices"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -33,7 +31,7 @@ import (
 // seqPacketID is the packet id of the message with sequence number seq: 1..65535 in turn.
 func seqPacketID(seq uint64) uint16 { return uint16((seq-1)%65535 + 1) }
 
-// logState is a persistent session's position in its log. Guarded by Session.mu.
+// logState is a persistent session's position in its log. Guarded by session.mu.
 type logState struct {
 	from    string // entry id to read next
 	after   bool   // read after from (it was read already)
@@ -79,109 +77,8 @@ const (
 	readEntries = 64
 )
 
-// storedState is the session's blob in the store: its subscriptions and expiry.
-type storedState struct {
-	Subs       []storedSub `json:"subs"`
-	ExpirySecs int64       `json:"expiry_s"` // -1: never
-}
-
-type storedSub struct {
-	Filter string `json:"f"`
-	QoS    byte   `json:"q"`
-	NL     bool   `json:"nl,omitempty"`
-	RAP    bool   `json:"rap,omitempty"`
-	RH     byte   `json:"rh,omitempty"`
-	SubID  uint32 `json:"id,omitempty"`
-}
-
-// stateLocked encodes the session's subscriptions and expiry.
-func (s *Session) stateLocked() []byte {
-	st := storedState{ExpirySecs: int64(s.expiry / time.Second)}
-	if s.expiry == neverExpire {
-		st.ExpirySecs = -1
-	}
-	for f, o := range s.subs {
-		st.Subs = append(st.Subs, storedSub{Filter: f, QoS: o.QoS, NL: o.NoLocal, RAP: o.RetainAsPublished, RH: o.RetainHandling, SubID: o.SubID})
-	}
-	slices.SortFunc(st.Subs, func(a, b storedSub) int {
-		if a.Filter < b.Filter {
-			return -1
-		}
-		if a.Filter > b.Filter {
-			return 1
-		}
-		return 0
-	})
-	b, _ := json.Marshal(st)
-	return b
-}
-
-// indexedLocked are the subscriptions the store appends messages for: QoS 1 and 2, not shared.
-func (s *Session) indexedLocked() bus.DurableSubs {
-	ds := bus.DurableSubs{Inc: s.inc}
-	for f, o := range s.subs {
-		if o.QoS == 0 {
-			continue
-		}
-		if _, shared, _ := topic.ParseShare(f); shared {
-			continue
-		}
-		ds.Subs = append(ds.Subs, bus.DurableSub{Filter: f, QoS: o.QoS, NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished})
-	}
-	slices.SortFunc(ds.Subs, func(a, b bus.DurableSub) int {
-		if a.Filter < b.Filter {
-			return -1
-		}
-		if a.Filter > b.Filter {
-			return 1
-		}
-		return 0
-	})
-	return ds
-}
-
-// restore fills a new session from its claim: subscriptions (into the index and route table),
-// inbound QoS 2 ids, and the log position; the messages not done are read from the log when the
-// client is attached. Called with Server.mu held, before anyone uses sess.
-func (s *Server) restore(sess *Session, sc bus.SessionClaim) {
-	sess.stored.Store(true)
-	sess.epoch, sess.inc = sc.Epoch, sc.Inc
-	lg := &sess.lg
-	lg.cursor = sc.Cursor
-	lg.from, lg.after = sc.Cursor.ID, false
-	lg.done = make(map[uint64]struct{}, len(sc.Done))
-	for _, q := range sc.Done {
-		lg.done[q] = struct{}{}
-	}
-	lg.released = make(map[uint64]struct{}, len(sc.Released))
-	for _, q := range sc.Released {
-		lg.released[q] = struct{}{}
-	}
-	if sc.Present {
-		lg.dupUpTo = sc.Appended
-	}
-	if len(sc.InQoS2) > 0 {
-		sess.inQoS2 = make(map[uint16]bus.MessageID, len(sc.InQoS2))
-		for id, mid := range sc.InQoS2 {
-			sess.inQoS2[id] = mid
-		}
-	}
-	if !sc.Present || len(sc.State) == 0 {
-		return
-	}
-	var st storedState
-	if err := json.Unmarshal(sc.State, &st); err != nil {
-		s.log.Warn().Err(err).Str("client_id", sess.ID).Msg("stored session state undecodable; its subscriptions are lost")
-		return
-	}
-	for _, sub := range st.Subs {
-		_, _, _ = s.subscribe(sess, sub.Filter, SubOpts{QoS: sub.QoS, NoLocal: sub.NL, RetainAsPublished: sub.RAP,
-			RetainHandling: sub.RH, SubID: sub.SubID})
-	}
-}
-
 // wakeLog reads the log when new messages were appended.
-func (s *Session) wakeLog() {
+func (s *session) wakeLog() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.stored.Load() || s.ended {
@@ -197,7 +94,7 @@ func (s *Session) wakeLog() {
 
 // readLogLocked asks the store for more of the log while the client is connected and few
 // messages wait in memory.
-func (s *Session) readLogLocked() {
+func (s *session) readLogLocked() {
 	lg := &s.lg
 	if lg.reading || lg.caughtUp || s.ended || s.client.Load() == nil || len(s.queue) >= readLow {
 		return
@@ -210,7 +107,7 @@ func (s *Session) readLogLocked() {
 }
 
 // onLog takes the entries read from the log into the queue.
-func (s *Session) onLog(epoch uint64, es []bus.LogEntry, err error) {
+func (s *session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lg := &s.lg
@@ -273,7 +170,7 @@ func (s *Session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 }
 
 // decodeLog decodes one message of a log entry; the message aliases raw.
-func decodeLog(raw []byte) (*Message, *bus.Message, bool) {
+func decodeLog(raw []byte) (*message, *bus.Message, bool) {
 	ms, err := bus.DecodeBatch(raw)
 	if err != nil || len(ms) != 1 {
 		return nil, nil, false
@@ -282,7 +179,7 @@ func decodeLog(raw []byte) (*Message, *bus.Message, bool) {
 }
 
 // subIDsLocked are the subscription identifiers of the session's subscriptions matching name.
-func (s *Session) subIDsLocked(name string) []uint32 {
+func (s *session) subIDsLocked(name string) []uint32 {
 	var ids []uint32
 	for f, o := range s.subs {
 		if o.SubID != 0 && topic.Match(f, name) {
@@ -293,7 +190,7 @@ func (s *Session) subIDsLocked(name string) []uint32 {
 }
 
 // markDoneLocked records that message seq needs nothing more (acknowledged, dropped, expired).
-func (s *Session) markDoneLocked(seq uint64) {
+func (s *session) markDoneLocked(seq uint64) {
 	lg := &s.lg
 	if seq < lg.cursor.Seq {
 		return
@@ -310,7 +207,7 @@ func (s *Session) markDoneLocked(seq uint64) {
 
 // advanceCursorLocked moves the cursor past the messages done, and the trim point past the
 // entries done.
-func (s *Session) advanceCursorLocked() {
+func (s *session) advanceCursorLocked() {
 	lg := &s.lg
 	moved := false
 	for {
@@ -340,7 +237,7 @@ func (s *Session) advanceCursorLocked() {
 }
 
 // releaseLocked records the PUBREC of QoS 2 message seq; the PUBREL goes once that is written.
-func (s *Session) releaseLocked(seq uint64, id uint16, c *client) {
+func (s *session) releaseLocked(seq uint64, id uint16, c *client) {
 	lg := &s.lg
 	if lg.released == nil {
 		lg.released = make(map[uint64]struct{})
@@ -350,132 +247,8 @@ func (s *Session) releaseLocked(seq uint64, id uint16, c *client) {
 	s.commitLocked(func() { c.sendAck(mqtt.PUBREL, id, mqtt.Success) })
 }
 
-// commitLocked writes what changed (now, or with the commit under way), then runs then.
-func (s *Session) commitLocked(then func()) {
-	lg := &s.lg
-	if then != nil {
-		lg.then = append(lg.then, then)
-	}
-	if lg.committing || !s.stored.Load() {
-		return
-	}
-	lg.committing = true
-	s.srv.store.Commit(s.ID, s.buildCommit, s.commitDone)
-}
-
-// buildCommit is called by the store when it sends the commit.
-func (s *Session) buildCommit() *bus.Commit {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	lg := &s.lg
-	c := &bus.Commit{Session: s.ID, Epoch: s.epoch}
-	any := false
-	if lg.dirtyCursor {
-		cur := lg.cursor
-		c.Cursor, any = &cur, true
-	}
-	if lg.dirtyMarks {
-		c.Marks, any = true, true
-		for q := range lg.done {
-			c.Done = append(c.Done, q)
-		}
-		for q := range lg.released {
-			c.Released = append(c.Released, q)
-		}
-		slices.Sort(c.Done)
-		slices.Sort(c.Released)
-	}
-	if lg.trim != "" {
-		c.TrimBefore, any = lg.trim, true
-	}
-	if len(lg.q2del) > 0 {
-		c.DelQ2, any = lg.q2del, true
-	}
-	if lg.state != nil {
-		c.State, any = lg.state, true
-	}
-	if lg.setExpiry {
-		c.SetExpiry, c.Expiry, any = true, -1, true
-		if s.expiry != neverExpire {
-			c.Expiry = s.expiry
-		}
-	}
-	if lg.offline {
-		c.Offline, c.OfflineTTL, any = true, lg.offlineTTL, true
-	}
-	if lg.end {
-		c.End, any = true, true
-	}
-	lg.dirtyCursor, lg.dirtyMarks, lg.trim, lg.q2del, lg.state = false, false, "", nil, nil
-	lg.setExpiry, lg.offline, lg.end = false, false, false
-	lg.inThen, lg.then = lg.then, nil
-	if !any {
-		lg.inCommit = nil
-		return nil // nothing to write; the callbacks run when the store answers
-	}
-	lg.inCommit = c
-	return c
-}
-
-// commitDone takes the store's answer: the callbacks of a written commit run; a failed one is
-// merged back and retried; a fenced one means another replica holds the session now.
-func (s *Session) commitDone(err error) {
-	s.mu.Lock()
-	lg := &s.lg
-	lg.committing = false
-	c, then := lg.inCommit, lg.inThen
-	lg.inCommit, lg.inThen = nil, nil
-	switch {
-	case err == nil:
-	case errors.Is(err, bus.ErrFenced):
-		s.mu.Unlock()
-		s.srv.log.Warn().Str("client_id", s.ID).Msg("persistent session claimed by another replica; letting it go")
-		go s.srv.releaseSession(s.ID, s, false)
-		return
-	default:
-		if c != nil {
-			lg.dirtyCursor = lg.dirtyCursor || c.Cursor != nil
-			lg.dirtyMarks = lg.dirtyMarks || c.Marks
-			if lg.trim == "" {
-				lg.trim = c.TrimBefore
-			}
-			lg.q2del = append(c.DelQ2, lg.q2del...)
-			if lg.state == nil {
-				lg.state = c.State
-			}
-			lg.setExpiry = lg.setExpiry || c.SetExpiry
-			lg.offline = lg.offline || c.Offline
-			if c.Offline {
-				lg.offlineTTL = c.OfflineTTL
-			}
-			lg.end = lg.end || c.End
-		}
-		lg.then = append(then, lg.then...)
-		then = nil
-		if !s.ended || lg.end || lg.offline {
-			time.AfterFunc(500*time.Millisecond, func() {
-				s.mu.Lock()
-				s.commitLocked(nil)
-				s.mu.Unlock()
-			})
-		}
-		s.mu.Unlock()
-		s.srv.log.Warn().Err(err).Str("client_id", s.ID).Msg("session state not written; retrying")
-		return
-	}
-	pending := lg.dirtyCursor || lg.dirtyMarks || lg.trim != "" || len(lg.q2del) > 0 || lg.state != nil ||
-		lg.setExpiry || lg.offline || lg.end || len(lg.then) > 0
-	if pending {
-		s.commitLocked(nil)
-	}
-	s.mu.Unlock()
-	for _, f := range then {
-		f()
-	}
-}
-
 // saveStateLocked writes the session's subscriptions and expiry with the next commit.
-func (s *Session) saveStateLocked() {
+func (s *session) saveStateLocked() {
 	if !s.stored.Load() {
 		return
 	}
@@ -486,7 +259,7 @@ func (s *Session) saveStateLocked() {
 
 // index publishes the session's QoS 1/2 subscriptions to the store; it returns once every
 // replica appends for them (bounded), so the SUBACK can go.
-func (s *Session) index() {
+func (s *session) index() {
 	s.mu.Lock()
 	if !s.stored.Load() || s.ended {
 		s.mu.Unlock()
@@ -505,7 +278,7 @@ func (s *Session) index() {
 
 // goOfflineLocked: the client disconnected. The log's messages leave memory (they stay in the
 // log); the store marks the session offline, expiring after its expiry interval.
-func (s *Session) goOfflineLocked() {
+func (s *session) goOfflineLocked() {
 	s.dropLogDeliveriesLocked()
 	if s.expiry == neverExpire {
 		s.lg.offlineTTL = 0
@@ -521,7 +294,7 @@ func (s *Session) goOfflineLocked() {
 
 // dropLogDeliveriesLocked forgets the messages read from the log (they are read again at the next
 // attach); deliveries of the memory path stay.
-func (s *Session) dropLogDeliveriesLocked() {
+func (s *session) dropLogDeliveriesLocked() {
 	lg := &s.lg
 	kept := s.queue[:0]
 	for _, d := range s.queue {
@@ -553,7 +326,7 @@ func (s *Session) dropLogDeliveriesLocked() {
 
 // endStoredLocked deletes the session from the store (a persistent one's subscriptions from the
 // index too). A session this replica no longer holds (epoch 0) is left alone.
-func (s *Session) endStoredLocked() {
+func (s *session) endStoredLocked() {
 	if s.epoch == 0 {
 		return
 	}
@@ -570,7 +343,7 @@ func (s *Session) endStoredLocked() {
 
 // deliverableLocked checks a log delivery before it is sent: expired or no longer readable
 // (ACL) messages are done at once. It returns false for those.
-func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
+func (s *session) deliverableLocked(d delivery, now time.Time) bool {
 	if d.msg.expired(now) {
 		s.srv.stats.drop(dropExpired)
 		return false
@@ -586,7 +359,7 @@ func (s *Session) deliverableLocked(d delivery, now time.Time) bool {
 // and returns once they are written and every replica appends for them (nothing for a clean
 // session). An error means the store did not take them (Redis away): the caller refuses the
 // subscriptions rather than acknowledge ones a move to another replica would lose.
-func (s *Session) subscriptionsChanged() error {
+func (s *session) subscriptionsChanged() error {
 	written := make(chan struct{}, 1)
 	s.mu.Lock()
 	if !s.stored.Load() || s.ended {
@@ -615,7 +388,7 @@ var errStateNotWritten = errors.New("session state not written in time (Redis aw
 
 // appendRetained puts a retained message for a new subscription of a persistent session into
 // its log, at qos.
-func (s *Server) appendRetained(sess *Session, m *Message, qos byte) {
+func (s *Server) appendRetained(sess *session, m *message, qos byte) {
 	bm := new(bus.Message)
 	toBus(bm, m, s.cfg.ID)
 	sess.mu.Lock()
@@ -626,30 +399,4 @@ func (s *Server) appendRetained(sess *Session, m *Message, qos byte) {
 			s.stats.drop(dropClusterUnavailable)
 		}
 	})
-}
-
-// settleCommits waits (until deadline) until everything the session changed is written: before
-// it is handed to another claim, which would fence the writes still pending.
-func (s *Session) settleCommits(deadline time.Time) {
-	for time.Now().Before(deadline) {
-		s.mu.Lock()
-		lg := &s.lg
-		busy := s.stored.Load() && (lg.committing || lg.dirtyCursor || lg.dirtyMarks || lg.trim != "" || len(lg.q2del) > 0 ||
-			lg.state != nil || lg.setExpiry || lg.offline || lg.end || len(lg.then) > 0)
-		s.mu.Unlock()
-		if !busy {
-			return
-		}
-		s.srv.store.Flush()
-	}
-}
-
-// settle waits until the session id held here, if any, has written what it changed.
-func (s *Server) settle(id string) {
-	s.mu.Lock()
-	sess := s.sessions[id]
-	s.mu.Unlock()
-	if sess != nil {
-		sess.settleCommits(time.Now().Add(5 * time.Second))
-	}
 }

@@ -12,7 +12,7 @@ import (
 // so that a resend after a crash, to any replica, is recognised.
 
 // qos2Received reports whether packet id is recorded as received, PUBREL not yet.
-func (s *Session) qos2Received(id uint16) bool {
+func (s *session) qos2Received(id uint16) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.inQoS2[id]
@@ -20,14 +20,14 @@ func (s *Session) qos2Received(id uint16) bool {
 }
 
 // qos2Pending is how many QoS 2 exchanges wait for their PUBREL.
-func (s *Session) qos2Pending() int {
+func (s *session) qos2Pending() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.inQoS2)
 }
 
 // beginQoS2 records packet id (message mid) as received: PUBREC follows.
-func (s *Session) beginQoS2(id uint16, mid bus.MessageID) {
+func (s *session) beginQoS2(id uint16, mid bus.MessageID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inQoS2 == nil {
@@ -39,7 +39,7 @@ func (s *Session) beginQoS2(id uint16, mid bus.MessageID) {
 // abortQoS2 forgets packet id: its PUBREC carried an error (the exchange is over
 // [MQTT-4.3.3-4]) or was never sent (the connection closes and the client sends the PUBLISH
 // again).
-func (s *Session) abortQoS2(id uint16) {
+func (s *session) abortQoS2(id uint16) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.inQoS2, id)
@@ -48,7 +48,7 @@ func (s *Session) abortQoS2(id uint16) {
 // endQoS2 handles the PUBREL of packet id: the exchange is over and the PUBCOMP goes to c, for a
 // persistent session once the store has forgotten the id too (a PUBCOMP for an id still recorded
 // there would make the client's next use of the id look like a resend after a crash).
-func (s *Session) endQoS2(id uint16, c *client) {
+func (s *session) endQoS2(id uint16, c *client) {
 	s.mu.Lock()
 	_, ok := s.inQoS2[id]
 	delete(s.inQoS2, id)

@@ -12,14 +12,14 @@ import (
 // the truth (internal/cluster retained.go), and changes travel to every replica.
 type memoryRetained struct {
 	mu   sync.RWMutex
-	msgs map[string]*Message
+	msgs map[string]*message
 }
 
 func newMemoryRetained() *memoryRetained {
-	return &memoryRetained{msgs: make(map[string]*Message)}
+	return &memoryRetained{msgs: make(map[string]*message)}
 }
 
-func (r *memoryRetained) Set(m *Message) {
+func (r *memoryRetained) Set(m *message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(m.Payload) == 0 {
@@ -29,9 +29,9 @@ func (r *memoryRetained) Set(m *Message) {
 	r.msgs[m.Topic] = m
 }
 
-func (r *memoryRetained) Match(filter string, fn func(*Message)) {
+func (r *memoryRetained) Match(filter string, fn func(*message)) {
 	r.mu.RLock()
-	var found []*Message
+	var found []*message
 	if !strings.ContainsAny(filter, "+#") {
 		if m, ok := r.msgs[filter]; ok {
 			found = append(found, m)
@@ -57,7 +57,7 @@ func (r *memoryRetained) Len() int {
 
 // setNewer stores a retained message from another replica or from Redis, unless a newer one for
 // its topic arrived first.
-func (r *memoryRetained) setNewer(m *Message) {
+func (r *memoryRetained) setNewer(m *message) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if old := r.msgs[m.Topic]; old != nil && old.Created.After(m.Created) {
@@ -71,9 +71,9 @@ func (r *memoryRetained) setNewer(m *Message) {
 }
 
 // each calls fn for every retained message.
-func (r *memoryRetained) each(fn func(*Message)) {
+func (r *memoryRetained) each(fn func(*message)) {
 	r.mu.RLock()
-	all := make([]*Message, 0, len(r.msgs))
+	all := make([]*message, 0, len(r.msgs))
 	for _, m := range r.msgs {
 		all = append(all, m)
 	}
@@ -84,7 +84,7 @@ func (r *memoryRetained) each(fn func(*Message)) {
 }
 
 // prune drops the retained messages drop selects.
-func (r *memoryRetained) prune(drop func(*Message) bool) {
+func (r *memoryRetained) prune(drop func(*message) bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for name, m := range r.msgs {

@@ -16,7 +16,7 @@ import (
 // router is the local publish path: it finds the sessions a message goes to and hands it to them.
 type router struct {
 	srv  *Server
-	subs *topic.Index[*Session, SubOpts]
+	subs *topic.Index[*session, subOpts]
 	// rr are round-robin counters for picking shared-group members, indexed by a hash of the
 	// group and filter: bounded memory whatever groups come and go; two groups that share a
 	// counter still each cycle through their members.
@@ -26,13 +26,13 @@ type router struct {
 }
 
 func newRouter() *router {
-	return &router{subs: topic.NewIndex[*Session, SubOpts](), rrSeed: maphash.MakeSeed()}
+	return &router{subs: topic.NewIndex[*session, subOpts](), rrSeed: maphash.MakeSeed()}
 }
 
 // target is one matching subscription found for a message.
 type target struct {
-	sess   *Session
-	opts   SubOpts
+	sess   *session
+	opts   subOpts
 	shared bool
 	dup    bool // another non-shared target of the same session follows
 }
@@ -47,17 +47,40 @@ var forwardPool = sync.Pool{New: func() any { s := make([]cluster.Forward, 0, 4)
 // matching subscriptions. from is the publishing client, or nil. hints is set for a message
 // another replica forwarded: it says which local subscriptions it is for, and it is not
 // forwarded again. ack counts the forwards (see pendingAck).
-func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHints, ack *pendingAck) {
+func (r *router) route(m *message, now time.Time, from *client, hints *remoteHints, ack *pendingAck) {
 	tp := targetPool.Get().(*[]target)
-	ts := (*tp)[:0]
-	var fromSess *Session
+	forwarding := hints == nil && r.srv.clustered && forwardable(m.Topic)
+	ts, groups := r.match(m, (*tp)[:0], from, hints, forwarding)
+	var fws []cluster.Forward
+	var fp *[]cluster.Forward
+	if forwarding {
+		fp = forwardPool.Get().(*[]cluster.Forward)
+		fws, ts = r.plan(m, (*fp)[:0], ts, groups)
+	}
+	r.deliverAll(m, ts, now, from)
+	clear(ts)
+	*tp = ts[:0]
+	targetPool.Put(tp)
+	if len(fws) > 0 {
+		r.forward(m, fws, ack)
+	}
+	if fp != nil {
+		clear(fws)
+		*fp = fws[:0]
+		forwardPool.Put(fp)
+	}
+}
+
+// match appends to ts the local subscriptions m goes to (for shared groups, the member picked).
+// When forwarding, the shared groups are returned instead, to be decided with the cluster (plan).
+func (r *router) match(m *message, ts []target, from *client, hints *remoteHints, forwarding bool) ([]target, []topic.SharedGroup[*session, subOpts]) {
+	var fromSess *session
 	if from != nil {
 		fromSess = from.sess
 	}
-	forwarding := hints == nil && r.srv.clustered && forwardable(m.Topic)
-	var groups []topic.SharedGroup[*Session, SubOpts] // shared groups decided with the cluster
+	var groups []topic.SharedGroup[*session, subOpts] // shared groups decided with the cluster
 	acl := r.srv.auth
-	r.subs.Match(m.Topic, func(_ string, sess *Session, o SubOpts) {
+	r.subs.Match(m.Topic, func(_ string, sess *session, o subOpts) {
 		if hints != nil && !hints.plain {
 			return
 		}
@@ -68,7 +91,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 			return // the ACL may deny a topic inside an allowed wildcard subscription
 		}
 		ts = append(ts, target{sess: sess, opts: o})
-	}, func(g topic.SharedGroup[*Session, SubOpts]) {
+	}, func(g topic.SharedGroup[*session, subOpts]) {
 		if hints != nil && !hints.hasGroup(g.Group, g.Filter) {
 			return
 		}
@@ -78,12 +101,11 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 		}
 		ts = r.pickLocal(ts, g, m.Topic)
 	})
-	var fws []cluster.Forward
-	var fp *[]cluster.Forward
-	if forwarding {
-		fp = forwardPool.Get().(*[]cluster.Forward)
-		fws, ts = r.plan(m, (*fp)[:0], ts, groups)
-	}
+	return ts, groups
+}
+
+// deliverAll hands m to the sessions of the targets, one copy per session.
+func (r *router) deliverAll(m *message, ts []target, now time.Time, from *client) {
 	if len(ts) > 8 {
 		r.markDuplicates(ts)
 	}
@@ -103,20 +125,7 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 			d.subIDs = []uint32{t.opts.SubID}
 		}
 		if !t.shared && (len(ts) <= 8 || t.dup) {
-			// Overlapping subscriptions of one session: one copy at the highest QoS, with every
-			// subscription identifier [MQTT-3.3.4-2], [MQTT-3.3.4-3].
-			for j := i + 1; j < len(ts); j++ {
-				u := &ts[j]
-				if u.sess != t.sess || u.shared {
-					continue
-				}
-				d.qos = max(d.qos, min(m.QoS, u.opts.QoS))
-				d.retain = d.retain || m.Retain && u.opts.RetainAsPublished
-				if u.opts.SubID != 0 {
-					d.subIDs = append(d.subIDs, u.opts.SubID)
-				}
-				u.sess = nil
-			}
+			mergeOverlapping(&d, ts, i)
 		}
 		if persistent && d.qos > 0 {
 			continue
@@ -126,22 +135,30 @@ func (r *router) route(m *Message, now time.Time, from *client, hints *remoteHin
 		}
 		t.sess.deliver(d, now, from)
 	}
-	clear(ts)
-	*tp = ts[:0]
-	targetPool.Put(tp)
-	if len(fws) > 0 {
-		r.forward(m, fws, ack)
-	}
-	if fp != nil {
-		clear(fws)
-		*fp = fws[:0]
-		forwardPool.Put(fp)
+}
+
+// mergeOverlapping folds the later targets of ts[i]'s session into d: overlapping subscriptions
+// of one session get one copy at the highest QoS, with every subscription identifier
+// [MQTT-3.3.4-2], [MQTT-3.3.4-3]. The merged targets are cleared.
+func mergeOverlapping(d *delivery, ts []target, i int) {
+	m, sess := d.msg, ts[i].sess
+	for j := i + 1; j < len(ts); j++ {
+		u := &ts[j]
+		if u.sess != sess || u.shared {
+			continue
+		}
+		d.qos = max(d.qos, min(m.QoS, u.opts.QoS))
+		d.retain = d.retain || m.Retain && u.opts.RetainAsPublished
+		if u.opts.SubID != 0 {
+			d.subIDs = append(d.subIDs, u.opts.SubID)
+		}
+		u.sess = nil
 	}
 }
 
 // forward sends m to other replicas. ack, when set, counts one pending acknowledgement per
 // destination, released when Redis has the message.
-func (r *router) forward(m *Message, fws []cluster.Forward, ack *pendingAck) {
+func (r *router) forward(m *message, fws []cluster.Forward, ack *pendingAck) {
 	var bm bus.Message
 	toBus(&bm, m, r.srv.cfg.ID)
 	if m.Retain {
@@ -164,7 +181,7 @@ func (r *router) forwardFailed(err error) {
 }
 
 // pickLocal adds the local member of shared group g that gets the message, if the ACL lets it.
-func (r *router) pickLocal(ts []target, g topic.SharedGroup[*Session, SubOpts], name string) []target {
+func (r *router) pickLocal(ts []target, g topic.SharedGroup[*session, subOpts], name string) []target {
 	acl := r.srv.auth
 	if mb, ok := r.pick(g); ok && (acl == nil || acl.Allowed(mb.Sub.ID, mb.Sub.username, name, auth.Read)) {
 		ts = append(ts, target{sess: mb.Sub, opts: mb.V, shared: true})
@@ -176,7 +193,7 @@ func (r *router) pickLocal(ts []target, g topic.SharedGroup[*Session, SubOpts], 
 // non-shared subscription, and for each shared group one replica among those with members
 // (this one included), round robin. A retained message goes to every live replica, which stores
 // it. local are the shared groups with local members.
-func (r *router) plan(m *Message, fws []cluster.Forward, ts []target, local []topic.SharedGroup[*Session, SubOpts]) ([]cluster.Forward, []target) {
+func (r *router) plan(m *message, fws []cluster.Forward, ts []target, local []topic.SharedGroup[*session, subOpts]) ([]cluster.Forward, []target) {
 	cl := r.srv.cluster
 	at := func(rep string) *cluster.Forward {
 		for i := range fws {
@@ -245,12 +262,12 @@ func (r *router) rrReplica(group, filter string) uint32 {
 	return r.rrRep[h.Sum64()%uint64(len(r.rrRep))].Add(1)
 }
 
-var seenPool = sync.Pool{New: func() any { return make(map[*Session]int) }}
+var seenPool = sync.Pool{New: func() any { return make(map[*session]int) }}
 
 // markDuplicates flags the targets whose session appears again later, so that route merges only
 // those instead of comparing every pair.
 func (r *router) markDuplicates(ts []target) {
-	seen := seenPool.Get().(map[*Session]int)
+	seen := seenPool.Get().(map[*session]int)
 	for i := len(ts) - 1; i >= 0; i-- {
 		if ts[i].shared {
 			continue
@@ -266,10 +283,10 @@ func (r *router) markDuplicates(ts []target) {
 
 // pick chooses the member of a shared group that gets a message [MQTT-4.8.2]: round robin over the
 // members that are connected, or over all members when none is.
-func (r *router) pick(g topic.SharedGroup[*Session, SubOpts]) (topic.Member[*Session, SubOpts], bool) {
+func (r *router) pick(g topic.SharedGroup[*session, subOpts]) (topic.Member[*session, subOpts], bool) {
 	ms := g.Members
 	if len(ms) == 0 {
-		return topic.Member[*Session, SubOpts]{}, false
+		return topic.Member[*session, subOpts]{}, false
 	}
 	var h maphash.Hash
 	h.SetSeed(r.rrSeed)

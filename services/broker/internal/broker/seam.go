@@ -147,7 +147,7 @@ func (h host) Release(id string, cleanStart bool) { h.s.release(id, cleanStart) 
 
 func (h host) Retained() []bus.Message {
 	var out []bus.Message
-	h.s.retained.each(func(m *Message) {
+	h.s.retained.each(func(m *message) {
 		if forwardable(m.Topic) {
 			var bm bus.Message
 			toBus(&bm, m, h.s.cfg.ID)
@@ -160,7 +160,7 @@ func (h host) Retained() []bus.Message {
 func (h host) SetRetained(bm *bus.Message) { h.s.retained.setNewer(fromBus(bm)) }
 
 func (h host) PruneRetained(keep map[string]bool, began time.Time) {
-	h.s.retained.prune(func(m *Message) bool {
+	h.s.retained.prune(func(m *message) bool {
 		return !keep[m.Topic] && forwardable(m.Topic) && m.Created.Before(began)
 	})
 }

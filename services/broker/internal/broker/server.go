@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,71 +17,12 @@ import (
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
-// Stats are the broker's counters. Hot paths only add to atomics; $SYS topics and the Prometheus
-// collector (metrics.go) read them.
-type Stats struct {
-	connections atomic.Int64 // open network connections
-	clients     atomic.Int64 // connected MQTT clients (after CONNACK)
-	connects    atomic.Int64
-	msgsRecv    [3]atomic.Int64 // by QoS
-	msgsSent    [3]atomic.Int64 // by QoS
-	bytesRecv   atomic.Int64
-	bytesSent   atomic.Int64
-	dropped     [numDropCauses]atomic.Int64
-	disconnects [numDisconnectReasons]atomic.Int64
-	inflight    atomic.Int64 // QoS 1/2 messages sent and not yet acknowledged, all sessions
-	queued      atomic.Int64 // messages in session queues, all sessions
-	panics      atomic.Int64
-	willsSent   atomic.Int64
-}
-
-// dropCause says why a message did not reach a subscriber (or was not accepted).
-type dropCause int
-
-const (
-	dropQueueFull          dropCause = iota // session queue at its message or byte limit
-	dropSlowConsumer                        // QoS 0 to a subscriber that does not keep up
-	dropTooLarge                            // larger than the subscriber's Maximum Packet Size
-	dropExpired                             // message expiry passed while queued
-	dropNotAuthorized                       // refused by the ACL, or a client publishing into $SYS
-	dropRateLimited                         // publisher over its rate limit
-	dropTopicTooLong                        // topic beyond the configured length or level limit
-	dropClusterUnavailable                  // not accepted by Redis for another replica (down, overloaded)
-	numDropCauses
-)
-
-var dropCauseNames = [numDropCauses]string{"queue_full", "slow_consumer", "too_large", "expired",
-	"not_authorized", "rate_limited", "topic_limit", "cluster_unavailable"}
-
-func (s *Stats) drop(c dropCause) { s.dropped[c].Add(1) }
-
-// disconnectReason says why a connection ended.
-type disconnectReason int
-
-const (
-	discNormal             disconnectReason = iota // client sent DISCONNECT
-	discConnectionLost                             // EOF, reset or write failure
-	discKeepAlive                                  // keep alive timeout
-	discProtocolError                              // malformed packet or protocol violation
-	discTakeover                                   // same client id connected again
-	discShutdown                                   // server shutting down
-	discSlowConsumer                               // output piled up beyond the limit
-	discRefused                                    // CONNECT refused (auth, limits, bad CONNECT)
-	discConnectTimeout                             // no CONNECT in time
-	discClusterUnavailable                         // a 3.x publish could not be stored (Redis away)
-	numDisconnectReasons
-)
-
-var disconnectReasonNames = [numDisconnectReasons]string{"normal", "connection_lost", "keepalive_timeout",
-	"protocol_error", "session_taken_over", "server_shutdown", "slow_consumer", "connect_refused", "connect_timeout",
-	"store_unavailable"}
-
 // Server is one broker replica.
 type Server struct {
 	cfg      config.Config
 	log      zerolog.Logger
 	started  time.Time
-	stats    Stats
+	stats    counters
 	router   *router
 	retained *memoryRetained
 	cluster  Cluster // the other replicas (standalone: none)
@@ -94,7 +34,7 @@ type Server struct {
 
 	// mu guards everything that follows.
 	mu        sync.Mutex
-	sessions  map[string]*Session
+	sessions  map[string]*session
 	listeners []net.Listener
 	conns     map[*client]struct{}
 	closing   bool
@@ -112,7 +52,7 @@ func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Server {
 		started:  time.Now(),
 		router:   newRouter(),
 		retained: newMemoryRetained(),
-		sessions: make(map[string]*Session),
+		sessions: make(map[string]*session),
 		conns:    make(map[*client]struct{}),
 		stop:     make(chan struct{}),
 	}
@@ -267,11 +207,11 @@ func (s *Server) connDone(c *client, wasClient bool) {
 // store first, then every matching local subscription, then the other replicas, then the logs of
 // the persistent sessions it matches. ack, when set, is released once every replica the message
 // went to has it (Redis accepted it) and every persistent session it matched has it stored.
-func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
+func (s *Server) publish(m *message, from *client, ack *pendingAck) {
 	if m.Retain {
 		s.setRetained(m)
 	}
-	now := m.Created // a client's message was made just now (handlePublish): no second clock read
+	now := m.Created // a client's message was made just now (acceptPublish): no second clock read
 	if from == nil {
 		now = time.Now()
 	}
@@ -313,7 +253,7 @@ func (s *Server) publish(m *Message, from *client, ack *pendingAck) {
 
 // setRetained stores m as its topic's retained message, here and (for topics that travel
 // between replicas) in the cluster.
-func (s *Server) setRetained(m *Message) {
+func (s *Server) setRetained(m *message) {
 	s.retained.Set(m)
 	if forwardable(m.Topic) {
 		var bm bus.Message
@@ -329,7 +269,7 @@ func (s *Server) setRetained(m *Message) {
 // route of the kind the replaced subscription had: call it once the new one is in place
 // (routed, and for a persistent session indexed), so that the flow of messages is never
 // interrupted [MQTT-3.8.4-3].
-func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed bool, wait, retire func()) {
+func (s *Server) subscribe(sess *session, filter string, opts subOpts) (existed bool, wait, retire func()) {
 	_, shared, _ := topic.ParseShare(filter)
 	opts.durable = !shared && opts.QoS > 0 && sess.stored.Load()
 	sess.mu.Lock()
@@ -347,7 +287,7 @@ func (s *Server) subscribe(sess *Session, filter string, opts SubOpts) (existed 
 	return existed, wait, retire
 }
 
-func (s *Server) unsubscribe(sess *Session, filter string) bool {
+func (s *Server) unsubscribe(sess *session, filter string) bool {
 	sess.mu.Lock()
 	o, ok := sess.subs[filter]
 	delete(sess.subs, filter)
@@ -361,7 +301,7 @@ func (s *Server) unsubscribe(sess *Session, filter string) bool {
 
 // undurable turns the durable routes of a session that is no longer stored (a persistent
 // session resumed as a clean one) into plain ones: its QoS 1/2 messages come over the bus again.
-func (s *Server) undurable(sess *Session) {
+func (s *Server) undurable(sess *session) {
 	sess.mu.Lock()
 	var fs []string
 	for f, o := range sess.subs {
@@ -394,7 +334,7 @@ func (s *Server) capExpiry(secs uint32) time.Duration {
 
 // endSessionLocked removes a session and its subscriptions, deletes it from the store, and
 // publishes a will still waiting for its delay. Called with s.mu held.
-func (s *Server) endSessionLocked(sess *Session) {
+func (s *Server) endSessionLocked(sess *session) {
 	sess.mu.Lock()
 	sess.endStoredLocked()
 	sess.mu.Unlock()
@@ -410,7 +350,7 @@ func (s *Server) endSessionLocked(sess *Session) {
 // holds the session now, so nothing more is written to the store (in the same critical section
 // as ended, so that the router never sees a persistent session as a clean one that still
 // takes deliveries). Called with s.mu held.
-func (s *Server) dropSessionLocked(sess *Session, disown bool) (will *Message) {
+func (s *Server) dropSessionLocked(sess *session, disown bool) (will *message) {
 	if s.sessions[sess.ID] == sess {
 		delete(s.sessions, sess.ID)
 	}
@@ -421,7 +361,7 @@ func (s *Server) dropSessionLocked(sess *Session, disown bool) (will *Message) {
 	}
 	sess.client.Store(nil)
 	subs := sess.subs
-	sess.subs = map[string]SubOpts{}
+	sess.subs = map[string]subOpts{}
 	s.stats.queued.Add(int64(-len(sess.queue)))
 	s.stats.inflight.Add(int64(-len(sess.inflight)))
 	sess.queue = nil
@@ -453,7 +393,7 @@ func (s *Server) release(id string, cleanStart bool) { s.releaseSession(id, nil,
 
 // releaseSession is release for the session object only (nil: whichever is held), so that a
 // replica that lost an old session never lets go of the new one in its place.
-func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
+func (s *Server) releaseSession(id string, only *session, cleanStart bool) {
 	s.mu.Lock()
 	sess := s.sessions[id]
 	s.mu.Unlock()
@@ -469,7 +409,7 @@ func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
 	}
 	sess.settleCommits(time.Now().Add(5 * time.Second)) // the new owner starts from all of it
 	s.mu.Lock()
-	var will *Message
+	var will *message
 	if s.sessions[id] == sess && (only == nil || sess == only) {
 		will = s.dropSessionLocked(sess, true) // the store belongs to the new owner
 	}
@@ -478,45 +418,4 @@ func (s *Server) releaseSession(id string, only *Session, cleanStart bool) {
 	if cleanStart && will != nil {
 		go s.publishWill(will) // the session ends: its delayed will goes now [MQTT-3.1.3-9]
 	}
-}
-
-// Stats returns a snapshot of selected counters, for tests and $SYS.
-func (s *Server) Stats() map[string]int64 {
-	m := map[string]int64{
-		"connections":       s.stats.connections.Load(),
-		"clients":           s.stats.clients.Load(),
-		"messages_received": s.stats.received(),
-		"messages_sent":     s.stats.sent(),
-		"panics":            s.stats.panics.Load(),
-		"inflight":          s.stats.inflight.Load(),
-		"queued":            s.stats.queued.Load(),
-	}
-	for i, n := range dropCauseNames {
-		m["dropped_"+n] = s.stats.dropped[i].Load()
-	}
-	for i, n := range disconnectReasonNames {
-		m["disconnects_"+n] = s.stats.disconnects[i].Load()
-	}
-	return m
-}
-
-func (s *Stats) received() (n int64) {
-	for i := range s.msgsRecv {
-		n += s.msgsRecv[i].Load()
-	}
-	return n
-}
-
-func (s *Stats) sent() (n int64) {
-	for i := range s.msgsSent {
-		n += s.msgsSent[i].Load()
-	}
-	return n
-}
-
-func (s *Stats) droppedTotal() (n int64) {
-	for i := range s.dropped {
-		n += s.dropped[i].Load()
-	}
-	return n
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
 
-// SubOpts are the options of one subscription, as the client sent them.
-type SubOpts struct {
+// subOpts are the options of one subscription, as the client sent them.
+type subOpts struct {
 	QoS               byte
 	NoLocal           bool
 	RetainAsPublished bool
@@ -25,7 +25,7 @@ type SubOpts struct {
 
 // delivery is one message on its way to one session, with what this subscriber sees of it.
 type delivery struct {
-	msg    *Message
+	msg    *message
 	qos    byte
 	retain bool
 	subIDs []uint32
@@ -65,10 +65,10 @@ type inflight struct {
 	released bool // QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP
 }
 
-// Session is the state the broker keeps for one client id, connected or not [MQTT-4.1]. A
+// session is the state the broker keeps for one client id, connected or not [MQTT-4.1]. A
 // persistent one (stored) also lives in the SessionStore, which holds its QoS 1/2 messages
 // (persist.go); a clean one lives in memory only.
-type Session struct {
+type session struct {
 	ID  string
 	srv *Server
 	// username is the user name of the connection that last attached (for the ACL); written
@@ -80,7 +80,7 @@ type Session struct {
 
 	// mu guards everything that follows.
 	mu       sync.Mutex
-	subs     map[string]SubOpts // filter as subscribed ($share form included) -> options
+	subs     map[string]subOpts // filter as subscribed ($share form included) -> options
 	inflight []*inflight        // sent QoS 1/2 messages in send order
 	queue    []delivery         // waiting for the inflight window or for the client to return
 	qBytes   int64
@@ -92,7 +92,7 @@ type Session struct {
 	expiry      time.Duration
 	expiryTimer *time.Timer
 	// will is a will waiting for its delay to pass while the session is offline.
-	will      *Message
+	will      *message
 	willTimer *time.Timer
 	ended     bool // removed from the server; a late reconnect must make a new session
 
@@ -106,13 +106,13 @@ type Session struct {
 
 const neverExpire = time.Duration(1<<63 - 1)
 
-func newSession(srv *Server, id string) *Session {
-	return &Session{ID: id, srv: srv, subs: make(map[string]SubOpts)}
+func newSession(srv *Server, id string) *session {
+	return &session{ID: id, srv: srv, subs: make(map[string]subOpts)}
 }
 
 // nextPacketIDLocked returns a packet id not used by any inflight message [MQTT-2.2.1-3], nor by
 // the next messages of the log (their ids follow their sequence numbers).
-func (s *Session) nextPacketIDLocked() (uint16, bool) {
+func (s *session) nextPacketIDLocked() (uint16, bool) {
 	if len(s.inflight) >= 65535 {
 		return 0, false
 	}
@@ -129,7 +129,7 @@ func (s *Session) nextPacketIDLocked() (uint16, bool) {
 
 // logWillUseLocked reports whether id is the packet id of one of the next messages of a
 // persistent session's log that may be sent soon.
-func (s *Session) logWillUseLocked(id uint16) bool {
+func (s *session) logWillUseLocked(id uint16) bool {
 	if !s.stored.Load() || s.lg.nextSeq == 0 {
 		return false
 	}
@@ -137,12 +137,12 @@ func (s *Session) logWillUseLocked(id uint16) bool {
 	return d < readLow
 }
 
-func (s *Session) removeInflightLocked(i int) {
+func (s *session) removeInflightLocked(i int) {
 	s.inflight = append(s.inflight[:i], s.inflight[i+1:]...)
 	s.srv.stats.inflight.Add(-1)
 }
 
-func (s *Session) findInflightLocked(id uint16) int {
+func (s *session) findInflightLocked(id uint16) int {
 	for i, f := range s.inflight {
 		if f.id == id {
 			return i
@@ -154,7 +154,7 @@ func (s *Session) findInflightLocked(id uint16) int {
 // deliver hands one message to the session: straight to the connection for QoS 0, through the
 // inflight window for QoS 1/2, into the queue when the window is full or the client is away.
 // It returns false when the message was dropped (and counted).
-func (s *Session) deliver(d delivery, now time.Time, via *client) bool {
+func (s *session) deliver(d delivery, now time.Time, via *client) bool {
 	if d.qos == mqtt.QoS0 {
 		c := s.client.Load()
 		if c == nil {
@@ -175,7 +175,7 @@ func (s *Session) deliver(d delivery, now time.Time, via *client) bool {
 	return s.enqueueLocked(d)
 }
 
-func (s *Session) enqueueLocked(d delivery) bool {
+func (s *session) enqueueLocked(d delivery) bool {
 	d.enc = nil
 	lim := s.srv.cfg
 	if len(s.queue) >= lim.MaxQueuedMessages || (lim.MaxQueuedBytes > 0 && s.qBytes+d.msg.size() > lim.MaxQueuedBytes) {
@@ -188,7 +188,7 @@ func (s *Session) enqueueLocked(d delivery) bool {
 	return true
 }
 
-func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *client) bool {
+func (s *session) sendInflightLocked(c *client, d delivery, now time.Time, via *client) bool {
 	id, ok := s.nextPacketIDLocked()
 	if !ok {
 		return s.enqueueLocked(d)
@@ -196,7 +196,7 @@ func (s *Session) sendInflightLocked(c *client, d delivery, now time.Time, via *
 	return s.sendWithIDLocked(c, d, id, now, via)
 }
 
-func (s *Session) sendWithIDLocked(c *client, d delivery, id uint16, now time.Time, via *client) bool {
+func (s *session) sendWithIDLocked(c *client, d delivery, id uint16, now time.Time, via *client) bool {
 	f := &inflight{id: id, d: d}
 	if !c.sendPublish(d, id, d.dup, now, via) {
 		// Too large for the client: a dropped message, as if acknowledged [MQTT-3.1.2-25]. The
@@ -214,7 +214,7 @@ func (s *Session) sendWithIDLocked(c *client, d delivery, id uint16, now time.Ti
 
 // fillWindowLocked moves queued messages into the inflight window while it has room, and reads
 // more of a persistent session's log when few wait.
-func (s *Session) fillWindowLocked(now time.Time, via *client) {
+func (s *session) fillWindowLocked(now time.Time, via *client) {
 	c := s.client.Load()
 	if c == nil {
 		return
@@ -260,7 +260,7 @@ func (s *Session) fillWindowLocked(now time.Time, via *client) {
 }
 
 // ack handles PUBACK (qos 1) and PUBCOMP (qos 2): the message is done and the window moves.
-func (s *Session) ack(id uint16, wantReleased bool, via *client) bool {
+func (s *session) ack(id uint16, wantReleased bool, via *client) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.findInflightLocked(id)
@@ -279,7 +279,7 @@ func (s *Session) ack(id uint16, wantReleased bool, via *client) bool {
 // received handles PUBREC: the message moves to its release phase and the PUBREL is sent, for a
 // persistent session's log message once that is written. failed is a v5 PUBREC with an error
 // reason code, which ends the exchange [MQTT-4.3.3-4]. It returns false for an unknown id.
-func (s *Session) received(id uint16, failed bool, via *client) bool {
+func (s *session) received(id uint16, failed bool, via *client) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.findInflightLocked(id)
@@ -309,7 +309,7 @@ func (s *Session) received(id uint16, failed bool, via *client) bool {
 
 // resumeLocked resends what the previous connection left unacknowledged, with DUP set on PUBLISH
 // [MQTT-4.4.0-1], then moves queued messages into the window.
-func (s *Session) resumeLocked(c *client, now time.Time) {
+func (s *session) resumeLocked(c *client, now time.Time) {
 	if s.srv.auth != nil && len(s.queue) > 0 {
 		kept := s.queue[:0]
 		for _, d := range s.queue {
@@ -346,23 +346,23 @@ func (s *Session) resumeLocked(c *client, now time.Time) {
 }
 
 // subscriptions returns a copy of the session's subscriptions.
-func (s *Session) subscriptions() map[string]SubOpts {
+func (s *session) subscriptions() map[string]subOpts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := make(map[string]SubOpts, len(s.subs))
+	m := make(map[string]subOpts, len(s.subs))
 	for k, v := range s.subs {
 		m[k] = v
 	}
 	return m
 }
 
-func (s *Session) subscriptionCount() int {
+func (s *session) subscriptionCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.subs)
 }
 
-func (s *Session) hasSubscription(filter string) bool {
+func (s *session) hasSubscription(filter string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.subs[filter]

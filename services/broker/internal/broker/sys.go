@@ -49,7 +49,7 @@ func (s *Server) publishSys() {
 		{"$SYS/broker/subscriptions/count", strconv.Itoa(s.router.subs.Len())},
 	}
 	for _, v := range vals {
-		s.publish(&Message{ID: bus.NewMessageID(), Topic: v.topic, Payload: []byte(v.value), Retain: true, Created: now}, nil, nil)
+		s.publish(&message{ID: bus.NewMessageID(), Topic: v.topic, Payload: []byte(v.value), Retain: true, Created: now}, nil, nil)
 	}
 }
 

@@ -286,9 +286,9 @@ func TestConcurrentTakeoversLeaveOneOwner(t *testing.T) {
 	for range conns {
 		<-done
 	}
-	waitFor(t, func() bool { return b.Server.Stats()["clients"] == 1 })
+	waitFor(t, func() bool { return b.Server.Stats().Clients == 1 })
 	time.Sleep(200 * time.Millisecond)
-	if c := b.Server.Stats()["clients"]; c != 1 {
+	if c := b.Server.Stats().Clients; c != 1 {
 		t.Fatalf("%d clients connected with one client id", c)
 	}
 	// The survivor works: it can subscribe and receive.
