@@ -193,6 +193,16 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		return false
 	}
 	// 1. What this consumer read before and did not acknowledge (a restart under the same id).
+	if !a.readOwn(ctx, send) {
+		return
+	}
+	// 2. New entries, and every ClaimIdle/4 what dead replicas left pending.
+	a.readNew(ctx, send)
+}
+
+// readOwn hands to the writers what this consumer read before and did not acknowledge (a
+// restart under the same id). It returns false when send did (ctx ended).
+func (a *Adapter) readOwn(ctx context.Context, send func(*batch) bool) bool {
 	after := "0"
 	for ctx.Err() == nil {
 		es, err := a.f.ReadOwn(ctx, after, a.entriesFor(a.o.BatchRows))
@@ -206,11 +216,16 @@ func (a *Adapter) read(ctx context.Context, work chan<- *batch) {
 		after = es[len(es)-1].ID
 		for _, b := range a.makeBatches(es, true) {
 			if !send(b) {
-				return
+				return false
 			}
 		}
 	}
-	// 2. New entries, and every ClaimIdle/4 what dead replicas left pending.
+	return true
+}
+
+// readNew hands to the writers new entries, and every ClaimIdle/4 what dead replicas left
+// pending, until send returns false or ctx ends (then it sends the open batch).
+func (a *Adapter) readNew(ctx context.Context, send func(*batch) bool) {
 	var cur *batch
 	lastClaim := time.Time{}
 	claimEvery := max(a.o.ClaimIdle/4, time.Second)
