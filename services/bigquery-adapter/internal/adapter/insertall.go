@@ -13,7 +13,7 @@ import (
 // table and attempt, insertId = row id; after an attempt whose outcome is unknown the adapter asks
 // the table which of the rows it already holds (Existing) and sends only the others.
 
-// write puts b into BigQuery and acknowledges its entries once every row of them is in the
+// writeInsertAll puts b into BigQuery and acknowledges its entries once every row of them is in the
 // table or in the dead-letter stream. It returns when that is done, or when ctx ends: then
 // nothing is acknowledged and the entries stay pending (their rows already written are found
 // by Existing when they are taken up again).
@@ -42,98 +42,11 @@ func (a *Adapter) writeInsertAll(ctx context.Context, b *batch) {
 		}
 		p := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		for attempt := 1; len(p.rows) > 0; attempt++ {
-			if attempt > 1 && !sleep(ctx, a.backoff(attempt-1)) {
-				return
-			}
-			if attempt > 1 || b.recovered {
-				kept, err := a.f.Keep(ctx, uniq(p.entries))
-				if err != nil {
-					a.m.Retries.WithLabelValues("redis").Inc()
-					a.log.Warn().Err(err).Msg("checking entry ownership failed; retrying")
-					continue
-				}
-				p = p.filter(func(i int) bool {
-					if !kept[p.entries[i]] {
-						notOurs[p.entries[i]] = true
-						return false
-					}
-					return true
-				})
-			}
-			if p.uncertain && len(p.rows) > 0 {
-				found, err := a.existing(ctx, p.rows)
-				if err != nil {
-					a.m.Retries.WithLabelValues("uncertain").Inc()
-					a.log.Warn().Err(err).Msg("asking the table which rows it holds failed; retrying")
-					continue
-				}
-				before := len(p.rows)
-				p = p.filter(func(i int) bool { return !found[p.rows[i].ID] })
-				if n := before - len(p.rows); n > 0 {
-					a.m.Duplicates.WithLabelValues("table").Add(float64(n))
-				}
-				p.uncertain = false
-			}
-			if len(p.rows) == 0 {
-				break
-			}
-			rctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
-			start := time.Now()
-			err := a.bq.Insert(rctx, p.rows)
-			cancel()
-			if err == nil {
-				a.m.BatchTime.Observe(time.Since(start).Seconds())
-				a.m.BatchRows.Observe(float64(len(p.rows)))
-				a.m.Batches.Inc()
-				a.m.Rows.Add(float64(len(p.rows)))
-				a.seen.add([2][]*bq.Row{p.rows})
-				break
-			}
-			var ie *bq.InsertError
-			if errors.As(err, &ie) {
-				// Nothing was written; the refused rows go to the dead letters, the rest again.
-				bad := map[int]string{}
-				for _, re := range ie.Invalid {
-					bad[re.Index] = re.Reason
-				}
-				var dead []feed.Dead
-				p = p.filter(func(i int) bool {
-					if why, ok := bad[i]; ok {
-						dead = append(dead, rowDead(p.entries[i], p.rows[i], "bigquery: "+why))
-						return false
-					}
-					return true
-				})
-				if !a.deadLetter(ctx, dead, nil) {
-					return
-				}
-				attempt = 0 // the rest was refused only because of them: send it at once
-				continue
-			}
-			switch bq.Classify(err) {
-			case bq.Invalid:
-				if len(p.rows) == 1 {
-					if !a.deadLetter(ctx, []feed.Dead{rowDead(p.entries[0], p.rows[0], "bigquery: "+err.Error())}, nil) {
-						return
-					}
-					p.rows = nil
-					continue
-				}
-				a.m.Retries.WithLabelValues("invalid").Inc()
-				h := len(p.rows) / 2
-				stack = append(stack, part{p.rows[h:], p.entries[h:], p.uncertain}, part{p.rows[:h], p.entries[:h], p.uncertain})
-				p.rows = nil
-				a.log.Warn().Err(err).Int("rows", h*2).Msg("BigQuery refused the request; splitting it to find the bad rows")
-			case bq.Retry:
-				a.m.Retries.WithLabelValues("retry").Inc()
-				a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll refused; retrying")
-			default:
-				a.m.Retries.WithLabelValues("uncertain").Inc()
-				p.uncertain = true
-				a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll failed, outcome unknown; checking and retrying")
-			}
+		halves, ok := a.writePart(ctx, p, b.recovered, notOurs)
+		if !ok {
+			return
 		}
+		stack = append(stack, halves...)
 	}
 	ack := make([]string, 0, len(b.entries))
 	for _, id := range b.entries {
@@ -142,6 +55,141 @@ func (a *Adapter) writeInsertAll(ctx context.Context, b *batch) {
 		}
 	}
 	a.retryRedis(ctx, "acknowledging entries", func() error { return a.f.Ack(ctx, ack) })
+}
+
+// writePart sends p until its rows are in the table or in the dead-letter stream, or no longer
+// this replica's (their entries go into notOurs). When BigQuery refuses the request as a whole it
+// returns p's two halves to send instead. It returns false when ctx ended first.
+func (a *Adapter) writePart(ctx context.Context, p part, recovered bool, notOurs map[string]bool) ([]part, bool) {
+	var halves []part
+	for attempt := 1; len(p.rows) > 0; attempt++ {
+		if attempt > 1 && !sleep(ctx, a.backoff(attempt-1)) {
+			return nil, false
+		}
+		var ok bool
+		if p, ok = a.checkPart(ctx, p, attempt > 1 || recovered, notOurs); !ok {
+			continue
+		}
+		if len(p.rows) == 0 {
+			break
+		}
+		err := a.insertPart(ctx, p.rows)
+		if err == nil {
+			break
+		}
+		var now bool
+		p, halves, now, ok = a.insertFailed(ctx, p, err, attempt)
+		if !ok {
+			return nil, false
+		}
+		if now {
+			attempt = 0 // the rest was refused only because of the dead rows: send it at once
+		}
+	}
+	return halves, true
+}
+
+// checkPart returns p without the rows that need not be sent: when owned is set (a retry, or
+// entries delivered before) those of entries another replica claimed meanwhile (recorded in
+// notOurs), and when p is uncertain those the table already holds. It returns false when a check
+// failed: the attempt is retried.
+func (a *Adapter) checkPart(ctx context.Context, p part, owned bool, notOurs map[string]bool) (part, bool) {
+	if owned {
+		kept, err := a.f.Keep(ctx, uniq(p.entries))
+		if err != nil {
+			a.m.Retries.WithLabelValues("redis").Inc()
+			a.log.Warn().Err(err).Msg("checking entry ownership failed; retrying")
+			return p, false
+		}
+		p = p.filter(func(i int) bool {
+			if !kept[p.entries[i]] {
+				notOurs[p.entries[i]] = true
+				return false
+			}
+			return true
+		})
+	}
+	if p.uncertain && len(p.rows) > 0 {
+		found, err := a.existing(ctx, p.rows)
+		if err != nil {
+			a.m.Retries.WithLabelValues("uncertain").Inc()
+			a.log.Warn().Err(err).Msg("asking the table which rows it holds failed; retrying")
+			return p, false
+		}
+		before := len(p.rows)
+		p = p.filter(func(i int) bool { return !found[p.rows[i].ID] })
+		if n := before - len(p.rows); n > 0 {
+			a.m.Duplicates.WithLabelValues("table").Add(float64(n))
+		}
+		p.uncertain = false
+	}
+	return p, true
+}
+
+// insertPart sends rows in one insertAll and, when it worked, counts and remembers them.
+func (a *Adapter) insertPart(ctx context.Context, rows []*bq.Row) error {
+	rctx, cancel := context.WithTimeout(ctx, a.o.RequestTimeout)
+	start := time.Now()
+	err := a.bq.Insert(rctx, rows)
+	cancel()
+	if err == nil {
+		a.m.BatchTime.Observe(time.Since(start).Seconds())
+		a.m.BatchRows.Observe(float64(len(rows)))
+		a.m.Batches.Inc()
+		a.m.Rows.Add(float64(len(rows)))
+		a.seen.add([2][]*bq.Row{rows})
+	}
+	return err
+}
+
+// insertFailed handles err, the failure of attempt number attempt to send p. It returns what of
+// p is still to be sent (no rows when nothing is), the halves to send instead when p was split,
+// whether to send the rest at once (the refused rows went to the dead letters), and false when
+// ctx ended first.
+func (a *Adapter) insertFailed(ctx context.Context, p part, err error, attempt int) (rest part, halves []part, now, ok bool) {
+	var ie *bq.InsertError
+	if errors.As(err, &ie) {
+		// Nothing was written; the refused rows go to the dead letters, the rest again.
+		bad := map[int]string{}
+		for _, re := range ie.Invalid {
+			bad[re.Index] = re.Reason
+		}
+		var dead []feed.Dead
+		p = p.filter(func(i int) bool {
+			if why, ok := bad[i]; ok {
+				dead = append(dead, rowDead(p.entries[i], p.rows[i], "bigquery: "+why))
+				return false
+			}
+			return true
+		})
+		if !a.deadLetter(ctx, dead, nil) {
+			return p, nil, false, false
+		}
+		return p, nil, true, true
+	}
+	switch bq.Classify(err) {
+	case bq.Invalid:
+		if len(p.rows) == 1 {
+			if !a.deadLetter(ctx, []feed.Dead{rowDead(p.entries[0], p.rows[0], "bigquery: "+err.Error())}, nil) {
+				return p, nil, false, false
+			}
+			p.rows = nil
+			return p, nil, false, true
+		}
+		a.m.Retries.WithLabelValues("invalid").Inc()
+		h := len(p.rows) / 2
+		halves = []part{{p.rows[h:], p.entries[h:], p.uncertain}, {p.rows[:h], p.entries[:h], p.uncertain}}
+		p.rows = nil
+		a.log.Warn().Err(err).Int("rows", h*2).Msg("BigQuery refused the request; splitting it to find the bad rows")
+	case bq.Retry:
+		a.m.Retries.WithLabelValues("retry").Inc()
+		a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll refused; retrying")
+	default:
+		a.m.Retries.WithLabelValues("uncertain").Inc()
+		p.uncertain = true
+		a.log.Warn().Err(err).Int("rows", len(p.rows)).Int("attempt", attempt).Msg("insertAll failed, outcome unknown; checking and retrying")
+	}
+	return p, halves, false, true
 }
 
 // rowDead is the dead letter of one row BigQuery refused: the entry, the row id, the error.
