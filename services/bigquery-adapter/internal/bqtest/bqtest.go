@@ -152,7 +152,8 @@ type FaultProxy struct {
 	client *http.Client
 
 	// Shares of requests failed before and after forwarding, in 1/1000.
-	before, after atomic.Int64
+	before, after             atomic.Int64
+	forcedBefore, forcedAfter atomic.Bool // see rollFault
 
 	Requests, FailedBefore, FailedAfter atomic.Int64
 	// Queries counts query jobs asked through the proxy (jobs.query, jobs.insert).
@@ -174,6 +175,39 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 	return p
 }
 
+// The fates of a request through a fault proxy.
+const (
+	faultNone = iota
+	faultBefore
+	faultAfter
+)
+
+// rollFault decides the fate of request number n (from 1) at the shares before and after (in
+// 1/1000): at random, except that each kind with a share happens at least once by the request at
+// which three of it were expected, so that a run's fault test never passes with a kind it did
+// not inject (with 10% shares and 40-odd requests, pure chance left one kind out about one run in
+// a hundred). forced* record that a kind was forced or happened.
+func rollFault(n, before, after int64, forcedBefore, forcedAfter *atomic.Bool) int {
+	switch {
+	case before > 0 && !forcedBefore.Load() && n >= 3000/before:
+		forcedBefore.Store(true)
+		return faultBefore
+	case after > 0 && !forcedAfter.Load() && n >= 3000/after:
+		forcedAfter.Store(true)
+		return faultAfter
+	}
+	r := rand.Int64N(1000)
+	switch {
+	case r < before:
+		forcedBefore.Store(true)
+		return faultBefore
+	case r < before+after:
+		forcedAfter.Store(true)
+		return faultAfter
+	}
+	return faultNone
+}
+
 // SetFaults sets the shares (0 to 1) of requests failed before and after forwarding.
 func (p *FaultProxy) SetFaults(before, after float64) {
 	p.before.Store(int64(before * 1000))
@@ -185,9 +219,8 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/queries") || strings.HasSuffix(r.URL.Path, "/jobs")) {
 		p.Queries.Add(1)
 	}
-	roll := rand.Int64N(1000)
-	before, after := p.before.Load(), p.after.Load()
-	if roll < before {
+	fate := rollFault(p.Requests.Load(), p.before.Load(), p.after.Load(), &p.forcedBefore, &p.forcedAfter)
+	if fate == faultBefore {
 		p.FailedBefore.Add(1)
 		http.Error(w, `{"error":{"code":503,"message":"injected: backend unavailable","errors":[{"reason":"backendError"}]}}`, http.StatusServiceUnavailable)
 		return
@@ -224,7 +257,7 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
-	if roll < before+after {
+	if fate == faultAfter {
 		p.FailedAfter.Add(1)
 		http.Error(w, `{"error":{"code":502,"message":"injected: answer lost","errors":[{"reason":"backendError"}]}}`, http.StatusBadGateway)
 		return

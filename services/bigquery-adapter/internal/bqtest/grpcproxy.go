@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -30,6 +29,8 @@ type GRPCFaultProxy struct {
 	before, after atomic.Int64 // shares failed, in 1/1000
 
 	Appends, FailedBefore, FailedAfter atomic.Int64
+	rolls                              atomic.Int64
+	forcedBefore, forcedAfter          atomic.Bool
 }
 
 // rawCodec passes messages through undecoded.
@@ -71,18 +72,13 @@ func (p *GRPCFaultProxy) SetFaults(before, after float64) {
 	p.after.Store(int64(after * 1000))
 }
 
-// roll decides one request's fate: 0 forward, 1 fail before, 2 fail after.
+// roll decides one request's fate: 0 forward, 1 fail before, 2 fail after (see rollFault).
 func (p *GRPCFaultProxy) roll() int {
-	r := rand.Int64N(1000)
-	before := p.before.Load()
-	switch {
-	case r < before:
+	fate := rollFault(p.rolls.Add(1), p.before.Load(), p.after.Load(), &p.forcedBefore, &p.forcedAfter)
+	if fate == faultBefore {
 		p.FailedBefore.Add(1)
-		return 1
-	case r < before+p.after.Load():
-		return 2
 	}
-	return 0
+	return fate
 }
 
 var (
