@@ -127,31 +127,8 @@ func (m *memStore) setSubsLocked(id string, ds bus.DurableSubs) {
 func (m *memStore) Has(name string) bool { return m.index.HasMatch(name) }
 
 func (m *memStore) Append(bm *bus.Message, _ *cluster.Q2, _ func() bool, done func(error)) {
-	type tgt struct {
-		id     string
-		qos    byte
-		retain bool
-	}
-	var ts []tgt
-	m.index.Match(bm.Topic, func(_ string, id string, sub bus.DurableSub) {
-		if sub.NoLocal && id == bm.ClientID {
-			return // [MQTT-3.8.3-3]
-		}
-		q := min(bm.QoS, sub.QoS)
-		if q == 0 {
-			return
-		}
-		ret := bm.Retain && sub.RetainAsPublished
-		for i := range ts {
-			if ts[i].id == id {
-				ts[i].qos, ts[i].retain = max(ts[i].qos, q), ts[i].retain || ret
-				return
-			}
-		}
-		ts = append(ts, tgt{id, q, ret})
-	}, nil)
-	for _, t := range ts {
-		m.appendOne(t.id, 0, bm, t.qos, t.retain)
+	for _, t := range cluster.MatchDurable(m.index, bm) {
+		m.appendOne(t.Client, 0, bm, t.QoS, t.Retain)
 	}
 	done(nil)
 }

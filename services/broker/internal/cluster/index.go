@@ -168,17 +168,27 @@ func (s *Store) sweepLoop() {
 // Has reports whether a message on name may go to a persistent session's log.
 func (s *Store) Has(name string) bool { return s.index.Load().HasMatch(name) }
 
-// match finds the persistent sessions bm goes to, one target per session: the highest QoS of
-// its matching subscriptions (at most the message's), retained if any of them keeps the flag
-// [MQTT-3.3.4-2].
-func (s *Store) match(bm *bus.Message) []target {
+// Target is one persistent session a message goes to, at the QoS and with the retain flag it
+// gets there, for the session's incarnation Inc.
+type Target struct {
+	Client string
+	Inc    uint64
+	QoS    byte
+	Retain bool
+}
+
+// MatchDurable finds the persistent sessions of ix that bm goes to (nothing for QoS 0), one Target
+// per session: the highest QoS of its matching subscriptions (at most the message's), retained if
+// any of them keeps the flag [MQTT-3.3.4-2]; a no-local subscription of its publisher does not
+// count [MQTT-3.8.3-3]. Inc is left 0.
+func MatchDurable(ix *topic.Index[string, bus.DurableSub], bm *bus.Message) []Target {
 	if bm.QoS == 0 {
 		return nil
 	}
-	var ts []target
-	s.index.Load().Match(bm.Topic, func(_ string, client string, sub bus.DurableSub) {
+	var ts []Target
+	ix.Match(bm.Topic, func(_ string, client string, sub bus.DurableSub) {
 		if sub.NoLocal && client == bm.ClientID {
-			return // [MQTT-3.8.3-3]
+			return
 		}
 		q := min(bm.QoS, sub.QoS)
 		if q == 0 {
@@ -186,20 +196,26 @@ func (s *Store) match(bm *bus.Message) []target {
 		}
 		ret := bm.Retain && sub.RetainAsPublished
 		for i := range ts {
-			if ts[i].client == client {
-				ts[i].qos = max(ts[i].qos, q)
-				ts[i].retain = ts[i].retain || ret
+			if ts[i].Client == client {
+				ts[i].QoS = max(ts[i].QoS, q)
+				ts[i].Retain = ts[i].Retain || ret
 				return
 			}
 		}
-		ts = append(ts, target{client: client, qos: q, retain: ret})
+		ts = append(ts, Target{Client: client, QoS: q, Retain: ret})
 	}, nil)
+	return ts
+}
+
+// match is MatchDurable on the cached index, with each session's incarnation.
+func (s *Store) match(bm *bus.Message) []Target {
+	ts := MatchDurable(s.index.Load(), bm)
 	if len(ts) == 0 {
 		return nil
 	}
 	s.mu.Lock()
 	for i := range ts {
-		ts[i].inc = s.subs[ts[i].client].Inc
+		ts[i].Inc = s.subs[ts[i].Client].Inc
 	}
 	s.mu.Unlock()
 	return ts

@@ -15,15 +15,9 @@ type pendingAppend struct {
 	q2   *Q2
 	skip func() bool // when true at send time, fail instead of sending
 	done func(error)
-	ts   []target
+	ts   []Target
 }
 
-type target struct {
-	client string
-	inc    uint64
-	qos    byte
-	retain bool
-}
 
 type pendingCommit struct {
 	build func() *bus.Commit
@@ -66,10 +60,10 @@ func (s *Store) Append(bm *bus.Message, q2 *Q2, skip func() bool, done func(erro
 // AppendTo stores bm in the log of one persistent session (incarnation inc) at qos, retained or
 // not: retained messages for a new subscription.
 func (s *Store) AppendTo(client string, inc uint64, bm *bus.Message, qos byte, retain bool, done func(error)) {
-	s.enqueue(bm, []target{{client: client, inc: inc, qos: qos, retain: retain}}, nil, nil, done)
+	s.enqueue(bm, []Target{{Client: client, Inc: inc, QoS: qos, Retain: retain}}, nil, nil, done)
 }
 
-func (s *Store) enqueue(bm *bus.Message, ts []target, q2 *Q2, skip func() bool, done func(error)) {
+func (s *Store) enqueue(bm *bus.Message, ts []Target, q2 *Q2, skip func() bool, done func(error)) {
 	if len(ts) == 0 && q2 == nil {
 		done(nil)
 		return
@@ -219,9 +213,9 @@ func (s *Store) buildAppends(aps []*pendingAppend) (ws []bus.SessionWrite, q2s [
 	encs := make(map[uint32][]byte, 2)
 	for i, pa := range aps {
 		clear(encs)
-		enc := func(t target) []byte {
-			fl := uint32(t.qos) << LogQoSShift
-			if t.retain {
+		enc := func(t Target) []byte {
+			fl := uint32(t.QoS) << LogQoSShift
+			if t.Retain {
 				fl |= LogRetain
 			}
 			if e, ok := encs[fl]; ok {
@@ -236,8 +230,8 @@ func (s *Store) buildAppends(aps []*pendingAppend) (ws []bus.SessionWrite, q2s [
 		if pa.q2 != nil {
 			q := &bus.Q2Append{Publisher: pa.q2.Publisher, Epoch: pa.q2.Epoch, PacketID: pa.q2.PacketID, MsgID: pa.bm.ID}
 			for _, t := range pa.ts {
-				delete(open, t.client)
-				a := &bus.Append{Session: t.client, Inc: t.inc, Max: s.c.cfg.MaxQueued, Msgs: [][]byte{enc(t)}}
+				delete(open, t.Client)
+				a := &bus.Append{Session: t.Client, Inc: t.Inc, Max: s.c.cfg.MaxQueued, Msgs: [][]byte{enc(t)}}
 				q.Targets = append(q.Targets, a)
 				parts[i] = append(parts[i], appendPart{a, 0})
 			}
@@ -246,10 +240,10 @@ func (s *Store) buildAppends(aps []*pendingAppend) (ws []bus.SessionWrite, q2s [
 			continue
 		}
 		for _, t := range pa.ts {
-			a := open[t.client]
-			if a == nil || a.Inc != t.inc || len(a.Msgs) >= maxAppendMsgs {
-				a = &bus.Append{Session: t.client, Inc: t.inc, Max: s.c.cfg.MaxQueued}
-				open[t.client] = a
+			a := open[t.Client]
+			if a == nil || a.Inc != t.Inc || len(a.Msgs) >= maxAppendMsgs {
+				a = &bus.Append{Session: t.Client, Inc: t.Inc, Max: s.c.cfg.MaxQueued}
+				open[t.Client] = a
 				ws = append(ws, a)
 			}
 			a.Msgs = append(a.Msgs, enc(t))
