@@ -18,7 +18,6 @@ type pendingAppend struct {
 	ts   []Target
 }
 
-
 type pendingCommit struct {
 	build func() *bus.Commit
 	done  func(error)
