@@ -73,7 +73,7 @@ func encodeBatch(t testing.TB, msgs []Message) []byte {
 // normalize makes an encoded-then-decoded message comparable with its source: presence bits
 // derived from fields, nil and empty slices alike where the wire does not tell them apart.
 func normalize(m Message) Message {
-	m.Props = encodedProps(&m)
+	m.Props = m.Encoded().Props()
 	if len(m.Payload) == 0 {
 		m.Payload = nil
 	}
@@ -87,25 +87,6 @@ func normalize(m Message) Message {
 		m.Groups = nil
 	}
 	return m
-}
-
-// encodedProps is the property mask AppendMessage writes for m: Props plus the properties whose
-// fields are set.
-func encodedProps(m *Message) PropMask {
-	p := m.Props
-	if m.PayloadFormat != 0 {
-		p |= PropPayloadFormat
-	}
-	if m.ContentType != "" {
-		p |= PropContentType
-	}
-	if m.ResponseTopic != "" {
-		p |= PropResponseTopic
-	}
-	if m.CorrelationData != nil {
-		p |= PropCorrelationData
-	}
-	return p & 0x0f
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {

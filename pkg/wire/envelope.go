@@ -208,6 +208,10 @@ func (m *Message) Encoded() Encoded {
 	return Encoded{props: p, body: m.bodySize(p)}
 }
 
+// Props is the property mask the encoding carries: Props plus the properties whose fields are
+// set (what a decoded copy's Props is).
+func (e Encoded) Props() PropMask { return e.props }
+
 // Size returns how many bytes AppendEncoded adds.
 func (e Encoded) Size() int { return uvarintLen(uint64(e.body)) + e.body }
 
