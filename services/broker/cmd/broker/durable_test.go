@@ -410,15 +410,7 @@ func TestExpiredSessionLeavesRedis(t *testing.T) {
 			t.Fatal("messages were stored for an expired session")
 		}
 		got := make(chan string, 20)
-		conn, err := net.DialTimeout("tcp", b.mqtt, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-			func(pr paho.PublishReceived) (bool, error) { got <- string(pr.Packet.Payload); return true, nil }}})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		ca, err := c.Connect(ctx, &paho.Connect{ClientID: "short-lived", KeepAlive: 30, CleanStart: false})
+		c, ca, err := resumeV5(b.mqtt, "short-lived", func(p string) { got <- p })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -488,15 +480,7 @@ func TestV5ResumeWithoutExpiryAcrossReplicas(t *testing.T) {
 	acked := publishNumbered(t, pub, "p", "rz/x", 1, 0, 20)
 
 	got := newTally()
-	conn, err := net.DialTimeout("tcp", b.mqtt, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-		func(pr paho.PublishReceived) (bool, error) { got.add(string(pr.Packet.Payload)); return true, nil }}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "resumer", KeepAlive: 30, CleanStart: false})
+	c, ca, err := resumeV5(b.mqtt, "resumer", got.add)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -600,15 +584,7 @@ func TestDurableRouteForwardsOnlyQoS0(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := newTally()
-	conn, err := net.DialTimeout("tcp", a.mqtt, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-		func(pr paho.PublishReceived) (bool, error) { got.add(string(pr.Packet.Payload)); return true, nil }}})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ca, err := c.Connect(ctx, &paho.Connect{ClientID: "durable-route", KeepAlive: 30, CleanStart: false})
+	c, ca, err := resumeV5(a.mqtt, "durable-route", got.add)
 	if err != nil || !ca.SessionPresent {
 		t.Fatalf("takeover: %v, session present %v", err, ca != nil && ca.SessionPresent)
 	}
@@ -625,4 +601,19 @@ func TestDurableRouteForwardsOnlyQoS0(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	round("resumed from memory as a clean session (plain)", got, []byte{1}, 20, 20)
+}
+
+// resumeV5 connects a v5 client to addr with Clean Start 0 and no session expiry; every payload
+// it receives goes to got.
+func resumeV5(addr, id string, got func(string)) (*paho.Client, *paho.Connack, error) {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) { got(string(pr.Packet.Payload)); return true, nil }}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: false})
+	return c, ca, err
 }
