@@ -175,7 +175,16 @@ func TestRedisClusterOfThreeMasters(t *testing.T) {
 	sub.Disconnect(20)
 	mustOK(t, pub.Publish("site/1/temp", 1, false, "queued"))
 	time.Sleep(200 * time.Millisecond)
-	ch2, h2 := collect()
+	// paho sends the PUBACK of "retained" after its handler returns, on its own channel, and
+	// may put DISCONNECT on the wire first; the broker then resends "retained" with DUP set
+	// when the session resumes [MQTT-4.4.0-1]. That resend is allowed; anything else is not.
+	ch2 := make(chan string, 1000)
+	h2 := func(_ pahov3.Client, m pahov3.Message) {
+		if m.Duplicate() && m.Topic() == "site/9/temp" && string(m.Payload()) == "retained" {
+			return
+		}
+		ch2 <- m.Topic() + "=" + string(m.Payload())
+	}
 	sub2 := connectV3(t, a.mqtt, "sub", false, h2) // resumes on the other replica
 	expect(t, ch2, "site/1/temp=queued")
 	ch3, h3 := collect()
