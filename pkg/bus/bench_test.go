@@ -1,12 +1,16 @@
 package bus
 
 import (
+	"encoding/binary"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/s2"
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
@@ -64,10 +68,13 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	}
 }
 
+// BenchmarkNewMessageID makes ids as the broker does for a PUBLISH, from the time it already
+// read for the message.
 func BenchmarkNewMessageID(b *testing.B) {
 	b.ReportAllocs()
+	at := time.Now().UnixNano()
 	for b.Loop() {
-		_ = NewMessageID()
+		_ = NewMessageIDAt(at)
 	}
 }
 
@@ -263,5 +270,55 @@ func waitReceived(b *testing.B, received, failed *atomic.Int64, b1, b2 *Bus) {
 			b.Fatalf("stuck at %d of %d: sender %+v, receiver %+v", n, b.N, b1.Stats(), b2.Stats())
 		}
 		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// BenchmarkExportEntryBytes reports the bytes an export stream entry stores per message (the
+// S2 block of one connection's envelope batch of 512 S1 messages: 64-byte payloads carrying a
+// send time and a sequence number, one topic, one publisher) with the broker's message ids and
+// with random version 4 ids, which the broker used before. Redis' cost of an XADD grows with
+// the bytes it stores, so this is the export's cost per message on the Redis side.
+func BenchmarkExportEntryBytes(b *testing.B) {
+	random := func(int64) MessageID {
+		var id MessageID
+		binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
+		binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
+		id[6] = id[6]&0x0f | 0x40
+		id[8] = id[8]&0x3f | 0x80
+		return id
+	}
+	for _, ids := range []struct {
+		name string
+		make func(int64) MessageID
+	}{{"ids=v7", NewMessageIDAt}, {"ids=random", random}} {
+		b.Run(ids.name, func(b *testing.B) {
+			const n = 512
+			payload := make([]byte, 64)
+			for i := 16; i < len(payload); i++ {
+				payload[i] = 'x'
+			}
+			binary.BigEndian.PutUint32(payload[8:12], 3)
+			var batch, z []byte
+			var stored int
+			for b.Loop() {
+				batch = AppendBatchHeader(batch[:0])
+				t0 := time.Now().UnixNano()
+				for i := range n {
+					at := t0 + int64(i)*1100 // about S1's pace on one connection
+					binary.BigEndian.PutUint64(payload[0:8], uint64(at))
+					binary.BigEndian.PutUint32(payload[12:16], uint32(i))
+					m := Message{ID: ids.make(at), Origin: "broker-7c9f8d-x2x4z", ClientID: "loadgen-pub-3",
+						Topic: "mqttload/fanin", Payload: payload, Created: at}
+					var err error
+					if batch, err = AppendMessage(batch, &m); err != nil {
+						b.Fatal(err)
+					}
+				}
+				z = s2.Encode(z[:cap(z)], batch)
+				stored = len(z)
+			}
+			b.ReportMetric(float64(stored)/n, "stored-B/msg")
+			b.ReportMetric(float64(len(batch))/n, "encoded-B/msg")
+		})
 	}
 }

@@ -71,6 +71,9 @@ func malformed(off int, what string) error {
 // NewMessageID is wire.NewMessageID.
 func NewMessageID() MessageID { return wire.NewMessageID() }
 
+// NewMessageIDAt is wire.NewMessageIDAt.
+func NewMessageIDAt(unixNano int64) MessageID { return wire.NewMessageIDAt(unixNano) }
+
 // AppendBatchHeader is wire.AppendBatchHeader.
 func AppendBatchHeader(dst []byte) []byte { return wire.AppendBatchHeader(dst) }
 

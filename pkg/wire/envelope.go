@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
+	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
@@ -62,19 +64,42 @@ const (
 	PropCorrelationData                      // Correlation Data
 )
 
-// MessageID identifies a message across the cluster: 128 random bits, laid out as a version 4
-// UUID so it prints as one.
+// MessageID identifies a message across the cluster: a version 7 UUID (RFC 9562), so it prints
+// as one and sorts by the millisecond the broker accepted the message.
 type MessageID [16]byte
 
-// NewMessageID returns a random id. It uses the runtime's per-thread ChaCha8 generator
-// (math/rand/v2), seeded from the operating system: unpredictable enough for ids, a few
-// nanoseconds, no lock, no system call.
-func NewMessageID() MessageID {
+// The 74 bits a version 7 UUID leaves after its millisecond timestamp hold, in this order, a
+// 42-bit counter that every id of the process advances (RFC 9562 section 6.2, method 1: a
+// fixed-length dedicated counter, here seeded at random and never reset) and 32 random bits
+// drawn once per process (section 6.4, a node id for distributed generation). Two ids of one
+// process differ in their counter unless 2^42 ids were made in one millisecond; two processes
+// collide only with the same millisecond, counter and node. Ids made together are alike in all
+// but a few bytes, which is what lets an export entry of consecutive messages compress (random
+// ids were the least compressible 16 of its about 31 bytes per message).
+var (
+	idCounter atomic.Uint64
+	idNode    = rand.Uint32()
+)
+
+func init() { idCounter.Store(rand.Uint64()) }
+
+// NewMessageID returns a new id stamped with the current time.
+func NewMessageID() MessageID { return NewMessageIDAt(time.Now().UnixNano()) }
+
+// NewMessageIDAt returns a new id stamped with unixNano, the time the message was accepted (the
+// Created of the message it names): one atomic add, no lock, no system call.
+func NewMessageIDAt(unixNano int64) MessageID {
 	var id MessageID
-	binary.LittleEndian.PutUint64(id[:8], rand.Uint64())
-	binary.LittleEndian.PutUint64(id[8:], rand.Uint64())
-	id[6] = id[6]&0x0f | 0x40 // version 4
-	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	ms := uint64(unixNano / 1e6)
+	c := idCounter.Add(1)
+	binary.BigEndian.PutUint64(id[0:8], ms<<16) // bytes 0-5: the 48-bit millisecond
+	id[6] = 0x70 | byte(c>>38)&0x0f             // version 7, counter bits 41-38
+	id[7] = byte(c >> 30)
+	id[8] = 0x80 | byte(c>>24)&0x3f // RFC 9562 variant, counter bits 29-24
+	id[9] = byte(c >> 16)
+	id[10] = byte(c >> 8)
+	id[11] = byte(c)
+	binary.BigEndian.PutUint32(id[12:], idNode)
 	return id
 }
 

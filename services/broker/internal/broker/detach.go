@@ -99,7 +99,7 @@ func (s *Server) publishWill(will *message) {
 	}
 	now := time.Now()
 	m := *will
-	m.ID = bus.NewMessageID() // each publication of the will is a message of its own
+	m.ID = bus.NewMessageIDAt(now.UnixNano()) // each publication of the will is a message of its own
 	m.Created = now
 	if !will.Expires.IsZero() {
 		m.Expires = now.Add(will.Expires.Sub(time.Time{}))

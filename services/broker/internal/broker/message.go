@@ -76,7 +76,7 @@ const forwardedProps = 1<<mqtt.PropPayloadFormat | 1<<mqtt.PropContentType | 1<<
 // newMessage builds a message from a received PUBLISH. The publish's strings and payload alias the
 // packet body, which is owned by the message from here on.
 func newMessage(p *mqtt.Publish, topic, from, username string, now time.Time) *message {
-	m := &message{ID: bus.NewMessageID(), Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
+	m := &message{ID: bus.NewMessageIDAt(now.UnixNano()), Topic: topic, Payload: p.Payload, QoS: p.QoS, Retain: p.Retain, From: from, Username: username, Created: now}
 	pp := &p.Properties
 	if pp.Present != 0 {
 		m.Props = newMessageProps(pp)

@@ -42,7 +42,7 @@ func (s *Server) presenceOn() bool {
 
 // presenceEvent fills the fields both events of a connection share.
 func (s *Server) presenceEvent(c *client, kind bus.PresenceKind, now int64) bus.Presence {
-	p := bus.Presence{ID: bus.NewMessageID(), Connection: c.presence.id, Kind: kind, Time: now,
+	p := bus.Presence{ID: bus.NewMessageIDAt(now), Connection: c.presence.id, Kind: kind, Time: now,
 		ConnectedAt: c.presence.at, ClientID: c.id, Username: c.username,
 		Protocol: byte(c.version), KeepAlive: uint16(min(c.keepAlive/time.Second, 0xffff))}
 	if a := c.conn.RemoteAddr(); a != nil {
@@ -58,7 +58,7 @@ func (s *Server) presenceConnected(c *client, cleanStart, sessionPresent bool) {
 		return
 	}
 	now := time.Now().UnixNano()
-	c.presence = presenceConn{id: bus.NewMessageID(), at: now}
+	c.presence = presenceConn{id: bus.NewMessageIDAt(now), at: now}
 	p := s.presenceEvent(c, bus.PresenceConnect, now)
 	p.CleanStart, p.SessionPresent = cleanStart, sessionPresent
 	s.cluster.ExportPresence(&p)
