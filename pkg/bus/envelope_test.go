@@ -262,8 +262,8 @@ func TestNewMessageID(t *testing.T) {
 			t.Fatalf("duplicate or zero id %v", id)
 		}
 		seen[id] = true
-		if id[6]>>4 != 4 || id[8]>>6 != 2 {
-			t.Fatalf("%v is not a version 4 UUID", id)
+		if id[6]>>4 != 7 || id[8]>>6 != 2 {
+			t.Fatalf("%v is not a version 7 UUID", id)
 		}
 	}
 	id := MessageID{0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 1, 2, 3, 4, 5, 6, 7}
