@@ -40,26 +40,9 @@ func iotCoreToBigQuery(t *testing.T, api string) {
 	}
 	ad, _ := s.adapter("iot-1", s.emu.Endpoint, "ADAPTER_BIGQUERY_API="+api)
 
-	// The backend on broker-b; a v5 client so that it is also the one that sets a configuration.
-	got := make(chan string, 10)
-	conn, err := net.Dial("tcp", addrs["broker-b"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	backend := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
-		func(pr paho.PublishReceived) (bool, error) {
-			got <- pr.Packet.Topic + "=" + string(pr.Packet.Payload)
-			return true, nil
-		}}})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if ca, err := backend.Connect(ctx, &paho.Connect{ClientID: "backend", CleanStart: true, KeepAlive: 30}); err != nil || ca.ReasonCode != 0 {
-		t.Fatalf("backend connect: %v %+v", err, ca)
-	}
-	defer func() { _ = backend.Disconnect(&paho.Disconnect{}) }()
-	if _, err := backend.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "/devices/+/events/#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	backend, got := iotBackend(ctx, t, addrs["broker-b"])
 	time.Sleep(300 * time.Millisecond) // broker-a's route cache has the backend's filter
 
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + addrs["broker-a"]).SetClientID(prefix + "pump-1").
@@ -105,6 +88,13 @@ func iotCoreToBigQuery(t *testing.T, api string) {
 	}
 
 	s.waitRows(5, 20*time.Second, ad.Output)
+	checkIoTRows(t, s, prefix)
+}
+
+// checkIoTRows checks the five rows of iotCoreToBigQuery: device_id from each device's client id,
+// NULL for the backend's configuration.
+func checkIoTRows(t *testing.T, s *stack, prefix string) {
+	t.Helper()
 	rows := s.emu.Query(t, "SELECT topic, client_id, device_id, broker_id FROM "+table+" ORDER BY topic")
 	want := [][4]any{
 		{"/devices/pump-1/events", prefix + "pump-1", "pump-1", "broker-a"},
@@ -124,4 +114,28 @@ func iotCoreToBigQuery(t *testing.T, api string) {
 			}
 		}
 	}
+}
+
+// iotBackend connects the backend to addr (a v5 client, so that it also sets a configuration),
+// subscribed to every device's events; got receives "topic=payload".
+func iotBackend(ctx context.Context, t *testing.T, addr string) (*paho.Client, chan string) {
+	t.Helper()
+	got := make(chan string, 10)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) {
+			got <- pr.Packet.Topic + "=" + string(pr.Packet.Payload)
+			return true, nil
+		}}})
+	if ca, err := backend.Connect(ctx, &paho.Connect{ClientID: "backend", CleanStart: true, KeepAlive: 30}); err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("backend connect: %v %+v", err, ca)
+	}
+	t.Cleanup(func() { _ = backend.Disconnect(&paho.Disconnect{}) })
+	if _, err := backend.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "/devices/+/events/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	return backend, got
 }
