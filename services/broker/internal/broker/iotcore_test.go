@@ -1,21 +1,27 @@
 package broker_test
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/iotcore"
 )
 
-func startIoTCore(t *testing.T) *testBroker {
+func startIoTCore(t *testing.T, opts ...broker.Option) *testBroker {
 	t.Helper()
 	m, err := iotcore.New("proj", "", "reg")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startBrokerWith(t, []broker.Option{broker.WithIoTCore(m)})
+	return startBrokerWith(t, append(opts, broker.WithIoTCore(m)))
 }
 
 const devicePath = "projects/proj/locations/us-central1/registries/reg/devices/"
@@ -54,4 +60,43 @@ func TestIoTCoreV5DeviceLimits(t *testing.T) {
 	if a := be.connect(&mqtt.Connect{ClientID: "backend", CleanStart: true}); a.Properties.Has(mqtt.PropMaximumQoS) {
 		t.Errorf("backend CONNACK carries Maximum QoS %d", a.Properties.MaximumQoS)
 	}
+}
+
+// TestIoTCoreDevicesBesideAnACLFile: with an ACL file, a device keeps its own rules (the file
+// grants anonymous clients nothing, yet the device publishes its events and gets its config),
+// while backends keep the file's: the backend may set configurations and read events but not
+// send commands, and another client may not set a configuration.
+func TestIoTCoreDevicesBesideAnACLFile(t *testing.T) {
+	acl := filepath.Join(t.TempDir(), "acl")
+	rules := "user backend\ntopic write /devices/+/config\ntopic read /devices/+/events/#\n"
+	if err := os.WriteFile(acl, []byte(rules), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := auth.NewStore("", acl, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startIoTCore(t, broker.WithAuth(st))
+	backend := v5Client(t, b.Addr, &paho.Connect{ClientID: "backend-1", CleanStart: true, Username: "backend", UsernameFlag: true})
+	sub5(t, backend, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "/devices/+/events/#", QoS: 1}}})
+	dev := v5Client(t, b.Addr, &paho.Connect{ClientID: devicePath + "d1", CleanStart: true})
+	if sa := sub5(t, dev, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "/devices/d1/config", QoS: 1}}}); sa.Reasons[0] != 1 {
+		t.Fatalf("device config subscription: %#x", sa.Reasons[0])
+	}
+	pub5(t, dev, &paho.Publish{Topic: "/devices/d1/events", QoS: 1, Payload: []byte("e")})
+	backend.msgs.wait(t, 1, 5*time.Second)
+	pub5(t, backend, &paho.Publish{Topic: "/devices/d1/config", QoS: 1, Payload: []byte("c1")})
+	if got := dev.msgs.wait(t, 1, 5*time.Second); got[0].Payload != "c1" {
+		t.Fatalf("device received %+v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if pr, _ := backend.Publish(ctx, &paho.Publish{Topic: "/devices/d1/commands", QoS: 1, Payload: []byte("x")}); pr == nil || pr.ReasonCode != 0x87 {
+		t.Errorf("backend without the right to send commands: %+v, want PUBACK 0x87", pr)
+	}
+	other := v5Client(t, b.Addr, &paho.Connect{ClientID: "other", CleanStart: true})
+	if pr, _ := other.Publish(ctx, &paho.Publish{Topic: "/devices/d1/config", QoS: 1, Payload: []byte("evil")}); pr == nil || pr.ReasonCode != 0x87 {
+		t.Errorf("client without the right to set configurations: %+v, want PUBACK 0x87", pr)
+	}
+	dev.msgs.none(t, 1, 300*time.Millisecond)
 }
