@@ -34,6 +34,7 @@ const (
 	cMessageID = iota
 	cBrokerID
 	cClientID
+	cDeviceID
 	cUsername
 	cTopic
 	cQoS
@@ -59,7 +60,7 @@ const (
 	numCols
 )
 
-var colNames = [numCols]string{"message_id", "broker_id", "client_id", "username", "topic", "qos", "retain",
+var colNames = [numCols]string{"message_id", "broker_id", "client_id", "device_id", "username", "topic", "qos", "retain",
 	"payload", "payload_text", "payload_json", "content_type", "user_properties", "published_at", "ingested_at",
 	"event_id", "event", "connection_id", "remote_addr", "protocol", "keep_alive", "clean_start",
 	"session_present", "cause", "connected_at", "occurred_at"}
@@ -121,7 +122,7 @@ func NewEncoder(t Table) (*Encoder, error) {
 
 // written says which columns Append writes for each table.
 var written = func() (w [numTables][numCols]bool) {
-	for _, c := range []int{cMessageID, cBrokerID, cClientID, cUsername, cTopic, cQoS, cRetain, cPayload,
+	for _, c := range []int{cMessageID, cBrokerID, cClientID, cDeviceID, cUsername, cTopic, cQoS, cRetain, cPayload,
 		cPayloadText, cPayloadJSON, cContentType, cUserProperties, cPublishedAt, cIngestedAt} {
 		w[Messages][c] = true
 	}
@@ -218,6 +219,7 @@ func (e *Encoder) Append(dst []byte, r *Row) []byte {
 	dst = e.str(dst, cMessageID, r.ID)
 	dst = e.optStr(dst, cBrokerID, m.Origin)
 	dst = e.str(dst, cClientID, m.ClientID)
+	dst = e.optStr(dst, cDeviceID, r.device)
 	dst = e.optStr(dst, cUsername, m.Username)
 	dst = e.str(dst, cTopic, m.Topic)
 	dst = e.int(dst, cQoS, int64(m.QoS))

@@ -11,8 +11,9 @@ func TestSchemaHasTheIssueColumns(t *testing.T) {
 	s := Schema()
 	want := map[string]bigquery.FieldType{
 		"message_id": bigquery.StringFieldType, "broker_id": bigquery.StringFieldType,
-		"client_id": bigquery.StringFieldType, "username": bigquery.StringFieldType,
-		"topic": bigquery.StringFieldType, "qos": bigquery.IntegerFieldType,
+		"client_id": bigquery.StringFieldType, "device_id": bigquery.StringFieldType,
+		"username": bigquery.StringFieldType,
+		"topic":    bigquery.StringFieldType, "qos": bigquery.IntegerFieldType,
 		"retain": bigquery.BooleanFieldType, "payload": bigquery.BytesFieldType,
 		"payload_text": bigquery.StringFieldType, "payload_json": bigquery.JSONFieldType,
 		"content_type":    bigquery.StringFieldType,
@@ -34,11 +35,16 @@ func TestSchemaHasTheIssueColumns(t *testing.T) {
 
 func TestCheckFindsDifferences(t *testing.T) {
 	for name, mutate := range map[string]func(bigquery.Schema) bigquery.Schema{
-		"column topic missing":          func(s bigquery.Schema) bigquery.Schema { return s[:4] },
-		"column qos is STRING":          func(s bigquery.Schema) bigquery.Schema { s[5].Type = bigquery.StringFieldType; return s },
-		"unexpected column extra":       func(s bigquery.Schema) bigquery.Schema { return append(s, &bigquery.FieldSchema{Name: "extra"}) },
-		"column user_properties.value":  func(s bigquery.Schema) bigquery.Schema { s[11].Schema = s[11].Schema[:1]; return s },
-		"column message_id is NULLABLE": func(s bigquery.Schema) bigquery.Schema { s[0].Required = false; return s },
+		"column topic missing":     func(s bigquery.Schema) bigquery.Schema { return s[:col(s, "topic")] },
+		"column device_id missing": func(s bigquery.Schema) bigquery.Schema { return s[:col(s, "device_id")] },
+		"column qos is STRING":     func(s bigquery.Schema) bigquery.Schema { s[col(s, "qos")].Type = bigquery.StringFieldType; return s },
+		"unexpected column extra":  func(s bigquery.Schema) bigquery.Schema { return append(s, &bigquery.FieldSchema{Name: "extra"}) },
+		"column user_properties.value": func(s bigquery.Schema) bigquery.Schema {
+			u := s[col(s, "user_properties")]
+			u.Schema = u.Schema[:1]
+			return s
+		},
+		"column message_id is NULLABLE": func(s bigquery.Schema) bigquery.Schema { s[col(s, "message_id")].Required = false; return s },
 	} {
 		err := Check(Schema(), mutate(Schema()))
 		if err == nil || !strings.Contains(err.Error(), strings.TrimSuffix(name, " missing")) {
@@ -70,4 +76,14 @@ func TestEventsHasThePresenceColumns(t *testing.T) {
 	if err := Check(Schema(), s); err == nil {
 		t.Fatal("the two tables' schemas compare equal")
 	}
+}
+
+// col is the index of the column name in s.
+func col(s bigquery.Schema, name string) int {
+	for i, f := range s {
+		if f.Name == name {
+			return i
+		}
+	}
+	panic("no column " + name)
 }

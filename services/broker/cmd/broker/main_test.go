@@ -30,6 +30,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"BROKER_REDIS_TLS_CA_FILE=/ca.crt":      "BROKER_REDIS_TLS_CA_FILE",
 		"BROKER_REDIS_TLS=yes please":           "BROKER_REDIS_TLS",
 		"BROKER_WS_ALLOWED_ORIGINS=example.com": "BROKER_WS_ALLOWED_ORIGINS",
+		"BROKER_IOTCORE=true":                   "BROKER_IOTCORE_PROJECT",
+		"BROKER_IOTCORE_REGISTRY=reg":           "BROKER_IOTCORE",
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/iotcore"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
 
@@ -124,6 +125,15 @@ func (r *replica) newServer() (err error) {
 			return fmt.Errorf("tls: %w", err)
 		}
 		opts = append(opts, broker.WithPeerName(listener.PeerCommonName))
+	}
+	if cfg.IoTCoreEnabled {
+		m, err := iotcore.New(cfg.IoTCoreProject, cfg.IoTCoreRegion, cfg.IoTCoreRegistry)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, broker.WithIoTCore(m))
+		r.log.Info().Str("project", cfg.IoTCoreProject).Str("region", cfg.IoTCoreRegion).
+			Str("registry", cfg.IoTCoreRegistry).Msg("Cloud IoT Core compatible mode on")
 	}
 	r.srv = broker.New(cfg, r.log, opts...)
 	return nil

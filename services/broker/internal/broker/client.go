@@ -27,6 +27,7 @@ type client struct {
 	// Set once while connecting, read-only afterwards.
 	id        string
 	username  string // after authentication: the user name, or the certificate's CN
+	device    string // the device the client id names in the Cloud IoT Core mode (iotcore.go)
 	version   mqtt.Version
 	sess      *session
 	keepAlive time.Duration

@@ -79,10 +79,11 @@ func (c *client) accept(p *mqtt.Connect) error {
 	cfg := &c.srv.cfg
 	var ack mqtt.Connack
 	assigned, ok := c.identify(p)
-	if !ok || !c.authenticate(p) || !c.buildWill(p) {
+	if !ok || !c.identifyDevice(p) || !c.authenticate(p) || !c.buildWill(p) {
 		return errClientGone
 	}
 	c.negotiate(p, assigned, &ack)
+	c.limitDevice(p, &ack)
 
 	if cfg.MaxConnections > 0 && c.srv.stats.clients.Load() >= int64(cfg.MaxConnections) {
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerBusy))

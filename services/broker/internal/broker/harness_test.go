@@ -30,6 +30,12 @@ type testBroker struct {
 // startBroker starts a broker with the defaults changed by opts; it is closed when the test ends.
 func startBroker(t testing.TB, opts ...func(*config.Config)) *testBroker {
 	t.Helper()
+	return startBrokerWith(t, nil, opts...)
+}
+
+// startBrokerWith is startBroker with server options.
+func startBrokerWith(t testing.TB, srvOpts []broker.Option, opts ...func(*config.Config)) *testBroker {
+	t.Helper()
 	cfg := config.Default()
 	cfg.SysInterval = 0
 	for _, o := range opts {
@@ -46,7 +52,7 @@ func startBroker(t testing.TB, opts ...func(*config.Config)) *testBroker {
 	if os.Getenv("BROKER_TEST_LOG") != "" {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.DebugLevel)
 	}
-	srv := broker.New(cfg, log)
+	srv := broker.New(cfg, log, srvOpts...)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -20,6 +20,9 @@ func (c *client) handlePublish(p *mqtt.Publish) error {
 		c.closeConn()
 		return errClientGone
 	}
+	if err := c.checkDevicePublish(p); err != nil {
+		return err
+	}
 	name, err := c.resolveTopic(p)
 	if err != nil {
 		return err
@@ -140,6 +143,7 @@ func (c *client) ackDropped(p *mqtt.Publish) {
 // acceptPublish routes an admitted message published on topic name and acknowledges it.
 func (c *client) acceptPublish(p *mqtt.Publish, name string) {
 	m := newMessage(p, name, c.id, c.username, time.Now())
+	c.applyDeviceRules(m)
 	if p.QoS == mqtt.QoS0 {
 		c.srv.publish(m, c, nil)
 		return
@@ -151,7 +155,9 @@ func (c *client) acceptPublish(p *mqtt.Publish, name string) {
 	// matches and Redis has it for every other replica it goes to; acknowledgements still leave
 	// in PUBLISH order [MQTT-4.6.0-2].
 	pa := c.pendAck(p)
-	c.srv.publish(m, c, pa)
+	if matched := c.srv.publish(m, c, pa); c.noSubscriber(m, matched) {
+		pa.code = mqtt.NoMatchingSubscribers // read once the reader's count is released (settleAck)
+	}
 	c.settleAck(pa)
 }
 

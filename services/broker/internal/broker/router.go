@@ -46,8 +46,9 @@ var forwardPool = sync.Pool{New: func() any { s := make([]cluster.Forward, 0, 4)
 // route delivers m to every matching session, and in a cluster forwards it to the replicas with
 // matching subscriptions. from is the publishing client, or nil. hints is set for a message
 // another replica forwarded: it says which local subscriptions it is for, and it is not
-// forwarded again. ack counts the forwards (see pendingAck).
-func (r *router) route(m *message, now time.Time, from *client, hints *remoteHints, ack *pendingAck) {
+// forwarded again. ack counts the forwards (see pendingAck). matched tells whether any local
+// subscription or other replica was found for m.
+func (r *router) route(m *message, now time.Time, from *client, hints *remoteHints, ack *pendingAck) (matched bool) {
 	tp := targetPool.Get().(*[]target)
 	forwarding := hints == nil && r.srv.clustered && forwardable(m.Topic)
 	ts, groups := r.match(m, (*tp)[:0], from, hints, forwarding)
@@ -57,6 +58,7 @@ func (r *router) route(m *message, now time.Time, from *client, hints *remoteHin
 		fp = forwardPool.Get().(*[]cluster.Forward)
 		fws, ts = r.plan(m, (*fp)[:0], ts, groups)
 	}
+	matched = len(ts) > 0 || len(fws) > 0
 	r.deliverAll(m, ts, now, from)
 	clear(ts)
 	*tp = ts[:0]
@@ -69,6 +71,7 @@ func (r *router) route(m *message, now time.Time, from *client, hints *remoteHin
 		*fp = fws[:0]
 		forwardPool.Put(fp)
 	}
+	return matched
 }
 
 // match appends to ts the local subscriptions m goes to (for shared groups, the member picked).
@@ -79,7 +82,7 @@ func (r *router) match(m *message, ts []target, from *client, hints *remoteHints
 		fromSess = from.sess
 	}
 	var groups []topic.SharedGroup[*session, subOpts] // shared groups decided with the cluster
-	acl := r.srv.auth
+	acl := r.srv.checksACL()
 	r.subs.Match(m.Topic, func(_ string, sess *session, o subOpts) {
 		if hints != nil && !hints.plain {
 			return
@@ -87,7 +90,7 @@ func (r *router) match(m *message, ts []target, from *client, hints *remoteHints
 		if o.NoLocal && (sess == fromSess || hints != nil && sess.ID == m.From) {
 			return // [MQTT-3.8.3-3]
 		}
-		if acl != nil && !acl.Allowed(sess.ID, sess.username, m.Topic, auth.Read) {
+		if acl && !r.srv.allowed(sess.ID, sess.username, m.Topic, auth.Read) {
 			return // the ACL may deny a topic inside an allowed wildcard subscription
 		}
 		ts = append(ts, target{sess: sess, opts: o})
@@ -182,8 +185,7 @@ func (r *router) forwardFailed(err error) {
 
 // pickLocal adds the local member of shared group g that gets the message, if the ACL lets it.
 func (r *router) pickLocal(ts []target, g topic.SharedGroup[*session, subOpts], name string) []target {
-	acl := r.srv.auth
-	if mb, ok := r.pick(g); ok && (acl == nil || acl.Allowed(mb.Sub.ID, mb.Sub.username, name, auth.Read)) {
+	if mb, ok := r.pick(g); ok && r.srv.allowed(mb.Sub.ID, mb.Sub.username, name, auth.Read) {
 		ts = append(ts, target{sess: mb.Sub, opts: mb.V, shared: true})
 	}
 	return ts

@@ -15,6 +15,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/cluster"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/iotcore"
 )
 
 // Server is one broker replica.
@@ -30,6 +31,7 @@ type Server struct {
 	clustered bool
 	store     SessionStore                  // persistent sessions (memStore when alone)
 	auth      *auth.Store                   // nil: everyone may do everything
+	iot       *iotcore.Mode                 // the Cloud IoT Core compatible mode; nil: off
 	peerName  func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
 	// mu guards everything that follows.
@@ -79,10 +81,16 @@ func WithAuth(st *auth.Store) Option { return func(s *Server) { s.auth = st } }
 // connection, for BROKER_TLS_CN_AS_USERNAME.
 func WithPeerName(f func(net.Conn) (string, bool)) Option { return func(s *Server) { s.peerName = f } }
 
-// allowed asks the ACL; true without one.
+// allowed asks the ACL; true without one. A device of the compatible mode has its own rules.
 func (s *Server) allowed(clientID, username, topic string, a auth.Access) bool {
+	if device, ok := s.deviceOf(clientID); ok {
+		return deviceAllowed(device, topic, a)
+	}
 	return s.auth == nil || s.auth.Allowed(clientID, username, topic, a)
 }
+
+// checksACL reports whether allowed may say no: an ACL or the compatible mode is on.
+func (s *Server) checksACL() bool { return s.auth != nil || s.iot != nil }
 
 // goFunc starts f as a goroutine owned by the server: Close waits for it.
 func (s *Server) goFunc(f func()) {
@@ -207,7 +215,9 @@ func (s *Server) connDone(c *client, wasClient bool) {
 // store first, then every matching local subscription, then the other replicas, then the logs of
 // the persistent sessions it matches. ack, when set, is released once every replica the message
 // went to has it (Redis accepted it) and every persistent session it matched has it stored.
-func (s *Server) publish(m *message, from *client, ack *pendingAck) {
+// matched tells whether it found any subscription for m, here, on another replica or in a
+// persistent session.
+func (s *Server) publish(m *message, from *client, ack *pendingAck) (matched bool) {
 	if m.Retain {
 		s.setRetained(m)
 	}
@@ -215,14 +225,16 @@ func (s *Server) publish(m *message, from *client, ack *pendingAck) {
 	if from == nil {
 		now = time.Now()
 	}
-	s.router.route(m, now, from, nil, ack)
+	matched = s.router.route(m, now, from, nil, ack)
 	var q2 *cluster.Q2
 	if ack != nil && ack.t == mqtt.PUBREC && from.sess.stored.Load() {
 		// The packet id is recorded in the publisher's session with the appends: a resend
 		// after a crash is not delivered again.
 		q2 = &cluster.Q2{Publisher: from.id, Epoch: from.sess.epoch, PacketID: ack.id}
 	}
-	if m.QoS > 0 && (q2 != nil || s.store.Has(m.Topic)) {
+	hasDurable := m.QoS > 0 && s.store.Has(m.Topic)
+	matched = matched || hasDurable
+	if hasDurable || m.QoS > 0 && q2 != nil {
 		bm := new(bus.Message)
 		toBus(bm, m, s.cfg.ID)
 		if ack != nil {
@@ -249,6 +261,7 @@ func (s *Server) publish(m *message, from *client, ack *pendingAck) {
 			s.cluster.Export(bm)
 		}
 	}
+	return matched
 }
 
 // setRetained stores m as its topic's retained message, here and (for topics that travel

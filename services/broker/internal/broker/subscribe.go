@@ -46,6 +46,7 @@ type retainedReq struct {
 // addSubscription checks one subscription and adds it, and returns its SUBACK reason code. The
 // error is a protocol violation that ends the connection.
 func (c *client) addSubscription(b *subscribeBatch, sub mqtt.Subscription, subID uint32) (mqtt.ReasonCode, error) {
+	sub.QoS = c.deviceQoS(sub.QoS)
 	_, shared, err := topic.ParseShare(sub.Filter)
 	if err == nil {
 		err = topic.ValidateFilter(sub.Filter)

@@ -82,6 +82,9 @@ type Config struct {
 	// REDIS_PASSWORD_FILE, REDIS_TLS, REDIS_TLS_CA_FILE, REDIS_TLS_SERVER_NAME, REDIS_TLS_CERT_FILE
 	// and REDIS_TLS_KEY_FILE (see package redisconn).
 	redisconn.Env
+	// IoTCore is the Cloud IoT Core compatible mode: IOTCORE, IOTCORE_PROJECT, IOTCORE_REGION,
+	// IOTCORE_REGISTRY (iotcore.go).
+	IoTCore
 	// ExportFilters are the topic filters of the messages appended to the export stream that the
 	// BigQuery adapter reads (comma-separated); empty turns the export off. $SYS and the health
 	// probe topics are never exported. Needs REDIS_ADDRS.
@@ -181,7 +184,7 @@ func Default() Config {
 func (c Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateLogging, c.validateLimits, c.validateListeners, c.validateCluster,
-		c.validateOrigins, c.validateEnv, c.validateExport, c.validateReplicaID,
+		c.validateOrigins, c.validateEnv, c.validateExport, c.validateReplicaID, c.validateIoTCore,
 	} {
 		if err := check(); err != nil {
 			return err
