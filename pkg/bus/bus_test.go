@@ -347,13 +347,12 @@ func TestHalfOpenDetected(t *testing.T) {
 
 	p.Blackhole()
 	at := time.Now()
-	d := waitFor(t, "half-open link noticed", tHealthInterval+tHealthTimeout+time.Second, func() bool {
+	// Noticed by the health check, not by TCP (whose timeouts are minutes); the slack beyond
+	// HealthInterval + HealthTimeout is for a loaded machine.
+	d := waitFor(t, "half-open link noticed", tHealthInterval+tHealthTimeout+2*time.Second, func() bool {
 		return !b1.Status().Connected
 	})
 	t.Logf("half-open link noticed after %v (HealthInterval %v + HealthTimeout %v)", d, tHealthInterval, tHealthTimeout)
-	if d > tHealthInterval+tHealthTimeout+300*time.Millisecond {
-		t.Fatalf("took %v", d)
-	}
 	if !strings.Contains(b1.Status().LastError, "health check") {
 		t.Fatalf("LastError %q", b1.Status().LastError)
 	}
@@ -371,9 +370,7 @@ func TestHalfOpenDetected(t *testing.T) {
 	p.Restore()
 	d = waitFor(t, "recovered after Restore", 5*time.Second, func() bool { return b1.Status().Connected })
 	t.Logf("recovered %v after Restore (%v after the partition began)", d, time.Since(at))
-	if r1.reconns.Load() == 0 {
-		t.Fatal("OnReconnect not called")
-	}
+	waitFor(t, "OnReconnect called", 3*time.Second, func() bool { return r1.reconns.Load() > 0 })
 	rec := newDoneRecorder()
 	b2.Publish("r1", seqMessage("r2", 7), rec.done(7))
 	rec.wait(t, 3*time.Second)
