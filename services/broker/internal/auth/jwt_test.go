@@ -20,7 +20,9 @@ import (
 // the registry in a real Redis).
 type keyMap map[string][]DeviceKey
 
-func (m keyMap) DeviceKeys(_ context.Context, device string) ([]DeviceKey, error) { return m[device], nil }
+func (m keyMap) DeviceKeys(_ context.Context, device string) ([]DeviceKey, error) {
+	return m[device], nil
+}
 
 func sign(t testing.TB, m jwt.SigningMethod, key any, claims jwt.MapClaims) []byte {
 	t.Helper()
