@@ -133,22 +133,7 @@ func TestJWKSTokens(t *testing.T) {
 		t.Fatalf("alice subscribing to bob's topics: %#x, want 0x80", r)
 	}
 
-	for name, tc := range map[string]struct {
-		tok   string
-		cause string
-	}{
-		"iss":       {idpToken(t, jwt.SigningMethodRS256, k1, "k1", claims("x", "https://other.test", "mqtt-broker")), "issuer"},
-		"aud":       {idpToken(t, jwt.SigningMethodRS256, k1, "k1", claims("x", "https://idp.test", "other")), "audience"},
-		"no claim":  {idpToken(t, jwt.SigningMethodRS256, k1, "k1", jwt.MapClaims{"iss": "https://idp.test", "aud": "mqtt-broker", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}), "username_claim"},
-		"k2 before": {idpToken(t, jwt.SigningMethodES256, k2, "k2", good("bob")), "unknown_key"},
-	} {
-		if _, err := v3Token(t, a.MQTT, "x-"+name, tc.tok, nil); !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
-			t.Fatalf("%s: %v, want 0x04", name, err)
-		}
-		if v := value(t, scrape(t, a.HTTP), "mcloudtt_broker_jwt_auth_failures_total", "cause", tc.cause); v < 1 {
-			t.Fatalf("%s: failures{cause=%s} = %v", name, tc.cause, v)
-		}
-	}
+	jwksRefusals(t, a, k1, k2, now)
 
 	// Rotation at the provider: k2 joins the set; its first token fetches the set again.
 	p.publish(map[string]any{"k1": &k1.PublicKey, "k2": &k2.PublicKey})
@@ -175,5 +160,31 @@ func TestJWKSTokens(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("the refusal took %s", d)
+	}
+}
+
+// jwksRefusals checks the provider's tokens the broker refuses, and their causes in /metrics.
+func jwksRefusals(t *testing.T, a Addrs, k1 *rsa.PrivateKey, k2 *ecdsa.PrivateKey, now time.Time) {
+	t.Helper()
+	claims := func(iss, aud string) jwt.MapClaims {
+		return jwt.MapClaims{"iss": iss, "aud": aud, "preferred_username": "x", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	}
+	noName := claims("https://idp.test", "mqtt-broker")
+	delete(noName, "preferred_username")
+	for name, tc := range map[string]struct {
+		tok   string
+		cause string
+	}{
+		"iss":       {idpToken(t, jwt.SigningMethodRS256, k1, "k1", claims("https://other.test", "mqtt-broker")), "issuer"},
+		"aud":       {idpToken(t, jwt.SigningMethodRS256, k1, "k1", claims("https://idp.test", "other")), "audience"},
+		"no claim":  {idpToken(t, jwt.SigningMethodRS256, k1, "k1", noName), "username_claim"},
+		"k2 before": {idpToken(t, jwt.SigningMethodES256, k2, "k2", claims("https://idp.test", "mqtt-broker")), "unknown_key"},
+	} {
+		if _, err := v3Token(t, a.MQTT, "x-"+name, tc.tok, nil); !errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+			t.Fatalf("%s: %v, want 0x04", name, err)
+		}
+		if v := value(t, scrape(t, a.HTTP), "mcloudtt_broker_jwt_auth_failures_total", "cause", tc.cause); v < 1 {
+			t.Fatalf("%s: failures{cause=%s} = %v", name, tc.cause, v)
+		}
 	}
 }

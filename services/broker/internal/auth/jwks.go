@@ -28,8 +28,9 @@ type JWKSConfig struct {
 	// RefreshInterval is how often the key set is fetched again; 0: hourly.
 	RefreshInterval time.Duration
 	// RefreshMinInterval bounds the extra fetches a token with an unknown kid triggers (a
-	// rotation at the provider): at most one per interval; 0: five minutes. A CONNECT never
-	// waits for that limit: when no fetch is allowed, the unknown key is refused at once.
+	// rotation at the provider): at most one per interval; 0: five minutes. A CONNECT waits for
+	// that limit and the fetch together at most jwksHTTPTimeout: when the next fetch is further
+	// away, the unknown key is refused at once.
 	RefreshMinInterval time.Duration
 	// OnRefreshError is told when a fetch fails; the keys fetched before stay in use.
 	OnRefreshError func(error)
@@ -59,9 +60,11 @@ func newJWKSSource(ctx context.Context, c JWKSConfig) (*jwksSource, error) {
 		Client:          c.Client,
 		HTTPTimeout:     jwksHTTPTimeout,
 		RefreshInterval: c.RefreshInterval,
-		// One fetch for unknown kids per RefreshMinInterval, and a CONNECT never queues for it.
+		// One fetch for unknown kids per RefreshMinInterval. jwkset bounds the wait for the limiter
+		// and the fetch that follows with one deadline, RateLimitWaitMax; the limiter refuses at
+		// once a wait that would pass it.
 		RefreshUnknownKID: rate.NewLimiter(rate.Every(c.RefreshMinInterval), 1),
-		RateLimitWaitMax:  time.Millisecond,
+		RateLimitWaitMax:  jwksHTTPTimeout,
 		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
 			return func(_ context.Context, err error) {
 				if onErr != nil {
