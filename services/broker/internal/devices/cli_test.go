@@ -77,9 +77,11 @@ func TestDevicesCommand(t *testing.T) {
 	if code != 0 || len(lines) != 2 || !strings.Contains(out, "RSA_PEM") || !strings.Contains(out, "ES256_X509_PEM added") {
 		t.Fatalf("list: %d %q %q", code, out, errOut)
 	}
-	rsaID := strings.Fields(lines[0])[0]
-	if strings.Contains(lines[1], rsaID) {
-		rsaID = strings.Fields(lines[1])[0]
+	var rsaID string
+	for _, l := range lines {
+		if f := strings.Fields(l); f[1] == "RSA_PEM" {
+			rsaID = f[0]
+		}
 	}
 
 	// Private keys: refused, whatever their encoding, and nothing is stored.
