@@ -111,6 +111,15 @@ bench-tls: deps-bench ## S1 against one broker over TCP and over TLS, with the r
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
 	BIN=$(BIN) scripts/bench-tls.sh
 
+CONNECT_BENCHTIME ?= 3000x
+
+.PHONY: bench-connect
+bench-connect: ## CONNECT rate (dial to CONNACK) with JWT RS256/ES256 (device registry), password file (PBKDF2) and anonymous; a token check and a registry lookup alone
+	@scripts/deps.sh base
+	$(GO) test -run='^$$' -bench='^BenchmarkConnect$$' -benchmem -benchtime=$(CONNECT_BENCHTIME) ./services/broker/internal/app
+	$(GO) test -run='^$$' -bench='^(BenchmarkJWTVerify|BenchmarkPasswordsCheck)$$' -benchmem -benchtime=$(BENCHTIME) ./services/broker/internal/auth
+	$(GO) test -run='^$$' -bench='^BenchmarkDeviceKeys$$' -benchmem -benchtime=$(BENCHTIME) ./services/broker/internal/devices
+
 .PHONY: test-infra
 test-infra: ## real validators: kube-apiserver + etcd on loopback, tofu, offline images (builds them first)
 	@scripts/deps.sh infra

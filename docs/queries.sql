@@ -104,7 +104,7 @@ ORDER BY client_id;
 -- name: devices_offline_now
 -- Devices seen in the last week whose latest connection has ended: since when, why (normal,
 -- connection_lost, keepalive_timeout, protocol_error, takeover, replica_drain, slow_consumer,
--- kicked) and on which replica. A device whose replica crashed has no disconnect and counts as
+-- credentials_expired, kicked) and on which replica. A device whose replica crashed has no disconnect and counts as
 -- online until it connects again (usually at once, to another replica).
 SELECT client_id, offline_since, cause, broker_id
 FROM (

@@ -106,6 +106,11 @@ func (n Names) SessionOwner(clientID string) string {
 	return n.p() + ":{s:" + clientID + "}:owner"
 }
 
+// DeviceKeys is the key of a device's public keys for JWT authentication: a HASH key
+// fingerprint -> the key (PEM) with its expiry, written by `broker devices` and read by every
+// replica at each CONNECT that presents a token. "mcloudtt:{d:<device id>}:keys".
+func (n Names) DeviceKeys(device string) string { return n.p() + ":{d:" + device + "}:keys" }
+
 // ProbeTopicPrefix is where the health gateway's synthetic probe messages live. It starts with
 // '$', so subscriptions to "#" or "+/..." never see probes [MQTT-4.7.2-1]; the broker lets clients
 // publish under it (still subject to the ACL), and the export to BigQuery skips it.

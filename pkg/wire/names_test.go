@@ -18,6 +18,7 @@ func TestNames(t *testing.T) {
 		n.Session("c/1"):            "mcloudtt:{s:c/1}:session",
 		n.SessionQueue("c/1"):       "mcloudtt:{s:c/1}:queue",
 		n.SessionOwner("c/1"):       "mcloudtt:{s:c/1}:owner",
+		n.DeviceKeys("dev-1"):       "mcloudtt:{d:dev-1}:keys",
 		n.Export():                  "mcloudtt:export",
 		n.ExportDeadLetter():        "mcloudtt:export:dead",
 		n.ExportPlans():             "mcloudtt:export:plans",

@@ -9,6 +9,7 @@ import (
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/app"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/devices"
 )
 
 var program = cli.Program{
@@ -18,6 +19,10 @@ var program = cli.Program{
 		Name: "passwd", Args: "[-c|-D] [-b] [-H alg] FILE USER [PASSWORD]",
 		Summary: "add, change or delete a user in a mosquitto-format password file",
 		Run:     func(args []string) int { return auth.RunPasswd(args, os.Stdin, os.Stdout, os.Stderr) },
+	}, {
+		Name: "devices", Args: "add [-expires TIME] DEVICE KEYFILE | remove DEVICE KEYID|all | list [-pem] DEVICE",
+		Summary: "manage the public keys devices sign their JWT passwords with (the device registry in Redis)",
+		Run:     func(args []string) int { return devices.RunDevices(args, os.Stdin, os.Stdout, os.Stderr) },
 	}},
 	Env:  config.Usage,
 	More: "Every variable is explained in README.md, section Configuration.",

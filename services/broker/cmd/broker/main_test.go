@@ -32,6 +32,8 @@ func TestBadConfigNamesTheField(t *testing.T) {
 		"BROKER_WS_ALLOWED_ORIGINS=example.com": "BROKER_WS_ALLOWED_ORIGINS",
 		"BROKER_IOTCORE=true":                   "BROKER_IOTCORE_PROJECT",
 		"BROKER_IOTCORE_REGISTRY=reg":           "BROKER_IOTCORE",
+		"BROKER_JWT_ENABLED=true":               "BROKER_JWT_ENABLED",
+		"BROKER_JWT_CLOCK_SKEW=a while":         "BROKER_JWT_CLOCK_SKEW",
 	})
 }
 
@@ -156,5 +158,5 @@ func TestSIGHUPReloadsPasswordFile(t *testing.T) {
 }
 
 func TestCommandLine(t *testing.T) {
-	proctest.CheckCommandLine(t, proctest.Build(t, "."), "broker passwd", "BROKER_MQTT_ADDR", "BROKER_REDIS_ADDRS", "README.md")
+	proctest.CheckCommandLine(t, proctest.Build(t, "."), "broker passwd", "broker devices", "BROKER_JWT_ENABLED", "BROKER_MQTT_ADDR", "BROKER_REDIS_ADDRS", "README.md")
 }

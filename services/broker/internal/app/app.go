@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -47,7 +49,11 @@ type Addrs struct {
 // started, if not nil, is called with the listening addresses once the broker is ready.
 func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) error {
 	r := &replica{cfg: cfg, log: log.With().Str("broker_id", cfg.ID).Logger()}
-	if err := r.newServer(); err != nil {
+	err := r.newServer(ctx)
+	if r.jwtRedis != nil {
+		defer r.jwtRedis.Close() // after the drain
+	}
+	if err != nil {
 		return err
 	}
 	if err := r.startCluster(ctx); err != nil {
@@ -90,8 +96,11 @@ type replica struct {
 	cfg   config.Config
 	log   zerolog.Logger
 	srv   *broker.Server
-	store *auth.Store     // nil: anonymous access and no ACL
-	certs *listener.Certs // nil: no TLS listener
+	store *auth.Store // nil: anonymous access and no ACL
+	jwt   *auth.JWT   // nil: no JWT authentication
+	// jwtRedis is the device registry's Redis client; nil without one.
+	jwtRedis redis.UniversalClient
+	certs    *listener.Certs // nil: no TLS listener
 
 	// The cluster bus: without it (nil) the replica stands alone.
 	bus       *bus.Bus
@@ -106,13 +115,32 @@ type replica struct {
 	ready atomic.Bool
 }
 
-// newServer loads the authentication files and the certificates and makes the broker.
-func (r *replica) newServer() (err error) {
+// newServer loads the authentication files and the certificates, sets up JWT authentication and
+// makes the broker.
+func (r *replica) newServer(ctx context.Context) (err error) {
 	cfg := r.cfg
 	var opts []broker.Option
-	if cfg.PasswordFile != "" || cfg.ACLFile != "" || !cfg.AllowAnonymous || cfg.ProbeUsername != "" {
-		if r.store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous,
-			auth.WithProbeUser(cfg.ProbeUsername)); err != nil {
+	var deviceOf func(clientID string) (string, bool) // nil: the client id is the device id
+	if cfg.IoTCoreEnabled {
+		m, err := iotcore.New(cfg.IoTCoreProject, cfg.IoTCoreRegion, cfg.IoTCoreRegistry)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, broker.WithIoTCore(m))
+		deviceOf = m.DeviceOf // a registry token names the device of the long client id
+		r.log.Info().Str("project", cfg.IoTCoreProject).Str("region", cfg.IoTCoreRegion).
+			Str("registry", cfg.IoTCoreRegistry).Msg("Cloud IoT Core compatible mode on")
+	}
+	if r.jwt, r.jwtRedis, err = newJWT(ctx, cfg, r, deviceOf); err != nil {
+		return fmt.Errorf("jwt: %w", err)
+	}
+	if cfg.PasswordFile != "" || cfg.ACLFile != "" || !cfg.AllowAnonymous || cfg.ProbeUsername != "" || r.jwt != nil {
+		sopts := []auth.StoreOption{auth.WithProbeUser(cfg.ProbeUsername)}
+		if r.jwt != nil {
+			sopts = append(sopts, auth.WithTokens())
+			opts = append(opts, broker.WithJWT(r.jwt))
+		}
+		if r.store, err = auth.NewStore(cfg.PasswordFile, cfg.ACLFile, cfg.AllowAnonymous, sopts...); err != nil {
 			return fmt.Errorf("auth: %w", err)
 		}
 		opts = append(opts, broker.WithAuth(r.store))
@@ -125,15 +153,6 @@ func (r *replica) newServer() (err error) {
 			return fmt.Errorf("tls: %w", err)
 		}
 		opts = append(opts, broker.WithPeerName(listener.PeerCommonName))
-	}
-	if cfg.IoTCoreEnabled {
-		m, err := iotcore.New(cfg.IoTCoreProject, cfg.IoTCoreRegion, cfg.IoTCoreRegistry)
-		if err != nil {
-			return err
-		}
-		opts = append(opts, broker.WithIoTCore(m))
-		r.log.Info().Str("project", cfg.IoTCoreProject).Str("region", cfg.IoTCoreRegion).
-			Str("registry", cfg.IoTCoreRegistry).Msg("Cloud IoT Core compatible mode on")
 	}
 	r.srv = broker.New(cfg, r.log, opts...)
 	return nil
@@ -264,7 +283,11 @@ func (r *replica) serveHTTP() error {
 		}
 		return true, ""
 	}
-	h.Start(httpHandler(r.cfg, r.srv, ready))
+	cs := []prometheus.Collector{r.srv.Collector()}
+	if r.jwt != nil {
+		cs = append(cs, r.jwt)
+	}
+	h.Start(httpHandler(r.cfg, ready, cs...))
 	r.http = h
 	r.addrs.HTTP = h.Addr()
 	r.log.Info().Str("http_addr", r.addrs.HTTP).Msg("http listening")
@@ -369,7 +392,7 @@ func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
 		log.Warn().Msg("anonymous access is on and no password file or ACL is set: " +
 			"every client may connect and use every topic (BROKER_ALLOW_ANONYMOUS, BROKER_PASSWORD_FILE)")
 		return
-	case store.RefusesEveryone():
+	case store.RefusesEveryone(): // (never with JWT authentication: tokens are a way)
 		ev := log.Error()
 		if cfg.TLSCNAsUsername {
 			ev = log.Warn()
@@ -391,9 +414,9 @@ func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
 	}
 }
 
-func httpHandler(cfg config.Config, srv *broker.Server, ready service.Ready) http.Handler {
+func httpHandler(cfg config.Config, ready service.Ready, cs ...prometheus.Collector) http.Handler {
 	mux := http.NewServeMux()
-	service.Routes(mux, ready, service.NewRegistry(srv.Collector()))
+	service.Routes(mux, ready, service.NewRegistry(cs...))
 	if cfg.Pprof {
 		service.Pprof(mux)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -7,6 +7,10 @@
 // behind an atomic pointer so a reload swaps both at once while connections keep checking.
 // RunPasswd is the `broker passwd` subcommand, a mosquitto_passwd look-alike.
 //
+// JWT authenticates clients whose password is a JSON Web Token, with the keys of a
+// DeviceKeySource (package devices: the registry in Redis) or of an identity provider's JWKS;
+// the broker decides which method applies (client certificate, password file, then JWT).
+//
 // Where mosquitto versions differ, or where we deliberately differ from mosquitto, the comment on
 // the type or function concerned says so.
 package auth

@@ -146,6 +146,12 @@ func (p *Passwords) Check(username string, password []byte) bool {
 	return ok && match && len(password) > 0
 }
 
+// Has reports whether the file has username.
+func (p *Passwords) Has(username string) bool {
+	_, ok := p.users[username]
+	return ok
+}
+
 // Len returns the number of users.
 func (p *Passwords) Len() int { return len(p.users) }
 

@@ -30,6 +30,7 @@ type Store struct {
 	passwordFile, aclFile string
 	allowAnonymous        bool
 	probeUser             string
+	tokens                bool // JWT authentication is on (WithTokens)
 
 	reloadMu sync.Mutex // serialises Reload so the last one to start is the one in force
 	cur      atomic.Pointer[storeState]
@@ -45,6 +46,10 @@ type StoreOption func(*Store)
 
 // WithProbeUser names the user that owns the probe topics (see Store); "" leaves them to nobody.
 func WithProbeUser(username string) StoreOption { return func(s *Store) { s.probeUser = username } }
+
+// WithTokens says that clients may also authenticate with a JWT (JWT), so that a store without a
+// password file and without anonymous access does not refuse everyone.
+func WithTokens() StoreOption { return func(s *Store) { s.tokens = true } }
 
 // NewStore loads the files; an empty path turns that feature off. Errors name the file, and the
 // line for a malformed one (ParseError).
@@ -107,8 +112,15 @@ func (s *Store) Authenticate(username string, password []byte, hasUsername bool)
 }
 
 // RefusesEveryone reports whether no client can authenticate: anonymous access is off and there
-// is no password file.
-func (s *Store) RefusesEveryone() bool { return !s.allowAnonymous && s.passwordFile == "" }
+// is no password file and no JWT authentication.
+func (s *Store) RefusesEveryone() bool { return !s.allowAnonymous && s.passwordFile == "" && !s.tokens }
+
+// HasUser reports whether the password file has username (false without a password file): such
+// a user authenticates with the password file, whatever the password looks like.
+func (s *Store) HasUser(username string) bool {
+	pw := s.cur.Load().passwords
+	return pw != nil && pw.Has(username)
+}
 
 // ProbeUser returns the user that owns the probe topics ("" for nobody).
 func (s *Store) ProbeUser() string { return s.probeUser }

@@ -54,6 +54,10 @@ type client struct {
 	will       *message
 	willDelay  time.Duration
 	sessExpiry time.Duration
+	// tokenExpires is when the JWT the client authenticated with stops being valid (zero: no
+	// JWT); tokenTimer closes the connection then (jwt.go).
+	tokenExpires time.Time
+	tokenTimer   *time.Timer
 
 	// aliasesOut is guarded by out.mu.
 	aliasesOut map[string]uint16
@@ -239,6 +243,7 @@ func (c *client) handleDisconnect(p *mqtt.Disconnect) error {
 
 // finish runs once when the reader stops: the session goes offline (or away), the will is handled.
 func (c *client) finish() {
+	c.stopTokenTimer()
 	c.flushKicks()
 	c.closeConn()
 	c.setReason(discConnectionLost)

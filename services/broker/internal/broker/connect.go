@@ -99,6 +99,7 @@ func (c *client) accept(p *mqtt.Connect) error {
 		return errClientGone
 	}
 	c.flushKicks()
+	c.armTokenTimer()
 	c.log.Debug().Str("version", c.version.String()).Bool("session_present", ack.SessionPresent).Msg("client connected")
 	return nil
 }
@@ -124,10 +125,16 @@ func (c *client) identify(p *mqtt.Connect) (assigned, ok bool) {
 	return assigned, true
 }
 
-// authenticate sets the client's user name and checks its credentials [MQTT-3.1.4-2]: a verified
-// client certificate's common name may stand for the user name (mosquitto's
-// use_identity_as_username); otherwise the password file decides. It returns false when it
-// refused the connection.
+// authenticate sets the client's user name and checks its credentials [MQTT-3.1.4-2], trying the
+// methods in this order:
+//  1. a verified client certificate's common name stands for the user name (mosquitto's
+//     use_identity_as_username), and nothing else is checked;
+//  2. a user name the password file has: the password file decides;
+//  3. with JWT authentication on, a password shaped like a JWT: the token decides (jwt.go), and
+//     its device or claim becomes the user name;
+//  4. otherwise the password file and BROKER_ALLOW_ANONYMOUS decide (auth.Store).
+//
+// It returns false when it refused the connection.
 func (c *client) authenticate(p *mqtt.Connect) bool {
 	c.username = p.Username
 	hasUsername := p.UsernameFlag
@@ -139,6 +146,9 @@ func (c *client) authenticate(p *mqtt.Connect) bool {
 			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
 			return false
 		}
+	}
+	if !byCert && c.usesJWT(p, hasUsername) {
+		return c.authenticateJWT(p, hasUsername)
 	}
 	if c.srv.auth != nil && !byCert && !c.srv.auth.Authenticate(c.username, p.Password, hasUsername) {
 		switch {

@@ -20,15 +20,16 @@ type presenceConn struct {
 
 // Presence causes: the events table's cause column, by the connection's disconnectReason.
 var presenceCauses = [numDisconnectReasons]string{
-	discNormal:         "normal",            // the client sent DISCONNECT
-	discConnectionLost: "connection_lost",   // EOF, reset, a failed write
-	discKeepAlive:      "keepalive_timeout", // nothing from the client for 1.5 keep alives
-	discProtocolError:  "protocol_error",    // a malformed packet or a protocol violation
-	discTakeover:       "takeover",          // the client id connected again (here or on another replica)
-	discShutdown:       "replica_drain",     // the replica stopped (SIGTERM) and closed its connections
-	discSlowConsumer:   "slow_consumer",     // output piled up beyond BROKER_MAX_PENDING_BYTES
-	discRefused:        "connect_refused",   // (no connect event: never reaches presence)
-	discConnectTimeout: "connect_timeout",   // (likewise)
+	discNormal:             "normal",              // the client sent DISCONNECT
+	discConnectionLost:     "connection_lost",     // EOF, reset, a failed write
+	discKeepAlive:          "keepalive_timeout",   // nothing from the client for 1.5 keep alives
+	discProtocolError:      "protocol_error",      // a malformed packet or a protocol violation
+	discTakeover:           "takeover",            // the client id connected again (here or on another replica)
+	discShutdown:           "replica_drain",       // the replica stopped (SIGTERM) and closed its connections
+	discSlowConsumer:       "slow_consumer",       // output piled up beyond BROKER_MAX_PENDING_BYTES
+	discRefused:            "connect_refused",     // (no connect event: never reaches presence)
+	discConnectTimeout:     "connect_timeout",     // (likewise)
+	discCredentialsExpired: "credentials_expired", // the JWT it authenticated with expired
 }
 
 // causeKicked is the cause of a connection an operator ended on purpose. The broker has no

@@ -32,6 +32,7 @@ type Server struct {
 	store     SessionStore                  // persistent sessions (memStore when alone)
 	auth      *auth.Store                   // nil: everyone may do everything
 	iot       *iotcore.Mode                 // the Cloud IoT Core compatible mode; nil: off
+	jwt       *auth.JWT                     // nil: no JWT authentication
 	peerName  func(net.Conn) (string, bool) // verified client-certificate CN, if any
 
 	// mu guards everything that follows.
@@ -76,6 +77,10 @@ type Option func(*Server)
 // WithAuth makes the server authenticate clients and check every publish, subscription and
 // delivery against st. Without it, every client may do everything.
 func WithAuth(st *auth.Store) Option { return func(s *Server) { s.auth = st } }
+
+// WithJWT makes the server accept JWT passwords, verified by j (see authenticate for the order of
+// the methods). It needs WithAuth too.
+func WithJWT(j *auth.JWT) Option { return func(s *Server) { s.jwt = j } }
 
 // WithPeerName tells the server how to find the verified client-certificate common name of a
 // connection, for BROKER_TLS_CN_AS_USERNAME.

@@ -54,12 +54,13 @@ const (
 	discRefused                                    // CONNECT refused (auth, limits, bad CONNECT)
 	discConnectTimeout                             // no CONNECT in time
 	discClusterUnavailable                         // a 3.x publish could not be stored (Redis away)
+	discCredentialsExpired                         // the JWT the client authenticated with expired
 	numDisconnectReasons
 )
 
 var disconnectReasonNames = [numDisconnectReasons]string{"normal", "connection_lost", "keepalive_timeout",
 	"protocol_error", "session_taken_over", "server_shutdown", "slow_consumer", "connect_refused", "connect_timeout",
-	"store_unavailable"}
+	"store_unavailable", "credentials_expired"}
 
 // Stats is a snapshot of selected counters (Server.Stats).
 type Stats struct {
@@ -98,6 +99,8 @@ type DisconnectStats struct {
 	ConnectRefused   int64 // CONNECT refused (auth, limits, bad CONNECT)
 	ConnectTimeout   int64 // no CONNECT in time
 	StoreUnavailable int64 // a 3.x publish could not be stored (Redis away)
+	// CredentialsExpired: the JWT the client authenticated with expired (v5: DISCONNECT 0xA0).
+	CredentialsExpired int64
 }
 
 // Stats returns a snapshot of selected counters, for the replica's heartbeat and tests.
@@ -123,16 +126,17 @@ func (s *Server) Stats() Stats {
 			ClusterUnavailable: d[dropClusterUnavailable].Load(),
 		},
 		Disconnects: DisconnectStats{
-			Normal:           x[discNormal].Load(),
-			ConnectionLost:   x[discConnectionLost].Load(),
-			KeepAliveTimeout: x[discKeepAlive].Load(),
-			ProtocolError:    x[discProtocolError].Load(),
-			SessionTakenOver: x[discTakeover].Load(),
-			ServerShutdown:   x[discShutdown].Load(),
-			SlowConsumer:     x[discSlowConsumer].Load(),
-			ConnectRefused:   x[discRefused].Load(),
-			ConnectTimeout:   x[discConnectTimeout].Load(),
-			StoreUnavailable: x[discClusterUnavailable].Load(),
+			Normal:             x[discNormal].Load(),
+			ConnectionLost:     x[discConnectionLost].Load(),
+			KeepAliveTimeout:   x[discKeepAlive].Load(),
+			ProtocolError:      x[discProtocolError].Load(),
+			SessionTakenOver:   x[discTakeover].Load(),
+			ServerShutdown:     x[discShutdown].Load(),
+			SlowConsumer:       x[discSlowConsumer].Load(),
+			ConnectRefused:     x[discRefused].Load(),
+			ConnectTimeout:     x[discConnectTimeout].Load(),
+			StoreUnavailable:   x[discClusterUnavailable].Load(),
+			CredentialsExpired: x[discCredentialsExpired].Load(),
 		},
 	}
 }

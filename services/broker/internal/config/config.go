@@ -74,6 +74,9 @@ type Config struct {
 	// SubackDenied is the v5 SUBACK reason for a subscription the ACL refuses: not_authorized
 	// (0x87) or unspecified (0x80, which tells the client less). 3.x clients always get 0x80.
 	SubackDenied string `envconfig:"SUBACK_DENIED" default:"not_authorized"`
+	// JWT is JWT authentication: JWT_ENABLED, JWT_REGISTRY, JWT_PROJECT_ID, JWT_MAX_KEYS,
+	// JWT_CLOCK_SKEW, JWT_MAX_LIFETIME and JWT_JWKS_* (jwt.go).
+	JWT
 
 	// RedisAddrs are the Redis addresses of the cluster bus (comma-separated; several mean a
 	// Redis Cluster). Empty: a stand-alone replica without Redis.
@@ -184,7 +187,7 @@ func Default() Config {
 func (c Config) Validate() error {
 	for _, check := range []func() error{
 		c.validateLogging, c.validateLimits, c.validateListeners, c.validateCluster,
-		c.validateOrigins, c.validateEnv, c.validateExport, c.validateReplicaID, c.validateIoTCore,
+		c.validateOrigins, c.validateEnv, c.validateExport, c.validateReplicaID, c.validateIoTCore, c.validateJWT,
 	} {
 		if err := check(); err != nil {
 			return err
