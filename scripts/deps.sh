@@ -7,7 +7,8 @@
 #   base   redis-server, mosquitto (broker and clients, for interop and benchmarks), python3
 #   browser  chromium (headless, for the health gateway's status-page test)
 #   infra  the validators of scripts/infra-test.sh, built from the Go module proxy: kube-apiserver and
-#          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu) and imagekit, plus openssl
+#          kubectl (k8s.io/kubernetes), etcd, tofu (OpenTofu), promtool (Prometheus) and imagekit, plus
+#          openssl
 #   bq     clang and the local BigQuery emulator (tools/bqemulator), built with cgo and clang
 #   lint   shellcheck (make lint)
 #   bench  base plus jq, bc, curl and time, which the benchmark scripts use
@@ -125,6 +126,9 @@ group_infra() {
   build_pinned "$pins/kube" kubectl k8s.io/kubernetes/cmd/kubectl "$kubeflags" || failed=1
   # dev=no is what OpenTofu's release builds set: the version is then 1.12.6, not 1.12.6-dev.
   build_pinned "$pins/tofu" tofu github.com/opentofu/opentofu/cmd/tofu "-X github.com/opentofu/opentofu/version.dev=no" || failed=1
+  # promtool for the alert rules in deploy/monitoring (check rules, test rules). Module v0.316.0 is
+  # Prometheus 3.16.0; the version string is what `promtool --version` prints.
+  build_pinned "$pins/prometheus" promtool github.com/prometheus/prometheus/cmd/promtool "-X github.com/prometheus/common/version.Version=3.16.0" || failed=1
   [ "$failed" -eq 0 ] || exit 1
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -254,7 +255,7 @@ func (r *replica) serveHTTP() error {
 		}
 		return true, ""
 	}
-	h.Start(httpHandler(r.cfg, r.srv, ready))
+	h.Start(httpHandler(r.cfg, r.srv, r.bus, ready))
 	r.http = h
 	r.addrs.HTTP = h.Addr()
 	r.log.Info().Str("http_addr", r.addrs.HTTP).Msg("http listening")
@@ -381,9 +382,9 @@ func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
 	}
 }
 
-func httpHandler(cfg config.Config, srv *broker.Server, ready service.Ready) http.Handler {
+func httpHandler(cfg config.Config, srv *broker.Server, b *bus.Bus, ready service.Ready) http.Handler {
 	mux := http.NewServeMux()
-	service.Routes(mux, ready, service.NewRegistry(srv.Collector()))
+	service.Routes(mux, ready, service.NewRegistry(metricCollectors(cfg, srv, b)...))
 	if cfg.Pprof {
 		service.Pprof(mux)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -422,4 +423,22 @@ func heartbeat(b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs,
 		last, lastAt = st, now
 		return hb
 	}
+}
+
+// metricCollectors are the broker's metrics, the limits the alert rules compare them with
+// (BROKER_MAX_CONNECTIONS, BROKER_MAX_QUEUED_MESSAGES; 0: no limit) and, in a cluster, the Redis
+// link's state.
+func metricCollectors(cfg config.Config, srv *broker.Server, b *bus.Bus) []prometheus.Collector {
+	limit := func(name, help string, v int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v) })
+	}
+	cs := []prometheus.Collector{srv.Collector(),
+		limit("mcloudtt_broker_max_connections", "BROKER_MAX_CONNECTIONS: the bound on connected clients (0: none).",
+			cfg.MaxConnections),
+		limit("mcloudtt_broker_max_queued_messages", "BROKER_MAX_QUEUED_MESSAGES: the bound on messages queued per session (0: none).",
+			cfg.MaxQueuedMessages)}
+	if b != nil {
+		cs = append(cs, service.RedisLink(func() bool { return b.Status().Connected }))
+	}
+	return cs
 }
