@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -53,5 +54,40 @@ func TestRulesResourcesAreTheRulesFile(t *testing.T) {
 				t.Errorf("%s: spec.groups are not the groups of %s", rr.Path, RulesFile)
 			}
 		})
+	}
+}
+
+// README.md lists every alert with its runbook line, as the rules file has it.
+func TestReadmeListsEveryAlert(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := RuleGroups(filepath.Join(root, RulesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range groups {
+		rules, _ := g.(map[string]any)["rules"].([]any)
+		for _, r := range rules {
+			rule, _ := r.(map[string]any)
+			alert, _ := rule["alert"].(string)
+			ann, _ := rule["annotations"].(map[string]any)
+			runbook, _ := ann["runbook"].(string)
+			line := "| `" + alert + "` |"
+			if alert == "" || runbook == "" || !strings.Contains(string(readme), line) ||
+				!strings.Contains(string(readme), strings.ReplaceAll(runbook, "|", `\|`)+" |") {
+				t.Errorf("README.md (Monitoring, Alerts) lacks the row of %q with its runbook %q", alert, runbook)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("no alerts in the rules file")
 	}
 }
