@@ -24,13 +24,52 @@ var synthetic = map[string]bool{"up": true}
 func TestEveryMetricNamedIsExposed(t *testing.T) {
 	root := repoRoot(t)
 	wanted := namedMetrics(t, root)
-	exposed := liveMetrics(t, root)
+	rs := redistest.New(t)
+	rs.Start()
+	addrs := startServices(t, root, rs)
+	exposed := map[string]bool{}
+	for _, addr := range addrs {
+		if !strings.Contains(scrape(t, addr), "\nmcloudtt_redis_connected 1\n") {
+			t.Errorf("%s: mcloudtt_redis_connected is not 1 while Redis runs", addr)
+		}
+		for n := range ExposedNames(scrape(t, addr)) {
+			exposed[n] = true
+		}
+	}
 	for _, name := range Sorted(wantedNames(wanted)) {
 		if !exposed[name] && !synthetic[name] {
 			t.Errorf("%s is named by %s but no service exposes it", name, strings.Join(wanted[name], "; "))
 		}
 	}
 	t.Logf("%d metric names in the rules and dashboards, %d exposed by the services", len(wanted), len(exposed))
+
+	// The gauge RedisLinkDown fires on follows the real link: with Redis gone, every service says 0.
+	rs.Stop()
+	for _, addr := range addrs {
+		waitMetrics(t, addr, 30*time.Second, "mcloudtt_redis_connected 0")
+	}
+}
+
+// waitMetrics waits until the /metrics at addr contains every one of want.
+func waitMetrics(t *testing.T, addr string, within time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		body := scrape(t, addr)
+		missing := ""
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				missing = w
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the /metrics of %s still lacks %s after %s:\n%s", addr, missing, within, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 func wantedNames(w map[string][]string) map[string]bool {
@@ -83,19 +122,19 @@ func namedMetrics(t *testing.T, root string) map[string][]string {
 	return out
 }
 
-// liveMetrics starts the services and returns the union of the names their /metrics expose.
-func liveMetrics(t *testing.T, root string) map[string]bool {
+// startServices builds and starts two brokers, an adapter (on the BigQuery emulator) and a
+// gateway on rs, waits until the gateway has probed both pairs and heard the adapter (the series
+// that appear only after those first events), and returns their HTTP addresses.
+func startServices(t *testing.T, root string, rs *redistest.Server) []string {
 	t.Helper()
 	bin := buildServices(t, root)
-	rs := redistest.New(t)
-	rs.Start()
 	bq := startEmulator(t)
-	var brokers []string
+	var addrs []string
 	for _, id := range []string{"broker-a", "broker-b"} {
 		http := freeAddr(t)
 		start(t, filepath.Join(bin, "broker"), nil, append(rs.EnvVars("BROKER"), "BROKER_REDIS_ADDRS="+rs.Addr(), "BROKER_ID="+id,
 			"BROKER_MQTT_ADDR="+freeAddr(t), "BROKER_HTTP_ADDR="+http)...)
-		brokers = append(brokers, http)
+		addrs = append(addrs, http)
 	}
 	adapter := freeAddr(t)
 	start(t, filepath.Join(bin, "bigquery-adapter"), nil, append(rs.EnvVars("ADAPTER"), "ADAPTER_REDIS_ADDRS="+rs.Addr(), "ADAPTER_ID=adapter-a",
@@ -104,35 +143,11 @@ func liveMetrics(t *testing.T, root string) map[string]bool {
 	gateway := freeAddr(t)
 	start(t, filepath.Join(bin, "health-gateway"), nil, append(rs.EnvVars("GATEWAY"), "GATEWAY_REDIS_ADDRS="+rs.Addr(), "GATEWAY_ID=gateway-a",
 		"GATEWAY_HTTP_ADDR="+gateway, "GATEWAY_PROBE_INTERVAL=200ms")...)
-
-	// The gateway's per-pair and per-adapter series appear once it has probed and heard them.
-	ready := []string{`mcloudtt_gateway_probe_latency_seconds_bucket{from="broker-a",to="broker-b"`,
+	waitMetrics(t, gateway, 90*time.Second,
+		`mcloudtt_gateway_probe_latency_seconds_bucket{from="broker-a",to="broker-b"`,
 		`mcloudtt_gateway_probe_latency_seconds_bucket{from="broker-b",to="broker-a"`,
-		`mcloudtt_gateway_adapter_export_lag_seconds{replica="adapter-a"}`, "mcloudtt_gateway_cluster_green 1"}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		body := scrape(t, gateway)
-		missing := ""
-		for _, r := range ready {
-			if !strings.Contains(body, r) {
-				missing = r
-			}
-		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the gateway's /metrics still lacks %s after 90 s:\n%s", missing, body)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	exposed := map[string]bool{}
-	for _, addr := range append(brokers, adapter, gateway) {
-		for n := range ExposedNames(scrape(t, addr)) {
-			exposed[n] = true
-		}
-	}
-	return exposed
+		`mcloudtt_gateway_adapter_export_lag_seconds{replica="adapter-a"}`, "mcloudtt_gateway_cluster_green 1")
+	return append(addrs, adapter, gateway)
 }
 
 func scrape(t *testing.T, addr string) string {
