@@ -20,7 +20,8 @@ var synthetic = map[string]bool{"up": true}
 // Every metric the alert rules and the dashboards name is exposed by a real process: two brokers
 // in a cluster on a real redis-server, an adapter writing into the BigQuery emulator and a health
 // gateway probing the brokers, scraped once the gateway has probed every pair and heard the
-// adapter (the series that appear only after those first events).
+// adapter (the series that appear only after those first events). Then Redis stops, and every
+// service's mcloudtt_redis_connected turns 0.
 func TestEveryMetricNamedIsExposed(t *testing.T) {
 	root := repoRoot(t)
 	wanted := namedMetrics(t, root)
