@@ -68,8 +68,9 @@ fuzz: ## fuzz every target for FUZZTIME each (default 60s)
 .PHONY: lint
 lint: ## gofmt check and go vet on every module; shellcheck on the scripts that set the project up and run it
 	@scripts/deps.sh lint
-	@out=$$(gofmt -l $(MODULES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $(MODULES) tools/monitoring); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	cd tools/monitoring && GOWORK=off $(GO) vet ./...
 	shellcheck -x .ci/run scripts/*.sh
 
 .PHONY: tidy

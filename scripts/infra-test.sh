@@ -5,10 +5,12 @@
 #
 #   1. etcd and a real kube-apiserver (pinned in tools/infra/pins) start on free 127.0.0.1 ports with
 #      a CA, serving certificate and service-account keys made here, and a static admin token.
-#   2. Every overlay is rendered by kubectl's kustomize, applied with --dry-run=server (admission
-#      included: a restricted Pod Security warning fails), then created for real and read back. Each
-#      overlay goes into its own copy of the namespace (mcloudtt-local, mcloudtt-gke) so both fit on
-#      one apiserver. There are no nodes, so nothing schedules.
+#   2. The monitoring CRDs (PodMonitoring, Rules, ServiceMonitor, PrometheusRule) are installed. Every
+#      overlay, and the local one with deploy/components/prometheus-operator, is rendered by kubectl's
+#      kustomize, applied with --dry-run=server (admission included: a restricted Pod Security
+#      warning fails), then created for real and read back. Each goes into its own copy of the
+#      namespace (mcloudtt-local, mcloudtt-gke, ...) so all fit on one apiserver. There are no nodes,
+#      so nothing schedules.
 #   3. terraform/: `tofu fmt -check`; `tofu validate`, `tofu test` (mock_provider "google") and a fresh
 #      extract of the schema fixture compared with the committed one when a google provider binary is
 #      at hand (TF_GOOGLE_PROVIDER_DIR, or $CACHE/bin/terraform-provider-google*), through
@@ -16,6 +18,9 @@
 #   4. Each service's image is assembled offline (imagekit: the Dockerfile's USER, EXPOSE and
 #      ENTRYPOINT on a base of CA certificates and the non-root user) from the same static build the
 #      Dockerfile makes, and inspected against the Dockerfile and the Deployment the apiserver stored.
+#   5. Each binary starts with the configuration the local overlay stored, and drains on SIGTERM.
+#   6. tools/monitoring: promtool check rules and test rules on deploy/monitoring/rules, and every
+#      metric the rules and dashboards name looked up in the /metrics of live services.
 #
 # Everything it starts is killed on exit. It ends with one line: N passed, M failed[, K skipped].
 set -uo pipefail
@@ -76,7 +81,7 @@ finish() {
   exit $?
 }
 
-for tool in etcd kube-apiserver kubectl tofu imagekit; do
+for tool in etcd kube-apiserver kubectl tofu imagekit promtool; do
   if [ ! -x "$BIN/$tool" ]; then
     log "infra-test: $BIN/$tool is missing: run scripts/deps.sh infra first"
     fail "validators built ($tool)"
@@ -84,6 +89,11 @@ for tool in etcd kube-apiserver kubectl tofu imagekit; do
   fi
 done
 command -v openssl >/dev/null || { log "infra-test: openssl is missing: run scripts/deps.sh infra"; fail "openssl"; finish; }
+if [ ! -f "$CACHE/crds/.stamp" ]; then
+  log "infra-test: $CACHE/crds is missing: run scripts/deps.sh infra first"
+  fail "monitoring CRDs prepared"
+  finish
+fi
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -167,11 +177,22 @@ fi
 server_version=$(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')
 pass "etcd and kube-apiserver $server_version ready on 127.0.0.1:$API_PORT"
 
+# The monitoring components' kinds, as the clusters that run them have them: Google Managed
+# Prometheus's PodMonitoring and Rules CRDs, prometheus-operator's ServiceMonitor and PrometheusRule
+# (scripts/deps.sh prepares them from the pinned modules). Their schemas (and GMP's validation
+# rules) then judge the components' objects below.
+if kubectl apply --server-side -f "$CACHE/crds/" >"$WORK/crds.log" 2>&1 &&
+  kubectl wait --for condition=Established --timeout=60s -f "$CACHE/crds/" >>"$WORK/crds.log" 2>&1; then
+  pass "monitoring CRDs established: $(kubectl get crd -o jsonpath='{range .items[*]}{.spec.names.kind} {end}' | sed 's/ $//')"
+else
+  fail "monitoring CRDs" "$WORK/crds.log"
+fi
+
 # ---------------------------------------------------------------------------------------------------
 # 2. Overlays: render, server dry-run, create, read back
 # ---------------------------------------------------------------------------------------------------
-apply_overlay() { # overlay
-  local o=$1 ns="mcloudtt-$1" dir="$WORK/ns-$1" out="$WORK/$1"
+apply_overlay() { # overlay [kustomization dir, default deploy/overlays/<overlay>]
+  local o=$1 ns="mcloudtt-$1" dir="$WORK/ns-$1" out="$WORK/$1" src=${2:-$ROOT/deploy/overlays/$1}
   mkdir -p "$dir"
   # A kustomization on top of the overlay that only moves it into its own namespace.
   cat >"$dir/kustomization.yaml" <<EOF
@@ -179,7 +200,7 @@ apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 namespace: $ns
 resources:
-  - $(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/deploy/overlays/$o" "$dir")
+  - $(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$src" "$dir")
 EOF
   if ! kubectl kustomize "$dir" >"$out.yaml" 2>"$out.render.log"; then
     fail "$o: kubectl kustomize renders the overlay" "$out.render.log"
@@ -256,6 +277,19 @@ PY
 for overlay in "$ROOT"/deploy/overlays/*/; do
   overlay=${overlay%/}
   apply_overlay "${overlay##*/}"
+done
+# The prometheus-operator component, as an operator adds it: here to the local overlay.
+relpath() { python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$1" "$2"; }
+mkdir -p "$WORK/with-prometheus-operator"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\ncomponents:\n  - %s\n' \
+  "$(relpath "$ROOT/deploy/overlays/local" "$WORK/with-prometheus-operator")" \
+  "$(relpath "$ROOT/deploy/components/prometheus-operator" "$WORK/with-prometheus-operator")" \
+  >"$WORK/with-prometheus-operator/kustomization.yaml"
+apply_overlay local-prometheus-operator "$WORK/with-prometheus-operator"
+for kind in podmonitorings.monitoring.googleapis.com/gke rules.monitoring.googleapis.com/gke \
+  servicemonitors.monitoring.coreos.com/local-prometheus-operator prometheusrules.monitoring.coreos.com/local-prometheus-operator; do
+  n=$(kubectl -n "mcloudtt-${kind#*/}" get "${kind%/*}" -o name 2>/dev/null | wc -l)
+  if [ "$n" -gt 0 ]; then pass "${kind#*/}: the apiserver holds $n ${kind%%.*}"; else fail "${kind#*/}: no ${kind%%.*} stored"; fi
 done
 
 # ---------------------------------------------------------------------------------------------------
@@ -441,5 +475,19 @@ PY
     fail "$svc: run with the overlay's configuration" "$log"
   fi
 done
+
+# ---------------------------------------------------------------------------------------------------
+# 6. Monitoring: promtool on the alert rules; the metrics they and the dashboards name, in live processes
+# ---------------------------------------------------------------------------------------------------
+# tools/monitoring (outside go.work: it builds with Prometheus's own code) runs promtool check rules
+# and test rules, and starts two brokers, the adapter (on the BigQuery emulator of scripts/deps.sh bq)
+# and the gateway on a real redis-server to look up every metric name.
+mon_log="$WORK/monitoring.log"
+if (cd "$ROOT/tools/monitoring" && MCLOUDTT_CACHE="$CACHE" GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" \
+  go test -count=1 -v ./...) >"$mon_log" 2>&1; then
+  while read -r name; do pass "monitoring: $name"; done < <(sed -n 's/^--- PASS: \([^ ]*\) .*/\1/p' "$mon_log")
+else
+  fail "monitoring: tools/monitoring (promtool check/test rules, metrics named by rules and dashboards)" "$mon_log"
+fi
 
 finish

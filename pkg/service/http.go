@@ -22,6 +22,20 @@ func NewRegistry(cs ...prometheus.Collector) *prometheus.Registry {
 	return reg
 }
 
+// RedisLink is the gauge mcloudtt_redis_connected, read at scrape time: 1 while connected says the
+// service's Redis link (its bus subscription) is up, 0 while it is down. Every service that uses
+// Redis registers it, so one alert covers the broker, the adapter and the gateway.
+func RedisLink(connected func() bool) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcloudtt_redis_connected",
+		Help: "1 while this process's Redis link (its bus subscription) is up, 0 while it is down."},
+		func() float64 {
+			if connected() {
+				return 1
+			}
+			return 0
+		})
+}
+
 // Ready says whether the service is ready and, when not, why: the body of the 503 answer.
 type Ready func() (ok bool, why string)
 

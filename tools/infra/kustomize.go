@@ -10,11 +10,13 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
 )
 
 // Object is one rendered manifest, decoded into its k8s.io/api type.
@@ -50,16 +52,45 @@ var scheme = func() *runtime.Scheme {
 // strictDecoder refuses unknown and duplicate fields.
 var strictDecoder = serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
 
+// monitoringKinds are the custom resources of the monitoring components, which k8s.io/api has no
+// types for: they decode as unstructured objects, and make test-infra checks them against the real
+// CRDs (Google Managed Prometheus, prometheus-operator) in a kube-apiserver.
+var monitoringKinds = map[schema.GroupVersionKind]bool{
+	{Group: "monitoring.googleapis.com", Version: "v1", Kind: "PodMonitoring"}: true,
+	{Group: "monitoring.googleapis.com", Version: "v1", Kind: "Rules"}:         true,
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}:    true,
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}:    true,
+}
+
+// decode decodes one rendered object: strictly into its k8s.io/api type, or as unstructured when it
+// is one of monitoringKinds.
+func decode(y []byte) (runtime.Object, *schema.GroupVersionKind, error) {
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(y, &u.Object); err != nil {
+		return nil, nil, err
+	}
+	if gvk := u.GroupVersionKind(); monitoringKinds[gvk] {
+		return u, &gvk, nil
+	}
+	return strictDecoder.Decode(y, nil, nil)
+}
+
 // Overlays are the directories under deploy/overlays that skaffold's profiles render.
 var Overlays = []string{"local", "gke"}
 
 // BuildOverlay renders deploy/overlays/<name> in-process with kustomize's API (what `kustomize
-// build` and skaffold run) and decodes every object strictly into its k8s.io/api type.
+// build` and skaffold run) and decodes every object strictly into its k8s.io/api type (the
+// monitoringKinds as unstructured objects).
 func BuildOverlay(root, name string) (*Rendered, error) {
+	return BuildKustomization(filepath.Join(root, "deploy", "overlays", name), name)
+}
+
+// BuildKustomization renders the kustomization in dir as BuildOverlay does; name names it in errors.
+func BuildKustomization(dir, name string) (*Rendered, error) {
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, "deploy", "overlays", name))
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		return nil, fmt.Errorf("kustomize build deploy/overlays/%s: %w", name, err)
+		return nil, fmt.Errorf("kustomize build %s: %w", name, err)
 	}
 	out := &Rendered{Overlay: name}
 	if out.YAML, err = m.AsYaml(); err != nil {
@@ -70,7 +101,7 @@ func BuildOverlay(root, name string) (*Rendered, error) {
 		if err != nil {
 			return nil, err
 		}
-		obj, gvk, err := strictDecoder.Decode(y, nil, nil)
+		obj, gvk, err := decode(y)
 		if err != nil {
 			return nil, fmt.Errorf("overlay %s: %s %s: %w", name, r.GetKind(), r.GetName(), err)
 		}

@@ -50,6 +50,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "export_lag_seconds",
 			Help: "Age of the oldest export entry not yet written (0 when caught up)."}),
 	}
+	// Every label value the adapter uses is exported from the start, at 0, so a rule on a rate or
+	// an increase has a series to compare with before the first event.
+	for vec, values := range map[*prometheus.CounterVec][]string{
+		m.Retries:     {"retry", "uncertain", "invalid", "redis"},
+		m.DeadLetters: {"malformed", "invalid_row", "refused"},
+		m.Duplicates:  {"batch", "cache", "table", "offset"},
+		m.Recovered:   {"append", "finalized", "query"},
+	} {
+		for _, v := range values {
+			vec.WithLabelValues(v)
+		}
+	}
 	if reg != nil {
 		reg.MustRegister(m.Rows, m.Batches, m.BatchTime, m.BatchRows, m.Retries, m.DeadLetters, m.Duplicates,
 			m.Claimed, m.Trimmed, m.Lag, m.LagSeconds, m.Recovered, m.Streams)

@@ -54,7 +54,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		return err
 	}
 
-	reg := service.NewRegistry()
+	reg := service.NewRegistry(service.RedisLink(func() bool { return b.bus.Status().Connected }))
 	metrics := adapter.NewMetrics(reg)
 	ad := adapter.New(adapter.Options{BatchRows: cfg.BatchRows, BatchBytes: cfg.BatchBytes, BatchDelay: cfg.BatchDelay,
 		Writers: cfg.Writers, RequestTimeout: cfg.RequestTimeout, RetryMin: cfg.RetryMin, RetryMax: cfg.RetryMax,

@@ -283,7 +283,7 @@ func (r *replica) serveHTTP() error {
 		}
 		return true, ""
 	}
-	cs := []prometheus.Collector{r.srv.Collector()}
+	cs := metricCollectors(r.cfg, r.srv, r.bus)
 	if r.jwt != nil {
 		cs = append(cs, r.jwt)
 	}
@@ -455,4 +455,22 @@ func heartbeat(b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs,
 		last, lastAt = st, now
 		return hb
 	}
+}
+
+// metricCollectors are the broker's metrics, the limits the alert rules compare them with
+// (BROKER_MAX_CONNECTIONS, BROKER_MAX_QUEUED_MESSAGES; 0: no limit) and, in a cluster, the Redis
+// link's state.
+func metricCollectors(cfg config.Config, srv *broker.Server, b *bus.Bus) []prometheus.Collector {
+	limit := func(name, help string, v int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v) })
+	}
+	cs := []prometheus.Collector{srv.Collector(),
+		limit("mcloudtt_broker_max_connections", "BROKER_MAX_CONNECTIONS: the bound on connected clients (0: none).",
+			cfg.MaxConnections),
+		limit("mcloudtt_broker_max_queued_messages", "BROKER_MAX_QUEUED_MESSAGES: the bound on messages queued per session (0: none).",
+			cfg.MaxQueuedMessages)}
+	if b != nil {
+		cs = append(cs, service.RedisLink(func() bool { return b.Status().Connected }))
+	}
+	return cs
 }

@@ -118,6 +118,7 @@ func open(ctx context.Context, cfg config.Config, log zerolog.Logger) (*gateway,
 		return nil, fmt.Errorf("bus: %w", err)
 	}
 	busp.Store(g.bus)
+	g.reg.MustRegister(service.RedisLink(func() bool { return busStatus().Connected }))
 	return g, nil
 }
 

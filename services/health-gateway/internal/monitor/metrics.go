@@ -62,6 +62,13 @@ func (m *metrics) forgetMember(id string, kind string) {
 	m.lagEntries.DeleteLabelValues(id)
 }
 
+// probed counts one probe of the pair. The pair's failure counter is exported from its first
+// probe on, at 0 until a probe fails, so a rate of failures has a series to work on from the start.
+func (m *metrics) probed(p Pair) {
+	m.probes.WithLabelValues(p.From, p.To).Inc()
+	m.failures.WithLabelValues(p.From, p.To)
+}
+
 func (m *metrics) forgetPair(p Pair) {
 	m.pairGreen.DeleteLabelValues(p.From, p.To)
 	m.latency.DeleteLabelValues(p.From, p.To)

@@ -311,7 +311,7 @@ func (m *Monitor) round(ctx context.Context) {
 		} else {
 			m.metrics.failures.WithLabelValues(p.From, p.To).Inc()
 		}
-		m.metrics.probes.WithLabelValues(p.From, p.To).Inc()
+		m.metrics.probed(p)
 		ps.history = append(ps.history, pt)
 		if len(ps.history) > HistoryLength {
 			ps.history = slices.Delete(ps.history, 0, len(ps.history)-HistoryLength)
