@@ -102,6 +102,8 @@ type Bus struct {
 
 	export *exporter // the export stream's queue and writer (export.go)
 
+	reqs requests // management requests waiting for replies, and those being handled (request.go)
+
 	dsubsSeq atomic.Uint64 // sequence numbers of this process's durable-subscription notices
 
 	stats struct {
@@ -134,6 +136,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 		lastSweep:   time.Now(),
 		export:      newExporter(),
 	}
+	b.reqs.handling = make(chan struct{}, maxHandling)
 	b.status.Since = time.Now()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	b.pub = newClient(o, conn, -1)
