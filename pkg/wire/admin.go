@@ -31,7 +31,6 @@ const (
 	OpUnban          = "unban"           // Ban (Kind, Value) -> nothing
 	OpRetainedDelete = "retained.delete" // RetainedRef -> nothing
 	OpPublish        = "publish"         // PublishRequest -> nothing
-	OpBansChanged    = "bans.changed"    // nothing: reload the bans from Redis
 )
 
 // AdminReply.Error texts a caller tells apart.

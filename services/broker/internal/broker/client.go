@@ -53,6 +53,7 @@ type client struct {
 	will       *message
 	willDelay  time.Duration
 	sessExpiry time.Duration
+	since      time.Time // when the connection was accepted
 
 	// aliasesOut is guarded by out.mu.
 	aliasesOut map[string]uint16
@@ -81,7 +82,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
-	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{})}
+	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{}), since: time.Now()}
 	c.runnable[0].Name = "/sched/goroutines/runnable:goroutines"
 	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
 	c.out.onError = func(err error) { c.closeConn() }

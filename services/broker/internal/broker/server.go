@@ -31,6 +31,7 @@ type Server struct {
 	store     SessionStore                  // persistent sessions (memStore when alone)
 	auth      *auth.Store                   // nil: everyone may do everything
 	peerName  func(net.Conn) (string, bool) // verified client-certificate CN, if any
+	bans      banList                       // operators' bans (bans.go)
 
 	// mu guards everything that follows.
 	mu        sync.Mutex

@@ -54,12 +54,13 @@ const (
 	discRefused                                    // CONNECT refused (auth, limits, bad CONNECT)
 	discConnectTimeout                             // no CONNECT in time
 	discClusterUnavailable                         // a 3.x publish could not be stored (Redis away)
+	discKicked                                     // an operator kicked or banned the client
 	numDisconnectReasons
 )
 
 var disconnectReasonNames = [numDisconnectReasons]string{"normal", "connection_lost", "keepalive_timeout",
 	"protocol_error", "session_taken_over", "server_shutdown", "slow_consumer", "connect_refused", "connect_timeout",
-	"store_unavailable"}
+	"store_unavailable", "kicked"}
 
 // Stats is a snapshot of selected counters (Server.Stats).
 type Stats struct {
@@ -98,6 +99,7 @@ type DisconnectStats struct {
 	ConnectRefused   int64 // CONNECT refused (auth, limits, bad CONNECT)
 	ConnectTimeout   int64 // no CONNECT in time
 	StoreUnavailable int64 // a 3.x publish could not be stored (Redis away)
+	Kicked           int64 // an operator kicked or banned the client
 }
 
 // Stats returns a snapshot of selected counters, for the replica's heartbeat and tests.
@@ -133,6 +135,7 @@ func (s *Server) Stats() Stats {
 			ConnectRefused:   x[discRefused].Load(),
 			ConnectTimeout:   x[discConnectTimeout].Load(),
 			StoreUnavailable: x[discClusterUnavailable].Load(),
+			Kicked:           x[discKicked].Load(),
 		},
 	}
 }
