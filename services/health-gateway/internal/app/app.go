@@ -5,7 +5,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"sync"
@@ -158,7 +160,12 @@ func (g *gateway) tokens() (web.Tokens, error) {
 			*tk.out = func() string { return v }
 		case tk.file != "":
 			ts := &tokenFile{path: tk.file, log: g.log}
-			if _, err := ts.load(); err != nil {
+			_, err := ts.load()
+			switch {
+			case tk.name == "ADMIN_TOKEN" && errors.Is(err, fs.ErrNotExist):
+				g.log.Warn().Str("file", tk.file).Msg("GATEWAY_ADMIN_TOKEN_FILE does not exist (yet): " +
+					"the management API's changes are refused until it does")
+			case err != nil:
 				return t, fmt.Errorf("%s_%s_FILE: %w", config.Prefix, tk.name, err)
 			}
 			*tk.out = ts.get

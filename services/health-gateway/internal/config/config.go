@@ -7,8 +7,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -83,6 +85,8 @@ type Config struct {
 	// refused (403), whatever token a request carries.
 	AdminToken string `envconfig:"ADMIN_TOKEN"`
 	// AdminTokenFile holds the admin token instead (a mounted Secret), read again when it changes.
+	// A file that does not exist yet is allowed (an optional Secret not created): changes are
+	// refused until it appears.
 	AdminTokenFile string `envconfig:"ADMIN_TOKEN_FILE"`
 	// APITimeout bounds how long the management API waits for the broker replicas' answers; a
 	// replica that has not answered by then is named in the answer as unreachable.
@@ -208,6 +212,9 @@ func (c Config) validateAdminToken() error {
 		admin = c.AdminToken
 	case c.AdminTokenFile != "":
 		t, err := ReadToken(c.AdminTokenFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("%s_ADMIN_TOKEN_FILE: %w", Prefix, err)
 		}
