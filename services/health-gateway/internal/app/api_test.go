@@ -90,28 +90,7 @@ func TestManagementAPIClients(t *testing.T) {
 	}
 	c.callJSON("GET", "/api/v1/clients/nobody", readToken, nil, 404, nil)
 
-	// Who may do what.
-	for _, tc := range []struct {
-		method, path, token string
-		want                int
-	}{
-		{"GET", "/api/v1/clients", "", 401},
-		{"GET", "/api/v1/clients", "wrong-token-0123456789", 401},
-		{"POST", "/api/v1/clients/dev-b/kick", "", 401},
-		{"POST", "/api/v1/clients/dev-b/kick", readToken, 403},
-		{"DELETE", "/api/v1/bans/client_id/dev-b", readToken, 403},
-		{"POST", "/api/v1/publish", readToken, 403},
-		{"GET", "/api/v1/clients", adminToken, 200},
-	} {
-		if code, b := c.call(tc.method, tc.path, tc.token, nil); code != tc.want {
-			t.Fatalf("%s %s with %q: %d %s, want %d", tc.method, tc.path, tc.token, code, b, tc.want)
-		}
-	}
-	var who map[string]string
-	c.callJSON("GET", "/api/v1/whoami", adminToken, nil, 200, &who)
-	if who["role"] != "admin" {
-		t.Fatalf("whoami: %v", who)
-	}
+	checkRoles(t, c)
 
 	var kick api.KickAnswer
 	c.callJSON("POST", "/api/v1/clients/dev-b/kick", adminToken, nil, 200, &kick)
@@ -140,6 +119,34 @@ func TestManagementAPIClients(t *testing.T) {
 	if !strings.Contains(c.logs.String(), `"who":"admin"`) {
 		t.Fatalf("audit lines do not name the role:\n%s", c.logs.String())
 	}
+}
+
+// checkRoles: no token or a wrong one gets 401, the read-only token on a change 403, the admin
+// token reads too, and whoami names the role.
+func checkRoles(t *testing.T, c *testCluster) {
+	t.Helper()
+	for _, tc := range []struct {
+		method, path, token string
+		want                int
+	}{
+		{"GET", "/api/v1/clients", "", 401},
+		{"GET", "/api/v1/clients", "wrong-token-0123456789", 401},
+		{"POST", "/api/v1/clients/dev-b/kick", "", 401},
+		{"POST", "/api/v1/clients/dev-b/kick", readToken, 403},
+		{"DELETE", "/api/v1/bans/client_id/dev-b", readToken, 403},
+		{"POST", "/api/v1/publish", readToken, 403},
+		{"GET", "/api/v1/clients", adminToken, 200},
+	} {
+		if code, b := c.call(tc.method, tc.path, tc.token, nil); code != tc.want {
+			t.Fatalf("%s %s with %q: %d %s, want %d", tc.method, tc.path, tc.token, code, b, tc.want)
+		}
+	}
+	var who map[string]string
+	c.callJSON("GET", "/api/v1/whoami", adminToken, nil, 200, &who)
+	if who["role"] != "admin" {
+		t.Fatalf("whoami: %v", who)
+	}
+
 }
 
 // waitLog waits until the gateway's log has n lines containing s.

@@ -34,23 +34,7 @@ func TestClientsViewInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
-		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1400, 1000), chromedp.UserDataDir(t.TempDir()))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
-	defer cancel()
-	// What a browser sends once its user typed the admin token into the password prompt.
-	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
-		Headers: network.Headers{"Authorization": "Bearer " + adminToken}}); err != nil {
-		t.Fatal(err)
-	}
+	ctx := adminBrowser(t)
 	rows := `[...document.querySelectorAll("#clients tbody tr")].map(r => r.dataset.client + "@" + r.dataset.replica)`
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(c.base+"/"),
@@ -112,6 +96,29 @@ func TestClientsViewInChromium(t *testing.T) {
 	if _, code := connectV5(t, addrs["broker-c"], "dev-ban"); code != 0x8A {
 		t.Fatalf("dev-ban after Ban on the page: CONNACK 0x%02X, want 0x8A", code)
 	}
+}
+
+// adminBrowser starts a headless Chromium whose requests carry the admin token, as a browser
+// does once its user typed the token into the password prompt. It ends with the test.
+func adminBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(chromiumPath), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1400, 1000), chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	t.Cleanup(cancelBrowser)
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	t.Cleanup(cancel)
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{
+		Headers: network.Headers{"Authorization": "Bearer " + adminToken}}); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
 }
 
 // waitJS polls the page until the expression js is true.
