@@ -118,12 +118,12 @@ func (s *Server) adminClients(q wire.ClientsQuery) wire.ClientsPage {
 // clientInfo describes connection c.
 func (s *Server) clientInfo(c *client) wire.ClientInfo {
 	ci := wire.ClientInfo{ClientID: c.id, Username: c.username, Replica: s.cfg.ID,
-		Protocol: c.version.String(), ConnectedAt: c.since.UTC(), KeepAlive: int(c.keepAlive / time.Second),
-		Persistent: c.sessExpiry != 0}
+		Protocol: c.version.String(), ConnectedAt: c.since.UTC(), KeepAlive: int(c.keepAlive / time.Second)}
 	if a := c.conn.RemoteAddr(); a != nil {
 		ci.RemoteAddr = a.String()
 	}
 	if sess := c.sess; sess != nil {
+		ci.Persistent = sess.stored.Load()
 		sess.mu.Lock()
 		ci.Subscriptions, ci.Inflight, ci.Queued = len(sess.subs), len(sess.inflight), len(sess.queue)
 		sess.mu.Unlock()
@@ -131,7 +131,9 @@ func (s *Server) clientInfo(c *client) wire.ClientInfo {
 	return ci
 }
 
-// adminSession describes the session of id, if this replica holds it.
+// adminSession describes the session of id, if this replica holds it. The locks are held while
+// it reads: a reconnect writes the session's expiry under the server's lock, a disconnect under
+// the session's.
 func (s *Server) adminSession(id string) (*wire.SessionInfo, error) {
 	s.mu.Lock()
 	sess := s.sessions[id]
@@ -144,6 +146,8 @@ func (s *Server) adminSession(id string) (*wire.SessionInfo, error) {
 		ci := s.clientInfo(c)
 		si.Connected, si.Client = true, &ci
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	switch sess.expiry {
