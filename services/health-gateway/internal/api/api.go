@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -107,9 +108,17 @@ func (a *API) Register(mux *http.ServeMux) {
 }
 
 // adminOnly refuses a change to a request without the admin token: 401 without a token, 403
-// with the read-only one.
+// with the read-only one. A change sent by a page of another origin is refused too (403): a
+// browser sends the Basic credentials it holds for the gateway with any site's form, so without
+// this check another site could make an operator's browser kick or ban.
 func adminOnly(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+				writeError(w, http.StatusForbidden, "a change from a page of another origin ("+origin+") is refused")
+				return
+			}
+		}
 		switch web.RoleOf(r) {
 		case web.RoleAdmin:
 			next(w, r)
