@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"crypto/rand"
+	mathrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +138,7 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 		export:      newExporter(),
 	}
 	b.reqs.handling = make(chan struct{}, maxHandling)
+	b.reqs.prefix = rand.Text()[:10] + "-"
 	b.status.Since = time.Now()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	b.pub = newClient(o, conn, -1)
@@ -318,7 +320,7 @@ func Backoff(n int, lo, hi time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + mathrand.N(d/2+1)
 }
 
 // sleep waits d or until the bus stops; it reports whether the bus is still running.

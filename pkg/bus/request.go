@@ -51,7 +51,10 @@ const (
 
 // requests are the replies this process waits for, by request id.
 type requests struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// prefix starts every request id: random per bus, so a late reply to an earlier incarnation
+	// of this process (same replica id) is never taken for the answer to a new request.
+	prefix   string
 	seq      uint64
 	waiting  map[string]chan wire.AdminReply
 	handling chan struct{} // a slot per request being handled
@@ -92,7 +95,7 @@ func (b *Bus) Request(ctx context.Context, replica, op string, body any) (json.R
 	r := &b.reqs
 	r.mu.Lock()
 	r.seq++
-	req.ID = strconv.FormatUint(r.seq, 36)
+	req.ID = r.prefix + strconv.FormatUint(r.seq, 36)
 	if r.waiting == nil {
 		r.waiting = make(map[string]chan wire.AdminReply)
 	}

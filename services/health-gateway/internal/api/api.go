@@ -147,10 +147,15 @@ type Unreachable struct {
 
 // ask sends op to every broker and returns the answers of those that answered and the others.
 func (a *API) ask(r *http.Request, op string, body any) (ok []bus.Answer, unreachable []Unreachable) {
+	return a.askAll(r, a.o.Brokers(), op, body)
+}
+
+// askAll sends op to the replicas and returns the answers of those that answered and the others.
+func (a *API) askAll(r *http.Request, replicas []string, op string, body any) (ok []bus.Answer, unreachable []Unreachable) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.o.Timeout)
 	defer cancel()
 	unreachable = []Unreachable{}
-	for _, ans := range a.o.Bus.RequestAll(ctx, a.o.Brokers(), op, body) {
+	for _, ans := range a.o.Bus.RequestAll(ctx, replicas, op, body) {
 		var re *bus.RemoteError
 		switch {
 		case ans.Err == nil, errors.As(ans.Err, &re):

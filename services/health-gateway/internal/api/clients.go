@@ -54,8 +54,9 @@ func (a *API) listClients(w http.ResponseWriter, r *http.Request) {
 	}
 	qv := r.URL.Query()
 	q := wire.ClientsQuery{Search: qv.Get("q"), Username: qv.Get("username"), After: qv.Get("after"), Limit: limit}
-	answers, unreachable := a.ask(r, wire.OpClients, q)
-	page := ClientsPage{Clients: []wire.ClientInfo{}, Replicas: a.o.Brokers(), Unreachable: unreachable}
+	replicas := a.o.Brokers()
+	answers, unreachable := a.askAll(r, replicas, wire.OpClients, q)
+	page := ClientsPage{Clients: []wire.ClientInfo{}, Replicas: replicas, Unreachable: unreachable}
 	more := false
 	for _, ans := range answers {
 		var p wire.ClientsPage
