@@ -2,9 +2,9 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"crypto/rand"
 	mathrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
