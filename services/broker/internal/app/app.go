@@ -103,6 +103,9 @@ type replica struct {
 	http  *service.HTTP  // nil: no HTTP endpoints
 	addrs Addrs
 	ready atomic.Bool
+	// bansLoaded: the operators' bans were read from Redis once (refreshBans); until then the
+	// replica is not ready, so no traffic is sent to it that a ban should refuse.
+	bansLoaded atomic.Bool
 }
 
 // newServer loads the authentication files and the certificates and makes the broker.
@@ -186,6 +189,7 @@ func (r *replica) refreshBans(ctx context.Context) {
 		if list, err := r.bus.Bans(rctx); err == nil {
 			r.srv.SetBans(list, at)
 			loaded = true
+			r.bansLoaded.Store(true)
 		} else if ctx.Err() == nil && loaded {
 			r.log.Debug().Err(err).Msg("bans not read from Redis; the last copy stays in force")
 		}
@@ -283,6 +287,9 @@ func (r *replica) serveHTTP() error {
 	ready := func() (bool, string) {
 		if !r.ready.Load() || (r.cl != nil && !r.cl.Ready()) {
 			return false, "not ready"
+		}
+		if r.bus != nil && !r.bansLoaded.Load() {
+			return false, "the operators' bans not read from Redis yet"
 		}
 		return true, ""
 	}
