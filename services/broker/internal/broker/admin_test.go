@@ -110,6 +110,26 @@ func TestAdminRequests(t *testing.T) {
 	if code := connackCode(t, b.Addr, "dev-1"); code != 0 {
 		t.Fatalf("after the ban was lifted: CONNACK 0x%02X", code)
 	}
+
+	// An offline persistent session: its expiry and when it ends.
+	ps := v5Client(t, b.Addr, &paho.Connect{ClientID: "dev-p", CleanStart: true,
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: paho.Uint32(600)}})
+	if err := ps.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := admin(t, b, wire.OpSession, wire.ClientRef{ClientID: "dev-p"}, &si); err != nil {
+			t.Fatal(err)
+		}
+		if !si.Connected || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if si.Connected || si.ExpirySeconds != 600 || si.ExpiresAt == nil || time.Until(*si.ExpiresAt) < 590*time.Second {
+		t.Fatalf("offline session: %+v", si)
+	}
 	if err := admin(t, b, "no-such-op", nil, nil); err == nil || err.Error() != wire.ErrTextUnknownOp {
 		t.Fatalf("unknown op: %v", err)
 	}
