@@ -8,6 +8,7 @@
 #   redis-auth          password  Memorystore's AUTH string (terraform output redis_auth_string)
 #   redis-ca            ca.crt    Memorystore's server CAs (terraform output redis_server_ca)
 #   health-gateway-api  token     a random token for the gateway's page and API (kept if it exists)
+#   health-gateway-admin token    a random admin token for the management API's changes (kept if it exists)
 #
 # The values go from terraform to kubectl through pipes, never through a file or a command line.
 # broker-tls, broker-auth and health-gateway-mqtt hold choices of yours: see the README.
@@ -43,4 +44,10 @@ if kubectl -n "$NS" get secret health-gateway-api >/dev/null 2>&1; then
 else
   openssl rand -hex 32 | apply_secret health-gateway-api token
   echo "infra-gke-secrets: the token: kubectl -n $NS get secret health-gateway-api -o jsonpath='{.data.token}' | base64 -d"
+fi
+if kubectl -n "$NS" get secret health-gateway-admin >/dev/null 2>&1; then
+  echo "infra-gke-secrets: Secret $NS/health-gateway-admin exists and is kept (delete it for a new token)"
+else
+  openssl rand -hex 32 | apply_secret health-gateway-admin token
+  echo "infra-gke-secrets: the admin token: kubectl -n $NS get secret health-gateway-admin -o jsonpath='{.data.token}' | base64 -d"
 fi

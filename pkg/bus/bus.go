@@ -2,9 +2,10 @@ package bus
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	mathrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +103,8 @@ type Bus struct {
 
 	export *exporter // the export stream's queue and writer (export.go)
 
+	reqs requests // management requests waiting for replies, and those being handled (request.go)
+
 	dsubsSeq atomic.Uint64 // sequence numbers of this process's durable-subscription notices
 
 	stats struct {
@@ -134,6 +137,8 @@ func New(ctx context.Context, opts Options) (*Bus, error) {
 		lastSweep:   time.Now(),
 		export:      newExporter(),
 	}
+	b.reqs.handling = make(chan struct{}, maxHandling)
+	b.reqs.prefix = rand.Text()[:10] + "-"
 	b.status.Since = time.Now()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	b.pub = newClient(o, conn, -1)
@@ -315,7 +320,7 @@ func Backoff(n int, lo, hi time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + mathrand.N(d/2+1)
 }
 
 // sleep waits d or until the bus stops; it reports whether the bus is still running.

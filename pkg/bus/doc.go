@@ -13,6 +13,9 @@
 //     the Redis Stream Names.Export in entries of up to ExportBatch messages (one envelope batch
 //     each, one XADD per entry), at least once; the BigQuery adapter reads it with a consumer
 //     group and deduplicates by message id.
+//   - management requests and replies on the replicas' control channels (Request, RequestAll,
+//     Options.OnRequest; request.go) and the operators' bans kept in Redis (bans.go), for the
+//     health gateway's management API.
 //
 // The names, the envelope and the codecs of presence events, notices and heartbeats are defined
 // in package wire, which has no Redis client; bus keeps them under the same names (bus.Message

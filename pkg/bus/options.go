@@ -98,8 +98,14 @@ type Options struct {
 	// behind it (and disconnects a subscriber more than 32 MiB behind, by default). The batch is
 	// the callback's to keep and is never reused; decode it with DecodeBatch. nil: discarded.
 	OnBatch func(batch []byte)
-	// OnControl is called with every payload received on the replica's control channel, in order.
+	// OnControl is called with every payload received on the replica's control channel, in order,
+	// except management requests and replies (wire.ControlRequest, wire.ControlReply), which the
+	// bus handles itself (request.go).
 	OnControl func(payload []byte)
+	// OnRequest answers management requests (wire.AdminRequest) sent to this replica with
+	// Request; each call runs on its own goroutine, at most 64 at once. nil: every request is
+	// answered with wire.ErrTextUnknownOp.
+	OnRequest RequestHandler
 	// OnHeartbeat, when set, subscribes to the heartbeat channel too (WatchHeartbeats) and is
 	// called with every heartbeat that decodes (undecodable ones are logged at debug level).
 	OnHeartbeat func(Heartbeat)

@@ -32,7 +32,7 @@ func (b *Bus) makeLinks() []*link {
 		ch string
 		h  func([]byte)
 	}
-	replica := []sub{{n.Inbound(id), o.OnBatch}, {n.Control(id), o.OnControl}}
+	replica := []sub{{n.Inbound(id), o.OnBatch}, {n.Control(id), b.onControl}}
 	var heartbeats, routes, dsubs []sub
 	if o.OnHeartbeat != nil {
 		heartbeats = []sub{{n.Heartbeats(), b.onHeartbeat}}

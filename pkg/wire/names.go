@@ -110,6 +110,14 @@ func (n Names) SessionOwner(clientID string) string {
 // fingerprint -> the key (PEM) with its expiry, written by `broker devices` and read by every
 // replica at each CONNECT that presents a token. "mcloudtt:{d:<device id>}:keys".
 func (n Names) DeviceKeys(device string) string { return n.p() + ":{d:" + device + "}:keys" }
+// Bans is the key of the HASH of operators' bans: field = Ban.Key(), value = the Ban as JSON.
+// Its hash tag keeps it in one slot with BanExpiry, so the scripts of pkg/bus bans.go use both.
+// "mcloudtt:{bans}".
+func (n Names) Bans() string { return n.p() + ":{bans}" }
+
+// BanExpiry is the key of the SORTED SET of ban keys scored by their end (Unix milliseconds):
+// expired bans are removed from Bans by whoever reads them. "mcloudtt:{bans}:until".
+func (n Names) BanExpiry() string { return n.p() + ":{bans}:until" }
 
 // ProbeTopicPrefix is where the health gateway's synthetic probe messages live. It starts with
 // '$', so subscriptions to "#" or "+/..." never see probes [MQTT-4.7.2-1]; the broker lets clients

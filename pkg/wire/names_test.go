@@ -22,6 +22,8 @@ func TestNames(t *testing.T) {
 		n.Export():                  "mcloudtt:export",
 		n.ExportDeadLetter():        "mcloudtt:export:dead",
 		n.ExportPlans():             "mcloudtt:export:plans",
+		n.Bans():                    "mcloudtt:{bans}",
+		n.BanExpiry():               "mcloudtt:{bans}:until",
 		NewNames("t7").Inbound("x"): "t7:{x}:in",
 	} {
 		if got != want {

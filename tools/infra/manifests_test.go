@@ -524,6 +524,7 @@ func TestSecretsReachPodsAsSecrets(t *testing.T) {
 			}
 			if s == "health-gateway" {
 				inSecret("GATEWAY_API_TOKEN_FILE", "health-gateway-api")
+				inSecret("GATEWAY_ADMIN_TOKEN_FILE", "health-gateway-admin")
 				for _, e := range c.Env {
 					if (e.Name == "GATEWAY_MQTT_USERNAME" || e.Name == "GATEWAY_MQTT_PASSWORD") &&
 						(e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || !isSecret(e.ValueFrom.SecretKeyRef.Name, "health-gateway-mqtt")) {

@@ -113,6 +113,9 @@ type replica struct {
 	http  *service.HTTP  // nil: no HTTP endpoints
 	addrs Addrs
 	ready atomic.Bool
+	// bansLoaded: the operators' bans were read from Redis once (refreshBans); until then the
+	// replica is not ready, so no traffic is sent to it that a ban should refuse.
+	bansLoaded atomic.Bool
 }
 
 // newServer loads the authentication files and the certificates, sets up JWT authentication and
@@ -186,6 +189,7 @@ func (r *replica) startCluster(ctx context.Context) error {
 	bopts.Username, bopts.PasswordFile, bopts.TLS = ro.Username, ro.PasswordFile, ro.TLS
 	log.Info().Strs("redis", cfg.RedisAddrs).Str("redis_security", cfg.Env.Describe()).Msg("cluster bus")
 	cl.BusOptions(&bopts)
+	bopts.OnRequest = r.srv.HandleAdmin // the operators' requests through the health gateway
 	rbus, err := bus.New(ctx, bopts)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
@@ -196,7 +200,39 @@ func (r *replica) startCluster(ctx context.Context) error {
 		return baseHeartbeat(cfg, a, r.started)
 	})
 	cl.Start(rbus)
+	go r.refreshBans(ctx)
 	return nil
+}
+
+// banRefresh is how often a replica reads the bans from Redis again, to catch up on ban and
+// unban requests it missed (cut off, restarting); the requests themselves apply at once.
+const banRefresh = 5 * time.Second
+
+// refreshBans reads the operators' bans from Redis until ctx ends: every 200 ms until the first
+// read succeeds (a replica that just started learns them at once), then every banRefresh.
+func (r *replica) refreshBans(ctx context.Context) {
+	loaded := false
+	for {
+		rctx, cancel := context.WithTimeout(ctx, banRefresh)
+		at := time.Now()
+		if list, err := r.bus.Bans(rctx); err == nil {
+			r.srv.SetBans(list, at)
+			loaded = true
+			r.bansLoaded.Store(true)
+		} else if ctx.Err() == nil && loaded {
+			r.log.Debug().Err(err).Msg("bans not read from Redis; the last copy stays in force")
+		}
+		cancel()
+		wait := banRefresh
+		if !loaded {
+			wait = 200 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // openListeners opens the MQTT listeners (TCP, TLS, WebSocket, secure WebSocket), each optional;
@@ -280,6 +316,9 @@ func (r *replica) serveHTTP() error {
 	ready := func() (bool, string) {
 		if !r.ready.Load() || (r.cl != nil && !r.cl.Ready()) {
 			return false, "not ready"
+		}
+		if r.bus != nil && !r.bansLoaded.Load() {
+			return false, "the operators' bans not read from Redis yet"
 		}
 		return true, ""
 	}

@@ -58,6 +58,7 @@ type client struct {
 	// JWT); tokenTimer closes the connection then (jwt.go).
 	tokenExpires time.Time
 	tokenTimer   *time.Timer
+	since        time.Time // when the connection was accepted
 
 	// aliasesOut is guarded by out.mu.
 	aliasesOut map[string]uint16
@@ -86,7 +87,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
-	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{})}
+	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{}), since: time.Now()}
 	c.runnable[0].Name = "/sched/goroutines/runnable:goroutines"
 	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
 	c.out.onError = func(err error) { c.closeConn() }

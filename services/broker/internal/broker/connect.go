@@ -79,7 +79,7 @@ func (c *client) accept(p *mqtt.Connect) error {
 	cfg := &c.srv.cfg
 	var ack mqtt.Connack
 	assigned, ok := c.identify(p)
-	if !ok || !c.identifyDevice(p) || !c.authenticate(p) || !c.buildWill(p) {
+	if !ok || !c.identifyDevice(p) || !c.authenticate(p) || c.refuseBanned() || !c.buildWill(p) {
 		return errClientGone
 	}
 	c.negotiate(p, assigned, &ack)

@@ -60,6 +60,7 @@ func (s *Server) detach(c *client) {
 		sess.expiryTimer = time.AfterFunc(c.sessExpiry, func() { s.expireSession(sess) })
 	}
 	sess.expiry = c.sessExpiry
+	sess.offlineAt = time.Now()
 	if sess.stored.Load() {
 		// Offline now: the store keeps the session, expiring after its expiry interval, and
 		// publishers keep appending to its log.

@@ -30,11 +30,8 @@ var presenceCauses = [numDisconnectReasons]string{
 	discRefused:            "connect_refused",     // (no connect event: never reaches presence)
 	discConnectTimeout:     "connect_timeout",     // (likewise)
 	discCredentialsExpired: "credentials_expired", // the JWT it authenticated with expired
+	discKicked:             "kicked",              // an operator kicked or banned the client (admin.go)
 }
-
-// causeKicked is the cause of a connection an operator ended on purpose. The broker has no
-// admin API to do that yet; the one that comes sets it (the events table already documents it).
-const causeKicked = "kicked"
 
 // presenceOn reports whether presence is exported: a cluster replica with BROKER_EXPORT_PRESENCE.
 func (s *Server) presenceOn() bool {

@@ -34,6 +34,7 @@ type Server struct {
 	iot       *iotcore.Mode                 // the Cloud IoT Core compatible mode; nil: off
 	jwt       *auth.JWT                     // nil: no JWT authentication
 	peerName  func(net.Conn) (string, bool) // verified client-certificate CN, if any
+	bans      banList                       // operators' bans (bans.go)
 
 	// mu guards everything that follows.
 	mu        sync.Mutex

@@ -91,6 +91,7 @@ type session struct {
 	// expiry is how long the session outlives its connection; neverExpire means forever.
 	expiry      time.Duration
 	expiryTimer *time.Timer
+	offlineAt   time.Time // when the connection last ended (the expiry counts from it)
 	// will is a will waiting for its delay to pass while the session is offline.
 	will      *message
 	willTimer *time.Timer

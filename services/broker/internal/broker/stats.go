@@ -55,12 +55,13 @@ const (
 	discConnectTimeout                             // no CONNECT in time
 	discClusterUnavailable                         // a 3.x publish could not be stored (Redis away)
 	discCredentialsExpired                         // the JWT the client authenticated with expired
+	discKicked                                     // an operator kicked or banned the client
 	numDisconnectReasons
 )
 
 var disconnectReasonNames = [numDisconnectReasons]string{"normal", "connection_lost", "keepalive_timeout",
 	"protocol_error", "session_taken_over", "server_shutdown", "slow_consumer", "connect_refused", "connect_timeout",
-	"store_unavailable", "credentials_expired"}
+	"store_unavailable", "credentials_expired", "kicked"}
 
 // Stats is a snapshot of selected counters (Server.Stats).
 type Stats struct {
@@ -101,6 +102,7 @@ type DisconnectStats struct {
 	StoreUnavailable int64 // a 3.x publish could not be stored (Redis away)
 	// CredentialsExpired: the JWT the client authenticated with expired (v5: DISCONNECT 0xA0).
 	CredentialsExpired int64
+	Kicked             int64 // an operator kicked or banned the client
 }
 
 // Stats returns a snapshot of selected counters, for the replica's heartbeat and tests.
@@ -137,6 +139,7 @@ func (s *Server) Stats() Stats {
 			ConnectTimeout:     x[discConnectTimeout].Load(),
 			StoreUnavailable:   x[discClusterUnavailable].Load(),
 			CredentialsExpired: x[discCredentialsExpired].Load(),
+			Kicked:             x[discKicked].Load(),
 		},
 	}
 }

@@ -5,7 +5,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/service"
+	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/api"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/config"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/monitor"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/probe"
@@ -132,21 +135,63 @@ func (g *gateway) handler() (http.Handler, error) {
 		}
 		return true, ""
 	}
-	var handler http.Handler = web.Handler(g.mon, ready, g.reg)
-	switch {
-	case g.cfg.APIToken != "":
-		handler = web.RequireToken(func() string { return g.cfg.APIToken }, handler)
-	case g.cfg.APITokenFile != "":
-		ts := &tokenFile{path: g.cfg.APITokenFile, log: g.log}
-		if _, err := ts.load(); err != nil {
-			return nil, fmt.Errorf("%s_API_TOKEN_FILE: %w", config.Prefix, err)
+	mgmt := api.New(api.Options{Bus: g.bus, Brokers: g.brokers, Timeout: g.cfg.APITimeout,
+		Log: g.log.With().Str("component", "api").Logger()})
+	tokens, err := g.tokens()
+	if err != nil {
+		return nil, err
+	}
+	handler := web.Authenticate(tokens, web.Handler(g.mon, ready, g.reg, mgmt.Register))
+	return handler, nil
+}
+
+// tokens are the API token (read-only) and the admin token, each from the environment or a file.
+func (g *gateway) tokens() (web.Tokens, error) {
+	var t web.Tokens
+	for _, tk := range []struct {
+		name, value, file string
+		out               *func() string
+	}{
+		{"API_TOKEN", g.cfg.APIToken, g.cfg.APITokenFile, &t.Read},
+		{"ADMIN_TOKEN", g.cfg.AdminToken, g.cfg.AdminTokenFile, &t.Admin},
+	} {
+		switch {
+		case tk.value != "":
+			v := tk.value
+			*tk.out = func() string { return v }
+		case tk.file != "":
+			ts := &tokenFile{path: tk.file, log: g.log}
+			_, err := ts.load()
+			switch {
+			case tk.name == "ADMIN_TOKEN" && errors.Is(err, fs.ErrNotExist):
+				g.log.Warn().Str("file", tk.file).Msg("GATEWAY_ADMIN_TOKEN_FILE does not exist (yet): " +
+					"the management API's changes are refused until it does")
+			case err != nil:
+				return t, fmt.Errorf("%s_%s_FILE: %w", config.Prefix, tk.name, err)
+			}
+			*tk.out = ts.get
 		}
-		handler = web.RequireToken(ts.get, handler)
-	default:
-		g.log.Warn().Msg("GATEWAY_API_TOKEN is not set: the status page and /api/v1/cluster answer anyone " +
+	}
+	if t.Read == nil {
+		t.Open = true
+		g.log.Warn().Msg("GATEWAY_API_TOKEN is not set: the status page and the read-only API answer anyone " +
 			"who reaches GATEWAY_HTTP_ADDR; keep it inside the cluster or set a token")
 	}
-	return handler, nil
+	if t.Admin == nil {
+		g.log.Info().Msg("GATEWAY_ADMIN_TOKEN is not set: the management API's changes (kick, ban, retained deletes, publish) are refused")
+	}
+	return t, nil
+}
+
+// brokers are the broker replicas the gateway knows of, live or not yet forgotten, in id order.
+func (g *gateway) brokers() []string {
+	var out []string
+	for _, m := range g.mon.Snapshot().Members {
+		if m.Kind == bus.KindBroker {
+			out = append(out, m.ReplicaID)
+		}
+	}
+	return out
 }
 
 // work starts the monitor and the gateway's heartbeat; stop ends them, wait waits until they have.

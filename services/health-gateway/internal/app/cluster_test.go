@@ -48,6 +48,7 @@ type clusterOptions struct {
 	brokerEnv []string             // more environment for every broker
 	gateway   func(*config.Config) // adjusts the gateway's configuration
 	token     string               // sent as a bearer token with every API request
+	more      []string             // more broker replicas, on Redis directly
 }
 
 type syncBuf struct {
@@ -78,6 +79,9 @@ func startClusterWith(t *testing.T, o clusterOptions) *testCluster {
 	c.proxyB = redistest.StartProxy(t, c.redis.Addr())
 	c.startBroker("broker-a", c.redis.Addr())
 	c.startBroker("broker-b", c.proxyB.Addr())
+	for _, id := range o.more {
+		c.startBroker(id, c.redis.Addr())
+	}
 
 	cfg := config.Default()
 	cfg.ID = "gateway-test"

@@ -7,8 +7,10 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
@@ -77,6 +79,19 @@ type Config struct {
 	// the file changes, so a rotated Secret takes effect without a restart.
 	APITokenFile string `envconfig:"API_TOKEN_FILE"`
 
+	// AdminToken, when set, is the token of the admin role: everything the API token allows, and
+	// the management API's changes (kick, ban, retained deletes, publish). At least 16
+	// characters, different from the API token. Empty (and no AdminTokenFile): every change is
+	// refused (403), whatever token a request carries.
+	AdminToken string `envconfig:"ADMIN_TOKEN"`
+	// AdminTokenFile holds the admin token instead (a mounted Secret), read again when it changes.
+	// A file that does not exist yet is allowed (an optional Secret not created): changes are
+	// refused until it appears.
+	AdminTokenFile string `envconfig:"ADMIN_TOKEN_FILE"`
+	// APITimeout bounds how long the management API waits for the broker replicas' answers; a
+	// replica that has not answered by then is named in the answer as unreachable.
+	APITimeout time.Duration `envconfig:"API_TIMEOUT" default:"3s"`
+
 	// MQTTUsername and MQTTPassword are the probe clients' credentials (empty: anonymous). The ACL
 	// must let this user publish and subscribe under $mcloudtt/probe/.
 	MQTTUsername string `envconfig:"MQTT_USERNAME"`
@@ -128,6 +143,7 @@ func (c Config) Validate() error {
 	}{
 		{"SHUTDOWN_TIMEOUT", c.ShutdownTimeout}, {"HEARTBEAT_INTERVAL", c.HeartbeatInterval},
 		{"FORGET_AFTER", c.ForgetAfter}, {"PROBE_INTERVAL", c.ProbeInterval}, {"PROBE_TIMEOUT", c.ProbeTimeout},
+		{"API_TIMEOUT", c.APITimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
@@ -165,6 +181,9 @@ func (c Config) Validate() error {
 			return bad("API_TOKEN_FILE", "%v", err)
 		}
 	}
+	if err := c.validateAdminToken(); err != nil {
+		return err
+	}
 	if err := c.Env.Validate(Prefix); err != nil {
 		return err
 	}
@@ -175,6 +194,40 @@ func (c Config) Validate() error {
 	}
 	if err := wire.ValidateReplicaID(c.ID); err != nil {
 		return bad("ID", "%v (the id names the gateway's Redis channels and probe topics)", err)
+	}
+	return nil
+}
+
+// validateAdminToken checks GATEWAY_ADMIN_TOKEN(_FILE): one of them, a good token, not the API
+// token (a role would then be ambiguous).
+func (c Config) validateAdminToken() error {
+	var admin string
+	switch {
+	case c.AdminToken != "" && c.AdminTokenFile != "":
+		return fmt.Errorf("%s_ADMIN_TOKEN_FILE: set ADMIN_TOKEN or ADMIN_TOKEN_FILE, not both", Prefix)
+	case c.AdminToken != "":
+		if err := CheckToken(c.AdminToken); err != nil {
+			return fmt.Errorf("%s_ADMIN_TOKEN: %w", Prefix, err)
+		}
+		admin = c.AdminToken
+	case c.AdminTokenFile != "":
+		t, err := ReadToken(c.AdminTokenFile)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s_ADMIN_TOKEN_FILE: %w", Prefix, err)
+		}
+		admin = t
+	default:
+		return nil
+	}
+	read := c.APIToken
+	if c.APITokenFile != "" {
+		read, _ = ReadToken(c.APITokenFile)
+	}
+	if read == admin {
+		return fmt.Errorf("%s_ADMIN_TOKEN: must differ from the API token (GATEWAY_API_TOKEN), which is read-only", Prefix)
 	}
 	return nil
 }

@@ -19,9 +19,12 @@ import (
 var assets embed.FS
 
 // Handler returns the gateway's HTTP handler. ready reports the gateway's own readiness and why
-// not; gatherer serves /metrics.
-func Handler(mon *monitor.Monitor, ready func() (bool, string), gatherer prometheus.Gatherer) http.Handler {
+// not; gatherer serves /metrics; more adds routes (the management API).
+func Handler(mon *monitor.Monitor, ready func() (bool, string), gatherer prometheus.Gatherer, more ...func(*http.ServeMux)) http.Handler {
 	mux := http.NewServeMux()
+	for _, add := range more {
+		add(mux)
+	}
 	service.Routes(mux, func() (bool, string) {
 		ok, why := ready()
 		return ok, "not ready: " + why
