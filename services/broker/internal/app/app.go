@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -453,16 +451,6 @@ func logAuth(log zerolog.Logger, cfg config.Config, store *auth.Store) {
 	}
 }
 
-func httpHandler(cfg config.Config, ready service.Ready, cs ...prometheus.Collector) http.Handler {
-	mux := http.NewServeMux()
-	service.Routes(mux, ready, service.NewRegistry(cs...))
-	if cfg.Pprof {
-		service.Pprof(mux)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	}
-	return mux
-}
-
 // baseHeartbeat is the replica's heartbeat without its counters: id, version, the address
 // probes reach it at, and when this process started.
 func baseHeartbeat(cfg config.Config, addrs Addrs, started time.Time) bus.Heartbeat {
@@ -494,22 +482,4 @@ func heartbeat(b *bus.Bus, srv *broker.Server, cfg config.Config, addrs Addrs,
 		last, lastAt = st, now
 		return hb
 	}
-}
-
-// metricCollectors are the broker's metrics, the limits the alert rules compare them with
-// (BROKER_MAX_CONNECTIONS, BROKER_MAX_QUEUED_MESSAGES; 0: no limit) and, in a cluster, the Redis
-// link's state.
-func metricCollectors(cfg config.Config, srv *broker.Server, b *bus.Bus) []prometheus.Collector {
-	limit := func(name, help string, v int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v) })
-	}
-	cs := []prometheus.Collector{srv.Collector(),
-		limit("mcloudtt_broker_max_connections", "BROKER_MAX_CONNECTIONS: the bound on connected clients (0: none).",
-			cfg.MaxConnections),
-		limit("mcloudtt_broker_max_queued_messages", "BROKER_MAX_QUEUED_MESSAGES: the bound on messages queued per session (0: none).",
-			cfg.MaxQueuedMessages)}
-	if b != nil {
-		cs = append(cs, service.RedisLink(func() bool { return b.Status().Connected }))
-	}
-	return cs
 }
