@@ -223,7 +223,9 @@ func startEmulator(t *testing.T) string {
 	addr, grpc := freeAddr(t), freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	_, gport, _ := net.SplitHostPort(grpc)
-	start(t, bin, []string{"--project=mcloudtt-test", "--host=127.0.0.1", "--port=" + port, "--grpc-port=" + gport, "--log-level=warn"})
+	// TMPDIR: the emulator keeps its database in a temporary file it never removes.
+	start(t, bin, []string{"--project=mcloudtt-test", "--host=127.0.0.1", "--port=" + port, "--grpc-port=" + gport, "--log-level=warn"},
+		"TMPDIR="+t.TempDir())
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()

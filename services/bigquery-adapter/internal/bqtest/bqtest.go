@@ -71,6 +71,9 @@ func Start(t testing.TB, project string) *Emulator {
 	cmd := exec.Command(bin, "--project="+project, "--host=127.0.0.1", "--port="+strconv.Itoa(port),
 		"--grpc-port="+strconv.Itoa(grpcPort), "--log-level=error")
 	cmd.Stdout, cmd.Stderr = out, out
+	// The emulator keeps its "in-memory" database in a file of the temporary directory (SQLite,
+	// up to hundreds of MB) that it never removes once killed: give it the test's own.
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("bqtest: starting %s: %v", bin, err)
