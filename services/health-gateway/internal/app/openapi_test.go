@@ -61,7 +61,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	connectV5(t, addrs["broker-a"], "dev-a")
 	c.callJSON("POST", "/api/v1/publish", adminToken, map[string]any{"topic": "r/1", "payload": "x", "retain": true}, 200, nil)
 	id := map[string]string{"id": "dev-c"}
-	cases := []apiCase{
+	cases := append([]apiCase{
 		{op: "getOpenAPI", method: "GET", path: "/api/v1/openapi.json", token: readToken},
 		{op: "whoAmI", method: "GET", path: "/api/v1/whoami", token: readToken},
 		{op: "listClients", method: "GET", path: "/api/v1/clients?limit=1", token: readToken},
@@ -90,8 +90,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			body: map[string]any{"topic": "t/1", "payload": "hi", "qos": 1, "user_properties": map[string]string{"k": "v"}}},
 		{op: "publish", method: "POST", path: "/api/v1/publish", token: adminToken, body: map[string]any{"topic": "t/#"}},
 		{op: "publish", method: "POST", path: "/api/v1/publish", token: adminToken, body: map[string]any{"topic": "t", "replica": "broker-z"}},
-	}
-	cases = append(cases, deviceKeyCases(t)...)
+	}, deviceKeyCases(t)...)
 	seen := map[string]map[int]bool{}
 	for _, tc := range cases {
 		route := ops[tc.op]
