@@ -152,7 +152,8 @@ func checkOperation(t *testing.T, c *testCluster, route *routers.Route, tc apiCa
 }
 
 // deviceKeyCases exercise the device key operations: list (empty, then one key), add (read-only
-// 403, new 201, again 200, a private key 400, an expiry in the past 400), remove (200, then 404).
+// 403, new 201, again 200, a private key 400, an expiry in the past 400, over the maximum 409),
+// remove (200, then 404).
 func deviceKeyCases(t *testing.T) []apiCase {
 	_, pub, priv := newDeviceKey(t)
 	k, err := devices.ParseKey([]byte(pub))
@@ -163,7 +164,7 @@ func deviceKeyCases(t *testing.T) []apiCase {
 	dev := map[string]string{"id": "dev-k"}
 	one := map[string]string{"id": "dev-k", "keyid": k.ID}
 	expires := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	return []apiCase{
+	cases := []apiCase{
 		{op: "listDeviceKeys", method: "GET", path: keys, token: readToken, params: dev},
 		{op: "addDeviceKey", method: "POST", path: keys, token: readToken, params: dev, body: map[string]any{"pem": pub}},
 		{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev, body: map[string]any{"pem": pub}},
@@ -175,4 +176,10 @@ func deviceKeyCases(t *testing.T) []apiCase {
 		{op: "removeDeviceKey", method: "DELETE", path: keys + "/" + k.ID, token: adminToken, params: one},
 		{op: "removeDeviceKey", method: "DELETE", path: keys + "/" + k.ID, token: adminToken, params: one},
 	}
+	for range 4 { // the fourth is over the maximum of three: 409
+		_, pub, _ := newDeviceKey(t)
+		cases = append(cases, apiCase{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev,
+			body: map[string]any{"pem": pub}})
+	}
+	return cases
 }
