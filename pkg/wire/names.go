@@ -107,8 +107,9 @@ func (n Names) SessionOwner(clientID string) string {
 }
 
 // DeviceKeys is the key of a device's public keys for JWT authentication: a HASH key
-// fingerprint -> the key (PEM) with its expiry, written by `broker devices` and read by every
-// replica at each CONNECT that presents a token. "mcloudtt:{d:<device id>}:keys".
+// fingerprint -> the key (PEM) with its expiry, written by `broker devices` and the gateway's
+// management API (pkg/devices) and read by every replica at each CONNECT that presents a token.
+// "mcloudtt:{d:<device id>}:keys".
 func (n Names) DeviceKeys(device string) string { return n.p() + ":{d:" + device + "}:keys" }
 
 // Bans is the key of the HASH of operators' bans: field = Ban.Key(), value = the Ban as JSON.

@@ -6,10 +6,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/mcloudtt/mcloudtt/pkg/devices"
 	"github.com/mcloudtt/mcloudtt/pkg/wire"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
-	"github.com/mcloudtt/mcloudtt/services/broker/internal/devices"
 )
 
 // newJWT makes the JWT authenticator when BROKER_JWT_ENABLED: the device registry gets its own

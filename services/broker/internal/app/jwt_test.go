@@ -18,10 +18,10 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcloudtt/mcloudtt/pkg/devices"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 	"github.com/mcloudtt/mcloudtt/pkg/wire"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
-	"github.com/mcloudtt/mcloudtt/services/broker/internal/devices"
 )
 
 const testProject = "test-project"

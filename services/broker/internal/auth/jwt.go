@@ -2,13 +2,14 @@ package auth
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mcloudtt/mcloudtt/pkg/devices"
 )
 
 // JWT authenticates clients whose MQTT password is a JSON Web Token (RFC 7519), signed with a
@@ -59,11 +60,7 @@ type DeviceKeySource interface {
 }
 
 // DeviceKey is one public key of a device.
-type DeviceKey struct {
-	ID      string           // its fingerprint
-	Public  crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
-	Expires time.Time        // zero: never
-}
+type DeviceKey = devices.DeviceKey
 
 // JWTIdentity is who a verified token says the client is.
 type JWTIdentity struct {

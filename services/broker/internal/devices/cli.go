@@ -1,3 +1,5 @@
+// Package devices is the `broker devices` subcommand: it manages the device registry of JWT
+// authentication (package pkg/devices) from the command line, reaching Redis as the broker does.
 package devices
 
 import (
@@ -12,6 +14,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/mcloudtt/mcloudtt/pkg/devices"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
@@ -99,12 +102,12 @@ func run(ctx context.Context, env cliEnv, args []string, stdin io.Reader, stdout
 	default:
 		return usageError(fmt.Sprintf("unknown command %q", cmd))
 	}
-	rdb, err := Dial(env.RedisAddrs, env.Env)
+	rdb, err := devices.Dial(env.RedisAddrs, env.Env)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	reg := New(rdb, wire.NewNames(""))
+	reg := devices.New(rdb, wire.NewNames(""))
 	switch cmd {
 	case "add":
 		return runAdd(ctx, reg, env.MaxKeys, rest, stdin, stdout)
@@ -114,7 +117,7 @@ func run(ctx context.Context, env cliEnv, args []string, stdin io.Reader, stdout
 	return runList(ctx, reg, rest, stdout)
 }
 
-func runAdd(ctx context.Context, reg *Registry, maxKeys int, args []string, stdin io.Reader, stdout io.Writer) error {
+func runAdd(ctx context.Context, reg *devices.Registry, maxKeys int, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("add", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	expiresFlag := fs.String("expires", "", "")
@@ -135,7 +138,7 @@ func runAdd(ctx context.Context, reg *Registry, maxKeys int, args []string, stdi
 	if err != nil {
 		return err
 	}
-	k, err := ParseKey(data)
+	k, err := devices.ParseKey(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
@@ -166,7 +169,7 @@ func parseExpiry(s string, now time.Time) (time.Time, error) {
 	return now.Add(d), nil
 }
 
-func runRemove(ctx context.Context, reg *Registry, args []string, stdout io.Writer) error {
+func runRemove(ctx context.Context, reg *devices.Registry, args []string, stdout io.Writer) error {
 	if len(args) != 2 {
 		return usageError("remove wants DEVICE KEYID|all")
 	}
@@ -181,7 +184,7 @@ func runRemove(ctx context.Context, reg *Registry, args []string, stdout io.Writ
 	return nil
 }
 
-func runList(ctx context.Context, reg *Registry, args []string, stdout io.Writer) error {
+func runList(ctx context.Context, reg *devices.Registry, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("list", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	withPEM := fs.Bool("pem", false, "")

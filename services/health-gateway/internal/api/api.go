@@ -1,5 +1,6 @@
 // Package api is the gateway's management REST API under /api/v1: the connected clients of the
-// whole cluster (list, search, one session, kick), bans, retained messages and publishing. The
+// whole cluster (list, search, one session, kick), bans, retained messages, publishing, and the
+// public keys of the JWT device registry (list, add, remove, in Redis). The
 // gateway reaches every broker replica through the bus (a request on the replica's control
 // channel, pkg/bus request.go), so the API works with any number of replicas; a replica that
 // does not answer within Options.Timeout is named in the answer (unreachable), never waited on
@@ -50,6 +51,10 @@ type Options struct {
 	Brokers func() []string
 	// Timeout bounds the wait for the replicas' answers.
 	Timeout time.Duration
+	// Devices is the device registry of JWT authentication; nil: the device routes answer 503.
+	Devices Devices
+	// MaxDeviceKeys is how many keys a device may have (GATEWAY_JWT_MAX_KEYS).
+	MaxDeviceKeys int
 	// Log receives the audit lines (one per change, with audit=true) and errors.
 	Log zerolog.Logger
 }
@@ -76,7 +81,9 @@ func (a *API) routes() []route {
 		{"GET /api/v1/clients", false, a.listClients},
 		{"GET /api/v1/clients/{id}", false, a.getSession},
 		{"POST /api/v1/clients/{id}/kick", true, a.kick},
-		// Device keys (JWT authentication) will live under /api/v1/clients/{id}/keys.
+		{"GET /api/v1/devices/{id}/keys", false, a.listDeviceKeys},
+		{"POST /api/v1/devices/{id}/keys", true, a.addDeviceKey},
+		{"DELETE /api/v1/devices/{id}/keys/{keyid}", true, a.removeDeviceKey},
 		{"GET /api/v1/bans", false, a.listBans},
 		{"POST /api/v1/bans", true, a.addBan},
 		{"DELETE /api/v1/bans/{kind}/{value...}", true, a.removeBan},

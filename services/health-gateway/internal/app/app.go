@@ -18,7 +18,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
+	"github.com/mcloudtt/mcloudtt/pkg/devices"
 	"github.com/mcloudtt/mcloudtt/pkg/service"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/api"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/config"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/monitor"
@@ -136,6 +138,7 @@ func (g *gateway) handler() (http.Handler, error) {
 		return true, ""
 	}
 	mgmt := api.New(api.Options{Bus: g.bus, Brokers: g.brokers, Timeout: g.cfg.APITimeout,
+		Devices: devices.New(g.bus.Client(), wire.NewNames("")), MaxDeviceKeys: g.cfg.JWTMaxKeys,
 		Log: g.log.With().Str("component", "api").Logger()})
 	tokens, err := g.tokens()
 	if err != nil {

@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 
+	"github.com/mcloudtt/mcloudtt/pkg/devices"
 	"github.com/mcloudtt/mcloudtt/services/health-gateway/internal/api"
 )
 
@@ -59,7 +61,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	connectV5(t, addrs["broker-a"], "dev-a")
 	c.callJSON("POST", "/api/v1/publish", adminToken, map[string]any{"topic": "r/1", "payload": "x", "retain": true}, 200, nil)
 	id := map[string]string{"id": "dev-c"}
-	cases := []apiCase{
+	cases := append([]apiCase{
 		{op: "getOpenAPI", method: "GET", path: "/api/v1/openapi.json", token: readToken},
 		{op: "whoAmI", method: "GET", path: "/api/v1/whoami", token: readToken},
 		{op: "listClients", method: "GET", path: "/api/v1/clients?limit=1", token: readToken},
@@ -88,7 +90,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			body: map[string]any{"topic": "t/1", "payload": "hi", "qos": 1, "user_properties": map[string]string{"k": "v"}}},
 		{op: "publish", method: "POST", path: "/api/v1/publish", token: adminToken, body: map[string]any{"topic": "t/#"}},
 		{op: "publish", method: "POST", path: "/api/v1/publish", token: adminToken, body: map[string]any{"topic": "t", "replica": "broker-z"}},
-	}
+	}, deviceKeyCases(t)...)
 	seen := map[string]map[int]bool{}
 	for _, tc := range cases {
 		route := ops[tc.op]
@@ -147,4 +149,37 @@ func checkOperation(t *testing.T, c *testCluster, route *routers.Route, tc apiCa
 		t.Fatalf("%s %s (%s): the answer breaks the document: %v\n%s", tc.method, tc.path, tc.op, err, body)
 	}
 	return resp.StatusCode
+}
+
+// deviceKeyCases exercise the device key operations: list (empty, then one key), add (read-only
+// 403, new 201, again 200, a private key 400, an expiry in the past 400, over the maximum 409),
+// remove (200, then 404).
+func deviceKeyCases(t *testing.T) []apiCase {
+	_, pub, priv := newDeviceKey(t)
+	k, err := devices.ParseKey([]byte(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keys = "/api/v1/devices/dev-k/keys"
+	dev := map[string]string{"id": "dev-k"}
+	one := map[string]string{"id": "dev-k", "keyid": k.ID}
+	expires := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	cases := []apiCase{
+		{op: "listDeviceKeys", method: "GET", path: keys, token: readToken, params: dev},
+		{op: "addDeviceKey", method: "POST", path: keys, token: readToken, params: dev, body: map[string]any{"pem": pub}},
+		{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev, body: map[string]any{"pem": pub}},
+		{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev, body: map[string]any{"pem": pub, "expires": expires}},
+		{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev, body: map[string]any{"pem": priv}},
+		{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev,
+			body: map[string]any{"pem": pub, "expires": "2001-01-01T00:00:00Z"}},
+		{op: "listDeviceKeys", method: "GET", path: keys, token: readToken, params: dev},
+		{op: "removeDeviceKey", method: "DELETE", path: keys + "/" + k.ID, token: adminToken, params: one},
+		{op: "removeDeviceKey", method: "DELETE", path: keys + "/" + k.ID, token: adminToken, params: one},
+	}
+	for range 4 { // the fourth is over the maximum of three: 409
+		_, pub, _ := newDeviceKey(t)
+		cases = append(cases, apiCase{op: "addDeviceKey", method: "POST", path: keys, token: adminToken, params: dev,
+			body: map[string]any{"pem": pub}})
+	}
+	return cases
 }

@@ -91,6 +91,9 @@ type Config struct {
 	// APITimeout bounds how long the management API waits for the broker replicas' answers; a
 	// replica that has not answered by then is named in the answer as unreachable.
 	APITimeout time.Duration `envconfig:"API_TIMEOUT" default:"3s"`
+	// JWTMaxKeys is how many public keys a device of the JWT device registry may have when one is
+	// added through the API (as the broker's BROKER_JWT_MAX_KEYS; set both alike).
+	JWTMaxKeys int `envconfig:"JWT_MAX_KEYS" default:"3"`
 
 	// MQTTUsername and MQTTPassword are the probe clients' credentials (empty: anonymous). The ACL
 	// must let this user publish and subscribe under $mcloudtt/probe/.
@@ -155,6 +158,8 @@ func (c Config) Validate() error {
 		return bad("HTTP_ADDR", "must not be empty")
 	case len(c.RedisAddrs) == 0:
 		return bad("REDIS_ADDRS", "must name at least one Redis address")
+	case c.JWTMaxKeys < 1:
+		return bad("JWT_MAX_KEYS", "must be at least 1, got %d", c.JWTMaxKeys)
 	case c.MissedHeartbeats < 1:
 		return bad("MISSED_HEARTBEATS", "must be at least 1, got %d", c.MissedHeartbeats)
 	case c.FailAfter < 0:

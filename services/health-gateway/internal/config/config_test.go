@@ -29,6 +29,7 @@ func TestAdminToken(t *testing.T) {
 		{"file", func(c *Config) { c.AdminTokenFile = file }, ""},
 		{"file not there yet", func(c *Config) { c.AdminTokenFile = filepath.Join(dir, "later") }, ""},
 		{"timeout", func(c *Config) { c.APITimeout = 0 }, "GATEWAY_API_TIMEOUT"},
+		{"no device keys", func(c *Config) { c.JWTMaxKeys = 0 }, "GATEWAY_JWT_MAX_KEYS: must be at least 1"},
 	} {
 		c := Default()
 		tc.set(&c)

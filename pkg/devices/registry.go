@@ -14,7 +14,6 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 	"github.com/mcloudtt/mcloudtt/pkg/wire"
-	"github.com/mcloudtt/mcloudtt/services/broker/internal/auth"
 )
 
 // DefaultMaxKeys is how many keys a device may have unless configured otherwise (Cloud IoT Core
@@ -58,11 +57,16 @@ func New(rdb redis.UniversalClient, names wire.Names) *Registry {
 	return &Registry{rdb: rdb, names: names, parsed: make(map[string]crypto.PublicKey)}
 }
 
-var _ auth.DeviceKeySource = (*Registry)(nil)
+// DeviceKey is one public key of a device, as token verification needs it.
+type DeviceKey struct {
+	ID      string           // its fingerprint
+	Public  crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
+	Expires time.Time        // zero: never
+}
 
-// DeviceKeys returns the device's keys (auth.DeviceKeySource). A stored key that does not parse
-// is skipped: `broker devices add` never writes one.
-func (r *Registry) DeviceKeys(ctx context.Context, device string) ([]auth.DeviceKey, error) {
+// DeviceKeys returns the device's keys for token verification (the broker's
+// auth.DeviceKeySource). A stored key that does not parse is skipped: Add never writes one.
+func (r *Registry) DeviceKeys(ctx context.Context, device string) ([]DeviceKey, error) {
 	if ValidateDeviceID(device) != nil {
 		return nil, nil
 	}
@@ -70,7 +74,7 @@ func (r *Registry) DeviceKeys(ctx context.Context, device string) ([]auth.Device
 	if err != nil {
 		return nil, err
 	}
-	keys := make([]auth.DeviceKey, 0, len(m))
+	keys := make([]DeviceKey, 0, len(m))
 	for id, v := range m {
 		var rec record
 		if json.Unmarshal([]byte(v), &rec) != nil {
@@ -80,7 +84,7 @@ func (r *Registry) DeviceKeys(ctx context.Context, device string) ([]auth.Device
 		if pub == nil {
 			continue
 		}
-		k := auth.DeviceKey{ID: id, Public: pub}
+		k := DeviceKey{ID: id, Public: pub}
 		if rec.Expires != 0 {
 			k.Expires = time.Unix(rec.Expires, 0)
 		}

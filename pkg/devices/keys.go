@@ -1,7 +1,8 @@
 // Package devices is the device registry for JWT authentication: each device's public keys (RSA
 // or EC P-256, as a PEM public key or an X.509 certificate, each with an optional expiry time),
-// kept in Redis so that every replica sees a change at its next CONNECT, and the `broker devices`
-// subcommand that manages them. Only public keys are ever stored; private material is refused.
+// kept in Redis so that every broker replica sees a change at its next CONNECT. The broker's
+// `broker devices` subcommand and the health gateway's management API change it through this
+// package. Only public keys are ever stored; private material is refused.
 package devices
 
 import (
