@@ -118,7 +118,7 @@ CONNECT_BENCHTIME ?= 3000x
 bench-connect: ## CONNECT rate (dial to CONNACK) with JWT RS256/ES256 (device registry), password file (PBKDF2) and anonymous; a token check and a registry lookup alone; publish rate after JWT vs anonymous CONNECT
 	@scripts/deps.sh base
 	$(GO) test -run='^$$' -bench='^BenchmarkConnect$$' -benchmem -benchtime=$(CONNECT_BENCHTIME) ./services/broker/internal/app
-	$(GO) test -run='^$$' -bench='^BenchmarkPublishAfterAuth$$' -benchtime=500000x -count=3 ./services/broker/internal/app
+	$(GO) test -run='^$$' -bench='^BenchmarkPublishAfterAuth$$' -benchtime=500000x -count=2 ./services/broker/internal/app
 	$(GO) test -run='^$$' -bench='^(BenchmarkJWTVerify|BenchmarkPasswordsCheck)$$' -benchmem -benchtime=$(BENCHTIME) ./services/broker/internal/auth
 	$(GO) test -run='^$$' -bench='^BenchmarkDeviceKeys$$' -benchmem -benchtime=$(BENCHTIME) ./services/broker/internal/devices
 
