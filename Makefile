@@ -120,7 +120,7 @@ bench-connect: ## CONNECT rate (dial to CONNACK) with JWT RS256/ES256 (device re
 	$(GO) test -run='^$$' -bench='^BenchmarkConnect$$' -benchmem -benchtime=$(CONNECT_BENCHTIME) ./services/broker/internal/app
 	$(GO) test -run='^$$' -bench='^BenchmarkPublishAfterAuth$$' -benchtime=500000x -count=2 ./services/broker/internal/app
 	$(GO) test -run='^$$' -bench='^(BenchmarkJWTVerify|BenchmarkPasswordsCheck)$$' -benchmem -benchtime=$(BENCHTIME) ./services/broker/internal/auth
-	$(GO) test -run='^$$' -bench='^BenchmarkDeviceKeys$$' -benchmem -benchtime=$(BENCHTIME) ./services/broker/internal/devices
+	$(GO) test -run='^$$' -bench='^BenchmarkDeviceKeys$$' -benchmem -benchtime=$(BENCHTIME) ./pkg/devices
 
 .PHONY: test-infra
 test-infra: ## real validators: kube-apiserver + etcd on loopback, tofu, offline images (builds them first)
