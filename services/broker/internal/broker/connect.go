@@ -151,18 +151,26 @@ func (c *client) authenticate(p *mqtt.Connect) bool {
 		return c.authenticateJWT(p, hasUsername)
 	}
 	if c.srv.auth != nil && !byCert && !c.srv.auth.Authenticate(c.username, p.Password, hasUsername) {
-		switch {
-		case c.srv.auth.RefusesEveryone():
+		if c.srv.auth.RefusesEveryone() {
 			// No way to authenticate is configured: mosquitto 2.0's answer, whatever was sent.
 			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.BadUserNameOrPassword))
-		case hasUsername:
-			c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
-		default:
-			c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
+		} else {
+			c.refuseCredentials(hasUsername)
 		}
 		return false
 	}
 	return true
+}
+
+// refuseCredentials answers credentials that were not accepted (a password, a token): with a
+// user name, bad user name or password (3.x 0x04, v5 0x86); without, not authorized (3.x 0x05,
+// v5 0x87).
+func (c *client) refuseCredentials(hasUsername bool) {
+	if hasUsername {
+		c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
+		return
+	}
+	c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
 }
 
 // buildWill keeps the CONNECT's will message, if any. It returns false when it refused the

@@ -46,13 +46,10 @@ func (c *client) authenticateJWT(p *mqtt.Connect, hasUsername bool) bool {
 		ev = c.log.Warn()
 	}
 	ev.Str("cause", je.Cause.String()).Str("error", je.Err.Error()).Msg("connect refused: JWT not accepted")
-	switch {
-	case je.Cause == auth.CauseUnavailable:
+	if je.Cause == auth.CauseUnavailable {
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerUnavailable))
-	case hasUsername:
-		c.refuse(c.v3Or(mqtt.V3BadUsernameOrPassword, mqtt.BadUserNameOrPassword))
-	default:
-		c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.NotAuthorized))
+	} else {
+		c.refuseCredentials(hasUsername)
 	}
 	return false
 }
