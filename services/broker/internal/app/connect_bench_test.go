@@ -106,36 +106,47 @@ type benchCred struct{ id, user, password string }
 
 // connectOnce dials, sends a 3.1.1 CONNECT, reads the CONNACK, and disconnects.
 func connectOnce(addr string, c benchCred) error {
-	id, user, password := c.id, c.user, c.password
-	conn, err := net.Dial("tcp", addr)
+	conn, _, err := dialConnect(addr, c, 4096)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	p := &mqtt.Connect{ProtocolName: "MQTT", Version: mqtt.V311, KeepAlive: 30, CleanStart: true, ClientID: id}
-	if user != "" {
-		p.Username, p.UsernameFlag, p.Password, p.PasswordFlag = user, true, []byte(password), true
-	}
-	out, err := p.AppendTo(nil, mqtt.V311)
-	if err != nil {
-		return err
-	}
-	if _, err := conn.Write(out); err != nil {
-		return err
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	rd := mqtt.NewReader(bufio.NewReader(conn), 0)
-	rd.SetVersion(mqtt.V311)
-	pk, err := rd.ReadPacket()
-	if err != nil {
-		return err
-	}
-	if ack, ok := pk.(*mqtt.Connack); !ok || ack.ReasonCode != 0 {
-		return fmt.Errorf("client %s: CONNACK %+v", id, pk)
-	}
-	out, _ = (&mqtt.Disconnect{}).AppendTo(nil, mqtt.V311)
+	out, _ := (&mqtt.Disconnect{}).AppendTo(nil, mqtt.V311)
 	_, err = conn.Write(out)
 	return err
+}
+
+// dialConnect dials, sends a 3.1.1 CONNECT as c and returns the connection and a reader (with a
+// buffer of bufSize bytes) past a successful CONNACK; on any error the connection is closed.
+func dialConnect(addr string, c benchCred, bufSize int) (net.Conn, *mqtt.Reader, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &mqtt.Connect{ProtocolName: "MQTT", Version: mqtt.V311, KeepAlive: 30, CleanStart: true, ClientID: c.id}
+	if c.user != "" {
+		p.Username, p.UsernameFlag, p.Password, p.PasswordFlag = c.user, true, []byte(c.password), true
+	}
+	out, err := p.AppendTo(nil, mqtt.V311)
+	if err == nil {
+		_, err = conn.Write(out)
+	}
+	var pk mqtt.Packet
+	rd := mqtt.NewReader(bufio.NewReaderSize(conn, bufSize), 0)
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		rd.SetVersion(mqtt.V311)
+		pk, err = rd.ReadPacket()
+		_ = conn.SetReadDeadline(time.Time{})
+	}
+	if ack, ok := pk.(*mqtt.Connack); err == nil && (!ok || ack.ReasonCode != 0) {
+		err = fmt.Errorf("client %s: CONNACK %+v", c.id, pk)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return conn, rd, nil
 }
 
 // benchBroker starts a broker replica, quiet, for a benchmark.

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -106,26 +105,11 @@ func pump(b *testing.B, conns []net.Conn, subRd *mqtt.Reader, n int) {
 // benchConn connects as c (3.1.1) and returns the connection and a reader past its CONNACK.
 func benchConn(b *testing.B, addr string, c benchCred) (net.Conn, *mqtt.Reader) {
 	b.Helper()
-	conn, err := net.Dial("tcp", addr)
+	conn, rd, err := dialConnect(addr, c, 64<<10)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = conn.Close() })
-	p := &mqtt.Connect{ProtocolName: "MQTT", Version: mqtt.V311, KeepAlive: 0, CleanStart: true, ClientID: c.id}
-	if c.user != "" {
-		p.Username, p.UsernameFlag, p.Password, p.PasswordFlag = c.user, true, []byte(c.password), true
-	}
-	out, _ := p.AppendTo(nil, mqtt.V311)
-	if _, err := conn.Write(out); err != nil {
-		b.Fatal(err)
-	}
-	rd := mqtt.NewReader(bufio.NewReaderSize(conn, 64<<10), 0)
-	rd.SetVersion(mqtt.V311)
-	if pk, err := rd.ReadPacket(); err != nil {
-		b.Fatal(err)
-	} else if ack, ok := pk.(*mqtt.Connack); !ok || ack.ReasonCode != 0 {
-		b.Fatalf("client %s: CONNACK %+v", c.id, pk)
-	}
 	return conn, rd
 }
 
