@@ -123,8 +123,8 @@ bench-connect: ## CONNECT rate (dial to CONNACK) with JWT RS256/ES256 (device re
 	$(GO) test -run='^$$' -bench='^BenchmarkDeviceKeys$$' -benchmem -benchtime=$(BENCHTIME) ./pkg/devices
 
 .PHONY: test-infra
-test-infra: ## real validators: kube-apiserver + etcd on loopback, tofu, offline images (builds them first)
-	@scripts/deps.sh infra
+test-infra: ## real validators: kube-apiserver + etcd on loopback, tofu, promtool, offline images (builds them, and the BigQuery emulator the live-metrics check starts, first)
+	@scripts/deps.sh infra bq
 	@scripts/infra-test.sh
 
 .PHONY: images
