@@ -5,9 +5,11 @@ package proctest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,7 +31,7 @@ func Build(t testing.TB, pkg string) string {
 	if p, ok := built[pkg]; ok {
 		return p
 	}
-	dir, err := os.MkdirTemp("", "proctest-")
+	dir, err := binDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +46,37 @@ func Build(t testing.TB, pkg string) string {
 	}
 	built[pkg] = bin
 	return bin
+}
+
+// binDir returns this test process's directory for built binaries, proctest-<pid>-* in the
+// temporary directory. A test binary has no hook after its last test, so the directory outlives
+// the process; each process removes those of processes that are gone (a few dozen megabytes each,
+// hundreds of them after a day of test runs).
+func binDir() (string, error) {
+	tmp := os.TempDir()
+	if old, _ := filepath.Glob(filepath.Join(tmp, "proctest-*")); len(old) > 0 {
+		for _, d := range old {
+			pid, ok := dirPID(filepath.Base(d))
+			if ok && pid != os.Getpid() && syscall.Kill(pid, 0) == syscall.ESRCH {
+				_ = os.RemoveAll(d)
+			}
+		}
+	}
+	return os.MkdirTemp(tmp, fmt.Sprintf("proctest-%d-", os.Getpid()))
+}
+
+// dirPID reads the process id from a directory name proctest-<pid>-<random>.
+func dirPID(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "proctest-")
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(digits)
+	return pid, err == nil && pid > 0
 }
 
 // Proc is a running command whose combined output is captured.
