@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -36,6 +37,8 @@ type Conn struct {
 	rn     int
 	rerr   error
 	readFn func(uintptr) bool
+	// noWait makes Read return ErrWouldBlock instead of waiting (SetNoWait, TryRead).
+	noWait atomic.Bool
 
 	// wmu guards the write call's argument and results, as rmu does for reads.
 	wmu     sync.Mutex
@@ -60,6 +63,34 @@ func Wrap(c net.Conn) net.Conn {
 	s.readFn, s.writeFn = s.readFd, s.writeFd
 	return s
 }
+
+// ErrWouldBlock is what TryRead, and Read in no-wait mode, return when the socket has nothing to
+// read. It is a net.Error that is both a timeout and temporary, so a reader layered on top (such as
+// crypto/tls) keeps its state and may be called again once the socket is readable.
+var ErrWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "sockio: read would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// SetNoWait switches Read between waiting in the poller while the socket is empty (off, the
+// default) and returning ErrWouldBlock at once (on). The broker turns it on around a read through
+// crypto/tls to learn, without parking a goroutine, whether a whole record is there.
+func (c *Conn) SetNoWait(on bool) { c.noWait.Store(on) }
+
+// TryRead reads what the socket holds now into p and never waits: ErrWouldBlock when it is empty.
+func (c *Conn) TryRead(p []byte) (int, error) {
+	c.noWait.Store(true)
+	n, err := c.Read(p)
+	c.noWait.Store(false)
+	return n, err
+}
+
+// Control runs f with the socket's file descriptor, which stays open while f runs (see
+// syscall.RawConn). It fails once the connection is closed.
+func (c *Conn) Control(f func(fd uintptr)) error { return c.rc.Control(f) }
 
 // Read reads into p, waiting in the poller while the socket is empty.
 func (c *Conn) Read(p []byte) (int, error) {
@@ -90,6 +121,10 @@ func (c *Conn) readFd(fd uintptr) bool {
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if c.noWait.Load() {
+				c.rerr = ErrWouldBlock
+				return true
+			}
 			return false // the poller waits until readable
 		default:
 			c.rerr = os.NewSyscallError("read", e)

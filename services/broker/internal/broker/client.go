@@ -22,7 +22,7 @@ type client struct {
 	conn net.Conn
 	log  zerolog.Logger
 	out  outbound
-	rd   *connReader
+	rd   connReader
 
 	// Set once while connecting, read-only afterwards.
 	id        string
@@ -77,6 +77,16 @@ type client struct {
 	normal bool
 
 	presence presenceConn // see presence.go
+
+	// Parking (park.go). parkState is running or parked; the rest belongs to the reader.
+	parkState    atomic.Int32
+	pollAdded    bool
+	pollFd       int32
+	lastDeadline time.Time // when the read deadline was last moved
+	readDeadline time.Time // the keep-alive read deadline set then
+	kaTimer      *time.Timer
+	kaAt         time.Time // what kaTimer is set for
+	kaFired      atomic.Bool
 }
 
 // setReason records why the connection ends, unless a reason was recorded already.
@@ -100,6 +110,7 @@ func (c *client) closeConn() {
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
 		_ = c.conn.Close()
+		c.wake(wakeClosed) // a parked reader finishes the connection
 	})
 }
 
@@ -129,12 +140,7 @@ func (c *client) serve() {
 	// goroutine instead, whose small stack is all an idle connection then holds.
 	handedOver = true
 	c.srv.wg.Add(1)
-	go func() {
-		defer c.srv.wg.Done()
-		defer c.finish()
-		defer c.recoverPanic()
-		c.readLoop()
-	}()
+	go c.runReadLoop(0)
 }
 
 // recoverPanic is the last guard: a bug in handling one connection costs that connection only.
@@ -247,11 +253,10 @@ func (c *client) finish() {
 	c.stopTokenTimer()
 	c.flushKicks()
 	c.closeConn()
+	c.unpark()
 	c.setReason(discConnectionLost)
 	c.srv.stats.disconnects[c.reason.Load()-1].Add(1)
-	if c.rd != nil {
-		c.rd.release()
-	}
+	c.rd.release()
 	if c.sess == nil {
 		c.srv.connDone(c, false)
 		close(c.done)

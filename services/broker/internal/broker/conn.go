@@ -19,7 +19,7 @@ import (
 // readPacket reads one packet's fixed header and body. The body is freshly allocated, so packets
 // decoded from it may be kept (a PUBLISH body becomes the routed message).
 func (c *client) readPacket() (mqtt.FixedHeader, []byte, error) {
-	fh, err := mqtt.ReadFixedHeader(c.rd, c.srv.cfg.MaxPacketSize)
+	fh, err := mqtt.ReadFixedHeader(&c.rd, c.srv.cfg.MaxPacketSize)
 	if err != nil {
 		return fh, nil, err
 	}
@@ -31,29 +31,41 @@ func (c *client) readPacket() (mqtt.FixedHeader, []byte, error) {
 	return fh, body, nil
 }
 
-func (c *client) readLoop() {
+// readLoop reads and handles packets until the connection ends (false) or goes idle and parks
+// (true: the goroutine must return; a wake-up continues the loop in another, see park.go). cause
+// is why this goroutine was started: 0 after CONNECT, else the wake-up's cause.
+func (c *client) readLoop(cause wakeCause) (parkedNow bool) {
 	batch := 0
-	var lastDeadline time.Time
-	for {
+	canPark := c.canPark()
+	for ; ; cause = 0 {
+		// woke: this packet is the first since the reader waited (see the Gosched below).
+		woke := cause == wakeInput
 		if c.rd.Buffered() == 0 {
 			batch = 0
-			// About to block: let everything produced from this batch of input go out.
+			// About to wait: let everything produced from this batch of input go out.
 			c.flushKicks()
-			if c.keepAlive > 0 {
-				// [MQTT-3.1.2-24]: close after 1.5 x keep alive without a packet. Moving the
-				// deadline costs a timer update, so it moves at most every deadlineSlack; the
-				// connection then closes between 1.5 x keep alive and that plus deadlineSlack.
-				if now := time.Now(); now.Sub(lastDeadline) >= deadlineSlack {
-					lastDeadline = now
-					_ = c.conn.SetReadDeadline(now.Add(c.keepAlive*3/2 + deadlineSlack))
+			if cause != wakeTimer {
+				c.moveReadDeadline()
+			}
+			if canPark && cause != wakeTimer { // after wakeTimer, the read below times out at once
+				switch err := c.rd.tryFill(); {
+				case err == errEmpty:
+					if c.park() {
+						return true
+					}
+					woke = true
+				case err != nil:
+					c.readFailed(err)
+					return false
 				}
+			} else {
+				woke = true
 			}
 		}
-		woke := c.rd.Buffered() == 0 // this read parks the goroutine until data arrives
 		fh, body, err := c.readPacket()
 		if err != nil {
 			c.readFailed(err)
-			return
+			return false
 		}
 		if woke && fh.Type == mqtt.PUBLISH && c.othersRunnable() {
 			// Packets that arrive together on several connections are woken in reverse order
@@ -67,13 +79,27 @@ func (c *client) readLoop() {
 			if !errors.Is(err, errClientGone) {
 				c.protocolFailure(err)
 			}
-			return
+			return false
 		}
 		// Long batches still let output go every few dozen packets, so latency stays bounded.
 		if batch++; batch >= 64 {
 			c.flushKicks()
 			batch = 0
 		}
+	}
+}
+
+// moveReadDeadline keeps the read deadline at 1.5 x keep alive from now [MQTT-3.1.2-24]. Moving
+// it costs a timer update, so it moves at most every deadlineSlack; the connection then closes
+// between 1.5 x keep alive and that plus deadlineSlack.
+func (c *client) moveReadDeadline() {
+	if c.keepAlive <= 0 {
+		return
+	}
+	if now := time.Now(); now.Sub(c.lastDeadline) >= deadlineSlack {
+		c.lastDeadline = now
+		c.readDeadline = now.Add(c.keepAlive*3/2 + deadlineSlack)
+		_ = c.conn.SetReadDeadline(c.readDeadline)
 	}
 }
 

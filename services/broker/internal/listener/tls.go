@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcloudtt/mcloudtt/pkg/sockio"
 )
 
 // TLSOptions says where the server's certificate and key are and how clients are verified.
@@ -215,6 +217,10 @@ func (c *Certs) Config() *tls.Config { return c.config(nil) }
 // offers none, so clients that send ALPN are not refused for a protocol name mismatch).
 func (c *Certs) config(nextProtos []string) *tls.Config {
 	auth := c.clientAuth()
+	// One handshake configuration per certificate generation, shared by every connection of it:
+	// a tls.Conn keeps the configuration it was served with, and a fresh one per connection
+	// cost every idle TLS connection a few hundred bytes.
+	var cached atomic.Pointer[configFor]
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: nextProtos,
@@ -225,24 +231,51 @@ func (c *Certs) config(nextProtos []string) *tls.Config {
 		},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			st := c.cur.Load()
+			if cf := cached.Load(); cf != nil && cf.state == st {
+				return cf.config, nil
+			}
 			// Session ticket keys are not set here, so the outer config's (rotated) keys are used.
-			return &tls.Config{
+			cf := &configFor{state: st, config: &tls.Config{
 				MinVersion:   tls.VersionTLS12,
 				NextProtos:   nextProtos,
 				Certificates: []tls.Certificate{*st.cert},
 				ClientAuth:   auth,
 				ClientCAs:    st.clientCAs,
-			}, nil
+			}}
+			cached.Store(cf)
+			return cf.config, nil
 		},
 	}
+}
+
+// configFor is the handshake configuration made for one certificate generation.
+type configFor struct {
+	state  *certState
+	config *tls.Config
 }
 
 // TLS wraps ln so that its connections speak TLS with c's current certificate. Accept returns a
 // *tls.Conn at once; the handshake runs on the connection's first Read or Write, in the caller's
 // per-connection goroutine, so a slow or silent client never holds up Accept. The broker sets its
 // CONNECT read deadline before the first Read, and that deadline bounds the handshake too.
+//
+// Under each *tls.Conn is the TCP connection wrapped by sockio.Wrap, so the broker can ask
+// whether a whole record has arrived without parking a goroutine (sockio.Conn.SetNoWait).
 func TLS(ln net.Listener, c *Certs) net.Listener {
-	return tls.NewListener(ln, c.Config())
+	return &tlsListener{Listener: ln, config: c.Config()}
+}
+
+type tlsListener struct {
+	net.Listener
+	config *tls.Config
+}
+
+func (l *tlsListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return tls.Server(sockio.Wrap(c), l.config), nil
 }
 
 // UnwrapTLS finds the *tls.Conn under c: c itself, or the connection under a WebSocket

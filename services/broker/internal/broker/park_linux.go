@@ -1,0 +1,109 @@
+package broker
+
+import (
+	"errors"
+	"sync"
+	"syscall"
+)
+
+// poller is the process's epoll instance for parked connections (park.go), with one goroutine
+// waiting on it. Sockets are armed one-shot for input: each readiness event wakes its connection
+// once, and the next park arms it again.
+type poller struct {
+	epfd int
+	mu   sync.Mutex
+	// conns maps a registered socket to its connection. A closed socket leaves the epoll
+	// instance by itself; its entry goes at the connection's finish (remove).
+	conns map[int32]*client
+}
+
+var (
+	pollerOnce sync.Once
+	thePoller  *poller
+)
+
+// connPoller returns the process's poller, started at first use; nil if epoll is unavailable.
+func connPoller() *poller {
+	pollerOnce.Do(func() {
+		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return
+		}
+		thePoller = &poller{epfd: epfd, conns: make(map[int32]*client)}
+		go thePoller.loop()
+	})
+	return thePoller
+}
+
+// pollEvents are the events a parked socket is armed for: input, the peer's FIN, errors and hang-ups
+// (the last two are always reported).
+const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// add registers c's socket, not yet armed for anything but errors: arm does that when it parks.
+func (p *poller) add(c *client) error {
+	return c.control(func(fd int32) error {
+		p.mu.Lock()
+		p.conns[fd] = c
+		p.mu.Unlock()
+		c.pollFd = fd
+		ev := syscall.EpollEvent{Events: syscall.EPOLLONESHOT, Fd: fd}
+		if err := syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+			p.remove(c)
+			return err
+		}
+		return nil
+	})
+}
+
+// arm asks for one wake-up when c's socket becomes readable (at once if it already is).
+func (p *poller) arm(c *client) error {
+	return c.control(func(fd int32) error {
+		ev := syscall.EpollEvent{Events: pollEvents, Fd: fd}
+		return syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
+	})
+}
+
+// remove forgets c. Its socket is closed by now, which took it out of the epoll instance.
+func (p *poller) remove(c *client) {
+	p.mu.Lock()
+	if p.conns[c.pollFd] == c {
+		delete(p.conns, c.pollFd)
+	}
+	p.mu.Unlock()
+}
+
+func (p *poller) loop() {
+	events := make([]syscall.EpollEvent, 256)
+	woken := make([]*client, 0, len(events))
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if errors.Is(err, syscall.EINTR) {
+				continue
+			}
+			panic("broker: epoll_wait: " + err.Error()) // a bad descriptor or buffer: a bug
+		}
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			if c := p.conns[ev.Fd]; c != nil {
+				woken = append(woken, c)
+			}
+		}
+		p.mu.Unlock()
+		for i, c := range woken {
+			c.wake(wakeInput)
+			woken[i] = nil
+		}
+		woken = woken[:0]
+	}
+}
+
+// control runs f with the connection's socket descriptor, which cannot be closed (and its number
+// reused) while f runs.
+func (c *client) control(f func(fd int32) error) error {
+	var ferr error
+	if err := c.rd.raw.Control(func(fd uintptr) { ferr = f(int32(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
