@@ -47,6 +47,7 @@ type Addrs struct {
 // started, if not nil, is called with the listening addresses once the broker is ready.
 func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, started func(Addrs)) error {
 	r := &replica{cfg: cfg, log: log.With().Str("broker_id", cfg.ID).Logger()}
+	startHeapHeadroom(cfg.HeapHeadroom)
 	err := r.newServer(ctx)
 	if r.jwtRedis != nil {
 		defer r.jwtRedis.Close() // after the drain

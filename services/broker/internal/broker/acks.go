@@ -113,7 +113,7 @@ func (c *client) flushAcks() {
 				c.sess.abortQoS2(a.id)
 			}
 			if c.storeFailed.Load() {
-				c.log.Warn().Uint16("packet_id", a.id).Msg("message not stored for its persistent sessions (or not known to be); closing the connection without acknowledging it")
+				c.event(c.srv.log.Warn()).Uint16("packet_id", a.id).Msg("message not stored for its persistent sessions (or not known to be); closing the connection without acknowledging it")
 				c.setReason(discClusterUnavailable)
 				for i := n; i < len(c.acks); i++ {
 					c.acks[i] = nil

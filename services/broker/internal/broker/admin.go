@@ -177,7 +177,7 @@ func (s *Server) kick(ctx context.Context, match func(*client) bool) wire.KickRe
 	for _, c := range s.connected() {
 		if match(c) {
 			c.setReason(discKicked)
-			c.log.Info().Msg("client kicked by an operator")
+			c.event(c.srv.log.Info()).Msg("client kicked by an operator")
 			go c.sendDisconnect(mqtt.AdministrativeAction)
 			kicked = append(kicked, c)
 			res.Kicked = append(res.Kicked, c.id)

@@ -122,7 +122,7 @@ func (c *client) refuseBanned() bool {
 	if !banned {
 		return false
 	}
-	c.log.Info().Str("ban", b.Key()).Msg("connect refused: banned")
+	c.event(c.srv.log.Info()).Str("ban", b.Key()).Msg("connect refused: banned")
 	c.refuse(c.v3Or(mqtt.V3NotAuthorized, mqtt.Banned))
 	return true
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +19,6 @@ import (
 type client struct {
 	srv  *Server
 	conn net.Conn
-	log  zerolog.Logger
 	out  outbound
 	rd   connReader
 
@@ -34,11 +32,9 @@ type client struct {
 	sendQuota int // outbound QoS 1/2 window: min(client's Receive Maximum, MaxInflight)
 	// acks are PUBACK/PUBREC not yet sent because Redis has not yet accepted an earlier message
 	// of this client for another replica; guarded by ackMu (before out.mu in the lock order).
-	// runnable is the reader's sample of the scheduler's runnable-goroutine count (see readLoop).
-	runnable [1]metrics.Sample
-	ackMu    sync.Mutex
-	acks     []*pendingAck
-	ackFree  []*pendingAck // sent acknowledgements to reuse (each belongs to this client for good)
+	ackMu   sync.Mutex
+	acks    []*pendingAck
+	ackFree []*pendingAck // sent acknowledgements to reuse (each belongs to this client for good)
 	// storeFailed: a 3.x publish of this connection could not be stored; the connection is
 	// closing, and nothing it sends after is stored (see pendingAck.done).
 	storeFailed atomic.Bool
@@ -89,6 +85,16 @@ type client struct {
 	kaFired      atomic.Bool
 }
 
+// event adds the client id, once known, to a log event of the server's logger (nil when its level
+// is off: then nothing is done). A connection keeps no logger of its own: that cost every idle
+// connection a copy of the logger's context.
+func (c *client) event(e *zerolog.Event) *zerolog.Event {
+	if c.id != "" {
+		e = e.Str("client_id", c.id)
+	}
+	return e
+}
+
 // setReason records why the connection ends, unless a reason was recorded already.
 func (c *client) setReason(r disconnectReason) { c.reason.CompareAndSwap(0, int32(r)+1) }
 
@@ -97,8 +103,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
-	c := &client{srv: srv, conn: conn, log: srv.log, done: make(chan struct{}), since: time.Now()}
-	c.runnable[0].Name = "/sched/goroutines/runnable:goroutines"
+	c := &client{srv: srv, conn: conn, done: make(chan struct{}), since: time.Now()}
 	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
 	c.out.onError = func(err error) { c.closeConn() }
 	c.out.onWritten = func(n int) { srv.stats.bytesSent.Add(int64(n)) }
@@ -131,7 +136,7 @@ func (c *client) serve() {
 			c.setReason(discConnectTimeout)
 		}
 		if !errors.Is(err, errClientGone) {
-			c.log.Debug().Err(err).Str("remote", c.conn.RemoteAddr().String()).Msg("connect failed")
+			c.event(c.srv.log.Debug()).Err(err).Str("remote", c.conn.RemoteAddr().String()).Msg("connect failed")
 		}
 		return
 	}
@@ -147,7 +152,7 @@ func (c *client) serve() {
 // It must be deferred itself (recover works only when called by the deferred function).
 func (c *client) recoverPanic() {
 	if r := recover(); r != nil {
-		c.log.Error().Interface("panic", r).Str("client_id", c.id).Msg("recovered from panic in connection handler")
+		c.event(c.srv.log.Error()).Interface("panic", r).Msg("recovered from panic in connection handler")
 		c.srv.stats.panics.Add(1)
 	}
 }

@@ -105,9 +105,17 @@ func (c *client) moveReadDeadline() {
 
 // othersRunnable reports whether goroutines are waiting to run (about 60 ns; no allocation).
 func (c *client) othersRunnable() bool {
-	metrics.Read(c.runnable[:])
-	return c.runnable[0].Value.Kind() == metrics.KindUint64 && c.runnable[0].Value.Uint64() > 0
+	s := runnableSamples.Get().(*[1]metrics.Sample)
+	metrics.Read(s[:])
+	v := s[0].Value
+	runnableSamples.Put(s)
+	return v.Kind() == metrics.KindUint64 && v.Uint64() > 0
 }
+
+// runnableSamples are othersRunnable's samples (a connection keeps none of its own).
+var runnableSamples = sync.Pool{New: func() any {
+	return &[1]metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+}}
 
 // deadlineSlack is how far past 1.5 x keep alive a silent connection may live (see readLoop).
 const deadlineSlack = 250 * time.Millisecond
@@ -120,7 +128,7 @@ func (c *client) readFailed(err error) {
 	case errors.As(err, &ne) && ne.Timeout():
 		// Keep alive expired [MQTT-3.1.2-24].
 		c.setReason(discKeepAlive)
-		c.log.Debug().Str("client_id", c.id).Msg("keep alive timeout")
+		c.event(c.srv.log.Debug()).Str("client_id", c.id).Msg("keep alive timeout")
 		c.sendDisconnect(mqtt.KeepAliveTimeout)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 	default:
@@ -129,7 +137,7 @@ func (c *client) readFailed(err error) {
 			c.protocolFailure(err)
 			return
 		}
-		c.log.Debug().Err(err).Str("client_id", c.id).Msg("read failed")
+		c.event(c.srv.log.Debug()).Err(err).Msg("read failed")
 	}
 }
 
@@ -142,7 +150,7 @@ func (c *client) protocolFailure(err error) {
 	if errors.As(err, &me) {
 		code = me.Code
 	}
-	c.log.Debug().Err(err).Str("client_id", c.id).Msg("closing connection on protocol error")
+	c.event(c.srv.log.Debug()).Err(err).Msg("closing connection on protocol error")
 	if c.version == mqtt.V5 && c.disconnect.CompareAndSwap(0, uint32(code)+1) {
 		d := &mqtt.Disconnect{ReasonCode: code}
 		if me != nil && me.Msg != "" {
@@ -249,7 +257,7 @@ func (c *client) writePacket(pk mqtt.Packet) {
 	buf, err := pk.AppendTo(o.buf, c.version)
 	if err != nil {
 		o.mu.Unlock()
-		c.log.Error().Err(err).Str("packet", pk.Type().String()).Msg("encode failed")
+		c.event(c.srv.log.Error()).Err(err).Str("packet", pk.Type().String()).Msg("encode failed")
 		return
 	}
 	o.buf = buf

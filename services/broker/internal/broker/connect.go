@@ -48,7 +48,6 @@ func (c *client) readConnect() error {
 	}
 	c.version = p.Version
 	c.id = p.ClientID
-	c.log = c.log.With().Str("client_id", p.ClientID).Logger()
 	return c.accept(&p)
 }
 
@@ -94,13 +93,13 @@ func (c *client) accept(p *mqtt.Connect) error {
 	}
 
 	if err := c.srv.attach(c, p.CleanStart, &ack); err != nil {
-		c.log.Warn().Err(err).Msg("connect refused: session not available")
+		c.event(c.srv.log.Warn()).Err(err).Msg("connect refused: session not available")
 		c.refuse(c.v3Or(mqtt.V3ServerUnavailable, mqtt.ServerUnavailable))
 		return errClientGone
 	}
 	c.flushKicks()
 	c.armTokenTimer()
-	c.log.Debug().Str("version", c.version.String()).Bool("session_present", ack.SessionPresent).Msg("client connected")
+	c.event(c.srv.log.Debug()).Str("version", c.version.String()).Bool("session_present", ack.SessionPresent).Msg("client connected")
 	return nil
 }
 
@@ -120,7 +119,6 @@ func (c *client) identify(p *mqtt.Connect) (assigned, ok bool) {
 		}
 		c.id = newClientID()
 		assigned = true
-		c.log = c.srv.log.With().Str("client_id", c.id).Logger()
 	}
 	return assigned, true
 }
@@ -408,7 +406,7 @@ func (s *Server) bindLocked(c *client, sess *session, epoch uint64, present bool
 // the new connection resumes the session and the will has a delay [MQTT-3.1.4-3].
 func (c *client) takenOver(newCleanStart bool) {
 	c.setReason(discTakeover)
-	c.log.Debug().Msg("session taken over")
+	c.event(c.srv.log.Debug()).Msg("session taken over")
 	c.takeover.Store(true)
 	if !newCleanStart && c.willDelay > 0 {
 		c.takeoverKeepsWill.Store(true)

@@ -47,7 +47,7 @@ func (c *client) identifyDevice(p *mqtt.Connect) bool {
 	}
 	device, isDevice, err := c.srv.iot.Identify(c.id)
 	if err != nil {
-		c.log.Debug().Err(err).Msg("connect refused: not a device of this registry")
+		c.event(c.srv.log.Debug()).Err(err).Msg("connect refused: not a device of this registry")
 		c.refuse(c.v3Or(mqtt.V3IdentifierRejected, mqtt.ClientIdentifierNotValid))
 		return false
 	}

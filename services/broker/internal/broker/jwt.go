@@ -41,9 +41,9 @@ func (c *client) authenticateJWT(p *mqtt.Connect, hasUsername bool) bool {
 	if !errors.As(err, &je) {
 		je = &auth.JWTError{Cause: auth.CauseInvalid, Err: err}
 	}
-	ev := c.log.Info()
+	ev := c.event(c.srv.log.Info())
 	if je.Cause == auth.CauseUnavailable {
-		ev = c.log.Warn()
+		ev = c.event(c.srv.log.Warn())
 	}
 	ev.Str("cause", je.Cause.String()).Str("error", je.Err.Error()).Msg("connect refused: JWT not accepted")
 	if je.Cause == auth.CauseUnavailable {
@@ -63,7 +63,7 @@ func (c *client) armTokenTimer() {
 	}
 	c.tokenTimer = time.AfterFunc(max(time.Until(c.tokenExpires), 0), func() {
 		c.setReason(discCredentialsExpired)
-		c.log.Info().Msg("token expired: connection closed")
+		c.event(c.srv.log.Info()).Msg("token expired: connection closed")
 		c.sendDisconnect(mqtt.MaximumConnectTime)
 	})
 }

@@ -95,7 +95,7 @@ func (c *client) settleSubscriptions(p *mqtt.Subscribe, b *subscribeBatch) {
 	if err := c.sess.subscriptionsChanged(); err != nil {
 		// A persistent session's new subscriptions that the store did not take are refused,
 		// not acknowledged: they would be lost when the session moves.
-		c.log.Warn().Err(err).Msg("subscriptions of a persistent session not stored; refused")
+		c.event(c.srv.log.Warn()).Err(err).Msg("subscriptions of a persistent session not stored; refused")
 		for i, sub := range p.Subscriptions {
 			if !b.codes[i].IsError() {
 				c.srv.unsubscribe(c.sess, sub.Filter)
@@ -150,7 +150,7 @@ func (c *client) handleUnsubscribe(p *mqtt.Unsubscribe) {
 		}
 	}
 	if err := c.sess.subscriptionsChanged(); err != nil {
-		c.log.Warn().Err(err).Msg("unsubscribe of a persistent session not stored; it applies here and is written when Redis is back")
+		c.event(c.srv.log.Warn()).Err(err).Msg("unsubscribe of a persistent session not stored; it applies here and is written when Redis is back")
 	}
 	c.writePacket(&mqtt.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
 }

@@ -149,6 +149,11 @@ type Config struct {
 	// MaxConnections bounds the connected clients; more are refused (v5 0x89 Server Busy, 3.x 0x03).
 	// 0 means no limit.
 	MaxConnections int `envconfig:"MAX_CONNECTIONS" default:"0"`
+	// HeapHeadroom is how far, in percent of the live heap, the Go heap may grow before it is
+	// collected once it is large (many connections): the replica keeps the runtime's soft memory
+	// limit at the live heap plus this, plus 64 MiB and what is not heap. 0: Go's default
+	// (GOGC, 100 percent). A GOMEMLIMIT stays the ceiling.
+	HeapHeadroom int `envconfig:"HEAP_HEADROOM" default:"25"`
 	// MaxTopicLength bounds topic names and filters, in bytes.
 	MaxTopicLength int `envconfig:"MAX_TOPIC_LENGTH" default:"65535"`
 	// MaxTopicLevels bounds the levels of topic names and filters; 0 means no limit.
@@ -238,6 +243,8 @@ func (c Config) validateLimits() error {
 		return bad("SYS_INTERVAL", "must not be negative, got %s", c.SysInterval)
 	case c.MaxConnections < 0:
 		return bad("MAX_CONNECTIONS", "must not be negative, got %d", c.MaxConnections)
+	case c.HeapHeadroom < 0 || c.HeapHeadroom > 1000:
+		return bad("HEAP_HEADROOM", "must be between 0 and 1000 percent, got %d", c.HeapHeadroom)
 	case c.MaxTopicLength < 1 || c.MaxTopicLength > 65535:
 		return bad("MAX_TOPIC_LENGTH", "must be between 1 and 65535, got %d", c.MaxTopicLength)
 	case c.MaxTopicLevels < 0:
