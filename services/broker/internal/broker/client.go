@@ -50,9 +50,9 @@ type client struct {
 	will       *message
 	willDelay  time.Duration
 	sessExpiry time.Duration
-	// tokenExpires is when the JWT the client authenticated with stops being valid (zero: no
-	// JWT); tokenTimer closes the connection then (jwt.go).
-	tokenExpires time.Time
+	// tokenExpires is when the JWT the client authenticated with stops being valid (nil: no
+	// JWT, or one that does not expire); tokenTimer closes the connection then (jwt.go).
+	tokenExpires *time.Time
 	tokenTimer   *time.Timer
 	since        time.Time // when the connection was accepted
 
@@ -66,7 +66,6 @@ type client struct {
 	// reason is why the connection ended, plus 1 (0: not decided yet); the first one set wins.
 	reason atomic.Int32
 
-	closeOnce  sync.Once
 	closed     atomic.Bool
 	disconnect atomic.Uint32 // reason code sent in a server DISCONNECT, plus 1 (0 = none)
 	// normal is set when the client sent DISCONNECT without asking for its will.
@@ -77,11 +76,10 @@ type client struct {
 	// Parking (park.go). parkState is running or parked; the rest belongs to the reader.
 	parkState    atomic.Int32
 	pollAdded    bool
+	kaMoved      bool // readDeadline moved since kaTimer was set
 	pollFd       int32
-	lastDeadline time.Time // when the read deadline was last moved
-	readDeadline time.Time // the keep-alive read deadline set then
+	readDeadline time.Time // the keep-alive read deadline
 	kaTimer      *time.Timer
-	kaAt         time.Time // what kaTimer is set for
 	kaFired      atomic.Bool
 }
 
@@ -104,19 +102,16 @@ var errClientGone = errors.New("connection closed")
 func newClient(srv *Server, conn net.Conn) *client {
 	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
 	c := &client{srv: srv, conn: conn, done: make(chan struct{}), since: time.Now()}
-	c.out.init(conn, srv.cfg.WriteTimeout, srv.cfg.MaxPendingBytes)
-	c.out.onError = func(err error) { c.closeConn() }
-	c.out.onWritten = func(n int) { srv.stats.bytesSent.Add(int64(n)) }
+	c.out.init(c, conn, srv.cfg.MaxPendingBytes)
 	return c
 }
 
 // closeConn closes the network connection once; the reader then unwinds and cleans up.
 func (c *client) closeConn() {
-	c.closeOnce.Do(func() {
-		c.closed.Store(true)
+	if c.closed.CompareAndSwap(false, true) {
 		_ = c.conn.Close()
 		c.wake(wakeClosed) // a parked reader finishes the connection
-	})
+	}
 }
 
 // serve runs the connection from accept to close. It is the reader goroutine.

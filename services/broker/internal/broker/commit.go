@@ -13,7 +13,7 @@ import (
 
 // commitLocked writes what changed (now, or with the commit under way), then runs then.
 func (s *session) commitLocked(then func()) {
-	lg := &s.lg
+	lg := s.lg()
 	if then != nil {
 		lg.then = append(lg.then, then)
 	}
@@ -28,7 +28,7 @@ func (s *session) commitLocked(then func()) {
 func (s *session) buildCommit() *bus.Commit {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lg := &s.lg
+	lg := s.lg()
 	c := &bus.Commit{Session: s.ID, Epoch: s.epoch}
 	any := false
 	if lg.dirtyCursor {
@@ -82,7 +82,7 @@ func (s *session) buildCommit() *bus.Commit {
 // merged back and retried; a fenced one means another replica holds the session now.
 func (s *session) commitDone(err error) {
 	s.mu.Lock()
-	lg := &s.lg
+	lg := s.lg()
 	lg.committing = false
 	c, then := lg.inCommit, lg.inThen
 	lg.inCommit, lg.inThen = nil, nil
@@ -140,7 +140,7 @@ func (s *session) commitDone(err error) {
 func (s *session) settleCommits(deadline time.Time) {
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
-		lg := &s.lg
+		lg := s.lg()
 		busy := s.stored.Load() && (lg.committing || lg.dirtyCursor || lg.dirtyMarks || lg.trim != "" || len(lg.q2del) > 0 ||
 			lg.state != nil || lg.setExpiry || lg.offline || lg.end || len(lg.then) > 0)
 		s.mu.Unlock()

@@ -90,15 +90,16 @@ func (c *client) readLoop(cause wakeCause) (parkedNow bool) {
 }
 
 // moveReadDeadline keeps the read deadline at 1.5 x keep alive from now [MQTT-3.1.2-24]. Moving
-// it costs a timer update, so it moves at most every deadlineSlack; the connection then closes
-// between 1.5 x keep alive and that plus deadlineSlack.
+// it costs a timer update, so it moves only once it is less than 1.5 x keep alive away, at most
+// every deadlineSlack; the connection then closes between 1.5 x keep alive and that plus
+// deadlineSlack.
 func (c *client) moveReadDeadline() {
 	if c.keepAlive <= 0 {
 		return
 	}
-	if now := time.Now(); now.Sub(c.lastDeadline) >= deadlineSlack {
-		c.lastDeadline = now
+	if now := time.Now(); c.readDeadline.Sub(now) <= c.keepAlive*3/2 {
 		c.readDeadline = now.Add(c.keepAlive*3/2 + deadlineSlack)
+		c.kaMoved = true
 		_ = c.conn.SetReadDeadline(c.readDeadline)
 	}
 }

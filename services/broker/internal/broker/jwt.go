@@ -34,7 +34,10 @@ func (c *client) authenticateJWT(p *mqtt.Connect, hasUsername bool) bool {
 	id, err := c.srv.jwt.Verify(ctx, c.id, p.Password)
 	cancel()
 	if err == nil {
-		c.username, c.tokenExpires = id.Username, id.Expires
+		c.username = id.Username
+		if !id.Expires.IsZero() {
+			c.tokenExpires = &id.Expires
+		}
 		return true
 	}
 	var je *auth.JWTError
@@ -58,10 +61,10 @@ func (c *client) authenticateJWT(p *mqtt.Connect, hasUsername bool) bool {
 // (Maximum connect time: the connection may not last longer, and a new CONNECT with a fresh
 // token is welcome), a 3.x client is disconnected.
 func (c *client) armTokenTimer() {
-	if c.tokenExpires.IsZero() {
+	if c.tokenExpires == nil {
 		return
 	}
-	c.tokenTimer = time.AfterFunc(max(time.Until(c.tokenExpires), 0), func() {
+	c.tokenTimer = time.AfterFunc(max(time.Until(*c.tokenExpires), 0), func() {
 		c.setReason(discCredentialsExpired)
 		c.event(c.srv.log.Info()).Msg("token expired: connection closed")
 		c.sendDisconnect(mqtt.MaximumConnectTime)

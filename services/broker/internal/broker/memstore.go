@@ -84,6 +84,15 @@ func (m *memStore) Claim(id string, clean bool, expiry time.Duration) (bus.Sessi
 	defer m.mu.Unlock()
 	m.epoch++
 	ms := m.sessions[id]
+	if clean && expiry == 0 {
+		// A session that ends with its connection is never written: nothing is kept for it (a
+		// persistent one of the id before it is gone, as a claim of a new session makes it).
+		if ms != nil {
+			delete(m.sessions, id)
+			m.setSubsLocked(id, bus.DurableSubs{})
+		}
+		return bus.SessionClaim{Epoch: m.epoch, Inc: m.epoch, Cursor: bus.LogPos{ID: "0-0", Seq: 1}}, nil
+	}
 	present := ms != nil && !clean && ms.persistent
 	if !present {
 		ms = &memSession{SessionClaim: bus.SessionClaim{Inc: m.epoch, Cursor: bus.LogPos{ID: "0-0", Seq: 1}}}

@@ -16,10 +16,9 @@ import (
 // common case, where the socket has room, then costs no goroutine switch and adds no latency —
 // and only when the socket is full starts a writer goroutine that waits for it.
 type outbound struct {
-	conn    net.Conn
-	try     tryWriter // conn, when it can write without waiting (a plain socket; not TLS)
-	timeout time.Duration
-	limit   int // pending bytes at which QoS 0 producers wait, then drop
+	c     *client // the connection this is the output of
+	conn  net.Conn
+	limit int // pending bytes at which QoS 0 producers wait, then drop
 	// deadline is set while a write deadline is on the connection; only the writer role uses it.
 	deadline bool
 
@@ -33,8 +32,7 @@ type outbound struct {
 	pending   int           // bytes in buf plus bytes being written
 	progress  chan struct{} // closed and replaced when a write completes, for waiting producers
 	congested bool          // a producer gave up waiting; QoS 0 drops until pending halves
-	onError   func(error)   // called once when a write fails
-	onWritten func(n int)   // bytes written, for statistics
+	failed    bool          // a write failed and the client was told (failLocked)
 	// drained is closed when the writer stops with nothing pending after close.
 	drained chan struct{}
 }
@@ -49,9 +47,8 @@ type tryWriter interface {
 	TryWrite(p []byte) (int, error)
 }
 
-func (o *outbound) init(conn net.Conn, timeout time.Duration, limit int) {
-	o.conn, o.timeout, o.limit = conn, timeout, limit
-	o.try, _ = conn.(tryWriter)
+func (o *outbound) init(c *client, conn net.Conn, limit int) {
+	o.c, o.conn, o.limit = c, conn, limit
 }
 
 // startLocked starts a writer goroutine unless the writer role is taken or there is nothing to write.
@@ -94,7 +91,8 @@ func (o *outbound) kick() {
 	o.writing = true
 	b := o.takeLocked()
 	o.mu.Unlock()
-	if o.try == nil {
+	try, ok := o.conn.(tryWriter)
+	if !ok {
 		go o.writeLoop(b, b)
 		return
 	}
@@ -103,9 +101,9 @@ func (o *outbound) kick() {
 		_ = o.conn.SetWriteDeadline(time.Time{})
 		o.deadline = false
 	}
-	n, err := o.try.TryWrite(b)
-	if n > 0 && o.onWritten != nil {
-		o.onWritten(n)
+	n, err := try.TryWrite(b)
+	if n > 0 {
+		o.written(n)
 	}
 	o.mu.Lock()
 	o.wroteLocked(n)
@@ -148,12 +146,12 @@ func (o *outbound) writeLoop(rest, whole []byte) {
 		var err error
 		for len(rest) > 0 && err == nil {
 			var n int
-			_ = o.conn.SetWriteDeadline(time.Now().Add(o.timeout))
+			_ = o.conn.SetWriteDeadline(time.Now().Add(o.c.srv.cfg.WriteTimeout))
 			o.deadline = true
 			n, err = o.conn.Write(rest[:min(len(rest), maxWriteChunk)])
 			rest = rest[n:]
-			if n > 0 && o.onWritten != nil {
-				o.onWritten(n)
+			if n > 0 {
+				o.written(n)
 			}
 			o.mu.Lock()
 			o.wroteLocked(n)
@@ -191,13 +189,16 @@ func (o *outbound) failLocked(err error) {
 	o.buf = nil
 	o.pending = 0
 	o.stopLocked()
-	onError := o.onError
-	o.onError = nil
+	first := !o.failed
+	o.failed = true
 	o.mu.Unlock()
-	if onError != nil {
-		onError(err)
+	if first {
+		o.c.closeConn()
 	}
 }
+
+// written counts n bytes written to the client.
+func (o *outbound) written(n int) { o.c.srv.stats.bytesSent.Add(int64(n)) }
 
 // waitProgressLocked is called with mu held when pending is over the limit. It releases mu while
 // it waits for the writer to finish a write, for at most d, and reports whether the writer made

@@ -91,17 +91,14 @@ func (c *client) armKeepAliveTimer() {
 	if c.keepAlive <= 0 {
 		return
 	}
-	at := c.readDeadline
 	switch {
 	case c.kaTimer == nil:
-		c.kaTimer = time.AfterFunc(time.Until(at), c.keepAliveExpired)
-	case !c.kaAt.Equal(at) || c.kaFired.Load():
+		c.kaTimer = time.AfterFunc(time.Until(c.readDeadline), c.keepAliveExpired)
+	case c.kaMoved || c.kaFired.Load():
 		c.kaFired.Store(false)
-		c.kaTimer.Reset(time.Until(at))
-	default:
-		return
+		c.kaTimer.Reset(time.Until(c.readDeadline))
 	}
-	c.kaAt = at
+	c.kaMoved = false
 }
 
 func (c *client) keepAliveExpired() {

@@ -84,9 +84,9 @@ func (s *session) wakeLog() {
 	if !s.stored.Load() || s.ended {
 		return
 	}
-	s.lg.caughtUp = false
-	if s.lg.reading {
-		s.lg.again = true
+	s.lg().caughtUp = false
+	if s.lg().reading {
+		s.lg().again = true
 		return
 	}
 	s.readLogLocked()
@@ -95,7 +95,7 @@ func (s *session) wakeLog() {
 // readLogLocked asks the store for more of the log while the client is connected and few
 // messages wait in memory.
 func (s *session) readLogLocked() {
-	lg := &s.lg
+	lg := s.lg()
 	if lg.reading || lg.caughtUp || s.ended || s.client.Load() == nil || len(s.queue) >= readLow {
 		return
 	}
@@ -110,7 +110,7 @@ func (s *session) readLogLocked() {
 func (s *session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	lg := &s.lg
+	lg := s.lg()
 	lg.reading = false
 	if s.ended || s.epoch != epoch || !s.stored.Load() {
 		return
@@ -120,7 +120,7 @@ func (s *session) onLog(epoch uint64, es []bus.LogEntry, err error) {
 		if lg.retry == nil {
 			lg.retry = time.AfterFunc(500*time.Millisecond, func() {
 				s.mu.Lock()
-				s.lg.retry = nil
+				s.lg().retry = nil
 				s.readLogLocked()
 				s.mu.Unlock()
 			})
@@ -191,7 +191,7 @@ func (s *session) subIDsLocked(name string) []uint32 {
 
 // markDoneLocked records that message seq needs nothing more (acknowledged, dropped, expired).
 func (s *session) markDoneLocked(seq uint64) {
-	lg := &s.lg
+	lg := s.lg()
 	if seq < lg.cursor.Seq {
 		return
 	}
@@ -208,7 +208,7 @@ func (s *session) markDoneLocked(seq uint64) {
 // advanceCursorLocked moves the cursor past the messages done, and the trim point past the
 // entries done.
 func (s *session) advanceCursorLocked() {
-	lg := &s.lg
+	lg := s.lg()
 	moved := false
 	for {
 		if _, ok := lg.done[lg.cursor.Seq]; !ok {
@@ -238,7 +238,7 @@ func (s *session) advanceCursorLocked() {
 
 // releaseLocked records the PUBREC of QoS 2 message seq; the PUBREL goes once that is written.
 func (s *session) releaseLocked(seq uint64, id uint16, c *client) {
-	lg := &s.lg
+	lg := s.lg()
 	if lg.released == nil {
 		lg.released = make(map[uint64]struct{})
 	}
@@ -252,8 +252,8 @@ func (s *session) saveStateLocked() {
 	if !s.stored.Load() {
 		return
 	}
-	s.lg.state = s.stateLocked()
-	s.lg.setExpiry = true
+	s.lg().state = s.stateLocked()
+	s.lg().setExpiry = true
 	s.commitLocked(nil)
 }
 
@@ -281,12 +281,12 @@ func (s *session) index() {
 func (s *session) goOfflineLocked() {
 	s.dropLogDeliveriesLocked()
 	if s.expiry == neverExpire {
-		s.lg.offlineTTL = 0
+		s.lg().offlineTTL = 0
 	} else {
-		s.lg.offlineTTL = s.expiry + bus.OfflineMargin
+		s.lg().offlineTTL = s.expiry + bus.OfflineMargin
 	}
-	s.lg.offline = true
-	s.lg.setExpiry = true
+	s.lg().offline = true
+	s.lg().setExpiry = true
 	// This replica's record of the session goes once Redis has it offline and expiring: if the
 	// replica dies before, the record lets the others do it (ReleaseOrphans).
 	s.commitLocked(s.srv.store.Released(s.ID))
@@ -295,7 +295,7 @@ func (s *session) goOfflineLocked() {
 // dropLogDeliveriesLocked forgets the messages read from the log (they are read again at the next
 // attach); deliveries of the memory path stay.
 func (s *session) dropLogDeliveriesLocked() {
-	lg := &s.lg
+	lg := s.lg()
 	kept := s.queue[:0]
 	for _, d := range s.queue {
 		if d.seq == 0 {
@@ -336,7 +336,7 @@ func (s *session) endStoredLocked() {
 		st.Commit(id, func() *bus.Commit { return &bus.Commit{Session: id, Epoch: epoch, End: true} }, func(error) { forget() })
 		return
 	}
-	s.lg.end = true
+	s.lg().end = true
 	s.commitLocked(forget)
 	go func() { _ = st.Index(id, epoch, bus.DurableSubs{Inc: inc}) }()
 }
@@ -366,8 +366,8 @@ func (s *session) subscriptionsChanged() error {
 		s.mu.Unlock()
 		return nil
 	}
-	s.lg.state = s.stateLocked()
-	s.lg.setExpiry = true
+	s.lg().state = s.stateLocked()
+	s.lg().setExpiry = true
 	s.commitLocked(func() { written <- struct{}{} })
 	s.mu.Unlock()
 	t := time.NewTimer(stateWriteTimeout)

@@ -79,7 +79,7 @@ func (s *session) indexedLocked() bus.DurableSubs {
 func (s *Server) restore(sess *session, sc bus.SessionClaim) {
 	sess.stored.Store(true)
 	sess.epoch, sess.inc = sc.Epoch, sc.Inc
-	lg := &sess.lg
+	lg := sess.lg()
 	lg.cursor = sc.Cursor
 	lg.from, lg.after = sc.Cursor.ID, false
 	lg.done = make(map[uint64]struct{}, len(sc.Done))

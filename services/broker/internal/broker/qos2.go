@@ -53,7 +53,7 @@ func (s *session) endQoS2(id uint16, c *client) {
 	_, ok := s.inQoS2[id]
 	delete(s.inQoS2, id)
 	if ok && s.stored.Load() {
-		s.lg.q2del = append(s.lg.q2del, id)
+		s.lg().q2del = append(s.lg().q2del, id)
 		s.commitLocked(func() { c.sendAck(mqtt.PUBCOMP, id, mqtt.Success) })
 		s.mu.Unlock()
 		return

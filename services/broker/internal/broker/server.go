@@ -393,9 +393,9 @@ func (s *Server) dropSessionLocked(sess *session, disown bool) (will *message) {
 	if sess.willTimer != nil {
 		sess.willTimer.Stop()
 	}
-	if sess.lg.retry != nil {
-		sess.lg.retry.Stop()
-		sess.lg.retry = nil
+	if sess.lgp != nil && sess.lgp.retry != nil {
+		sess.lgp.retry.Stop()
+		sess.lgp.retry = nil
 	}
 	sess.mu.Unlock()
 	for f, o := range subs {

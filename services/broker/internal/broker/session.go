@@ -102,7 +102,17 @@ type session struct {
 	// it by the router.
 	stored     atomic.Bool
 	epoch, inc uint64
-	lg         logState
+	lgp        *logState // see lg
+}
+
+// lg is the session's place in its log, made at first use: only persistent sessions have one,
+// and a connection with a clean session does not carry its few hundred bytes. Called with mu
+// held, or before anyone else uses the session.
+func (s *session) lg() *logState {
+	if s.lgp == nil {
+		s.lgp = new(logState)
+	}
+	return s.lgp
 }
 
 const neverExpire = time.Duration(1<<63 - 1)
@@ -131,10 +141,10 @@ func (s *session) nextPacketIDLocked() (uint16, bool) {
 // logWillUseLocked reports whether id is the packet id of one of the next messages of a
 // persistent session's log that may be sent soon.
 func (s *session) logWillUseLocked(id uint16) bool {
-	if !s.stored.Load() || s.lg.nextSeq == 0 {
+	if !s.stored.Load() || s.lgp == nil || s.lgp.nextSeq == 0 {
 		return false
 	}
-	d := (uint64(id) + 65535 - uint64(seqPacketID(s.lg.nextSeq))) % 65535
+	d := (uint64(id) + 65535 - uint64(seqPacketID(s.lgp.nextSeq))) % 65535
 	return d < readLow
 }
 
