@@ -105,6 +105,13 @@ bench-adapter: deps deps-bench ## adapter rows/s and CPU per 100k rows into the 
 	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
 	GO=$(GO) BIN=$(BIN) scripts/bench-adapter.sh
 
+.PHONY: bench-conns
+bench-conns: deps-bench ## idle connections (10k, 100k or the open-files limit): RSS per connection, connects/s, CPU per connect; plain, TLS RSA/ECDSA with and without resumption; ours vs mosquitto
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/loadgen ./tools/loadgen
+	$(GO) build -o $(BIN)/broker ./services/broker/cmd/broker
+	BIN=$(BIN) scripts/bench-conns.sh
+
 .PHONY: bench-tls
 bench-tls: deps-bench ## S1 against one broker over TCP and over TLS, with the ratio
 	@mkdir -p $(BIN)

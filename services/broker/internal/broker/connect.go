@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/bus"
@@ -47,7 +48,7 @@ func (c *client) readConnect() error {
 		return err
 	}
 	c.version = p.Version
-	c.id = p.ClientID
+	c.id = strings.Clone(p.ClientID) // not a slice of the CONNECT packet, which can go
 	return c.accept(&p)
 }
 

@@ -1,16 +1,23 @@
 package broker
 
 import (
-	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"syscall"
 )
 
 // poller is the process's epoll instance for parked connections (park.go), with one goroutine
-// waiting on it. Sockets are armed one-shot for input: each readiness event wakes its connection
-// once, and the next park arms it again.
+// reading its events. Sockets are armed one-shot for input: each readiness event wakes its
+// connection once, and the next park arms it again.
+//
+// The epoll instance is itself non-blocking and waited for in the Go runtime's poller (an epoll
+// descriptor is readable while it has events), so a parked connection's input is noticed in the
+// same scheduling round as any other socket's, and no thread sits in epoll_wait. Waking in a
+// separate thread let other connections' packets that arrived later be handled first.
 type poller struct {
 	epfd int
+	rc   syscall.RawConn // epfd, registered with the runtime's poller
 	mu   sync.Mutex
 	// conns maps a registered socket to its connection. A closed socket leaves the epoll
 	// instance by itself; its entry goes at the connection's finish (remove).
@@ -20,6 +27,7 @@ type poller struct {
 var (
 	pollerOnce sync.Once
 	thePoller  *poller
+	pollerFile *os.File
 )
 
 // connPoller returns the process's poller, started at first use; nil if epoll is unavailable.
@@ -29,7 +37,18 @@ func connPoller() *poller {
 		if err != nil {
 			return
 		}
-		thePoller = &poller{epfd: epfd, conns: make(map[int32]*client)}
+		if err := syscall.SetNonblock(epfd, true); err != nil {
+			_ = syscall.Close(epfd)
+			return
+		}
+		f := os.NewFile(uintptr(epfd), "broker-epoll") // non-blocking: pollable
+		rc, err := f.SyscallConn()
+		if err != nil {
+			_ = f.Close()
+			return
+		}
+		thePoller = &poller{epfd: epfd, rc: rc, conns: make(map[int32]*client)}
+		pollerFile = f // kept open for the life of the process
 		go thePoller.loop()
 	})
 	return thePoller
@@ -75,13 +94,22 @@ func (p *poller) remove(c *client) {
 func (p *poller) loop() {
 	events := make([]syscall.EpollEvent, 256)
 	woken := make([]*client, 0, len(events))
-	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
-				continue
+	var n int
+	var werr error
+	// wait takes the ready events without blocking; false (nothing ready) waits in the runtime's
+	// poller for the next. The runtime watches the epoll descriptor edge-triggered, so the loop
+	// takes events until none are left before it waits again.
+	wait := func(fd uintptr) bool {
+		for {
+			n, werr = syscall.EpollWait(int(fd), events, 0)
+			if werr != syscall.EINTR {
+				return n > 0 || werr != nil
 			}
-			panic("broker: epoll_wait: " + err.Error()) // a bad descriptor or buffer: a bug
+		}
+	}
+	for {
+		if err := p.rc.Read(wait); err != nil || werr != nil {
+			panic(fmt.Sprintf("broker: epoll_wait: %v %v", err, werr)) // a bad descriptor or buffer: a bug
 		}
 		p.mu.Lock()
 		for _, ev := range events[:n] {

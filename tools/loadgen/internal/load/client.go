@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
@@ -134,6 +136,25 @@ type dialer struct {
 	redis *redisconn.Connector
 	// persistent: connect with a persistent session (clean session 0; v5 session expiry 3600).
 	persistent bool
+	// src are the local addresses to dial from, in turn (none: the kernel's choice).
+	src  []*net.TCPAddr
+	next *atomic.Uint64 // shared by copies of the dialer
+}
+
+// parseSrc reads -src.
+func parseSrc(list string) ([]*net.TCPAddr, error) {
+	var out []*net.TCPAddr
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, fmt.Errorf("-src: %q is not an IP address", s)
+		}
+		out = append(out, &net.TCPAddr{IP: ip})
+	}
+	return out, nil
 }
 
 // dialRedis dials redis-server as the redis mode's settings say (plain TCP through sockio, or
@@ -191,7 +212,11 @@ func (d *dialer) dial(readBuf int) (*client, error) {
 	if to <= 0 {
 		return nil, errors.New("run deadline passed")
 	}
-	nc, err := net.DialTimeout("tcp", d.addr, to)
+	nd := net.Dialer{Timeout: to}
+	if len(d.src) > 0 {
+		nd.LocalAddr = d.src[(d.next.Add(1)-1)%uint64(len(d.src))] // next is set with src
+	}
+	nc, err := nd.Dial("tcp", d.addr)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,8 @@ type Config struct {
 	SubPersist  bool          // -sub-persistent: subscribers have persistent sessions (clean session 0, v5 expiry 3600)
 	TLS         bool          // -tls: MQTT over TLS
 	TLSCA       string        // -tls-ca: PEM CA file to verify the broker with (else not verified)
+	TLSResume   bool          // -tls-resume: resume TLS sessions (tickets) from a shared client cache
+	Src         string        // -src: local addresses to dial from, comma-separated, round-robin
 	Mode        string        // -mode: pubsub, conns or redis
 	Topology    string        // -topology: fanin, fanout or pairwise
 	Pubs        int           // -pubs: publishers
@@ -69,6 +71,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.BoolVar(&c.SubPersist, "sub-persistent", false, "subscribers connect with a persistent session (3.1.1 clean session 0, 5.0 session expiry 3600 s); each run uses new client ids")
 	fs.StringVar(&c.Mode, "mode", "pubsub", "pubsub | conns | redis")
 	fs.BoolVar(&c.TLS, "tls", false, "MQTT over TLS (pubsub and conns modes)")
+	fs.BoolVar(&c.TLSResume, "tls-resume", false, "with -tls: keep TLS session tickets in a client cache shared by all connections, so connections after the first resume (conns mode connects one first, untimed)")
+	fs.StringVar(&c.Src, "src", "", "local addresses to dial from, comma-separated (e.g. 127.0.0.2,127.0.0.3), used in turn: each gives another ~28k ephemeral ports; empty: the kernel's choice")
 	fs.StringVar(&c.TLSCA, "tls-ca", "", "with -tls: PEM CA file to verify the broker's certificate; empty: not verified")
 	fs.StringVar(&c.Topology, "topology", "fanin", "fanin|fanout: every publisher sends to one topic that every subscriber is on; pairwise: publisher i -> topic i -> subscriber i (needs -pubs == -subs)")
 	fs.IntVar(&c.Pubs, "pubs", 1, "publishers")
@@ -125,6 +129,12 @@ func (c *Config) validate() error {
 	}
 	if c.Addr == "" {
 		return errors.New("-addr: empty")
+	}
+	if _, err := parseSrc(c.Src); err != nil {
+		return err
+	}
+	if c.TLSResume && !c.TLS {
+		return errors.New("-tls-resume: needs -tls")
 	}
 	if _, err := c.tlsConfig(); err != nil {
 		return err
@@ -198,6 +208,9 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSResume {
+		conf.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	}
 	if c.TLSCA == "" {
 		conf.InsecureSkipVerify = true // a load test against a self-signed loopback broker
 		return conf, nil

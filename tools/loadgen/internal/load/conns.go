@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/procfs"
@@ -26,8 +27,19 @@ func runConns(parent context.Context, cfg Config, errs *errorLog) *Summary {
 	defer cancel()
 	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
 		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
-	d.tls, _ = cfg.tlsConfig() // checked by Config.validate
+	d.tls, _ = cfg.tlsConfig()   // checked by Config.validate
+	d.src, _ = parseSrc(cfg.Src) // checked by Config.validate
+	d.next = new(atomic.Uint64)
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
+	if cfg.TLSResume && d.tls != nil {
+		// One full handshake first, untimed: its session ticket is what the others resume.
+		c, _, err := d.connectMQTT(fmt.Sprintf("lg-%s-first", runID), idleReadBuf)
+		if err != nil {
+			errs.add(fmt.Errorf("first connection: %w", err))
+			return s
+		}
+		c.close(true)
+	}
 
 	if cfg.BrokerPID > 0 && cfg.ResetPeak {
 		s.PeakReset = procfs.ResetPeak(cfg.BrokerPID) == nil

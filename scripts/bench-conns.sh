@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# bench-conns.sh — `make bench-conns`: idle connections, ours and mosquitto side by side in one run.
+#   For each size (SIZES, default 10,000 and 100,000) and each listener (MODES: plain TCP; TLS with
+#   an RSA-2048 and with an ECDSA P-256 certificate, each with full handshakes and with session
+#   resumption), a fresh broker takes that many idle connections (loadgen -mode conns: CONNECT,
+#   CONNACK, then only PINGREQ at the keep alive) and the table gives the broker's RSS per
+#   connection (RSS after - RSS before, over the connections), connects per second (dial to
+#   CONNACK, 32 in parallel) and broker CPU per connect; then ours/mosquitto ratios.
+# A size above what the open-files limit lets one process hold (broker and load generator each
+# need a descriptor per connection) is cut to that limit, and the table says so. Beyond ~28,000
+# connections the load generator dials from several loopback addresses (127.0.0.2, ...), each with
+# its own ephemeral ports.
+# Peers: mosquitto with its defaults plus the listener (allow_anonymous true, and certfile/keyfile
+# for TLS). Ours: its defaults, stand-alone, plus the listener.
+# Run it alone on the machine: flock /work/bench.lock make bench-conns.
+# Environment: BIN (bin), SIZES, MODES, BROKERS ("ours mosquitto"), SETTLE (5s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-bin}
+SIZES=${SIZES:-10000 100000}
+MODES=${MODES:-tcp rsa rsa-resume ecdsa ecdsa-resume}
+BROKERS=${BROKERS:-ours mosquitto}
+SETTLE=${SETTLE:-5s}
+tmp=$(mktemp -d /tmp/mcloudtt-bench-conns.XXXXXX)
+BPID=""
+cleanup() {
+  [ -n "$BPID" ] && kill "$BPID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 \
+  -days 1 -keyout "$tmp/rsa.key" -out "$tmp/rsa.pem" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -days 1 -keyout "$tmp/ecdsa.key" -out "$tmp/ecdsa.pem" 2>/dev/null
+# mosquitto started as root reads its files as the user it drops to: throwaway keys, readable.
+chmod 755 "$tmp"; chmod 644 "$tmp"/*.pem "$tmp"/*.key
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The most connections one process can hold here, keeping 200 descriptors for everything else.
+nofile=$(ulimit -n)
+maxconns=$((nofile - 200))
+
+# start_broker NAME MODE PORT: starts the broker, sets BPID.
+start_broker() {
+  local name=$1 mode=$2 p=$3 cert="" key=""
+  case $mode in
+    rsa*) cert=$tmp/rsa.pem key=$tmp/rsa.key ;;
+    ecdsa*) cert=$tmp/ecdsa.pem key=$tmp/ecdsa.key ;;
+  esac
+  case $name in
+    ours)
+      if [ -z "$cert" ]; then
+        BROKER_MQTT_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' BROKER_LOG_LEVEL=warn "$BIN/broker" >"$tmp/broker.log" 2>&1 &
+      else
+        BROKER_MQTT_ADDR='' BROKER_TLS_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' BROKER_LOG_LEVEL=warn \
+          BROKER_TLS_CERT_FILE=$cert BROKER_TLS_KEY_FILE=$key "$BIN/broker" >"$tmp/broker.log" 2>&1 &
+      fi
+      ;;
+    mosquitto)
+      { echo "listener $p 127.0.0.1"; echo "allow_anonymous true"
+        [ -n "$cert" ] && { echo "certfile $cert"; echo "keyfile $key"; }
+      } >"$tmp/mosquitto.conf"
+      mosquitto -c "$tmp/mosquitto.conf" >"$tmp/broker.log" 2>&1 &
+      ;;
+  esac
+  BPID=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "$name did not start:" >&2; cat "$tmp/broker.log" >&2; return 1
+}
+
+printf '%-8s %-13s %-10s %12s %11s %14s %6s\n' conns listener broker "RSS/conn B" "connects/s" "CPU/connect µs" fails
+declare -A rss rate cpu
+notes=()
+for size in $SIZES; do
+  n=$size
+  if [ "$n" -gt "$maxconns" ]; then
+    n=$maxconns
+    notes+=("$size connections: cut to $n, the open-files limit here is $nofile per process (ulimit -n; the hard limit cannot be raised without CAP_SYS_RESOURCE)")
+  fi
+  src=""
+  if [ "$n" -gt 25000 ]; then
+    src=$(python3 -c "import sys; n=int(sys.argv[1]); print(','.join('127.0.0.%d' % (2+i) for i in range(n // 25000 + 1)))" "$n")
+  fi
+  for mode in $MODES; do
+    for name in $BROKERS; do
+      if [ "$name" = mosquitto ] && ! command -v mosquitto >/dev/null; then
+        notes+=("mosquitto not installed (make deps): no peer figures"); continue
+      fi
+      p=$(port)
+      start_broker "$name" "$mode" "$p"
+      args=(-addr "127.0.0.1:$p")
+      case $mode in
+        rsa) args+=(-tls -tls-ca "$tmp/rsa.pem") ;;
+        rsa-resume) args+=(-tls -tls-ca "$tmp/rsa.pem" -tls-resume) ;;
+        ecdsa) args+=(-tls -tls-ca "$tmp/ecdsa.pem") ;;
+        ecdsa-resume) args+=(-tls -tls-ca "$tmp/ecdsa.pem" -tls-resume) ;;
+      esac
+      [ -n "$src" ] && args+=(-src "$src")
+      json=$("$BIN/loadgen" -q -mode conns -conns "$n" -dial-par 32 -settle "$SETTLE" -timeout 600s \
+        -broker-pid "$BPID" "${args[@]}" | tail -1)
+      kill "$BPID"; wait "$BPID" 2>/dev/null || true; BPID=""
+      read -r r c cs conns fails < <(python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+conns = d.get("conns", 0)
+print(int(d.get("broker_rss_per_conn_b", 0)), int(d.get("conn_rate", 0)),
+      int(d.get("broker_cpu_s", 0) * 1e6 / conns) if conns else 0, conns, d.get("conn_fail", 0))' "$json")
+      printf '%-8s %-13s %-10s %12s %11s %14s %6s\n' "$conns" "$mode" "$name" "$r" "$c" "$cs" "$fails"
+      rss[$size/$mode/$name]=$r; rate[$size/$mode/$name]=$c; cpu[$size/$mode/$name]=$cs
+    done
+  done
+done
+echo
+echo "ours / mosquitto (RSS per connection: lower is better; connects/s: higher is better)"
+printf '%-8s %-13s %14s %14s %16s\n' size listener "RSS/conn" "connects/s" "CPU/connect"
+for size in $SIZES; do
+  for mode in $MODES; do
+    o=$size/$mode/ours m=$size/$mode/mosquitto
+    [ -n "${rss[$m]:-}" ] && [ -n "${rss[$o]:-}" ] || continue
+    python3 -c '
+import sys
+size, mode, ro, rm, co, cm, uo, um = sys.argv[1:]
+f = lambda a, b: "%.2f" % (float(a) / float(b)) if float(b) else "-"
+print("%-8s %-13s %14s %14s %16s" % (size, mode, f(ro, rm), f(co, cm), f(uo, um)))' \
+      "$size" "$mode" "${rss[$o]}" "${rss[$m]}" "${rate[$o]}" "${rate[$m]}" "${cpu[$o]}" "${cpu[$m]}"
+  done
+done
+for note in "${notes[@]}"; do echo "note: $note"; done
