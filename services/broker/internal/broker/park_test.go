@@ -1,0 +1,185 @@
+//go:build linux
+
+package broker_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
+	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
+)
+
+// Idle connections are parked: the broker holds no goroutine for them, and they still answer,
+// time out and can be closed from the server's side.
+func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	b := startBroker(t)
+	const n = 300
+	before := runtime.NumGoroutine()
+	conns := make([]*rawConn, n)
+	for i := range conns {
+		conns[i] = dialRaw(t, b.Addr, 4)
+		conns[i].connect(&mqtt.Connect{ClientID: fmt.Sprintf("idle-%d", i), CleanStart: true, KeepAlive: 60})
+	}
+	grown := 0
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		grown = runtime.NumGoroutine() - before
+		if grown < n/10 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("%d idle connections: %d more goroutines in the process", n, grown)
+	if grown >= n/10 {
+		t.Fatalf("%d idle connections hold %d goroutines; want fewer than %d", n, grown, n/10)
+	}
+	// Each PINGREQ wakes its connection's reader, which answers and parks again.
+	for round := 0; round < 2; round++ {
+		for _, c := range conns {
+			c.send(&mqtt.Pingreq{})
+		}
+		for i, c := range conns {
+			if _, ok := c.read().(*mqtt.Pingresp); !ok {
+				t.Fatalf("round %d: connection %d: want PINGRESP", round, i)
+			}
+		}
+	}
+	// A close from the server's side (a takeover) reaches a parked connection.
+	again := dialRaw(t, b.Addr, 4)
+	again.connect(&mqtt.Connect{ClientID: "idle-0", CleanStart: true, KeepAlive: 60})
+	conns[0].expectClosed(5 * time.Second)
+	// And the keep-alive deadline of a parked one: 1 s keep alive, closed after 1.5 s.
+	quiet := dialRaw(t, b.Addr, 4)
+	quiet.connect(&mqtt.Connect{ClientID: "quiet", CleanStart: true, KeepAlive: 1})
+	start := time.Now()
+	quiet.expectClosed(5 * time.Second)
+	if d := time.Since(start); d < 1400*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("a parked connection with keep alive 1 s closed after %v, want about 1.5 s", d)
+	}
+}
+
+// A TLS record that arrives in two parts, with the broker's reader parked in between, is read
+// whole: crypto/tls keeps the first part while the socket under it reports ErrWouldBlock.
+func TestTLSRecordSplitAcrossPark(t *testing.T) {
+	addr := startTLSBroker(t)
+	sub := dialTLS(t, addr, false)
+	sub.connect(&mqtt.Connect{ClientID: "sub", CleanStart: true, KeepAlive: 30})
+	sub.send(&mqtt.Subscribe{PacketID: 1, Subscriptions: []mqtt.Subscription{{Filter: "split/#", QoS: 1}}})
+	if _, ok := sub.read().(*mqtt.Suback); !ok {
+		t.Fatal("want SUBACK")
+	}
+	pub := dialTLS(t, addr, true) // every write in two halves, 50 ms apart
+	pub.connect(&mqtt.Connect{ClientID: "pub", CleanStart: true, KeepAlive: 30})
+	for i := 1; i <= 5; i++ {
+		pub.send(&mqtt.Publish{QoS: 1, PacketID: uint16(i), Topic: "split/t", Payload: []byte(fmt.Sprintf("m%d", i))})
+		if ack, ok := pub.read().(*mqtt.Puback); !ok || ack.PacketID != uint16(i) {
+			t.Fatalf("message %d: want PUBACK", i)
+		}
+		got, ok := sub.read().(*mqtt.Publish)
+		if !ok || string(got.Payload) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d: subscriber got %+v", i, got)
+		}
+		sub.send(&mqtt.Puback{PacketID: got.PacketID})
+	}
+}
+
+func startTLSBroker(t *testing.T) string {
+	t.Helper()
+	certFile, keyFile := writeSelfSigned(t)
+	certs, err := listener.LoadCerts(listener.TLSOptions{CertFile: certFile, KeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.SysInterval = 0
+	srv := broker.New(cfg, zerolog.Nop())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(listener.TLS(ln, certs)) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx)
+	})
+	return ln.Addr().String()
+}
+
+func dialTLS(t *testing.T, addr string, split bool) *rawConn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if split {
+		nc = &splitConn{Conn: nc}
+	}
+	tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true}) // the test's own throwaway certificate
+	t.Cleanup(func() { _ = tc.Close() })
+	rd := mqtt.NewReader(bufio.NewReader(tc), 0)
+	rd.SetVersion(4)
+	return &rawConn{t: t, conn: tc, rd: rd, v: 4}
+}
+
+// splitConn writes each buffer in two parts with a pause between them.
+type splitConn struct{ net.Conn }
+
+func (c *splitConn) Write(p []byte) (int, error) {
+	if len(p) < 2 {
+		return c.Conn.Write(p)
+	}
+	n, err := c.Conn.Write(p[:len(p)/2])
+	if err != nil {
+		return n, err
+	}
+	time.Sleep(50 * time.Millisecond)
+	m, err := c.Conn.Write(p[len(p)/2:])
+	return n + m, err
+}
+
+func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
