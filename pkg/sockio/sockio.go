@@ -39,6 +39,8 @@ type Conn struct {
 	readFn func(uintptr) bool
 	// noWait makes Read return ErrWouldBlock instead of waiting (SetNoWait, TryRead).
 	noWait atomic.Bool
+	// readHook, when set, is told around Read's waits (SetReadHook); reader goroutine only.
+	readHook func(waiting bool)
 
 	// wmu guards the write call's argument and results, as rmu does for reads.
 	wmu     sync.Mutex
@@ -88,6 +90,11 @@ func (c *Conn) TryRead(p []byte) (int, error) {
 	return n, err
 }
 
+// SetReadHook makes Read call f(true) before it waits for input and f(false) once it has read
+// some (whether it waited or not); nil removes it. Call it from the goroutine that reads. The
+// broker uses it to hold a connect slot only while a connecting client's input is being handled.
+func (c *Conn) SetReadHook(f func(waiting bool)) { c.readHook = f }
+
 // Control runs f with the socket's file descriptor, which stays open while f runs (see
 // syscall.RawConn). It fails once the connection is closed.
 func (c *Conn) Control(f func(fd uintptr)) error { return c.rc.Control(f) }
@@ -97,6 +104,21 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if hook := c.readHook; hook != nil && !c.noWait.Load() {
+		n, err := c.TryRead(p)
+		if err == ErrWouldBlock {
+			hook(true)
+			n, err = c.read(p)
+		}
+		if n > 0 {
+			hook(false)
+		}
+		return n, err
+	}
+	return c.read(p)
+}
+
+func (c *Conn) read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.rp, c.rn, c.rerr = p, 0, nil

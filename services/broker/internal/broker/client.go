@@ -77,6 +77,7 @@ type client struct {
 	parkState    atomic.Int32
 	pollAdded    bool
 	kaMoved      bool // readDeadline moved since kaTimer was set
+	slotHeld     bool // a connect slot (connslots.go); while connecting only
 	pollFd       int32
 	readDeadline time.Time // the keep-alive read deadline
 	kaTimer      *time.Timer
@@ -119,12 +120,15 @@ func (c *client) serve() {
 	handedOver := false
 	defer func() {
 		if !handedOver {
+			c.releaseSlot() // after a panic in readConnect
 			c.finish()
 		}
 	}()
 	defer c.recoverPanic()
 	c.rd = newConnReader(c.conn)
-	_ = c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.ConnectTimeout))
+	deadline := time.Now().Add(c.srv.cfg.ConnectTimeout)
+	_ = c.conn.SetReadDeadline(deadline)
+	c.holdSlots(deadline) // readConnect gives the slot back once CONNECT is read
 	if err := c.readConnect(); err != nil {
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

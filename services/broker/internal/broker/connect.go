@@ -18,6 +18,7 @@ import (
 // readConnect reads and answers the first packet, which must be CONNECT [MQTT-3.1.0-1].
 func (c *client) readConnect() error {
 	fh, body, err := c.readPacket()
+	c.releaseSlot() // the handshake and the packet are read: what follows needs no slot
 	if err != nil {
 		return err
 	}

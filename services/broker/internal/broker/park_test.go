@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -182,4 +183,60 @@ func writeSelfSigned(t *testing.T) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// Connect slots: with one slot, clients that stall mid-CONNECT (or send nothing) hold none, so
+// others connect at once, and many connecting together all get in.
+func TestConnectSlotsHeldOnlyWithInput(t *testing.T) {
+	b := startBroker(t, func(c *config.Config) { c.ConnectConcurrency = 1 })
+	var connect []byte
+	connect, err := (&mqtt.Connect{ProtocolName: "MQTT", Version: 4, ClientID: "stall", CleanStart: true, KeepAlive: 30}).AppendTo(connect, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := dialRaw(t, b.Addr, 4)
+	_ = silent
+	staller := dialRaw(t, b.Addr, 4)
+	staller.write(connect[:3]) // a third of the CONNECT, then nothing
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	ok := dialRaw(t, b.Addr, 4)
+	ok.connect(&mqtt.Connect{ClientID: "ok", CleanStart: true, KeepAlive: 30})
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("CONNACK after %v behind a stalled client", d)
+	}
+	const n = 50
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			conn, err := net.DialTimeout("tcp", b.Addr, 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			pk, _ := (&mqtt.Connect{ProtocolName: "MQTT", Version: 4, ClientID: fmt.Sprintf("many-%d", i), CleanStart: true}).AppendTo(nil, 4)
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := conn.Write(pk); err != nil {
+				errs <- err
+				return
+			}
+			ack := make([]byte, 4)
+			if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 {
+				errs <- fmt.Errorf("client %d: CONNACK %x, %v", i, ack, err)
+				return
+			}
+			errs <- nil
+		}(i)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The staller's CONNECT completes once the rest of it arrives.
+	staller.write(connect[3:])
+	if ack, okAck := staller.read().(*mqtt.Connack); !okAck || ack.ReasonCode != 0 {
+		t.Fatalf("stalled client: %+v", ack)
+	}
 }

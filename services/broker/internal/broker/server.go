@@ -43,22 +43,25 @@ type Server struct {
 	conns     map[*client]struct{}
 	closing   bool
 
-	wg       sync.WaitGroup
-	stop     chan struct{}
-	stopOnce sync.Once
+	wg   sync.WaitGroup
+	stop chan struct{}
+
+	connSlots connSlots // connecting clients handled at once (connslots.go)
+	stopOnce  sync.Once
 }
 
 // New returns a broker replica configured by cfg. It serves nothing until Serve is called.
 func New(cfg config.Config, log zerolog.Logger, opts ...Option) *Server {
 	s := &Server{
-		cfg:      cfg,
-		log:      log,
-		started:  time.Now(),
-		router:   newRouter(),
-		retained: newMemoryRetained(),
-		sessions: make(map[string]*session),
-		conns:    make(map[*client]struct{}),
-		stop:     make(chan struct{}),
+		cfg:       cfg,
+		log:       log,
+		started:   time.Now(),
+		router:    newRouter(),
+		retained:  newMemoryRetained(),
+		sessions:  make(map[string]*session),
+		conns:     make(map[*client]struct{}),
+		stop:      make(chan struct{}),
+		connSlots: newConnSlots(cfg.ConnectConcurrency),
 	}
 	s.router.srv = s
 	s.cluster = newStandalone()

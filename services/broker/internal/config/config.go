@@ -121,6 +121,9 @@ type Config struct {
 
 	// ConnectTimeout closes a connection that sends no CONNECT within it.
 	ConnectTimeout time.Duration `envconfig:"CONNECT_TIMEOUT" default:"10s"`
+	// ConnectConcurrency bounds the connecting clients (TLS handshake and CONNECT) handled at
+	// once; the others wait their turn. 0: four per CPU.
+	ConnectConcurrency int `envconfig:"CONNECT_CONCURRENCY" default:"0"`
 	// MaxPacketSize is the largest packet accepted from clients, in bytes (announced to v5 clients).
 	MaxPacketSize int `envconfig:"MAX_PACKET_SIZE" default:"1048576"`
 	// MaxKeepAlive caps the keep alive of v5 clients, in seconds: one asking for more (or for 0) is
@@ -243,6 +246,8 @@ func (c Config) validateLimits() error {
 		return bad("SYS_INTERVAL", "must not be negative, got %s", c.SysInterval)
 	case c.MaxConnections < 0:
 		return bad("MAX_CONNECTIONS", "must not be negative, got %d", c.MaxConnections)
+	case c.ConnectConcurrency < 0:
+		return bad("CONNECT_CONCURRENCY", "must not be negative, got %d", c.ConnectConcurrency)
 	case c.HeapHeadroom < 0 || c.HeapHeadroom > 1000:
 		return bad("HEAP_HEADROOM", "must be between 0 and 1000 percent, got %d", c.HeapHeadroom)
 	case c.MaxTopicLength < 1 || c.MaxTopicLength > 65535:
