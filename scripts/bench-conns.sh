@@ -12,8 +12,16 @@
 # its own ephemeral ports.
 # Peers: mosquitto with its defaults plus the listener (allow_anonymous true, and certfile/keyfile
 # for TLS). Ours: its defaults, stand-alone, plus the listener.
+# Then a reconnect storm (STORM_MODES, default plain TCP and TLS ECDSA with resumption):
+#   STORM_CLIENTS (50,000, cut to the open-files limit like the sizes) clients with persistent
+#   sessions on one broker; it is killed (SIGKILL) and every client reconnects at once to the two
+#   others (loadgen -mode storm): seconds until all are back, per-client p50/p99, refusing
+#   CONNACKs, other failed attempts, clients never back, sessions found, and the survivors' peak
+#   RSS. Ours: three replicas on one redis-server (the sessions move); mosquitto: three separate
+#   brokers (their defaults plus the listener; a session does not move, so none is found).
 # Run it alone on the machine: flock /work/bench.lock make bench-conns.
-# Environment: BIN (bin), SIZES, MODES, BROKERS ("ours mosquitto"), SETTLE (5s).
+# Environment: BIN (bin), SIZES, MODES, BROKERS ("ours mosquitto"), SETTLE (5s), STORM_MODES,
+# STORM_CLIENTS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-bin}
@@ -21,10 +29,14 @@ SIZES=${SIZES:-10000 100000}
 MODES=${MODES:-tcp rsa rsa-resume ecdsa ecdsa-resume}
 BROKERS=${BROKERS:-ours mosquitto}
 SETTLE=${SETTLE:-5s}
+STORM_MODES=${STORM_MODES-tcp ecdsa-resume}
+STORM_CLIENTS=${STORM_CLIENTS:-50000}
 tmp=$(mktemp -d /tmp/mcloudtt-bench-conns.XXXXXX)
 BPID=""
+pids=()
 cleanup() {
-  [ -n "$BPID" ] && kill "$BPID" 2>/dev/null || true
+  if [ -n "$BPID" ]; then kill "$BPID" 2>/dev/null || true; fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
@@ -42,27 +54,31 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 nofile=$(ulimit -n)
 maxconns=$((nofile - 200))
 
-# start_broker NAME MODE PORT: starts the broker, sets BPID.
+# start_broker NAME MODE PORT [REDIS_PORT ID]: starts the broker, sets BPID. With REDIS_PORT, ours
+# is a replica of a cluster on that redis-server.
 start_broker() {
-  local name=$1 mode=$2 p=$3 cert="" key=""
+  local name=$1 mode=$2 p=$3 rp=${4:-} id=${5:-bench} cert="" key=""
   case $mode in
     rsa*) cert=$tmp/rsa.pem key=$tmp/rsa.key ;;
     ecdsa*) cert=$tmp/ecdsa.pem key=$tmp/ecdsa.key ;;
   esac
   case $name in
     ours)
+      local redis=""
+      [ -n "$rp" ] && redis=127.0.0.1:$rp
       if [ -z "$cert" ]; then
-        BROKER_MQTT_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' BROKER_LOG_LEVEL=warn "$BIN/broker" >"$tmp/broker.log" 2>&1 &
+        BROKER_ID=$id BROKER_REDIS_ADDRS=$redis BROKER_MQTT_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' \
+          BROKER_LOG_LEVEL=warn "$BIN/broker" >"$tmp/broker-$id.log" 2>&1 &
       else
-        BROKER_MQTT_ADDR='' BROKER_TLS_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' BROKER_LOG_LEVEL=warn \
-          BROKER_TLS_CERT_FILE=$cert BROKER_TLS_KEY_FILE=$key "$BIN/broker" >"$tmp/broker.log" 2>&1 &
+        BROKER_ID=$id BROKER_REDIS_ADDRS=$redis BROKER_MQTT_ADDR='' BROKER_TLS_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' \
+          BROKER_LOG_LEVEL=warn BROKER_TLS_CERT_FILE=$cert BROKER_TLS_KEY_FILE=$key "$BIN/broker" >"$tmp/broker-$id.log" 2>&1 &
       fi
       ;;
     mosquitto)
       { echo "listener $p 127.0.0.1"; echo "allow_anonymous true"
         [ -n "$cert" ] && { echo "certfile $cert"; echo "keyfile $key"; }
-      } >"$tmp/mosquitto.conf"
-      mosquitto -c "$tmp/mosquitto.conf" >"$tmp/broker.log" 2>&1 &
+      } >"$tmp/mosquitto-$id.conf"
+      mosquitto -c "$tmp/mosquitto-$id.conf" >"$tmp/broker-$id.log" 2>&1 &
       ;;
   esac
   BPID=$!
@@ -70,7 +86,7 @@ start_broker() {
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "$name did not start:" >&2; cat "$tmp/broker.log" >&2; return 1
+  echo "$name did not start:" >&2; cat "$tmp/broker-$id.log" >&2; return 1
 }
 
 printf '%-8s %-13s %-10s %12s %11s %14s %6s\n' conns listener broker "RSS/conn B" "connects/s" "CPU/connect µs" fails
@@ -121,7 +137,7 @@ printf '%-8s %-13s %14s %14s %16s\n' size listener "RSS/conn" "connects/s" "CPU/
 for size in $SIZES; do
   for mode in $MODES; do
     o=$size/$mode/ours m=$size/$mode/mosquitto
-    [ -n "${rss[$m]:-}" ] && [ -n "${rss[$o]:-}" ] || continue
+    if [ -z "${rss[$m]:-}" ] || [ -z "${rss[$o]:-}" ]; then continue; fi
     python3 -c '
 import sys
 size, mode, ro, rm, co, cm, uo, um = sys.argv[1:]
@@ -130,4 +146,59 @@ print("%-8s %-13s %14s %14s %16s" % (size, mode, f(ro, rm), f(co, cm), f(uo, um)
       "$size" "$mode" "${rss[$o]}" "${rss[$m]}" "${rate[$o]}" "${rate[$m]}" "${cpu[$o]}" "${cpu[$m]}"
   done
 done
+
+# tls_args MODE CERT_PREFIX: loadgen's TLS flags for a listener mode.
+tls_args() {
+  case $1 in
+    rsa) echo "-tls -tls-ca $tmp/rsa.pem" ;;
+    rsa-resume) echo "-tls -tls-ca $tmp/rsa.pem -tls-resume" ;;
+    ecdsa) echo "-tls -tls-ca $tmp/ecdsa.pem" ;;
+    ecdsa-resume) echo "-tls -tls-ca $tmp/ecdsa.pem -tls-resume" ;;
+  esac
+}
+
+hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+if [ -n "$STORM_MODES" ]; then
+  n=$STORM_CLIENTS
+  if [ "$n" -gt "$maxconns" ]; then
+    n=$maxconns
+    notes+=("storm of $STORM_CLIENTS clients: cut to $n, the open-files limit here is $nofile per process")
+  fi
+  echo
+  echo "reconnect storm: $n clients with persistent sessions on one broker, SIGKILL, all reconnect to two others"
+  printf '%-13s %-10s %9s %9s %9s %8s %7s %7s %9s %9s %13s\n' listener broker "all back s" "p50 ms" "p99 ms" refused errors "never" attempts sessions "peak RSS MiB"
+  RP=$(port)
+  redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" &
+  pids+=($!)
+  for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  for mode in $STORM_MODES; do
+    for name in $BROKERS; do
+      command -v "$name" >/dev/null || [ "$name" = ours ] || continue
+      redis-cli -p "$RP" flushall >/dev/null
+      ports=() bp=()
+      for k in 1 2 3; do
+        ports+=("$(port)")
+        rp=""; [ "$name" = ours ] && rp=$RP
+        start_broker "$name" "$mode" "${ports[$((k - 1))]}" "$rp" "storm-$k"
+        bp+=("$BPID"); pids+=("$BPID"); BPID=""
+      done
+      for k in 1 2; do echo 5 >"/proc/${bp[$k]}/clear_refs" 2>/dev/null || true; done
+      # shellcheck disable=SC2046
+      json=$("$BIN/loadgen" -q -mode storm -conns "$n" -dial-par 32 -settle "$SETTLE" -timeout 600s \
+        -addr "127.0.0.1:${ports[0]}" -storm-kill "${bp[0]}" \
+        -reconnect-addrs "127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}" $(tls_args "$mode") | tail -1)
+      peak=$(( ($(hwm "${bp[1]}") + $(hwm "${bp[2]}")) / 1024 ))
+      for k in 1 2; do kill "${bp[$k]}" 2>/dev/null || true; wait "${bp[$k]}" 2>/dev/null || true; done
+      wait "${bp[0]}" 2>/dev/null || true
+      python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+print("%-13s %-10s %9s %9s %9s %8s %7s %7s %9s %9s %13s" % (sys.argv[2], sys.argv[3], d.get("storm_s", "-"),
+      d.get("storm_p50_ms", "-"), d.get("storm_p99_ms", "-"), d.get("storm_refused", "-"), d.get("storm_errors", "-"),
+      d.get("storm_failed", "-"), d.get("storm_attempts", "-"), d.get("storm_session_present", "-"), sys.argv[4]))
+if d.get("conn_fail"): print("  (the initial connections failed: %s)" % d.get("first_error", ""))' "$json" "$mode" "$name" "$peak"
+    done
+  done
+fi
 for note in "${notes[@]}"; do echo "note: $note"; done

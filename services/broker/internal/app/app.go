@@ -150,7 +150,8 @@ func (r *replica) newServer(ctx context.Context) (err error) {
 	logAuth(r.log, cfg, r.store)
 	if cfg.TLSAddr != "" || cfg.WSSAddr != "" {
 		r.certs, err = listener.LoadCerts(listener.TLSOptions{CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile,
-			ClientCAFile: cfg.TLSClientCAFile, RequireClientCert: cfg.TLSRequireClientCert})
+			ClientCAFile: cfg.TLSClientCAFile, RequireClientCert: cfg.TLSRequireClientCert,
+			TicketKeyFile: cfg.TLSTicketKeyFile})
 		if err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}

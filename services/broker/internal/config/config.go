@@ -49,6 +49,9 @@ type Config struct {
 	TLSKeyFile  string `envconfig:"TLS_KEY_FILE"`
 	// TLSClientCAFile, when set, verifies client certificates against these CAs (PEM).
 	TLSClientCAFile string `envconfig:"TLS_CLIENT_CA_FILE"`
+	// TLSTicketKeyFile, when set, holds TLS session ticket keys shared by every replica (one
+	// base64 32-byte key per line, newest first), so a device resumes its session at any replica.
+	TLSTicketKeyFile string `envconfig:"TLS_TICKET_KEY_FILE"`
 	// TLSRequireClientCert refuses TLS clients without a certificate signed by TLSClientCAFile.
 	TLSRequireClientCert bool `envconfig:"TLS_REQUIRE_CLIENT_CERT" default:"false"`
 	// TLSCNAsUsername makes the verified client certificate's common name the user name, and the
@@ -271,6 +274,8 @@ func (c Config) validateListeners() error {
 	switch {
 	case (c.TLSAddr != "" || c.WSSAddr != "") && (c.TLSCertFile == "" || c.TLSKeyFile == ""):
 		return bad("TLS_CERT_FILE", "TLS_CERT_FILE and TLS_KEY_FILE are required with TLS_ADDR or WSS_ADDR")
+	case c.TLSTicketKeyFile != "" && c.TLSAddr == "" && c.WSSAddr == "":
+		return bad("TLS_TICKET_KEY_FILE", "needs TLS_ADDR or WSS_ADDR")
 	case c.TLSRequireClientCert && c.TLSClientCAFile == "":
 		return bad("TLS_CLIENT_CA_FILE", "required with TLS_REQUIRE_CLIENT_CERT")
 	case c.TLSCNAsUsername && c.TLSClientCAFile == "":

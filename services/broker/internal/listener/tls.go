@@ -28,6 +28,9 @@ type TLSOptions struct {
 	// (tls.RequireAndVerifyClientCert). Default false: a certificate is optional, but verified
 	// when given (tls.VerifyClientCertIfGiven). It needs ClientCAFile.
 	RequireClientCert bool
+	// TicketKeyFile, when set, holds the session ticket keys shared by the replicas
+	// (tickets.go). Empty: Go's own keys, per process.
+	TicketKeyFile string
 }
 
 // DefaultWatchInterval is Watch's polling interval when it is given none.
@@ -49,8 +52,9 @@ type Certs struct {
 
 // certState is one consistent generation of files; it is never modified once stored.
 type certState struct {
-	cert      *tls.Certificate
-	clientCAs *x509.CertPool // nil without ClientCAFile
+	cert       *tls.Certificate
+	clientCAs  *x509.CertPool // nil without ClientCAFile
+	ticketKeys [][32]byte     // nil without TicketKeyFile
 }
 
 // LoadCerts reads the files named in o. Its errors name the file at fault.
@@ -116,6 +120,11 @@ func loadCertState(o TLSOptions) (*certState, error) {
 			return nil, fmt.Errorf("listener: TLS client CA %s: no PEM certificate found", o.ClientCAFile)
 		}
 	}
+	if o.TicketKeyFile != "" {
+		if st.ticketKeys, err = loadTicketKeys(o.TicketKeyFile); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
 }
 
@@ -161,7 +170,7 @@ func (c *Certs) reloadIfChanged() (changed bool, err error) {
 
 // statFiles stats each file by path (following symlinks); a missing file is a nil entry.
 func (c *Certs) statFiles() []os.FileInfo {
-	paths := []string{c.opts.CertFile, c.opts.KeyFile, c.opts.ClientCAFile}
+	paths := []string{c.opts.CertFile, c.opts.KeyFile, c.opts.ClientCAFile, c.opts.TicketKeyFile}
 	out := make([]os.FileInfo, len(paths))
 	for i, p := range paths {
 		if p == "" {
@@ -234,7 +243,7 @@ func (c *Certs) config(nextProtos []string) *tls.Config {
 			if cf := cached.Load(); cf != nil && cf.state == st {
 				return cf.config, nil
 			}
-			// Session ticket keys are not set here, so the outer config's (rotated) keys are used.
+			// Without shared ticket keys the outer config's (rotated, per process) keys are used.
 			cf := &configFor{state: st, config: &tls.Config{
 				MinVersion:   tls.VersionTLS12,
 				NextProtos:   nextProtos,
@@ -242,6 +251,9 @@ func (c *Certs) config(nextProtos []string) *tls.Config {
 				ClientAuth:   auth,
 				ClientCAs:    st.clientCAs,
 			}}
+			if st.ticketKeys != nil {
+				cf.config.SetSessionTicketKeys(st.ticketKeys)
+			}
 			cached.Store(cf)
 			return cf.config, nil
 		},

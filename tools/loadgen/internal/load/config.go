@@ -18,39 +18,41 @@ import (
 // flag names and defaults follow ../shared/mqttload where it has the same flag, so the
 // S1–S5 command lines run unchanged.
 type Config struct {
-	Addr        string        // -addr: broker or redis-server host:port
-	SubAddr     string        // -sub-addr: where subscribers connect (another cluster replica); default Addr
-	SubPersist  bool          // -sub-persistent: subscribers have persistent sessions (clean session 0, v5 expiry 3600)
-	TLS         bool          // -tls: MQTT over TLS
-	TLSCA       string        // -tls-ca: PEM CA file to verify the broker with (else not verified)
-	TLSResume   bool          // -tls-resume: resume TLS sessions (tickets) from a shared client cache
-	Src         string        // -src: local addresses to dial from, comma-separated, round-robin
-	Mode        string        // -mode: pubsub, conns or redis
-	Topology    string        // -topology: fanin, fanout or pairwise
-	Pubs        int           // -pubs: publishers
-	Subs        int           // -subs: subscribers
-	N           int           // -n: messages per publisher
-	Size        int           // -size: payload bytes, at least payloadHeader
-	QoS         int           // -qos: QoS of PUBLISH and SUBSCRIBE unless overridden
-	PubQoS      int           // -pub-qos: QoS of PUBLISH (-1: -qos)
-	SubQoS      int           // -sub-qos: QoS requested in SUBSCRIBE (-1: -qos)
-	Inflight    int           // -inflight: unacknowledged QoS>0 PUBLISHes per publisher; redis: pipeline depth
-	Rate        float64       // -rate: messages per second over all publishers; 0: unpaced
-	Version     int           // -v: MQTT protocol level, 4 (3.1.1) or 5
-	Timeout     time.Duration // -timeout: hard limit for the whole run
-	Drain       time.Duration // -drain: after publishing, stop waiting once nothing arrived for this long
-	Warmup      time.Duration // -warmup: pause between the last connection and the first PUBLISH
-	KeepAlive   int           // -keepalive: seconds; PINGREQ every half of it; 0 disables
-	Conns       int           // -conns: conns mode, idle connections to open
-	DialPar     int           // -dial-par: concurrent connection attempts
-	Settle      time.Duration // -settle: conns mode, wait after the last CONNACK before reading RSS
-	ConnTimeout time.Duration // -conn-timeout: limit for one dial + CONNECT/CONNACK (+ SUBACK)
-	BrokerPID   int           // -broker-pid: broker process to read /proc for; 0 for none
-	ResetPeak   bool          // -reset-peak: reset the broker's VmHWM at the start of the run
-	Label       string        // -label: copied into the summary
-	Topic       string        // -topic: topic / channel prefix
-	Quiet       bool          // -q: print only the JSON summary
-	MaxPacket   int           // -max-packet: largest packet accepted from the server
+	Addr           string        // -addr: broker or redis-server host:port
+	SubAddr        string        // -sub-addr: where subscribers connect (another cluster replica); default Addr
+	SubPersist     bool          // -sub-persistent: subscribers have persistent sessions (clean session 0, v5 expiry 3600)
+	TLS            bool          // -tls: MQTT over TLS
+	TLSCA          string        // -tls-ca: PEM CA file to verify the broker with (else not verified)
+	TLSResume      bool          // -tls-resume: resume TLS sessions (tickets) from a shared client cache
+	Src            string        // -src: local addresses to dial from, comma-separated, round-robin
+	StormKill      int           // -storm-kill: the broker process to SIGKILL in storm mode
+	ReconnectAddrs string        // -reconnect-addrs: where storm mode's clients reconnect, in turn
+	Mode           string        // -mode: pubsub, conns or redis
+	Topology       string        // -topology: fanin, fanout or pairwise
+	Pubs           int           // -pubs: publishers
+	Subs           int           // -subs: subscribers
+	N              int           // -n: messages per publisher
+	Size           int           // -size: payload bytes, at least payloadHeader
+	QoS            int           // -qos: QoS of PUBLISH and SUBSCRIBE unless overridden
+	PubQoS         int           // -pub-qos: QoS of PUBLISH (-1: -qos)
+	SubQoS         int           // -sub-qos: QoS requested in SUBSCRIBE (-1: -qos)
+	Inflight       int           // -inflight: unacknowledged QoS>0 PUBLISHes per publisher; redis: pipeline depth
+	Rate           float64       // -rate: messages per second over all publishers; 0: unpaced
+	Version        int           // -v: MQTT protocol level, 4 (3.1.1) or 5
+	Timeout        time.Duration // -timeout: hard limit for the whole run
+	Drain          time.Duration // -drain: after publishing, stop waiting once nothing arrived for this long
+	Warmup         time.Duration // -warmup: pause between the last connection and the first PUBLISH
+	KeepAlive      int           // -keepalive: seconds; PINGREQ every half of it; 0 disables
+	Conns          int           // -conns: conns mode, idle connections to open
+	DialPar        int           // -dial-par: concurrent connection attempts
+	Settle         time.Duration // -settle: conns mode, wait after the last CONNACK before reading RSS
+	ConnTimeout    time.Duration // -conn-timeout: limit for one dial + CONNECT/CONNACK (+ SUBACK)
+	BrokerPID      int           // -broker-pid: broker process to read /proc for; 0 for none
+	ResetPeak      bool          // -reset-peak: reset the broker's VmHWM at the start of the run
+	Label          string        // -label: copied into the summary
+	Topic          string        // -topic: topic / channel prefix
+	Quiet          bool          // -q: print only the JSON summary
+	MaxPacket      int           // -max-packet: largest packet accepted from the server
 	// Redis is how redis mode reaches redis-server: AUTH and TLS, from the environment
 	// (LOADGEN_REDIS_USERNAME, LOADGEN_REDIS_PASSWORD_FILE, LOADGEN_REDIS_TLS, ...), named as the
 	// services' settings are.
@@ -69,7 +71,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:1883", "broker (or redis-server) address host:port")
 	fs.StringVar(&c.SubAddr, "sub-addr", "", "subscribers connect here instead of -addr (another replica of a cluster)")
 	fs.BoolVar(&c.SubPersist, "sub-persistent", false, "subscribers connect with a persistent session (3.1.1 clean session 0, 5.0 session expiry 3600 s); each run uses new client ids")
-	fs.StringVar(&c.Mode, "mode", "pubsub", "pubsub | conns | redis")
+	fs.StringVar(&c.Mode, "mode", "pubsub", "pubsub | conns | storm | redis")
+	fs.IntVar(&c.StormKill, "storm-kill", 0, "storm mode: pid of the broker behind -addr, sent SIGKILL after -settle")
+	fs.StringVar(&c.ReconnectAddrs, "reconnect-addrs", "", "storm mode: comma-separated broker addresses the clients reconnect to, in turn")
 	fs.BoolVar(&c.TLS, "tls", false, "MQTT over TLS (pubsub and conns modes)")
 	fs.BoolVar(&c.TLSResume, "tls-resume", false, "with -tls: keep TLS session tickets in a client cache shared by all connections, so connections after the first resume (conns mode connects one first, untimed)")
 	fs.StringVar(&c.Src, "src", "", "local addresses to dial from, comma-separated (e.g. 127.0.0.2,127.0.0.3), used in turn: each gives another ~28k ephemeral ports; empty: the kernel's choice")
@@ -123,9 +127,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 // validate reports the first invalid setting by its flag name.
 func (c *Config) validate() error {
 	switch c.Mode {
-	case "pubsub", "redis", "conns":
+	case "pubsub", "redis", "conns", "storm":
 	default:
-		return fmt.Errorf("-mode: %q is not pubsub, conns or redis", c.Mode)
+		return fmt.Errorf("-mode: %q is not pubsub, conns, storm or redis", c.Mode)
 	}
 	if c.Addr == "" {
 		return errors.New("-addr: empty")
@@ -154,7 +158,15 @@ func (c *Config) validate() error {
 	if c.Version != 4 && c.Version != 5 {
 		return fmt.Errorf("-v: must be 4 (3.1.1) or 5, got %d", c.Version)
 	}
-	if c.Mode == "conns" {
+	if c.Mode == "storm" {
+		if c.StormKill <= 0 {
+			return errors.New("-storm-kill: the pid of the broker to kill is required in storm mode")
+		}
+		if c.ReconnectAddrs == "" {
+			return errors.New("-reconnect-addrs: required in storm mode")
+		}
+	}
+	if c.Mode == "conns" || c.Mode == "storm" {
 		if c.Conns < 1 {
 			return fmt.Errorf("-conns: must be at least 1, got %d", c.Conns)
 		}

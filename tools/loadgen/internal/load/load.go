@@ -40,6 +40,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		switch cfg.Mode {
 		case "conns":
 			s = runConns(ctx, cfg, errs)
+		case "storm":
+			s = runStorm(ctx, cfg, errs)
 		case "redis":
 			s = runPubSub(ctx, cfg, true, errs)
 		default:

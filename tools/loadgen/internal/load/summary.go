@@ -61,6 +61,19 @@ type Summary struct {
 	ConnackP50us float64 `json:"connack_p50_us,omitempty"`
 	ConnackP99us float64 `json:"connack_p99_us,omitempty"`
 
+	// -mode storm: clients that had to reconnect, seconds from the kill until the last was back,
+	// per-client percentiles, refusing CONNACKs, other failed attempts (dial, handshake, timeout),
+	// clients never back, all attempts, and reconnections that found their session.
+	StormClients  int     `json:"storm_clients,omitempty"`
+	StormSecs     float64 `json:"storm_s,omitempty"`
+	StormP50ms    float64 `json:"storm_p50_ms,omitempty"`
+	StormP99ms    float64 `json:"storm_p99_ms,omitempty"`
+	StormRefused  int     `json:"storm_refused"`
+	StormErrors   int     `json:"storm_errors"`
+	StormFailed   int     `json:"storm_failed"`
+	StormAttempts int     `json:"storm_attempts,omitempty"`
+	StormPresent  int     `json:"storm_session_present"`
+
 	BrokerPID   int     `json:"broker_pid,omitempty"`
 	RSSBeforeKB int64   `json:"broker_rss_before_kb,omitempty"`
 	RSSAfterKB  int64   `json:"broker_rss_after_kb,omitempty"`
