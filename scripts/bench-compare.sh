@@ -29,7 +29,7 @@
 # than the brokers.
 #
 # Environment: GO (go), BIN (bin), RESULTS (bin/bench-results/<time>), BROKERS ("ours mosquitto
-# mochi"), SCENARIOS ("S1 S2 S3 S5 S4"), S5_ROUNDS (5), BUDGET (540: seconds for all runs; later
+# mochi"; "base" is a second build of ours, $BIN/broker-base, for a before/after comparison), SCENARIOS ("S1 S2 S3 S5 S4"), S5_ROUNDS (5), BUDGET (540: seconds for all runs; later
 # runs are skipped, and each run's -timeout is cut to what is left), SKIP_BUILD (1: use the
 # binaries in $BIN).
 set -euo pipefail
@@ -112,11 +112,13 @@ start_broker() {
   ADDR=127.0.0.1:$port
   local life=$(($(left) + 60)) # outlives every run, never the budget by much
   case $name in
-    ours)
-      [ -x "$BIN/broker" ] || { WHY="no $BIN/broker"; return 1; }
+    ours | base)
+      local bin=$BIN/broker
+      [ "$name" = base ] && bin=$BIN/broker-base
+      [ -x "$bin" ] || { WHY="no $bin"; return 1; }
       http=$(free_port)
       BROKER_MQTT_ADDR=$ADDR BROKER_HTTP_ADDR=127.0.0.1:$http BROKER_LOG_LEVEL=warn \
-        timeout -k 5 "$life" "$BIN/broker" >"$RESULTS/broker-$name.log" 2>&1 &
+        timeout -k 5 "$life" "$bin" >"$RESULTS/broker-$name.log" 2>&1 &
       ;;
     mosquitto)
       command -v mosquitto >/dev/null || { WHY="mosquitto not installed (make deps)"; return 1; }
