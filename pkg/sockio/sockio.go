@@ -37,7 +37,7 @@ type Conn struct {
 	rn     int
 	rerr   error
 	readFn func(uintptr) bool
-	// noWait makes Read return ErrWouldBlock instead of waiting (SetNoWait, TryRead).
+	// noWait makes Read return ErrWouldBlock instead of waiting (TryRead).
 	noWait atomic.Bool
 	// readHook, when set, is told around Read's waits (SetReadHook); reader goroutine only.
 	readHook func(waiting bool)
@@ -66,9 +66,8 @@ func Wrap(c net.Conn) net.Conn {
 	return s
 }
 
-// ErrWouldBlock is what TryRead, and Read in no-wait mode, return when the socket has nothing to
-// read. It is a net.Error that is both a timeout and temporary, so a reader layered on top (such as
-// crypto/tls) keeps its state and may be called again once the socket is readable.
+// ErrWouldBlock is what TryRead returns when the socket has nothing to read. It is a net.Error
+// that is both a timeout and temporary.
 var ErrWouldBlock error = wouldBlock{}
 
 type wouldBlock struct{}
@@ -76,11 +75,6 @@ type wouldBlock struct{}
 func (wouldBlock) Error() string   { return "sockio: read would block" }
 func (wouldBlock) Timeout() bool   { return true }
 func (wouldBlock) Temporary() bool { return true }
-
-// SetNoWait switches Read between waiting in the poller while the socket is empty (off, the
-// default) and returning ErrWouldBlock at once (on). The broker turns it on around a read through
-// crypto/tls to learn, without parking a goroutine, whether a whole record is there.
-func (c *Conn) SetNoWait(on bool) { c.noWait.Store(on) }
 
 // TryRead reads what the socket holds now into p and never waits: ErrWouldBlock when it is empty.
 func (c *Conn) TryRead(p []byte) (int, error) {

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -74,14 +75,14 @@ type client struct {
 	presence presenceConn // see presence.go
 
 	// Parking (park.go). parkState is running or parked; the rest belongs to the reader.
-	parkState    atomic.Int32
-	pollAdded    bool
-	kaMoved      bool // readDeadline moved since kaTimer was set
-	slotHeld     bool // a connect slot (connslots.go); while connecting only
-	pollFd       int32
-	readDeadline time.Time // the keep-alive read deadline
-	kaTimer      *time.Timer
-	kaFired      atomic.Bool
+	parkState atomic.Int32
+	pollAdded bool
+	kaMoved   bool // the keep-alive deadline (rd.kaAt) moved since kaTimer was set
+	slotHeld  bool // a connect slot (connslots.go); while connecting only
+	pollFd    int32
+	lastMove  int64 // monotonic ns when the read deadlines last moved (moveReadDeadline)
+	kaTimer   *time.Timer
+	kaFired   atomic.Bool
 }
 
 // event adds the client id, once known, to a log event of the server's logger (nil when its level
@@ -102,7 +103,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
-	c := &client{srv: srv, conn: conn, done: make(chan struct{}), since: time.Now()}
+	c := &client{srv: srv, conn: conn, lastMove: math.MinInt64 / 2, done: make(chan struct{}), since: time.Now()}
 	c.out.init(c, conn, srv.cfg.MaxPendingBytes)
 	return c
 }

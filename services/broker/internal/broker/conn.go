@@ -44,23 +44,21 @@ func (c *client) readLoop(cause wakeCause) (parkedNow bool) {
 			batch = 0
 			// About to wait: let everything produced from this batch of input go out.
 			c.flushKicks()
-			if cause != wakeTimer {
-				c.moveReadDeadline()
-			}
-			if canPark && cause != wakeTimer { // after wakeTimer, the read below times out at once
-				switch err := c.rd.tryFill(); {
-				case err == errEmpty:
-					if c.park() {
+			if cause != wakeTimer { // after wakeTimer, the read below times out at once
+				c.moveReadDeadline(canPark)
+				if canPark {
+					parked, waited, err := c.waitOrPark()
+					switch {
+					case parked:
 						return true
+					case err != nil:
+						c.readFailed(err)
+						return false
 					}
-					woke = true
-				case err != nil:
-					c.readFailed(err)
-					return false
+					woke = woke || waited
 				}
-			} else {
-				woke = true
 			}
+			woke = woke || c.rd.Buffered() == 0 // the read below waits
 		}
 		fh, body, err := c.readPacket()
 		if err != nil {
@@ -89,18 +87,49 @@ func (c *client) readLoop(cause wakeCause) (parkedNow bool) {
 	}
 }
 
-// moveReadDeadline keeps the read deadline at 1.5 x keep alive from now [MQTT-3.1.2-24]. Moving
-// it costs a timer update, so it moves only once it is less than 1.5 x keep alive away, at most
-// every deadlineSlack; the connection then closes between 1.5 x keep alive and that plus
-// deadlineSlack.
-func (c *client) moveReadDeadline() {
-	if c.keepAlive <= 0 {
+// waitOrPark waits at a packet boundary for input until the park deadline, and parks the
+// connection if none came (parked true: the reader must return). A connection with input within
+// BROKER_PARK_AFTER keeps its goroutine and waits in the runtime's poller as any other: parking
+// and waking cost more than a wait, and a busy connection would pay them at every pause.
+// waited says the input came after a wait.
+func (c *client) waitOrPark() (parked, waited bool, err error) {
+	err = c.rd.waitInput()
+	if err == nil || !c.rd.parkDeadlinePassed(err) {
+		return false, true, err
+	}
+	c.rd.release() // nothing is buffered: an idle connection holds no buffer
+	if c.park() {
+		return true, false, nil
+	}
+	// Not parked (closed meanwhile, or the poller refused): wait as a connection that cannot.
+	c.rd.idle = false
+	_ = c.conn.SetReadDeadline(c.rd.kaDeadline())
+	return false, true, nil
+}
+
+// moveReadDeadline keeps the keep-alive read deadline at 1.5 x keep alive from now
+// [MQTT-3.1.2-24] and, for a connection that may park, the park deadline at BROKER_PARK_AFTER
+// from now, whichever comes first being the one set at packet boundaries. Moving them costs a
+// timer update, so they move at most every deadlineSlack: a silent connection closes between
+// 1.5 x keep alive and that plus deadlineSlack.
+func (c *client) moveReadDeadline(canPark bool) {
+	now := monoNow()
+	if now-c.lastMove < int64(deadlineSlack) {
 		return
 	}
-	if now := time.Now(); c.readDeadline.Sub(now) <= c.keepAlive*3/2 {
-		c.readDeadline = now.Add(c.keepAlive*3/2 + deadlineSlack)
+	c.lastMove = now
+	if c.keepAlive > 0 {
+		c.rd.kaAt = now + int64(c.keepAlive*3/2+deadlineSlack)
 		c.kaMoved = true
-		_ = c.conn.SetReadDeadline(c.readDeadline)
+	}
+	d := c.rd.kaDeadline()
+	c.rd.idle = false
+	if parkAt := now + int64(c.srv.cfg.ParkAfter); canPark && (c.rd.kaAt == 0 || parkAt < c.rd.kaAt) {
+		d = monoTime(parkAt)
+		c.rd.idle = true
+	}
+	if c.keepAlive > 0 || c.rd.idle {
+		_ = c.conn.SetReadDeadline(d)
 	}
 }
 

@@ -55,7 +55,7 @@ func (c *client) runReadLoop(cause wakeCause) {
 }
 
 // canPark reports whether this connection's reader may park when idle.
-func (c *client) canPark() bool { return c.rd.canTry() && connPoller() != nil }
+func (c *client) canPark() bool { return c.rd.canPark() && connPoller() != nil }
 
 // park hands the idle connection to the poller and reports whether the calling reader must now
 // return (true), or go on and wait in a read (false: the connection closed meanwhile, or the
@@ -93,10 +93,10 @@ func (c *client) armKeepAliveTimer() {
 	}
 	switch {
 	case c.kaTimer == nil:
-		c.kaTimer = time.AfterFunc(time.Until(c.readDeadline), c.keepAliveExpired)
+		c.kaTimer = time.AfterFunc(time.Duration(c.rd.kaAt-monoNow()), c.keepAliveExpired)
 	case c.kaMoved || c.kaFired.Load():
 		c.kaFired.Store(false)
-		c.kaTimer.Reset(time.Until(c.readDeadline))
+		c.kaTimer.Reset(time.Duration(c.rd.kaAt - monoNow()))
 	}
 	c.kaMoved = false
 }

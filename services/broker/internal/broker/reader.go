@@ -6,24 +6,61 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/sockio"
 )
 
 // connReader is a connection's buffered reader. It holds a buffer only while there is input: a
-// small pooled one first, a large pooled one while reads keep filling it, and none once a read
-// loop that parks (park.go) has consumed everything, so an idle connection costs no buffer.
+// small pooled one first, a large pooled one while reads keep filling it, and none once the
+// connection is parked (park.go), so an idle connection costs no buffer.
 type connReader struct {
 	conn net.Conn
-	// raw is the TCP connection under conn when the connection can be read without waiting
-	// (plain TCP, or TLS over it): tryFill then reports an empty socket instead of parking a
-	// goroutine. nil otherwise (WebSocket).
+	// raw is the TCP connection under conn (plain TCP, or TLS over it): such a connection can be
+	// parked and takes connect slots. nil otherwise (WebSocket).
 	raw  *sockio.Conn
-	tls  *tls.Conn // conn, when it is TLS over raw
-	bp   *[]byte   // the pooled buffer buf is, or nil
+	bp   *[]byte // the pooled buffer buf is, or nil
 	buf  []byte
 	r, w int
 	big  bool
+	// While the connection may park, the read deadline at a packet boundary is the park deadline
+	// (idle set; readLoop parks when it passes) and inside a packet the keep-alive one, kaAt
+	// (monotonic nanoseconds, 0: none): fill moves to it when the park deadline passes mid-packet.
+	idle bool
+	kaAt int64
+}
+
+// monoBase is the origin of the monotonic nanosecond times kept per connection (8 bytes instead
+// of a time.Time's 24).
+var monoBase = time.Now()
+
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+func monoTime(ns int64) time.Time { return monoBase.Add(time.Duration(ns)) }
+
+// kaDeadline is the keep-alive read deadline (zero: none).
+func (cr *connReader) kaDeadline() time.Time {
+	if cr.kaAt == 0 {
+		return time.Time{}
+	}
+	return monoTime(cr.kaAt)
+}
+
+// parkDeadlinePassed reports whether err is the park deadline passing (not the keep-alive one).
+func (cr *connReader) parkDeadlinePassed(err error) bool {
+	var ne net.Error
+	return cr.idle && errors.As(err, &ne) && ne.Timeout()
+}
+
+// pastParkDeadline handles a read that failed inside a packet: if the park deadline passed, the
+// keep-alive one takes over and the read is to be tried again (true).
+func (cr *connReader) pastParkDeadline(err error) bool {
+	if !cr.parkDeadlinePassed(err) {
+		return false
+	}
+	cr.idle = false
+	_ = cr.conn.SetReadDeadline(cr.kaDeadline())
+	return true
 }
 
 const (
@@ -43,14 +80,14 @@ func newConnReader(c net.Conn) connReader {
 		cr.raw = x
 	case *tls.Conn:
 		if raw, ok := x.NetConn().(*sockio.Conn); ok {
-			cr.raw, cr.tls = raw, x
+			cr.raw = raw
 		}
 	}
 	return cr
 }
 
-// canTry reports whether tryFill can tell an empty socket without waiting.
-func (cr *connReader) canTry() bool { return cr.raw != nil }
+// canPark reports whether the connection can be parked (park.go).
+func (cr *connReader) canPark() bool { return cr.raw != nil }
 
 // Buffered is how many bytes can be read without a system call.
 func (cr *connReader) Buffered() int { return cr.w - cr.r }
@@ -58,6 +95,9 @@ func (cr *connReader) Buffered() int { return cr.w - cr.r }
 // fill reads more input, waiting for it.
 func (cr *connReader) fill() error {
 	n, err := cr.read(cr.conn.Read)
+	for n == 0 && cr.pastParkDeadline(err) {
+		n, err = cr.read(cr.conn.Read)
+	}
 	if n > 0 {
 		return nil
 	}
@@ -67,36 +107,17 @@ func (cr *connReader) fill() error {
 	return err
 }
 
-// errEmpty is tryFill's answer when there is nothing to read now.
-var errEmpty = errors.New("no input")
-
-// tryFill reads what has arrived without waiting: errEmpty when nothing has (for TLS: not a whole
-// record), and then an empty reader gives its buffer back. Only when canTry.
-func (cr *connReader) tryFill() error {
-	read := cr.raw.TryRead
-	if cr.tls != nil {
-		read = cr.tlsTryRead
-	}
-	n, err := cr.read(read)
-	switch {
-	case n > 0:
+// waitInput reads more input at a packet boundary, waiting for it until the read deadline: when
+// that is the park deadline, its passing (parkDeadlinePassed) means the connection may park.
+func (cr *connReader) waitInput() error {
+	n, err := cr.read(cr.conn.Read)
+	if n > 0 {
 		return nil
-	case errors.Is(err, sockio.ErrWouldBlock):
-		if cr.r == cr.w {
-			cr.release()
-		}
-		return errEmpty
-	case err == nil:
-		return io.ErrNoProgress
+	}
+	if err == nil {
+		err = io.ErrNoProgress
 	}
 	return err
-}
-
-func (cr *connReader) tlsTryRead(p []byte) (int, error) {
-	cr.raw.SetNoWait(true)
-	n, err := cr.tls.Read(p)
-	cr.raw.SetNoWait(false)
-	return n, err
 }
 
 // read compacts the buffer (taking one if it has none), reads into it with readFn, and moves to
@@ -163,6 +184,11 @@ func (cr *connReader) ReadFull(p []byte) error {
 			if cr.buf != nil && len(p) >= len(cr.buf) {
 				// Large body: read straight into it.
 				n, err := io.ReadFull(cr.conn, p)
+				for n < len(p) && cr.pastParkDeadline(err) {
+					var m int
+					m, err = io.ReadFull(cr.conn, p[n:])
+					n += m
+				}
 				if n == len(p) {
 					return nil
 				}

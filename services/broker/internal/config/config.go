@@ -127,6 +127,10 @@ type Config struct {
 	// ConnectConcurrency bounds the connecting clients (TLS handshake and CONNECT) handled at
 	// once; the others wait their turn. 0: four per CPU.
 	ConnectConcurrency int `envconfig:"CONNECT_CONCURRENCY" default:"0"`
+	// ParkAfter is how long a connection may go without input before its reader goroutine is
+	// given up (the connection is parked on the poller until input comes). Shorter: less memory
+	// for many quiet devices; longer: less CPU for devices that send every few seconds.
+	ParkAfter time.Duration `envconfig:"PARK_AFTER" default:"1s"`
 	// MaxPacketSize is the largest packet accepted from clients, in bytes (announced to v5 clients).
 	MaxPacketSize int `envconfig:"MAX_PACKET_SIZE" default:"1048576"`
 	// MaxKeepAlive caps the keep alive of v5 clients, in seconds: one asking for more (or for 0) is
@@ -249,6 +253,8 @@ func (c Config) validateLimits() error {
 		return bad("SYS_INTERVAL", "must not be negative, got %s", c.SysInterval)
 	case c.MaxConnections < 0:
 		return bad("MAX_CONNECTIONS", "must not be negative, got %d", c.MaxConnections)
+	case c.ParkAfter <= 0:
+		return bad("PARK_AFTER", "must be positive, got %s", c.ParkAfter)
 	case c.ConnectConcurrency < 0:
 		return bad("CONNECT_CONCURRENCY", "must not be negative, got %d", c.ConnectConcurrency)
 	case c.HeapHeadroom < 0 || c.HeapHeadroom > 1000:
