@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -103,7 +102,7 @@ var errClientGone = errors.New("connection closed")
 
 func newClient(srv *Server, conn net.Conn) *client {
 	conn = sockio.Wrap(conn) // plain TCP: raw socket calls (see package sockio)
-	c := &client{srv: srv, conn: conn, lastMove: math.MinInt64 / 2, done: make(chan struct{}), since: time.Now()}
+	c := &client{srv: srv, conn: conn, lastMove: neverMoved, done: make(chan struct{}), since: time.Now()}
 	c.out.init(c, conn, srv.cfg.MaxPendingBytes)
 	return c
 }

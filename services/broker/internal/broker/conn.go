@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"runtime/metrics"
@@ -117,6 +118,13 @@ func (c *client) moveReadDeadline(canPark bool) {
 	if now-c.lastMove < int64(deadlineSlack) {
 		return
 	}
+	parkAfter := c.srv.cfg.ParkAfter
+	if c.lastMove == neverMoved {
+		// Right after CONNECT: a client's first packets (SUBSCRIBE) follow the CONNACK at once,
+		// and a flood of connections (a reconnect storm) should not keep a goroutine each for
+		// a whole BROKER_PARK_AFTER.
+		parkAfter = min(parkAfter, connectParkAfter)
+	}
 	c.lastMove = now
 	if c.keepAlive > 0 {
 		c.rd.kaAt = now + int64(c.keepAlive*3/2+deadlineSlack)
@@ -124,7 +132,7 @@ func (c *client) moveReadDeadline(canPark bool) {
 	}
 	d := c.rd.kaDeadline()
 	c.rd.idle = false
-	if parkAt := now + int64(c.srv.cfg.ParkAfter); canPark && (c.rd.kaAt == 0 || parkAt < c.rd.kaAt) {
+	if parkAt := now + int64(parkAfter); canPark && (c.rd.kaAt == 0 || parkAt < c.rd.kaAt) {
 		d = monoTime(parkAt)
 		c.rd.idle = true
 	}
@@ -141,6 +149,12 @@ func (c *client) othersRunnable() bool {
 	runnableSamples.Put(s)
 	return v.Kind() == metrics.KindUint64 && v.Uint64() > 0
 }
+
+// neverMoved is lastMove before the first moveReadDeadline.
+const neverMoved = math.MinInt64 / 2
+
+// connectParkAfter is the park deadline right after CONNECT (at most BROKER_PARK_AFTER).
+const connectParkAfter = 50 * time.Millisecond
 
 // runnableSamples are othersRunnable's samples (a connection keeps none of its own).
 var runnableSamples = sync.Pool{New: func() any {
