@@ -46,7 +46,9 @@ func (c *client) readLoop(cause wakeCause) (parkedNow bool) {
 			// About to wait: let everything produced from this batch of input go out.
 			c.flushKicks()
 			if cause != wakeTimer { // after wakeTimer, the read below times out at once
-				c.moveReadDeadline(canPark)
+				// After a wake-up for input the park deadline may be past: a read would then time
+				// out at once without reading, so it moves whatever the last move.
+				c.moveReadDeadline(canPark, cause == wakeInput)
 				if canPark {
 					parked, waited, err := c.waitOrPark()
 					switch {
@@ -113,9 +115,9 @@ func (c *client) waitOrPark() (parked, waited bool, err error) {
 // from now, whichever comes first being the one set at packet boundaries. Moving them costs a
 // timer update, so they move at most every deadlineSlack: a silent connection closes between
 // 1.5 x keep alive and that plus deadlineSlack.
-func (c *client) moveReadDeadline(canPark bool) {
+func (c *client) moveReadDeadline(canPark, force bool) {
 	now := monoNow()
-	if now-c.lastMove < int64(deadlineSlack) {
+	if now-c.lastMove < int64(deadlineSlack) && !force {
 		return
 	}
 	parkAfter := c.srv.cfg.ParkAfter

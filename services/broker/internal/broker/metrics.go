@@ -63,11 +63,15 @@ var (
 		"QoS 1/2 subscriptions of persistent sessions in the cluster-wide index this replica caches.", nil, nil)
 	descPanics = prometheus.NewDesc("mcloudtt_broker_recovered_panics_total",
 		"Panics recovered in connection handlers (each cost one connection).", nil, nil)
+	descParked = prometheus.NewDesc("mcloudtt_broker_connections_parked",
+		"Connections parked now: idle for BROKER_PARK_AFTER, waiting on the poller without a goroutine.", nil, nil)
+	descParks = prometheus.NewDesc("mcloudtt_broker_connection_parks_total",
+		"Times a connection was parked (each later input or keep-alive deadline wakes it once).", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descClients, descConnects, descDisconnects, descMsgsIn,
-		descMsgsOut, descBytesIn, descBytesOut, descDropped, descInflight, descQueued, descSessions,
+		descMsgsOut, descBytesIn, descBytesOut, descDropped, descInflight, descQueued, descSessions, descParked, descParks,
 		descSubscriptions, descRetained, descSlow, descPanics, descForwarded, descClusterRecv, descPeers,
 		descRemoteFilters, descLocalFilters, descExported, descStored, descCommits, descDurableSubs} {
 		ch <- d
@@ -112,6 +116,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descRetained, int64(c.retained.Len()))
 	counter(descSlow, st.disconnects[discSlowConsumer].Load())
 	counter(descPanics, st.panics.Load())
+	gauge(descParked, st.parkedNow.Load())
+	counter(descParks, st.parks.Load())
 	if clustered {
 		counter(descForwarded, cs.Forwarded)
 		counter(descClusterRecv, cs.Received)

@@ -7,14 +7,16 @@ import (
 // Parking: an idle connection holds no goroutine.
 //
 // A goroutine blocked in Read costs an idle connection its stack (2 KiB at least, often more),
-// and an IoT broker's connections are idle nearly all the time. So when a connection's reader has
-// handled all its input and the socket is empty (connReader.tryFill), it parks the connection
-// instead of waiting: the socket is handed to the poller (an epoll instance of the broker's own,
-// armed one-shot for input) and the goroutine returns. When input arrives, the keep-alive
-// deadline passes, or the connection is closed from elsewhere (takeover, kick, slow consumer,
-// shutdown), wake starts a new goroutine that carries on where the old one stopped. Everything
-// the reader owns (session state, pending acknowledgements, aliases) lives in the client, so
-// nothing is lost between the two.
+// and an IoT broker's connections are idle nearly all the time. So a reader waits for input at a
+// packet boundary only until the park deadline (BROKER_PARK_AFTER without input; 50 ms right
+// after CONNECT, see moveReadDeadline); when that passes it parks the connection: the socket is
+// handed to the poller (an epoll instance of the broker's own, armed one-shot for input) and the
+// goroutine returns. When input arrives, the keep-alive deadline passes, or the connection is
+// closed from elsewhere (takeover, kick, slow consumer, shutdown), wake starts a new goroutine that
+// carries on where the old one stopped. Everything the reader owns (session state, pending
+// acknowledgements, aliases) lives in the client, so nothing is lost between the two. A busy
+// connection never reaches its park deadline and waits in the runtime's poller as before: parking
+// and waking cost more than a wait.
 //
 // parkState hands the connection over exactly once: park stores parked only after the reader has
 // finished with the connection, and the single waker whose compare-and-swap takes it back to
@@ -22,9 +24,9 @@ import (
 // number reused by another connection, a timer of a deadline that has since moved): the reader
 // then finds nothing to read and parks again.
 //
-// TLS connections park too: crypto/tls keeps a partial record in its own buffer when the socket
-// under it reports ErrWouldBlock, a temporary error, and goes on from there at the next read.
-// WebSocket connections and platforms without the poller keep a goroutine per connection.
+// TLS connections park too: when the park deadline passes in the middle of a record, crypto/tls
+// keeps the part it has (a deadline is a temporary error) and goes on from there at the next
+// read. WebSocket connections and platforms without the poller keep a goroutine per connection.
 
 const (
 	running int32 = iota
@@ -69,17 +71,24 @@ func (c *client) park() bool {
 		c.pollAdded = true
 	}
 	c.armKeepAliveTimer()
+	st := &c.srv.stats
+	st.parkedNow.Add(1)
 	c.parkState.Store(parked)
 	// From here another goroutine may own the connection: only the hand-over below is allowed.
 	if c.closed.Load() || p.arm(c) != nil {
-		return !c.parkState.CompareAndSwap(parked, running)
+		if c.parkState.CompareAndSwap(parked, running) {
+			st.parkedNow.Add(-1)
+			return false
+		}
 	}
+	st.parks.Add(1)
 	return true
 }
 
 // wake starts a reader for a parked connection; it does nothing for one that is running.
 func (c *client) wake(cause wakeCause) {
 	if c.parkState.CompareAndSwap(parked, running) {
+		c.srv.stats.parkedNow.Add(-1)
 		go c.runReadLoop(cause)
 	}
 }

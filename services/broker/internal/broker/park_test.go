@@ -241,3 +241,26 @@ func TestConnectSlotsHeldOnlyWithInput(t *testing.T) {
 		t.Fatalf("stalled client: %+v", ack)
 	}
 }
+
+// A connection parked right after CONNECT (50 ms without input) and woken by its first packet
+// reads it at once and parks again only once idle: one park each, not a park per poll while the
+// deadline it parked on is still the one set.
+func TestWokenConnectionReadsAtOnce(t *testing.T) {
+	b := startBroker(t) // BROKER_PARK_AFTER 1 s
+	c := dialRaw(t, b.Addr, 4)
+	c.connect(&mqtt.Connect{ClientID: "late", CleanStart: true, KeepAlive: 30})
+	for deadline := time.Now().Add(2 * time.Second); b.Server.Stats().Parked != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the connection was not parked 50 ms after CONNECT")
+		}
+	}
+	c.send(&mqtt.Subscribe{PacketID: 1, Subscriptions: []mqtt.Subscription{{Filter: "late/#", QoS: 0}}})
+	if _, ok := c.read().(*mqtt.Suback); !ok {
+		t.Fatal("want SUBACK")
+	}
+	st := b.Server.Stats()
+	t.Logf("parked %d, parks %d", st.Parked, st.Parks)
+	if st.Parks != 1 || st.Parked != 0 {
+		t.Fatalf("after one wake-up: %d parks, %d parked now; want 1 and 0", st.Parks, st.Parked)
+	}
+}

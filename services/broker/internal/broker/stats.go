@@ -18,6 +18,8 @@ type counters struct {
 	queued      atomic.Int64 // messages in session queues, all sessions
 	panics      atomic.Int64
 	willsSent   atomic.Int64
+	parks       atomic.Int64 // connections parked (park.go), ever
+	parkedNow   atomic.Int64 // connections parked now
 }
 
 // dropCause says why a message did not reach a subscriber (or was not accepted).
@@ -70,6 +72,8 @@ type Stats struct {
 	MessagesReceived int64
 	MessagesSent     int64
 	Panics           int64 // recovered panics in connection handlers
+	Parked           int64 // connections parked now: no reader goroutine (park.go)
+	Parks            int64 // times a connection was parked
 	Inflight         int64 // QoS 1/2 messages sent and not yet acknowledged, all sessions
 	Queued           int64 // messages in session queues, all sessions
 	Dropped          DropStats
@@ -115,6 +119,8 @@ func (s *Server) Stats() Stats {
 		MessagesReceived: c.received(),
 		MessagesSent:     c.sent(),
 		Panics:           c.panics.Load(),
+		Parked:           c.parkedNow.Load(),
+		Parks:            c.parks.Load(),
 		Inflight:         c.inflight.Load(),
 		Queued:           c.queued.Load(),
 		Dropped: DropStats{
