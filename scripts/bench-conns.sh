@@ -17,8 +17,9 @@
 #   sessions on one broker; it is killed (SIGKILL) and every client reconnects at once to the two
 #   others (loadgen -mode storm): seconds until all are back, per-client p50/p99, refusing
 #   CONNACKs, other failed attempts, clients never back, sessions found, and the survivors' peak
-#   RSS. Ours: three replicas on one redis-server (the sessions move); mosquitto: three separate
-#   brokers (their defaults plus the listener; a session does not move, so none is found).
+#   RSS. Ours: three replicas on one redis-server (the sessions move) with shared TLS ticket keys
+#   (BROKER_TLS_TICKET_KEY_FILE); mosquitto: three separate brokers (their defaults plus the
+#   listener; a session does not move, so none is found).
 # Run it alone on the machine: flock /work/bench.lock make bench-conns.
 # Environment: BIN (bin), SIZES, MODES, BROKERS ("ours mosquitto"), SETTLE (5s), STORM_MODES,
 # STORM_CLIENTS.
@@ -46,8 +47,11 @@ openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext subjectAlt
   -days 1 -keyout "$tmp/rsa.key" -out "$tmp/rsa.pem" 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1 -days 1 -keyout "$tmp/ecdsa.key" -out "$tmp/ecdsa.pem" 2>/dev/null
+# Shared TLS session ticket keys for our replicas (BROKER_TLS_TICKET_KEY_FILE), as the README
+# advises, so a device resumes at whichever replica it reconnects to.
+openssl rand -base64 32 >"$tmp/tickets"
 # mosquitto started as root reads its files as the user it drops to: throwaway keys, readable.
-chmod 755 "$tmp"; chmod 644 "$tmp"/*.pem "$tmp"/*.key
+chmod 755 "$tmp"; chmod 644 "$tmp"/*.pem "$tmp"/*.key "$tmp/tickets"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # The most connections one process can hold here, keeping 200 descriptors for everything else.
@@ -71,7 +75,8 @@ start_broker() {
           BROKER_LOG_LEVEL=warn "$BIN/broker" >"$tmp/broker-$id.log" 2>&1 &
       else
         BROKER_ID=$id BROKER_REDIS_ADDRS=$redis BROKER_MQTT_ADDR='' BROKER_TLS_ADDR=127.0.0.1:$p BROKER_HTTP_ADDR='' \
-          BROKER_LOG_LEVEL=warn BROKER_TLS_CERT_FILE=$cert BROKER_TLS_KEY_FILE=$key "$BIN/broker" >"$tmp/broker-$id.log" 2>&1 &
+          BROKER_LOG_LEVEL=warn BROKER_TLS_CERT_FILE=$cert BROKER_TLS_KEY_FILE=$key \
+          BROKER_TLS_TICKET_KEY_FILE="$tmp/tickets" "$BIN/broker" >"$tmp/broker-$id.log" 2>&1 &
       fi
       ;;
     mosquitto)
@@ -159,9 +164,7 @@ tls_args() {
 
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 
-# A broker killed with SIGKILL is reported by the shell ("Killed"): that is the storm, not an error.
 if [ -n "$STORM_MODES" ]; then
-  exec 4>&2 2> >(grep -v ' Killed ' >&4)
   n=$STORM_CLIENTS
   if [ "$n" -gt "$maxconns" ]; then
     n=$maxconns
@@ -183,6 +186,8 @@ if [ -n "$STORM_MODES" ]; then
         ports+=("$(port)")
         rp=""; [ "$name" = ours ] && rp=$RP
         start_broker "$name" "$mode" "${ports[$((k - 1))]}" "$rp" "storm-$k"
+        # Not a job of this shell, so the SIGKILL below is not reported as one that died.
+        disown "$BPID"
         bp+=("$BPID"); pids+=("$BPID"); BPID=""
       done
       for k in 1 2; do echo 5 >"/proc/${bp[$k]}/clear_refs" 2>/dev/null || true; done
@@ -191,8 +196,10 @@ if [ -n "$STORM_MODES" ]; then
         -addr "127.0.0.1:${ports[0]}" -storm-kill "${bp[0]}" \
         -reconnect-addrs "127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}" $(tls_args "$mode") | tail -1)
       peak=$(( ($(hwm "${bp[1]}") + $(hwm "${bp[2]}")) / 1024 ))
-      for k in 1 2; do kill "${bp[$k]}" 2>/dev/null || true; wait "${bp[$k]}" 2>/dev/null || true; done
-      wait "${bp[0]}" 2>/dev/null || true
+      for k in 1 2; do
+        kill "${bp[$k]}" 2>/dev/null || true
+        while kill -0 "${bp[$k]}" 2>/dev/null; do sleep 0.1; done
+      done
       python3 -c '
 import json, sys
 d = json.loads(sys.argv[1])

@@ -76,8 +76,8 @@ type client struct {
 	// Parking (park.go). parkState is running or parked; the rest belongs to the reader.
 	parkState atomic.Int32
 	pollAdded bool
-	kaMoved   bool // the keep-alive deadline (rd.kaAt) moved since kaTimer was set
-	slotHeld  bool // a connect slot (connslots.go); while connecting only
+	kaMoved   bool        // the keep-alive deadline (rd.kaAt) moved since kaTimer was set
+	slot      *slotHolder // a connect slot (connslots.go); while connecting only
 	pollFd    int32
 	lastMove  int64 // monotonic ns when the read deadlines last moved (moveReadDeadline)
 	kaTimer   *time.Timer
