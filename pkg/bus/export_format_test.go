@@ -179,6 +179,12 @@ func TestExportBatchSplitRepeatsThePublisher(t *testing.T) {
 		}
 	}
 	waitFor(t, "every message exported", 10*time.Second, func() bool { return b.Stats().Exported == n })
+	// Written, the queue counts neither messages nor bytes: publisher frames included.
+	waitFor(t, "an empty queue", 5*time.Second, func() bool {
+		b.export.mu.Lock()
+		defer b.export.mu.Unlock()
+		return b.export.queued == 0 && b.export.bytes == 0
+	})
 	got, entries := readExport(t, b.Client(), b.Names().Export())
 	if len(got) != n || entries < n/50 {
 		t.Fatalf("%d messages in %d entries, want %d in at least %d", len(got), entries, n, n/50)
