@@ -152,7 +152,8 @@ func (b *Bus) Export(m *Message) bool {
 // malformed frame) are dropped and counted; it returns how many were queued.
 //
 // The frames go into the open chunk, and the next ones when it fills: each run of messages in a
-// chunk is preceded by its publisher frame, repeated when a publisher's messages span chunks.
+// chunk is preceded by its publisher frame, repeated (with the id and time of the message before,
+// wire.AdvanceExportBase) when a publisher's messages span chunks.
 func (b *Bus) ExportBatch(batch []byte, n int) int {
 	e := b.export
 	if n <= 0 {
@@ -180,6 +181,7 @@ func (b *Bus) queueFramesLocked(frames []byte, wake bool) (int, bool) {
 	e := b.export
 	var (
 		base   []byte       // the publisher frame of the messages that follow
+		after  []byte       // the frames from the one after base
 		baseIn *exportChunk // the chunk base was last copied into
 		queued int
 	)
@@ -190,6 +192,7 @@ func (b *Bus) queueFramesLocked(frames []byte, wake bool) (int, bool) {
 		}
 		if publisher {
 			base, baseIn, frames = frames[:size], nil, frames[size:]
+			after = frames
 			continue
 		}
 		if base == nil || e.queued >= b.opts.ExportQueue || e.bytes+len(base)+size > b.opts.ExportQueueBytes {
@@ -199,6 +202,16 @@ func (b *Bus) queueFramesLocked(frames []byte, wake bool) (int, bool) {
 		c, opened := e.openChunkLocked(false, len(base)+size, b.opts.ExportBatch)
 		wake = wake || opened && len(e.chunks) == 2
 		if c != baseIn {
+			// A message's id and time are differences from the one before: a chunk that takes
+			// the batch from the middle of a publisher's run starts with a publisher frame
+			// carrying the id and time of the message before.
+			if done := len(after) - len(frames); done > 0 {
+				next, err := wire.AdvanceExportBase(nil, base, after[:done])
+				if err != nil {
+					break
+				}
+				base, after = next, frames
+			}
 			c.buf = append(c.buf, base...)
 			e.bytes += len(base)
 			baseIn = c

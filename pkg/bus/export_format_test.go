@@ -9,6 +9,7 @@ import (
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
+	"github.com/mcloudtt/mcloudtt/pkg/wire"
 )
 
 // encodeExportBatch encodes msgs as one export batch the way a broker's connection does: a
@@ -192,6 +193,46 @@ func TestExportBatchSplitRepeatsThePublisher(t *testing.T) {
 	for i := range got {
 		if g, w := normalize(got[i]), exported(want[i]); !reflect.DeepEqual(g, w) {
 			t.Fatalf("message %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+}
+
+// AdvanceExportBase: the publisher frame it makes after some of a batch's messages decodes the
+// rest of them as the whole batch does; it refuses what is not a publisher frame and messages.
+func TestAdvanceExportBase(t *testing.T) {
+	fx := exportFixtures()
+	msgs := fx[len(fx)-1][:6] // one publisher, ids and times far apart
+	batch := encodeExportBatch(t, msgs)
+	pubLen, _, _ := wire.ExportFrame(batch[1:])
+	pub, frames := batch[1:1+pubLen], batch[1+pubLen:]
+	for split := 0; split <= len(msgs); split++ {
+		off := 0
+		for range split {
+			size, _, _ := wire.ExportFrame(frames[off:])
+			off += size
+		}
+		next, err := wire.AdvanceExportBase(AppendExportBatchHeader(nil), pub, frames[:off])
+		if err != nil {
+			t.Fatalf("split %d: %v", split, err)
+		}
+		got, err := DecodeExportEntry(append(next, frames[off:]...))
+		if err != nil || len(got) != len(msgs)-split {
+			t.Fatalf("split %d: %d messages, %v", split, len(got), err)
+		}
+		for i := range got {
+			if g, w := normalize(got[i]), exported(msgs[split+i]); !reflect.DeepEqual(g, w) {
+				t.Fatalf("split %d, message %d:\n got %+v\nwant %+v", split, split+i, g, w)
+			}
+		}
+	}
+	for name, c := range map[string][2][]byte{
+		"message as publisher": {frames, nil},
+		"publisher as message": {pub, pub},
+		"truncated message":    {pub, frames[:5]},
+		"empty publisher":      {nil, frames},
+	} {
+		if _, err := wire.AdvanceExportBase(nil, c[0], c[1]); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }

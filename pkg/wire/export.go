@@ -21,15 +21,17 @@ import (
 //	            envelope)
 //	zvarint   = zig-zag varint
 //
-// A message belongs to the publisher frame before it (its origin, client id and user name) and
-// its id and created time are differences from that frame's: ms is the difference of the ids'
-// first 6 bytes (the millisecond of a version 7 id), seq of bytes 6 to 11, node of bytes 12 to 15,
-// each modulo its width; created is the difference in nanoseconds, expiry the difference from
-// the message's own created time. A broker's messages of one burst of input share the
-// millisecond and differ in a few counter bits, so a message's id and time take about 6 bytes
-// instead of 24, before compression and, since they are what compresses least, after it.
-// The differences are from the publisher frame and not from the message before, so that a
-// writer may split a batch between entries by repeating the publisher frame.
+// A message belongs to the publisher frame before it (its origin, client id and user name), and
+// its id and created time are differences from the message before it, or for the first message
+// after a publisher frame from the frame's id and time: ms is the difference of the ids' first 6
+// bytes (the millisecond of a version 7 id), seq of bytes 6 to 11, node of bytes 12 to 15, each
+// modulo its width; created is the difference in nanoseconds, expiry the difference from the
+// message's own created time. Consecutive messages of a connection share the millisecond, their
+// ids differ by a few counter steps and their times by microseconds, so a message's id and time
+// take about 4 bytes instead of 24, before compression and, since they are what compresses least,
+// after it (an S1 entry stores 11 instead of 20 bytes per message). A writer that splits a batch
+// between entries starts the second part with a publisher frame whose id and time are those of
+// the message before the split (AdvanceExportBase).
 // Bytes after a frame's last field are ignored (room for later fields).
 
 // ExportVersion is the first byte of an export batch (AppendExportBatchHeader).
@@ -49,7 +51,8 @@ const minExportMessage = 1 + 1 + 4 + 1 + 1 + 1
 const hdrExpiry = hdrPlain
 
 // ExportBase is what a publisher frame states: the fields its messages share, and the id and
-// created time theirs are differences from (those of the first message, usually).
+// created time the first one's are differences from (its own, usually). While a batch is
+// encoded or decoded, ID and Created are those of the last message.
 type ExportBase struct {
 	Origin   string
 	ClientID string
@@ -102,8 +105,9 @@ func diff48(a, b uint64) int64 { return int64((a-b)<<16) >> 16 }
 
 // AppendExportMessage appends m's message frame, after b's publisher frame (or earlier messages
 // after it): m's origin, client id and user name are b's (Fits), and its id and created time are
-// written as differences from b's. Routing hints and flags (Plain, Groups, Flags) are not
-// exported. It fails, leaving dst as it was, only for a QoS above 2.
+// written as differences from b's, which then become m's. Routing hints and flags (Plain,
+// Groups, Flags) are not exported. It fails, leaving dst and b as they were, only for a QoS
+// above 2.
 func AppendExportMessage(dst []byte, b *ExportBase, m *Message) ([]byte, error) {
 	if m.QoS > 2 {
 		return dst, fmt.Errorf("%w: QoS %d", ErrBadMessage, m.QoS)
@@ -139,6 +143,7 @@ func AppendExportMessage(dst []byte, b *ExportBase, m *Message) ([]byte, error) 
 	}
 	dst = appendStr(dst, m.Topic)
 	dst = appendBin(dst, m.Payload)
+	b.ID, b.Created = m.ID, m.Created
 	return m.appendProps(dst, p), nil
 }
 
@@ -194,4 +199,34 @@ func ExportFrame(frames []byte) (size int, publisher, ok bool) {
 		return 0, false, false
 	}
 	return k + int(l), frames[k] == exportFramePublisher, true
+}
+
+// AdvanceExportBase appends to dst the publisher frame that continues a batch after frames: pub
+// is the publisher frame before them and frames are message frames that followed it (whole
+// frames); the new frame's id and time are those of the last of them, so that the next message
+// frame of the batch decodes after it as after them.
+func AdvanceExportBase(dst, pub, frames []byte) ([]byte, error) {
+	l, k := binary.Uvarint(pub)
+	if k <= 0 || l == 0 || l > uint64(len(pub)-k) {
+		return dst, malformed(0, "bad publisher frame length")
+	}
+	var b ExportBase
+	if err := b.decode(pub[k:k+int(l)], k); err != nil {
+		return dst, err
+	}
+	for off := 0; off < len(frames); {
+		size, publisher, ok := ExportFrame(frames[off:])
+		if !ok || publisher || size < 1+minExportMessage {
+			return dst, malformed(off, "not a message frame")
+		}
+		var m Message
+		_, k := binary.Uvarint(frames[off:])
+		body := frames[off+k : off+size]
+		if err := m.decodeExportIDs(&b, body, off); err != nil {
+			return dst, err
+		}
+		b.ID, b.Created = m.ID, m.Created
+		off += size
+	}
+	return AppendExportBase(dst, &b), nil
 }

@@ -98,12 +98,7 @@ func (m *Message) decodeExport(base *ExportBase, body []byte, at int) error {
 		return malformed(at+1, "QoS 3")
 	}
 	d := decoder{b: body, off: 2, base: at}
-	bms, bseq, bnode := idParts(&base.ID)
-	ms := bms + uint64(unzigzag(d.uvarint("id millisecond")))
-	seq := bseq + uint64(unzigzag(d.uvarint("id sequence")))
-	node := bnode + uint32(unzigzag(d.uvarint("id node")))
-	m.ID = idFromParts(ms, seq, node)
-	m.Created = base.Created + unzigzag(d.uvarint("created time"))
+	m.decodeIDs(&d, base)
 	if hdr&hdrExpiry != 0 {
 		m.Expiry = m.Created + unzigzag(d.uvarint("expiry"))
 	}
@@ -111,6 +106,30 @@ func (m *Message) decodeExport(base *ExportBase, body []byte, at int) error {
 	m.Payload = d.bytes("payload")
 	m.decodeProps(&d)
 	m.decodeUserProps(&d)
+	if d.err == nil {
+		base.ID, base.Created = m.ID, m.Created
+	}
+	return d.err
+}
+
+// decodeIDs reads a message frame's id and created time, differences from base's.
+func (m *Message) decodeIDs(d *decoder, base *ExportBase) {
+	bms, bseq, bnode := idParts(&base.ID)
+	ms := bms + uint64(unzigzag(d.uvarint("id millisecond")))
+	seq := bseq + uint64(unzigzag(d.uvarint("id sequence")))
+	node := bnode + uint32(unzigzag(d.uvarint("id node")))
+	m.ID = idFromParts(ms, seq, node)
+	m.Created = base.Created + unzigzag(d.uvarint("created time"))
+}
+
+// decodeExportIDs reads only the id and created time of a message frame's body (at offset at),
+// after base.
+func (m *Message) decodeExportIDs(base *ExportBase, body []byte, at int) error {
+	if len(body) < minExportMessage || body[0] != exportFrameMessage {
+		return malformed(at, "not a message frame")
+	}
+	d := decoder{b: body, off: 2, base: at}
+	m.decodeIDs(&d, base)
 	return d.err
 }
 
