@@ -6,7 +6,8 @@
 #      adapter CPU-second (BenchmarkAdapterDrain in services/bigquery-adapter/cmd/bigquery-adapter);
 #   2. scenario S1 (../shared/mqttload/README.md, as in bench-compare.sh) against one broker on a
 #      local Redis with the export to the stream off (BROKER_EXPORT_FILTERS empty) and on (#),
-#      alternating, RUNS times each, with the broker's and Redis' CPU; the median and best of each,
+#      alternating, RUNS times each, with the broker's and Redis' CPU and Redis' memory after the
+#      run (the stream's entries, about 2 MB without them); the median and best of each,
 #      and the ratio on/off (the budget: at least 0.9 of the median, nothing dropped).
 # Run it alone on the machine (it measures CPU and throughput): flock /work/bench.lock make bench-adapter.
 # Environment: GO (go), BIN (bin), RUNS (5).
@@ -36,7 +37,7 @@ redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
 S1="-topology fanin -pubs 10 -subs 1 -n 20000 -size 64 -qos 0 -timeout 60s"
-printf '  %-7s %12s %6s %10s %8s %8s %10s %9s\n' export "deliv msg/s" lost "p99 µs" "cpu s" "redis s" exported dropped
+printf '  %-7s %12s %6s %10s %8s %8s %8s %10s %9s\n' export "deliv msg/s" lost "p99 µs" "cpu s" "redis s" "redis MB" exported dropped
 declare -A best all
 RPID=${pids[0]}
 totaldropped=0
@@ -54,13 +55,15 @@ for _ in $(seq "$RUNS"); do
     json=$("$BIN/loadgen" -q -broker-pid $BPID -addr 127.0.0.1:$MP $S1 | tail -1)
     sleep 1 # let the export queue drain before reading the counters
     r1=$(awk '{print $14+$15}' "/proc/$RPID/stat")
+    mem=$(redis-cli -p "$RP" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')
     metrics=$(curl -fs "http://127.0.0.1:$HP/metrics" || true)
     kill "$BPID"; wait "$BPID" 2>/dev/null || true
     read -r rate lost p99 cpu < <(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(int(d.get("deliv_rate",0)), d.get("lost",0), int(d.get("p99_us",0)), d.get("broker_cpu_s",0))' "$json")
     exported=$(echo "$metrics" | sed -n 's/^mcloudtt_broker_export_messages_total{result="written"} //p')
     dropped=$(echo "$metrics" | sed -n 's/^mcloudtt_broker_export_messages_total{result="dropped"} //p')
     redis=$(python3 -c 'import sys; print("%.2f" % (int(sys.argv[1]) / 100))' "$((r1 - r0))")
-    printf '  %-7s %12s %6s %10s %8s %8s %10s %9s\n' "$mode" "$rate" "$lost" "$p99" "$cpu" "$redis" "${exported:-0}" "${dropped:-0}"
+    printf '  %-7s %12s %6s %10s %8s %8s %8s %10s %9s\n' "$mode" "$rate" "$lost" "$p99" "$cpu" "$redis" \
+      "$(python3 -c 'import sys; print("%.1f" % (int(sys.argv[1] or 0) / 1e6))' "$mem")" "${exported:-0}" "${dropped:-0}"
     totaldropped=$((totaldropped + ${dropped:-0}))
     [ "${best[$mode]:-0}" -lt "$rate" ] && best[$mode]=$rate
     all[$mode]+="$rate "

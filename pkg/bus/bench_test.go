@@ -274,10 +274,12 @@ func waitReceived(b *testing.B, received, failed *atomic.Int64, b1, b2 *Bus) {
 }
 
 // BenchmarkExportEntryBytes reports the bytes an export stream entry stores per message (the
-// S2 block of one connection's envelope batch of 512 S1 messages: 64-byte payloads carrying a
-// send time and a sequence number, one topic, one publisher) with the broker's message ids and
-// with random version 4 ids, which the broker used before. Redis' cost of an XADD grows with
-// the bytes it stores, so this is the export's cost per message on the Redis side.
+// S2 block of one connection's batch of 512 S1 messages: 64-byte payloads carrying a send time
+// and a sequence number, one topic, one publisher) and the encoding's CPU time, for the export
+// batch brokers write (format=export) and the envelope batch they wrote before
+// (format=envelope), with the broker's message ids and with random version 4 ids, which the
+// broker used before. Redis' cost of an XADD grows with the bytes it stores, so stored-B/msg is
+// the export's cost per message on the Redis side.
 func BenchmarkExportEntryBytes(b *testing.B) {
 	random := func(int64) MessageID {
 		var id MessageID
@@ -287,38 +289,59 @@ func BenchmarkExportEntryBytes(b *testing.B) {
 		id[8] = id[8]&0x3f | 0x80
 		return id
 	}
-	for _, ids := range []struct {
-		name string
-		make func(int64) MessageID
-	}{{"ids=v7", NewMessageIDAt}, {"ids=random", random}} {
-		b.Run(ids.name, func(b *testing.B) {
-			const n = 512
-			payload := make([]byte, 64)
-			for i := 16; i < len(payload); i++ {
-				payload[i] = 'x'
-			}
-			binary.BigEndian.PutUint32(payload[8:12], 3)
-			var batch, z []byte
-			var stored int
-			for b.Loop() {
-				batch = AppendBatchHeader(batch[:0])
-				t0 := time.Now().UnixNano()
-				for i := range n {
-					at := t0 + int64(i)*1100 // about S1's pace on one connection
-					binary.BigEndian.PutUint64(payload[0:8], uint64(at))
-					binary.BigEndian.PutUint32(payload[12:16], uint32(i))
-					m := Message{ID: ids.make(at), Origin: "broker-7c9f8d-x2x4z", ClientID: "loadgen-pub-3",
-						Topic: "mqttload/fanin", Payload: payload, Created: at}
-					var err error
-					if batch, err = AppendMessage(batch, &m); err != nil {
-						b.Fatal(err)
-					}
-				}
-				z = s2.Encode(z[:cap(z)], batch)
-				stored = len(z)
-			}
-			b.ReportMetric(float64(stored)/n, "stored-B/msg")
-			b.ReportMetric(float64(len(batch))/n, "encoded-B/msg")
-		})
+	for _, format := range []string{"export", "envelope"} {
+		for _, ids := range []struct {
+			name string
+			make func(int64) MessageID
+		}{{"ids=v7", NewMessageIDAt}, {"ids=random", random}} {
+			b.Run("format="+format+"/"+ids.name, func(b *testing.B) {
+				benchEntryBytes(b, format == "export", ids.make)
+			})
+		}
 	}
+}
+
+func benchEntryBytes(b *testing.B, export bool, newID func(int64) MessageID) {
+	const n = 512
+	payload := make([]byte, 64)
+	for i := 16; i < len(payload); i++ {
+		payload[i] = 'x'
+	}
+	binary.BigEndian.PutUint32(payload[8:12], 3)
+	var batch, z []byte
+	var stored int
+	for b.Loop() {
+		t0 := time.Now().UnixNano()
+		var base ExportBase
+		if export {
+			batch = AppendExportBatchHeader(batch[:0])
+		} else {
+			batch = AppendBatchHeader(batch[:0])
+		}
+		for i := range n {
+			at := t0 + int64(i)*1100 // about S1's pace on one connection
+			binary.BigEndian.PutUint64(payload[0:8], uint64(at))
+			binary.BigEndian.PutUint32(payload[12:16], uint32(i))
+			m := Message{ID: newID(at), Origin: "broker-7c9f8d-x2x4z", ClientID: "loadgen-pub-3",
+				Topic: "mqttload/fanin", Payload: payload, Created: at}
+			var err error
+			switch {
+			case !export:
+				batch, err = AppendMessage(batch, &m)
+			case i == 0:
+				base.SetFrom(&m)
+				batch = AppendExportBase(batch, &base)
+				fallthrough
+			default:
+				batch, err = AppendExportMessage(batch, &base, &m)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		z = s2.Encode(z[:cap(z)], batch)
+		stored = len(z)
+	}
+	b.ReportMetric(float64(stored)/n, "stored-B/msg")
+	b.ReportMetric(float64(len(batch))/n, "encoded-B/msg")
 }

@@ -2,8 +2,6 @@ package bus
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -54,27 +52,6 @@ const ExportField = "m"
 // ExportCompressed is the first byte of a compressed export entry: an S2 block follows, whose
 // content is an envelope batch. (An envelope batch starts with EnvelopeVersion.)
 const ExportCompressed = 0xC1
-
-// maxExportEntry bounds the decompressed size of an export entry: four times the chunk limit,
-// far above what a broker writes; anything larger is refused as malformed, unread.
-const maxExportEntry = 4 * exportChunkBytes
-
-// DecodeExportEntry decodes the messages of an export stream entry, compressed or not. The
-// messages alias the entry (or the buffer it was decompressed into).
-func DecodeExportEntry(entry []byte) ([]Message, error) {
-	if len(entry) == 0 || entry[0] != ExportCompressed {
-		return DecodeBatch(entry)
-	}
-	n, err := s2.DecodedLen(entry[1:])
-	if err != nil || n > maxExportEntry {
-		return nil, malformed(1, fmt.Sprintf("compressed entry of %d bytes (%v)", n, err))
-	}
-	plain, err := s2.Decode(make([]byte, n), entry[1:])
-	if err != nil {
-		return nil, malformed(1, "compressed entry: "+err.Error())
-	}
-	return DecodeBatch(plain)
-}
 
 // exportChunkBytes seals a chunk that reached this many bytes before ExportBatch messages.
 const exportChunkBytes = 256 << 10
@@ -130,45 +107,93 @@ func newExporter() *exporter {
 // Export does not wait for Redis: the writer goroutine sends queued messages in entries of up to
 // ExportBatch messages, all entries ready in one pipeline, and retries until Redis accepts them.
 func (b *Bus) Export(m *Message) bool {
-	e := b.export
-	if m.QoS > 2 {
-		e.dropped.Add(1)
+	var base ExportBase
+	base.SetFrom(m)
+	one := make([]byte, 0, 64+len(m.Origin)+len(m.ClientID)+len(m.Username)+len(m.Topic)+len(m.Payload))
+	one, err := AppendExportMessage(AppendExportBase(AppendExportBatchHeader(one), &base), &base, m)
+	if err != nil {
+		b.export.dropped.Add(1)
 		return false
 	}
-	enc := m.Encoded()
-	if !b.enqueueExport(false, enc.Size(), func(dst []byte) []byte { return wire.AppendEncoded(dst, m, enc) }) { // QoS checked above
-		e.dropped.Add(1)
-		return false
-	}
-	return true
+	return b.ExportBatch(one, 1) == 1
 }
 
-// ExportBatch queues the n messages of batch (an envelope batch: AppendBatchHeader, then
-// AppendMessage for each) for the export stream, like Export, under one lock for all of them:
-// a publisher's connection encodes what it exports into a batch of its own while it handles a
-// burst of input and hands it over once. batch is copied before ExportBatch returns. Messages
-// beyond the queue's room are dropped and counted; it returns how many were queued.
+// ExportBatch queues the n messages of batch (an export batch: AppendExportBatchHeader, then for
+// each publisher AppendExportBase and AppendExportMessage for each of its messages) for the
+// export stream, like Export, under one lock for all of them: a publisher's connection encodes
+// what it exports into a batch of its own while it handles a burst of input and hands it over
+// once. batch is copied before ExportBatch returns. Messages beyond the queue's room (or after a
+// malformed frame) are dropped and counted; it returns how many were queued.
+//
+// The frames go into the open chunk, and the next ones when it fills: each run of messages in a
+// chunk is preceded by its publisher frame, repeated (with the id and time of the message before,
+// wire.AdvanceExportBase) when a publisher's messages span chunks.
 func (b *Bus) ExportBatch(batch []byte, n int) int {
 	e := b.export
-	if n == 0 || len(batch) < 2 {
+	if n <= 0 {
 		return 0
 	}
-	frames := batch[1:]
-	queued := 0
-	e.mu.Lock()
-	wake := e.queued == 0
+	queued, wake := 0, false
+	if len(batch) > 1 && batch[0] == ExportVersion {
+		e.mu.Lock()
+		queued, wake = b.queueFramesLocked(batch[1:], e.queued == 0)
+		e.mu.Unlock()
+	}
+	if queued > 0 && wake {
+		e.wake()
+	}
+	if queued < n {
+		e.dropped.Add(uint64(n - queued))
+	}
+	return queued
+}
+
+// queueFramesLocked appends the frames of an export batch to the queue, as ExportBatch
+// describes, until the queue is full; it returns how many messages it queued and whether the
+// writer needs waking (wake, or a second chunk opened).
+func (b *Bus) queueFramesLocked(frames []byte, wake bool) (int, bool) {
+	e := b.export
+	var (
+		base   []byte       // the publisher frame of the messages that follow
+		after  []byte       // the frames from the one after base
+		baseIn *exportChunk // the chunk base was last copied into
+		queued int
+	)
 	for len(frames) > 0 && !e.closed {
-		// The run of frames that fits in the open chunk (or a new one) and in the queue.
-		size, ok := frameSize(frames)
-		if !ok || e.queued >= b.opts.ExportQueue || e.bytes+size > b.opts.ExportQueueBytes {
+		size, publisher, ok := wire.ExportFrame(frames)
+		if !ok {
 			break
 		}
-		c, opened := e.openChunkLocked(false, size, b.opts.ExportBatch)
+		if publisher {
+			base, baseIn, frames = frames[:size], nil, frames[size:]
+			after = frames
+			continue
+		}
+		if base == nil || e.queued >= b.opts.ExportQueue || e.bytes+len(base)+size > b.opts.ExportQueueBytes {
+			break
+		}
+		// The run of message frames that fits in the open chunk (or a new one) and in the queue.
+		c, opened := e.openChunkLocked(false, len(base)+size, b.opts.ExportBatch)
 		wake = wake || opened && len(e.chunks) == 2
+		if c != baseIn {
+			// A message's id and time are differences from the one before: a chunk that takes
+			// the batch from the middle of a publisher's run starts with a publisher frame
+			// carrying the id and time of the message before.
+			if done := len(after) - len(frames); done > 0 {
+				next, err := wire.AdvanceExportBase(nil, base, after[:done])
+				if err != nil {
+					break
+				}
+				base, after = next, frames
+			}
+			c.buf = append(c.buf, base...)
+			e.bytes += len(base)
+			baseIn = c
+		}
 		run, k := size, 1
 		for run < len(frames) && c.n+k < b.opts.ExportBatch && e.queued+k < b.opts.ExportQueue {
-			next, ok := frameSize(frames[run:])
-			if !ok || len(c.buf)+run+next > exportChunkBytes || e.bytes+run+next > b.opts.ExportQueueBytes {
+			next, publisher, ok := wire.ExportFrame(frames[run:])
+			if !ok || publisher || len(c.buf)+run+next > exportChunkBytes || e.bytes+run+next > b.opts.ExportQueueBytes {
 				break
 			}
 			run += next
@@ -181,23 +206,7 @@ func (b *Bus) ExportBatch(batch []byte, n int) int {
 		queued += k
 		frames = frames[run:]
 	}
-	e.mu.Unlock()
-	if queued > 0 && wake {
-		e.wake()
-	}
-	if queued < n {
-		e.dropped.Add(uint64(n - queued))
-	}
-	return queued
-}
-
-// frameSize is the size of the framed message at the start of p (length prefix included).
-func frameSize(p []byte) (int, bool) {
-	l, k := binary.Uvarint(p)
-	if k <= 0 || l > uint64(len(p)-k) {
-		return 0, false
-	}
-	return k + int(l), true
+	return queued, wake
 }
 
 // ExportPresence queues a presence event for the export stream, like Export: encoded at once,
@@ -246,7 +255,11 @@ func (e *exporter) openChunkLocked(presence bool, size, maxItems int) (c *export
 	}
 	c = e.newChunkLocked()
 	c.presence = presence
-	c.buf = AppendBatchHeader(c.buf)
+	if presence {
+		c.buf = AppendBatchHeader(c.buf)
+	} else {
+		c.buf = AppendExportBatchHeader(c.buf)
+	}
 	c.opened = time.Now()
 	e.chunks = append(e.chunks, c)
 	return c, true

@@ -388,11 +388,8 @@ func TestExportBatchInOrder(t *testing.T) {
 			i++
 			continue
 		}
-		batch := AppendBatchHeader(nil)
-		j := i
-		for ; j < i+k && j < n; j++ {
-			batch, _ = AppendMessage(batch, &want[j])
-		}
+		j := min(i+k, n)
+		batch := encodeExportBatch(t, want[i:j])
 		if got := b.ExportBatch(batch, j-i); got != j-i {
 			t.Fatalf("ExportBatch queued %d of %d", got, j-i)
 		}
@@ -422,11 +419,11 @@ func TestExportBatchQueueBound(t *testing.T) {
 	b := newBus(t, o)
 	waitConnected(t, b)
 	srv.Stop()
-	batch := AppendBatchHeader(nil)
-	for i := 0; i < 80; i++ {
-		m := exportMsg(i)
-		batch, _ = AppendMessage(batch, &m)
+	msgs := make([]Message, 80)
+	for i := range msgs {
+		msgs[i] = exportMsg(i)
 	}
+	batch := encodeExportBatch(t, msgs)
 	if got := b.ExportBatch(batch, 80); got != 80 {
 		t.Fatalf("first batch: queued %d of 80", got)
 	}

@@ -75,21 +75,27 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-// FuzzDecodeExportEntry: compressed or not, any input decodes or fails with ErrMalformed, never
-// panics, and never allocates beyond the entry limit.
+// FuzzDecodeExportEntry: compressed or not, an export batch or an envelope batch, any input
+// decodes or fails with ErrMalformed, never panics, and never allocates beyond the entry limit.
+// An export batch that decodes re-encodes (each message with a publisher frame of its own) to
+// the same messages, and decoding it allocates under 32 bytes per byte (DecodeExportBatch).
 func FuzzDecodeExportEntry(f *testing.F) {
-	for _, fx := range fixtures {
-		plain := encodeBatch(f, fx.msgs)
-		f.Add(plain)
-		if len(plain) < 2 {
-			continue
+	for _, msgs := range exportFixtures() {
+		for _, plain := range [][]byte{encodeBatch(f, msgs), encodeExportBatch(f, msgs)} {
+			f.Add(plain)
+			if len(plain) < 2 {
+				continue
+			}
+			c := &exportChunk{buf: plain}
+			for len(c.buf) < 512 {
+				c.buf = append(c.buf, plain[1:]...)
+			}
+			c.pack(true)
+			f.Add(append([]byte(nil), c.packed...))
 		}
-		c := &exportChunk{buf: plain}
-		for len(c.buf) < 512 {
-			c.buf = append(c.buf, plain[1:]...)
-		}
-		c.pack(true)
-		f.Add(append([]byte(nil), c.packed...))
+	}
+	for _, c := range malformedExportCases(f) {
+		f.Add(c)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ms, err := DecodeExportEntry(data)
@@ -99,7 +105,49 @@ func FuzzDecodeExportEntry(f *testing.F) {
 		if err != nil && len(ms) != 0 {
 			t.Fatal("messages returned with an error")
 		}
+		if err != nil || len(data) == 0 || data[0] != ExportVersion {
+			return
+		}
+		checkExportReencodes(t, ms)
+		fuzzCalls++
+		if fuzzCalls%64 == 0 {
+			least := ^uint64(0)
+			for range 3 {
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				out, _ := DecodeExportEntry(data)
+				runtime.ReadMemStats(&after)
+				runtime.KeepAlive(out)
+				least = min(least, after.TotalAlloc-before.TotalAlloc)
+			}
+			if least > uint64(32*len(data)+512) {
+				t.Fatalf("decoding %d bytes allocated %d", len(data), least)
+			}
+		}
 	})
+}
+
+// checkExportReencodes encodes decoded messages again, each after a publisher frame of its own,
+// and checks that they decode to the same.
+func checkExportReencodes(t *testing.T, ms []Message) {
+	re := AppendExportBatchHeader(nil)
+	for i := range ms {
+		var base ExportBase
+		base.SetFrom(&ms[i])
+		var err error
+		if re, err = AppendExportMessage(AppendExportBase(re, &base), &base, &ms[i]); err != nil {
+			t.Fatalf("decoded message %d does not encode: %v", i, err)
+		}
+	}
+	again, err := DecodeExportEntry(re)
+	if err != nil || len(again) != len(ms) {
+		t.Fatalf("re-encoded batch: %d of %d messages, %v", len(again), len(ms), err)
+	}
+	for i := range ms {
+		if a, b := normalize(ms[i]), normalize(again[i]); !reflect.DeepEqual(a, b) {
+			t.Fatalf("message %d changed:\n%+v\n%+v", i, a, b)
+		}
+	}
 }
 
 // FuzzSplitLogBatches: any input splits into batches that cover it exactly, or is refused; never

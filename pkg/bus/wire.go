@@ -25,11 +25,13 @@ type (
 	DurableSub        = wire.DurableSub
 	DurableSubs       = wire.DurableSubs
 	DurableSubsChange = wire.DurableSubsChange
+	ExportBase        = wire.ExportBase
 )
 
 // Constants of package wire.
 const (
 	EnvelopeVersion = wire.EnvelopeVersion
+	ExportVersion   = wire.ExportVersion
 
 	PropPayloadFormat   = wire.PropPayloadFormat
 	PropContentType     = wire.PropContentType
@@ -86,6 +88,17 @@ func DecodeBatch(batch []byte) ([]Message, error) { return wire.DecodeBatch(batc
 // DecodeBatchInto is wire.DecodeBatchInto.
 func DecodeBatchInto(dst []Message, batch []byte) ([]Message, error) {
 	return wire.DecodeBatchInto(dst, batch)
+}
+
+// AppendExportBatchHeader is wire.AppendExportBatchHeader.
+func AppendExportBatchHeader(dst []byte) []byte { return wire.AppendExportBatchHeader(dst) }
+
+// AppendExportBase is wire.AppendExportBase.
+func AppendExportBase(dst []byte, b *ExportBase) []byte { return wire.AppendExportBase(dst, b) }
+
+// AppendExportMessage is wire.AppendExportMessage.
+func AppendExportMessage(dst []byte, b *ExportBase, m *Message) ([]byte, error) {
+	return wire.AppendExportMessage(dst, b, m)
 }
 
 // AppendPresence is wire.AppendPresence.

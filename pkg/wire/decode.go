@@ -200,6 +200,23 @@ func (m *Message) decodeProps(d *decoder) {
 // decodeLists reads the user properties and the groups, each slice allocated only after its
 // count was checked against the bytes left.
 func (m *Message) decodeLists(d *decoder) {
+	m.decodeUserProps(d)
+	m.Groups = nil
+	if n := d.uvarint("group count"); n > 0 && d.err == nil {
+		if n > uint64(len(d.b)-d.off) {
+			d.fail("group count exceeds the message")
+		} else {
+			m.Groups = make([]string, n)
+			for i := range m.Groups {
+				m.Groups[i] = d.str("group")
+			}
+		}
+	}
+}
+
+// decodeUserProps reads the user properties, their slice allocated only after their count was
+// checked against the bytes left.
+func (m *Message) decodeUserProps(d *decoder) {
 	m.UserProperties = nil
 	if n := d.uvarint("user property count"); n > 0 && d.err == nil {
 		// Each pair takes at least two bytes: check before allocating.
@@ -210,17 +227,6 @@ func (m *Message) decodeLists(d *decoder) {
 			for i := range m.UserProperties {
 				m.UserProperties[i].Key = d.str("user property key")
 				m.UserProperties[i].Value = d.str("user property value")
-			}
-		}
-	}
-	m.Groups = nil
-	if n := d.uvarint("group count"); n > 0 && d.err == nil {
-		if n > uint64(len(d.b)-d.off) {
-			d.fail("group count exceeds the message")
-		} else {
-			m.Groups = make([]string, n)
-			for i := range m.Groups {
-				m.Groups[i] = d.str("group")
 			}
 		}
 	}

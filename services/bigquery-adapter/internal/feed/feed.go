@@ -43,7 +43,7 @@ type Feed struct {
 // Entry is one stream entry.
 type Entry struct {
 	ID string
-	// Data is the entry's batch: an envelope batch of messages (field bus.ExportField) or, with
+	// Data is the entry's batch: messages (field bus.ExportField; bus.DecodeExportEntry) or, with
 	// Presence set, a presence batch (field bus.PresenceField); nil when the entry has neither.
 	Data     []byte
 	Presence bool

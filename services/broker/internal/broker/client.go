@@ -45,8 +45,7 @@ type client struct {
 	rate       *tokenBucket // publish rate limit; nil when unlimited
 	aliasesIn  map[uint16]string
 	kicks      []*outbound
-	exp        *[]byte // messages to export, an envelope batch (export); nil when none
-	expN       int
+	exp        *exportBatch // messages to export (export.go); nil when none
 	will       *message
 	willDelay  time.Duration
 	sessExpiry time.Duration

@@ -7,10 +7,8 @@ import (
 	"net"
 	"runtime"
 	"runtime/metrics"
-	"sync"
 	"time"
 
-	"github.com/mcloudtt/mcloudtt/pkg/bus"
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
 )
 
@@ -251,45 +249,6 @@ func (c *client) flushKicks() {
 	}
 	c.kicks = c.kicks[:0]
 }
-
-// export adds bm to the connection's export batch, which goes to the export queue at the next
-// flushKicks (the end of a burst of input): one lock of the shared queue per burst instead of
-// one per message. Called from the reader goroutine only.
-func (c *client) export(bm *bus.Message) {
-	if c.exp == nil {
-		c.exp = exportBufs.Get().(*[]byte)
-		*c.exp = bus.AppendBatchHeader((*c.exp)[:0])
-	}
-	b, err := bus.AppendMessage(*c.exp, bm)
-	if err != nil {
-		return // QoS above 2: the codec never lets one in
-	}
-	*c.exp = b
-	c.expN++
-	if len(b) >= exportFlushBytes {
-		c.flushExport()
-	}
-}
-
-// flushExport hands the connection's export batch over.
-func (c *client) flushExport() {
-	if c.exp == nil {
-		return
-	}
-	if c.expN > 0 {
-		c.srv.cluster.ExportBatch(*c.exp, c.expN)
-	}
-	if cap(*c.exp) <= 4*exportFlushBytes {
-		exportBufs.Put(c.exp)
-	}
-	c.exp, c.expN = nil, 0
-}
-
-// exportFlushBytes hands a connection's export batch over early when it grows this large.
-const exportFlushBytes = 64 << 10
-
-// exportBufs are the connections' export batches, held only during a burst of input.
-var exportBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // writePacket encodes pk into the outbound buffer and starts the writer.
 func (c *client) writePacket(pk mqtt.Packet) {

@@ -32,7 +32,7 @@ type Cluster interface {
 	// Forward sends bm to other replicas; done, when not nil, is called once per destination.
 	Forward(bm *bus.Message, fws []cluster.Forward, done func(error))
 	// Exports reports whether messages on name go to the export stream; Export sends one,
-	// ExportBatch the n messages of an envelope batch (copied before it returns).
+	// ExportBatch the n messages of an export batch (bus.AppendExportBatchHeader) (copied before it returns).
 	Exports(name string) bool
 	Export(bm *bus.Message)
 	ExportBatch(batch []byte, n int)

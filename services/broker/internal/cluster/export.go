@@ -14,7 +14,7 @@ func (c *Cluster) Exports(name string) bool {
 // what it could not queue.
 func (c *Cluster) Export(bm *bus.Message) { c.bus.Export(bm) }
 
-// ExportBatch queues the n messages of an envelope batch on the export stream (bus.ExportBatch).
+// ExportBatch queues the n messages of an export batch on the export stream (bus.ExportBatch).
 func (c *Cluster) ExportBatch(batch []byte, n int) { c.bus.ExportBatch(batch, n) }
 
 // ExportsPresence reports whether presence events can go to the export stream: once started.
