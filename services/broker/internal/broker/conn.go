@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"runtime/metrics"
+	"sync"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
