@@ -158,22 +158,8 @@ func (c *Config) validate() error {
 	if c.Version != 4 && c.Version != 5 {
 		return fmt.Errorf("-v: must be 4 (3.1.1) or 5, got %d", c.Version)
 	}
-	if c.Mode == "storm" {
-		if c.StormKill <= 0 {
-			return errors.New("-storm-kill: the pid of the broker to kill is required in storm mode")
-		}
-		if c.ReconnectAddrs == "" {
-			return errors.New("-reconnect-addrs: required in storm mode")
-		}
-	}
 	if c.Mode == "conns" || c.Mode == "storm" {
-		if c.Conns < 1 {
-			return fmt.Errorf("-conns: must be at least 1, got %d", c.Conns)
-		}
-		if c.Settle < 0 {
-			return fmt.Errorf("-settle: must not be negative, got %s", c.Settle)
-		}
-		return nil
+		return c.validateConns()
 	}
 	switch c.Topology {
 	case "fanin", "fanout":
@@ -240,4 +226,23 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		conf.ServerName = host
 	}
 	return conf, nil
+}
+
+// validateConns checks the settings of conns and storm modes.
+func (c *Config) validateConns() error {
+	if c.Mode == "storm" {
+		if c.StormKill <= 0 {
+			return errors.New("-storm-kill: the pid of the broker to kill is required in storm mode")
+		}
+		if c.ReconnectAddrs == "" {
+			return errors.New("-reconnect-addrs: required in storm mode")
+		}
+	}
+	if c.Conns < 1 {
+		return fmt.Errorf("-conns: must be at least 1, got %d", c.Conns)
+	}
+	if c.Settle < 0 {
+		return fmt.Errorf("-settle: must not be negative, got %s", c.Settle)
+	}
+	return nil
 }

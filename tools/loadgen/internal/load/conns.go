@@ -31,14 +31,8 @@ func runConns(parent context.Context, cfg Config, errs *errorLog) *Summary {
 	d.src, _ = parseSrc(cfg.Src) // checked by Config.validate
 	d.next = new(atomic.Uint64)
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
-	if cfg.TLSResume && d.tls != nil {
-		// One full handshake first, untimed: its session ticket is what the others resume.
-		c, _, err := d.connectMQTT(fmt.Sprintf("lg-%s-first", runID), idleReadBuf)
-		if err != nil {
-			errs.add(fmt.Errorf("first connection: %w", err))
-			return s
-		}
-		c.close(true)
+	if cfg.TLSResume && d.tls != nil && !d.firstTicket(runID, errs) {
+		return s
 	}
 
 	if cfg.BrokerPID > 0 && cfg.ResetPeak {
@@ -103,4 +97,16 @@ func runConns(parent context.Context, cfg Config, errs *errorLog) *Summary {
 		}
 	}
 	return s
+}
+
+// firstTicket makes one full TLS handshake, untimed: its session ticket is what the measured
+// connections resume (-tls-resume).
+func (d *dialer) firstTicket(runID string, errs *errorLog) bool {
+	c, _, err := d.connectMQTT(fmt.Sprintf("lg-%s-first", runID), idleReadBuf)
+	if err != nil {
+		errs.add(fmt.Errorf("first connection: %w", err))
+		return false
+	}
+	c.close(true)
+	return true
 }

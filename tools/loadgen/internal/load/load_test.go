@@ -43,6 +43,10 @@ func TestFlagValidation(t *testing.T) {
 		{[]string{"-v", "3"}, "-v"},
 		{[]string{"-mode", "conns", "-conns", "0"}, "-conns"},
 		{[]string{"-rate", "-1"}, "-rate"},
+		{[]string{"-mode", "storm", "-reconnect-addrs", "127.0.0.1:1"}, "-storm-kill"},
+		{[]string{"-mode", "storm", "-storm-kill", "1"}, "-reconnect-addrs"},
+		{[]string{"-mode", "conns", "-src", "localhost"}, "-src"},
+		{[]string{"-mode", "conns", "-tls-resume"}, "-tls-resume"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		_, err := parseFlags(tc.args, &bytes.Buffer{})
@@ -201,6 +205,17 @@ func TestMosquittoPaced(t *testing.T) {
 	// Paced latency on an idle loopback broker is well under 50 ms.
 	if s.P50us <= 0 || s.P50us > 50000 {
 		t.Fatalf("p50 %vµs", s.P50us)
+	}
+}
+
+// A reconnect storm: clients on one mosquitto, which is killed; all come back on another.
+func TestMosquittoStorm(t *testing.T) {
+	victim, pid := startMosquitto(t)
+	survivor, _ := startMosquitto(t)
+	code, s := runTool(t, "-addr", victim, "-mode", "storm", "-storm-kill", strconv.Itoa(pid),
+		"-reconnect-addrs", survivor, "-conns", "200", "-dial-par", "16", "-settle", "100ms", "-timeout", "30s")
+	if code != 0 || !s.OK || s.StormClients != 200 || s.StormFailed != 0 || s.StormAttempts < 200 || s.StormSecs <= 0 {
+		t.Fatalf("code %d %+v", code, s)
 	}
 }
 
