@@ -190,23 +190,7 @@ func zigzag(x int64) uint64 { return uint64(x<<1) ^ uint64(x>>63) }
 func (m *Message) bodySize(p PropMask) int {
 	n := 16 + 1 + uvarintLen(uint64(m.Flags)) + 8 + uvarintLen(zigzag(m.Expiry)) +
 		strLen(len(m.Origin)) + strLen(len(m.ClientID)) + strLen(len(m.Username)) +
-		strLen(len(m.Topic)) + strLen(len(m.Payload))
-	if p&PropPayloadFormat != 0 {
-		n++
-	}
-	if p&PropContentType != 0 {
-		n += strLen(len(m.ContentType))
-	}
-	if p&PropResponseTopic != 0 {
-		n += strLen(len(m.ResponseTopic))
-	}
-	if p&PropCorrelationData != 0 {
-		n += strLen(len(m.CorrelationData))
-	}
-	n += uvarintLen(uint64(len(m.UserProperties)))
-	for i := range m.UserProperties {
-		n += strLen(len(m.UserProperties[i].Key)) + strLen(len(m.UserProperties[i].Value))
-	}
+		strLen(len(m.Topic)) + strLen(len(m.Payload)) + m.propsSize(p)
 	n += uvarintLen(uint64(len(m.Groups)))
 	for _, g := range m.Groups {
 		n += strLen(len(g))
@@ -281,23 +265,7 @@ func appendMessage(dst []byte, m *Message, p PropMask, body int) []byte {
 	dst = appendStr(dst, m.Username)
 	dst = appendStr(dst, m.Topic)
 	dst = appendBin(dst, m.Payload)
-	if p&PropPayloadFormat != 0 {
-		dst = append(dst, m.PayloadFormat)
-	}
-	if p&PropContentType != 0 {
-		dst = appendStr(dst, m.ContentType)
-	}
-	if p&PropResponseTopic != 0 {
-		dst = appendStr(dst, m.ResponseTopic)
-	}
-	if p&PropCorrelationData != 0 {
-		dst = appendBin(dst, m.CorrelationData)
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(m.UserProperties)))
-	for i := range m.UserProperties {
-		dst = appendStr(dst, m.UserProperties[i].Key)
-		dst = appendStr(dst, m.UserProperties[i].Value)
-	}
+	dst = m.appendProps(dst, p)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Groups)))
 	for _, g := range m.Groups {
 		dst = appendStr(dst, g)
