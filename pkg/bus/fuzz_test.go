@@ -56,22 +56,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		if len(re) > len(data) {
 			t.Fatalf("re-encoding grew: %d > %d bytes", len(re), len(data))
 		}
-		fuzzCalls++
-		if fuzzCalls%64 == 0 {
-			// The fuzzing engine allocates in other goroutines: take the least of three runs.
-			least := ^uint64(0)
-			for range 3 {
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				out, _ := DecodeBatch(data)
-				runtime.ReadMemStats(&after)
-				runtime.KeepAlive(out)
-				least = min(least, after.TotalAlloc-before.TotalAlloc)
-			}
-			if least > decodeAllocLimit(len(data)) {
-				t.Fatalf("decoding %d bytes allocated %d", len(data), least)
-			}
-		}
+		checkDecodeAllocs(t, data, decodeAllocLimit(len(data)), DecodeBatch)
 	})
 }
 
@@ -109,21 +94,7 @@ func FuzzDecodeExportEntry(f *testing.F) {
 			return
 		}
 		checkExportReencodes(t, ms)
-		fuzzCalls++
-		if fuzzCalls%64 == 0 {
-			least := ^uint64(0)
-			for range 3 {
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				out, _ := DecodeExportEntry(data)
-				runtime.ReadMemStats(&after)
-				runtime.KeepAlive(out)
-				least = min(least, after.TotalAlloc-before.TotalAlloc)
-			}
-			if least > uint64(32*len(data)+512) {
-				t.Fatalf("decoding %d bytes allocated %d", len(data), least)
-			}
-		}
+		checkDecodeAllocs(t, data, uint64(32*len(data)+512), DecodeExportEntry)
 	})
 }
 
@@ -197,5 +168,27 @@ func TestSplitLogBatches(t *testing.T) {
 	}
 	if _, ok := SplitLogBatches(blob[:len(blob)-2]); ok {
 		t.Fatal("a truncated entry split")
+	}
+}
+
+// checkDecodeAllocs makes sure decode allocates at most limit bytes for data, every 64th call (it
+// is slow): the least of three runs, as the fuzzing engine allocates in other goroutines.
+func checkDecodeAllocs(t *testing.T, data []byte, limit uint64, decode func([]byte) ([]Message, error)) {
+	t.Helper()
+	fuzzCalls++
+	if fuzzCalls%64 != 0 {
+		return
+	}
+	least := ^uint64(0)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		out, _ := decode(data)
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(out)
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
+	}
+	if least > limit {
+		t.Fatalf("decoding %d bytes allocated %d", len(data), least)
 	}
 }
