@@ -15,11 +15,11 @@
 package sockio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -37,8 +37,7 @@ type Conn struct {
 	rn     int
 	rerr   error
 	readFn func(uintptr) bool
-	// noWait makes Read return ErrWouldBlock instead of waiting (TryRead).
-	noWait atomic.Bool
+	rwait  bool // wait for input, or answer errWouldBlock (the read hook's first try)
 	// readHook, when set, is told around Read's waits (SetReadHook); reader goroutine only.
 	readHook func(waiting bool)
 
@@ -66,23 +65,8 @@ func Wrap(c net.Conn) net.Conn {
 	return s
 }
 
-// ErrWouldBlock is what TryRead returns when the socket has nothing to read. It is a net.Error
-// that is both a timeout and temporary.
-var ErrWouldBlock error = wouldBlock{}
-
-type wouldBlock struct{}
-
-func (wouldBlock) Error() string   { return "sockio: read would block" }
-func (wouldBlock) Timeout() bool   { return true }
-func (wouldBlock) Temporary() bool { return true }
-
-// TryRead reads what the socket holds now into p and never waits: ErrWouldBlock when it is empty.
-func (c *Conn) TryRead(p []byte) (int, error) {
-	c.noWait.Store(true)
-	n, err := c.Read(p)
-	c.noWait.Store(false)
-	return n, err
-}
+// errWouldBlock is read's answer when it may not wait and the socket has nothing to read.
+var errWouldBlock = errors.New("sockio: read would block")
 
 // SetReadHook makes Read call f(true) before it waits for input and f(false) once it has read
 // some (whether it waited or not); nil removes it. Call it from the goroutine that reads. The
@@ -95,27 +79,27 @@ func (c *Conn) Control(f func(fd uintptr)) error { return c.rc.Control(f) }
 
 // Read reads into p, waiting in the poller while the socket is empty.
 func (c *Conn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if hook := c.readHook; hook != nil && !c.noWait.Load() {
-		n, err := c.TryRead(p)
-		if err == ErrWouldBlock {
+	if hook := c.readHook; hook != nil {
+		n, err := c.read(p, false)
+		if err == errWouldBlock {
 			hook(true)
-			n, err = c.read(p)
+			n, err = c.read(p, true)
 		}
 		if n > 0 {
 			hook(false)
 		}
 		return n, err
 	}
-	return c.read(p)
+	return c.read(p, true)
 }
 
-func (c *Conn) read(p []byte) (int, error) {
+func (c *Conn) read(p []byte, wait bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	c.rp, c.rn, c.rerr = p, 0, nil
+	c.rp, c.rn, c.rerr, c.rwait = p, 0, nil, wait
 	err := c.rc.Read(c.readFn)
 	n, rerr := c.rn, c.rerr
 	c.rp, c.rerr = nil, nil
@@ -137,8 +121,8 @@ func (c *Conn) readFd(fd uintptr) bool {
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			if c.noWait.Load() {
-				c.rerr = ErrWouldBlock
+			if !c.rwait {
+				c.rerr = errWouldBlock
 				return true
 			}
 			return false // the poller waits until readable

@@ -78,7 +78,7 @@ func TestIdleConnectionsHoldNoGoroutine(t *testing.T) {
 }
 
 // A TLS record that arrives in two parts, with the broker's reader parked in between, is read
-// whole: crypto/tls keeps the first part while the socket under it reports ErrWouldBlock.
+// whole: crypto/tls keeps the first part when the park deadline passes (a temporary error).
 func TestTLSRecordSplitAcrossPark(t *testing.T) {
 	addr := startTLSBroker(t)
 	sub := dialTLS(t, addr, false)
