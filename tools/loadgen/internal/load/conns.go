@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/mcloudtt/mcloudtt/tools/loadgen/internal/procfs"
@@ -25,11 +24,7 @@ func runConns(parent context.Context, cfg Config, errs *errorLog) *Summary {
 	deadline := time.Now().Add(cfg.Timeout)
 	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
-	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
-		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
-	d.tls, _ = cfg.tlsConfig()   // checked by Config.validate
-	d.src, _ = parseSrc(cfg.Src) // checked by Config.validate
-	d.next = new(atomic.Uint64)
+	d, _ := newDialer(cfg, false, deadline) // fails only for redis
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
 	if cfg.TLSResume && d.tls != nil && !d.firstTicket(runID, errs) {
 		return s

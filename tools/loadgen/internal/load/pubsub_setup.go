@@ -23,12 +23,14 @@ func newPubSubSummary(cfg Config, redis bool) *Summary {
 	return s
 }
 
-// newDialer builds the publishers' dialer; for a redis run it also sets up the
-// redis connection options.
+// newDialer builds the publishers' dialer (and conns and storm modes' one); for a redis run it
+// also sets up the redis connection options.
 func newDialer(cfg Config, redis bool, deadline time.Time) (*dialer, error) {
 	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
 		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket}
-	d.tls, _ = cfg.tlsConfig() // checked by Config.validate
+	d.tls, _ = cfg.tlsConfig()   // checked by Config.validate
+	d.src, _ = parseSrc(cfg.Src) // checked by Config.validate
+	d.next = new(atomic.Uint64)
 	if redis {
 		// Checked by parseFlags (the files were read once); only New's own checks remain.
 		var err error

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,11 +26,8 @@ func runStorm(parent context.Context, cfg Config, errs *errorLog) *Summary {
 	deadline := time.Now().Add(cfg.Timeout)
 	ctx, cancel := context.WithDeadline(parent, deadline)
 	defer cancel()
-	d := &dialer{addr: cfg.Addr, version: byte(cfg.Version), keep: uint16(cfg.KeepAlive),
-		timeout: cfg.ConnTimeout, deadline: deadline, maxPkt: cfg.MaxPacket, persistent: true}
-	d.tls, _ = cfg.tlsConfig()   // checked by Config.validate
-	d.src, _ = parseSrc(cfg.Src) // checked by Config.validate
-	d.next = new(atomic.Uint64)
+	d, _ := newDialer(cfg, false, deadline) // fails only for redis
+	d.persistent = true
 	runID := fmt.Sprintf("%d-%06x", os.Getpid(), rand.Uint32()&0xffffff)
 	id := func(i int) string { return fmt.Sprintf("lg-%s-s%d", runID, i) }
 
