@@ -36,16 +36,22 @@ func startBroker(t testing.TB, opts ...func(*config.Config)) *testBroker {
 // startBrokerWith is startBroker with server options.
 func startBrokerWith(t testing.TB, srvOpts []broker.Option, opts ...func(*config.Config)) *testBroker {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveBroker(t, ln, srvOpts, opts...)
+}
+
+// serveBroker serves a broker on ln until the test ends.
+func serveBroker(t testing.TB, ln net.Listener, srvOpts []broker.Option, opts ...func(*config.Config)) *testBroker {
+	t.Helper()
 	cfg := config.Default()
 	cfg.SysInterval = 0
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
 		t.Fatal(err)
 	}
 	log := zerolog.Nop()

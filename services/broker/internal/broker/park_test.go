@@ -4,7 +4,6 @@ package broker_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -22,10 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
-	"github.com/mcloudtt/mcloudtt/services/broker/internal/broker"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 	"github.com/mcloudtt/mcloudtt/services/broker/internal/listener"
 )
@@ -109,21 +105,13 @@ func startTLSBroker(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.SysInterval = 0
-	cfg.ParkAfter = 10 * time.Millisecond // the 50 ms pause in a record parks the connection
-	srv := broker.New(cfg, zerolog.Nop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = srv.Serve(listener.TLS(ln, certs)) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx)
-	})
-	return ln.Addr().String()
+	// The 50 ms pause in a record parks the connection.
+	b := serveBroker(t, listener.TLS(ln, certs), nil, func(c *config.Config) { c.ParkAfter = 10 * time.Millisecond })
+	return b.Addr
 }
 
 func dialTLS(t *testing.T, addr string, split bool) *rawConn {
