@@ -9,6 +9,9 @@
 #   redis-ca            ca.crt    Memorystore's server CAs (terraform output redis_server_ca)
 #   health-gateway-api  token     a random token for the gateway's page and API (kept if it exists)
 #   health-gateway-admin token    a random admin token for the management API's changes (kept if it exists)
+#   broker-tls-tickets  keys      TLS session ticket keys shared by the broker replicas: a random key
+#                                 (kept if it exists; ROTATE_TICKET_KEYS=1 puts a new key on top and
+#                                 keeps the two before it, so tickets of the last two rotations resume)
 #
 # The values go from terraform to kubectl through pipes, never through a file or a command line.
 # broker-tls, broker-auth and health-gateway-mqtt hold choices of yours: see the README.
@@ -44,6 +47,19 @@ if kubectl -n "$NS" get secret health-gateway-api >/dev/null 2>&1; then
 else
   openssl rand -hex 32 | apply_secret health-gateway-api token
   echo "infra-gke-secrets: the token: kubectl -n $NS get secret health-gateway-api -o jsonpath='{.data.token}' | base64 -d"
+fi
+# Rotating weekly keeps every ticket resumable for its whole life (Go's tickets live 7 days): a
+# ticket made with a key that is no longer on top is still accepted while the key is in the file.
+if kubectl -n "$NS" get secret broker-tls-tickets >/dev/null 2>&1; then
+  if [ "${ROTATE_TICKET_KEYS:-}" = 1 ]; then
+    { openssl rand -base64 32
+      kubectl -n "$NS" get secret broker-tls-tickets -o jsonpath='{.data.keys}' | base64 -d | { grep -v '^#' | grep . || true; } | head -n 2
+    } | apply_secret broker-tls-tickets keys
+  else
+    echo "infra-gke-secrets: Secret $NS/broker-tls-tickets exists and is kept (ROTATE_TICKET_KEYS=1 rotates it)"
+  fi
+else
+  openssl rand -base64 32 | apply_secret broker-tls-tickets keys
 fi
 if kubectl -n "$NS" get secret health-gateway-admin >/dev/null 2>&1; then
   echo "infra-gke-secrets: Secret $NS/health-gateway-admin exists and is kept (delete it for a new token)"

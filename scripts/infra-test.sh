@@ -434,8 +434,9 @@ for k, v in sorted(data.items()):
     if k.endswith("_ADDR") and v.startswith(":"):
         v = f"127.0.0.1:{free()}"
     # Each Secret mount and the development file a key of it comes from (secrets/<prefix><key>).
-    for mount, prefix in (("/etc/mcloudtt/tls/", ""), ("/etc/mcloudtt/auth/", ""),
-                          ("/etc/mcloudtt/redis/", "redis-"), ("/etc/mcloudtt/gateway-api/", "gateway-api-")):
+    for mount, prefix in (("/etc/mcloudtt/tls/", ""), ("/etc/mcloudtt/tls-tickets/", "tls-ticket-"),
+                          ("/etc/mcloudtt/auth/", ""), ("/etc/mcloudtt/redis/", "redis-"),
+                          ("/etc/mcloudtt/gateway-api/", "gateway-api-")):
         if v.startswith(mount):
             v = secrets + "/" + prefix + v[len(mount):]
     print(f"{k}={v}")

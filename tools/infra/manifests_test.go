@@ -541,6 +541,11 @@ func TestSecretsReachPodsAsSecrets(t *testing.T) {
 					t.Error("the local overlay must generate health-gateway-mqtt, the probe user")
 				}
 			}
+			if s == "broker" {
+				// Every replica must encrypt session tickets with the same keys, or a device
+				// that comes back to another replica shakes hands in full.
+				inSecret("BROKER_TLS_TICKET_KEY_FILE", "broker-tls-tickets")
+			}
 			if s == "broker" && env["BROKER_ALLOW_ANONYMOUS"] != "false" {
 				t.Errorf("broker: anonymous clients must be refused in the cluster")
 			}
