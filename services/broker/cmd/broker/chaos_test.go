@@ -413,6 +413,7 @@ type chaosPub struct {
 	name   string
 	qos    byte
 	c      pahov3.Client
+	store  *ackStore
 	mu     sync.Mutex
 	acked  map[int]bool
 	failed atomic.Int64
@@ -420,12 +421,13 @@ type chaosPub struct {
 }
 
 func (p *chaosPub) connect(t *testing.T, reps []*chaosReplica) {
+	p.store = newAckStore()
 	o := pahov3.NewClientOptions().SetClientID("chaos-" + p.name).SetCleanSession(false).SetProtocolVersion(4).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond).
 		SetMaxReconnectInterval(500 * time.Millisecond).SetKeepAlive(5 * time.Second).SetWriteTimeout(5 * time.Second).
 		// Its unacknowledged messages are sent again in their order [MQTT-4.6.0-1] (paho's default
 		// store resends them in map order).
-		SetStore(pahov3.NewOrderedMemoryStore())
+		SetStore(p.store)
 	for _, r := range reps {
 		o.AddBroker("tcp://" + r.mqtt)
 	}
@@ -446,12 +448,19 @@ func (p *chaosPub) run(stop chan struct{}) {
 		}
 		// One message at a time, as many devices publish: paho may interleave its resent
 		// messages with new ones after a reconnect, and then a broker cannot keep their order.
+		// The next one goes once this one has its PUBACK, which is when paho deletes it from
+		// its store, not when the token completes: after a reconnect paho completes the token,
+		// without an error, as it queues the resend (paho.mqtt.golang 1.5.1, messageIds.claimID),
+		// and a publisher that went on then could put its next message on the wire first.
 		tok := p.c.Publish("chaos/"+p.name, p.qos, false, p.name+"/"+strconv.Itoa(n))
 		p.tokens.Add(1)
 		tok.Wait()
-		p.tokens.Done()
 		if tok.Error() != nil {
-			p.failed.Add(1)
+			p.failed.Add(1) // still in the store when paho keeps it: resent, and waited for
+		}
+		acked := p.store.waitAcked(tok.(*pahov3.PublishToken).MessageID(), stop, 30*time.Second)
+		p.tokens.Done()
+		if !acked {
 			continue
 		}
 		p.mu.Lock()
@@ -472,6 +481,53 @@ func (p *chaosPub) settle(t *testing.T, d time.Duration) {
 }
 
 func (p *chaosPub) close() { p.c.Disconnect(100) }
+
+// ackStore is paho's ordered in-memory store that tells when an outbound message leaves it:
+// paho deletes a QoS 1 PUBLISH from its store when the PUBACK comes.
+type ackStore struct {
+	*pahov3.OrderedMemoryStore
+	mu   sync.Mutex
+	gone chan struct{} // closed (and replaced) at every Del
+}
+
+func newAckStore() *ackStore {
+	return &ackStore{OrderedMemoryStore: pahov3.NewOrderedMemoryStore(), gone: make(chan struct{})}
+}
+
+func (s *ackStore) Del(key string) {
+	s.OrderedMemoryStore.Del(key)
+	s.mu.Lock()
+	close(s.gone)
+	s.gone = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// waitAcked waits until the outbound message with packet id id (0: none was sent) is no longer
+// in the store, and reports whether it is gone; false when stop closed or max passed first (paho
+// resends a stored message only after a reconnect).
+func (s *ackStore) waitAcked(id uint16, stop <-chan struct{}, max time.Duration) bool {
+	if id == 0 {
+		return false
+	}
+	key := "o." + strconv.Itoa(int(id)) // paho's outbound key
+	t := time.NewTimer(max)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		gone := s.gone
+		s.mu.Unlock()
+		if s.Get(key) == nil {
+			return true
+		}
+		select {
+		case <-gone:
+		case <-stop:
+			return false
+		case <-t.C:
+			return false
+		}
+	}
+}
 
 // chaosSub is a persistent subscriber that stays connected (reconnecting to a random live
 // replica when its connection dies) or, as a sleeper, disconnects now and then.
