@@ -182,7 +182,7 @@ func newClient(o Options, conn *redisconn.Connector, maxRetries int) redis.Unive
 		co := &redis.ClusterOptions{
 			Addrs: o.Addrs, ClientName: name,
 			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-			MaxRetries: maxRetries, DialerRetries: 1, DisableIdentity: true,
+			PoolSize: o.PoolSize, MaxRetries: maxRetries, DialerRetries: 1, DisableIdentity: true,
 			MaintNotificationsConfig: maint,
 		}
 		conn.ClusterClient(co)
@@ -191,7 +191,7 @@ func newClient(o Options, conn *redisconn.Connector, maxRetries int) redis.Unive
 	so := &redis.Options{
 		Addr: o.Addrs[0], ClientName: name,
 		DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-		MaxRetries: maxRetries, DialerRetries: 1, DisableIdentity: true,
+		PoolSize: o.PoolSize, MaxRetries: maxRetries, DialerRetries: 1, DisableIdentity: true,
 		MaintNotificationsConfig: maint,
 	}
 	conn.Client(so)

@@ -619,6 +619,7 @@ func TestOptionsValidation(t *testing.T) {
 		{Options{ReplicaID: "r", BackoffMin: time.Second, BackoffMax: time.Millisecond}, "BackoffMax"},
 		{Options{ReplicaID: "r", MaxPendingBytes: 10}, "MaxPendingBytes"},
 		{Options{ReplicaID: "r", Addrs: []string{""}}, "Addrs"},
+		{Options{ReplicaID: "r", PoolSize: -1}, "PoolSize"},
 	} {
 		_, err := New(context.Background(), c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -42,6 +42,10 @@ type Options struct {
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing a command. Default: 3s.
 	WriteTimeout time.Duration
+	// PoolSize is the most connections the command client keeps to a Redis node: how many
+	// commands (or pipelines) are in flight at once. A command that finds every connection busy
+	// waits for one, at most ReadTimeout plus a second. Default: DefaultPoolSize.
+	PoolSize int
 	// HealthInterval is how often a PING goes out on each subscription connection. Default: 1s.
 	HealthInterval time.Duration
 	// HealthTimeout: when nothing (message or PONG) arrives on a subscription connection for this
@@ -130,6 +134,7 @@ const (
 	DefaultDialTimeout     = 2 * time.Second
 	DefaultReadTimeout     = 3 * time.Second
 	DefaultWriteTimeout    = 3 * time.Second
+	DefaultPoolSize        = 128
 	DefaultHealthInterval  = time.Second
 	DefaultHealthTimeout   = 3 * time.Second
 	DefaultBackoffMin      = 100 * time.Millisecond
@@ -172,6 +177,7 @@ func (o Options) withDefaults() (Options, error) {
 	def(&o.DialTimeout, DefaultDialTimeout)
 	def(&o.ReadTimeout, DefaultReadTimeout)
 	def(&o.WriteTimeout, DefaultWriteTimeout)
+	def(&o.PoolSize, DefaultPoolSize)
 	def(&o.HealthInterval, DefaultHealthInterval)
 	def(&o.HealthTimeout, DefaultHealthTimeout)
 	def(&o.BackoffMin, DefaultBackoffMin)
@@ -203,6 +209,9 @@ func (o Options) withDefaults() (Options, error) {
 		if c.d < 0 {
 			return o, fmt.Errorf("bus: Options.%s is negative (%v)", c.name, c.d)
 		}
+	}
+	if o.PoolSize < 0 {
+		return o, fmt.Errorf("bus: Options.PoolSize is negative (%d)", o.PoolSize)
 	}
 	if o.HealthTimeout <= o.HealthInterval {
 		return o, fmt.Errorf("bus: Options.HealthTimeout (%v) must exceed HealthInterval (%v)",

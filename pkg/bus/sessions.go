@@ -110,7 +110,7 @@ func (b *Bus) ClaimSession(ctx context.Context, id string, clean bool, expiry ti
 	if expiry >= 0 {
 		exp = expiry.Milliseconds()
 	}
-	res, err := claimScript.Run(ctx, b.client, b.sessionKeys(id), b.opts.ReplicaID, cleanArg, exp).Slice()
+	res, err := b.claim(ctx, id, cleanArg, exp)
 	if err != nil {
 		return sc, fmt.Errorf("%w: claim session: %w", ErrUnavailable, err)
 	}
@@ -150,10 +150,33 @@ func (b *Bus) ClaimSession(ctx context.Context, id string, clean bool, expiry ti
 			}
 		}
 	}
-	if err := b.client.SAdd(ctx, b.names.ReplicaSessions(b.opts.ReplicaID), id).Err(); err != nil {
+	return sc, nil
+}
+
+// claim runs the claim script and adds id to this replica's set of sessions in one round trip
+// (a CONNECT waits for it: in a reconnect storm every round trip counts). The set may get the id
+// even when the claim fails; ReleaseOrphans then finds a session this replica does not own
+// online and leaves it alone. The script is loaded again when Redis lost it (NOSCRIPT: it did
+// not run).
+func (b *Bus) claim(ctx context.Context, id, cleanArg string, exp int64) ([]any, error) {
+	keys := b.sessionKeys(id)
+	var claim *redis.Cmd
+	var hold *redis.IntCmd
+	_, _ = b.client.Pipelined(ctx, func(p redis.Pipeliner) error { // errors are per command
+		claim = claimScript.EvalSha(ctx, p, keys, b.opts.ReplicaID, cleanArg, exp)
+		hold = p.SAdd(ctx, b.names.ReplicaSessions(b.opts.ReplicaID), id)
+		return nil
+	})
+	if err := hold.Err(); err != nil {
 		b.log.Warn().Err(err).Str("client_id", id).Msg("bus: session not added to the replica's set")
 	}
-	return sc, nil
+	switch err := claim.Err(); {
+	case isNoScript(err):
+		return claimScript.Run(ctx, b.client, keys, b.opts.ReplicaID, cleanArg, exp).Slice()
+	case err != nil:
+		return nil, err
+	}
+	return claim.Slice()
 }
 
 func asString(v any) string {

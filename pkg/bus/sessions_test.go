@@ -230,6 +230,21 @@ func TestSessionScriptsSurviveARedisRestart(t *testing.T) {
 	if ap.Err != nil || ap.Accepted != 1 {
 		t.Fatalf("append after SCRIPT FLUSH: %+v", ap)
 	}
+	// The claim sends its script and the replica set's SADD in one pipeline; after a flush the
+	// script runs again on its own, and both happened.
+	if _, err := redistest.Do(rs.Addr(), "", "SCRIPT", "FLUSH"); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := a.ClaimSession(ctx, "other", false, time.Hour)
+	if err != nil || c2.Epoch == 0 {
+		t.Fatalf("claim after SCRIPT FLUSH: %+v %v", c2, err)
+	}
+	if owner, _ := redistest.Do(rs.Addr(), "", "HGET", a.Names().Session("other"), "owner"); owner != "replica-a" {
+		t.Errorf("claim after SCRIPT FLUSH: owner %q", owner)
+	}
+	if in, _ := redistest.Do(rs.Addr(), "", "SISMEMBER", a.Names().ReplicaSessions("replica-a"), "other"); in != "1" {
+		t.Errorf("claim after SCRIPT FLUSH: the session is not in the replica's set (%q)", in)
+	}
 }
 
 // A dead replica's online sessions go offline with their TTL; sessions it no longer owns stay.

@@ -110,6 +110,14 @@ func (s *Store) indexed() int {
 	return len(s.subs)
 }
 
+// claimTimeout bounds a claim: asking the previous owner to let go (up to 3 s when it is alive
+// but slow), then the claim itself. A CONNECT whose claim does not finish in time is refused
+// (server unavailable) and the client comes back later. In a reconnect storm the claims queue up
+// in Redis, and a client refused after waiting its turn starts over at the end of the queue, so
+// the bound is long (19,800 sessions moving at once took 10 s here, with no refusal) yet well
+// below a client's CONNACK timeout (paho and MQTT.js wait 30 s).
+const claimTimeout = 10 * time.Second
+
 // Claim makes this replica the owner of session id. A live replica that holds it is asked to let
 // go first (its connection closes as taken over and its last commits are written), at most a
 // few seconds; a dead one is fenced by the claim. With clean, the stored session is discarded.
@@ -118,7 +126,7 @@ func (s *Store) Claim(id string, clean bool, expiry time.Duration) (bus.SessionC
 	if b == nil {
 		return bus.SessionClaim{}, errNoBus
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
 	defer cancel()
 	if owner, _, err := b.SessionOwner(ctx, id); err == nil && owner != "" && owner != s.c.self {
 		// Asked whether or not this replica has heard of it yet: a replica that is gone has no
