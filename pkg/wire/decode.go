@@ -33,11 +33,8 @@ func DecodeBatch(batch []byte) ([]Message, error) { return DecodeBatchInto(nil, 
 // publisher, and half a batch would hide that.
 func DecodeBatchInto(dst []Message, batch []byte) ([]Message, error) {
 	dst = dst[:0]
-	if len(batch) == 0 {
-		return dst, malformed(0, "empty batch")
-	}
-	if batch[0] != EnvelopeVersion {
-		return dst, malformed(0, fmt.Sprintf("unknown version %d", batch[0]))
+	if err := checkVersion(batch, EnvelopeVersion, "unknown version"); err != nil {
+		return dst, err
 	}
 	// First pass: frames only, to size the slice once.
 	n := 0
@@ -66,6 +63,18 @@ func DecodeBatchInto(dst []Message, batch []byte) ([]Message, error) {
 		off += int(l)
 	}
 	return dst, nil
+}
+
+// checkVersion refuses an empty batch and one that does not start with version v (other names
+// another version in the error).
+func checkVersion(batch []byte, v byte, other string) error {
+	if len(batch) == 0 {
+		return malformed(0, "empty batch")
+	}
+	if batch[0] != v {
+		return malformed(0, fmt.Sprintf("%s %d", other, batch[0]))
+	}
+	return nil
 }
 
 // decoder reads one message body; base is its offset in the batch, for error messages.

@@ -194,11 +194,22 @@ func (m *Message) appendProps(dst []byte, p PropMask) []byte {
 // ExportFrame returns the size of the frame at the start of frames (its length prefix included)
 // and whether it is a publisher frame; ok is false when no whole frame is there.
 func ExportFrame(frames []byte) (size int, publisher, ok bool) {
-	l, k := binary.Uvarint(frames)
-	if k <= 0 || l == 0 || l > uint64(len(frames)-k) {
+	body, size, ok := exportFrameAt(frames)
+	if !ok {
 		return 0, false, false
 	}
-	return k + int(l), frames[k] == exportFramePublisher, true
+	return size, body[0] == exportFramePublisher, true
+}
+
+// exportFrameAt splits off the frame at the start of frames: its body (never empty) and its size
+// with the length prefix; ok is false when no whole frame is there.
+func exportFrameAt(frames []byte) (body []byte, size int, ok bool) {
+	l, k := binary.Uvarint(frames)
+	if k <= 0 || l == 0 || l > uint64(len(frames)-k) {
+		return nil, 0, false
+	}
+	size = k + int(l)
+	return frames[k:size:size], size, true
 }
 
 // AdvanceExportBase appends to dst the publisher frame that continues a batch after frames: pub
@@ -206,22 +217,20 @@ func ExportFrame(frames []byte) (size int, publisher, ok bool) {
 // frames); the new frame's id and time are those of the last of them, so that the next message
 // frame of the batch decodes after it as after them.
 func AdvanceExportBase(dst, pub, frames []byte) ([]byte, error) {
-	l, k := binary.Uvarint(pub)
-	if k <= 0 || l == 0 || l > uint64(len(pub)-k) {
+	body, size, ok := exportFrameAt(pub)
+	if !ok {
 		return dst, malformed(0, "bad publisher frame length")
 	}
 	var b ExportBase
-	if err := b.decode(pub[k:k+int(l)], k); err != nil {
+	if err := b.decode(body, size-len(body)); err != nil {
 		return dst, err
 	}
 	for off := 0; off < len(frames); {
-		size, publisher, ok := ExportFrame(frames[off:])
-		if !ok || publisher || size < 1+minExportMessage {
+		body, size, ok := exportFrameAt(frames[off:])
+		if !ok || body[0] == exportFramePublisher {
 			return dst, malformed(off, "not a message frame")
 		}
 		var m Message
-		_, k := binary.Uvarint(frames[off:])
-		body := frames[off+k : off+size]
 		if err := m.decodeExportIDs(&b, body, off); err != nil {
 			return dst, err
 		}

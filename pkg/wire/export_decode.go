@@ -15,11 +15,8 @@ import (
 // element): under 32 bytes of heap per byte of input.
 func DecodeExportBatch(dst []Message, batch []byte) ([]Message, error) {
 	dst = dst[:0]
-	if len(batch) == 0 {
-		return dst, malformed(0, "empty batch")
-	}
-	if batch[0] != ExportVersion {
-		return dst, malformed(0, fmt.Sprintf("not an export batch: version %d", batch[0]))
+	if err := checkVersion(batch, ExportVersion, "not an export batch: version"); err != nil {
+		return dst, err
 	}
 	// First pass: frames only, to size the slice once.
 	n, publisher := 0, false
@@ -45,19 +42,19 @@ func DecodeExportBatch(dst []Message, batch []byte) ([]Message, error) {
 	}
 	var base ExportBase
 	for off := 1; off < len(batch); {
-		l, k := binary.Uvarint(batch[off:])
-		body := batch[off+k : off+k+int(l) : off+k+int(l)]
+		body, size, _ := exportFrameAt(batch[off:]) // whole: checked by the first pass
+		at := off + size - len(body)
 		var err error
 		if body[0] == exportFramePublisher {
-			err = base.decode(body, off+k)
+			err = base.decode(body, at)
 		} else {
 			dst = dst[:len(dst)+1]
-			err = dst[len(dst)-1].decodeExport(&base, body, off+k)
+			err = dst[len(dst)-1].decodeExport(&base, body, at)
 		}
 		if err != nil {
 			return dst[:0], err
 		}
-		off += k + int(l)
+		off += size
 	}
 	return dst, nil
 }
