@@ -95,8 +95,13 @@ if [ ! -f "$CACHE/crds/.stamp" ]; then
   finish
 fi
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+# free_ports N prints N distinct free loopback ports: every socket stays bound until all are chosen,
+# since a port closed at once can be handed out again by the next bind.
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -120,9 +125,7 @@ mkdir -p "$PKI"
 TOKEN=$(openssl rand -hex 24)
 echo "$TOKEN,infra-test-admin,infra-test-admin,system:masters" >"$WORK/tokens.csv"
 
-ETCD_PORT=$(free_port)
-ETCD_PEER=$(free_port)
-API_PORT=$(free_port)
+read -r ETCD_PORT ETCD_PEER API_PORT <<<"$(free_ports 3)"
 
 "$BIN/etcd" --name infra-test --data-dir "$WORK/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -428,8 +431,11 @@ for dir in "$ROOT"/services/*/; do
 import json, socket, sys
 cms, svc, secrets = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 data = next(cm["data"] for cm in cms["items"] if cm["metadata"]["name"].startswith(svc + "-config"))
+# Each socket stays bound until every address is chosen: a port closed at once can be handed out
+# again by the next bind, and two listeners on one port fail the start.
+held = []
 def free():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); held.append(s); return s.getsockname()[1]
 for k, v in sorted(data.items()):
     if k.endswith("_ADDR") and v.startswith(":"):
         v = f"127.0.0.1:{free()}"
@@ -442,6 +448,8 @@ for k, v in sorted(data.items()):
     print(f"{k}={v}")
 if svc == "broker":
     print("BROKER_ID=infra-test")
+for s in held:
+    s.close()
 PY
     fail "$svc: environment from its ConfigMap" "$log"
     continue

@@ -46,3 +46,15 @@ func TestBinDirRemovesThoseOfGoneProcesses(t *testing.T) {
 		}
 	}
 }
+
+// FreeAddr never returns one address twice in a process, even when the kernel offers a port again.
+func TestFreeAddrNeverRepeats(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		a := FreeAddr(t)
+		if seen[a] {
+			t.Fatalf("FreeAddr returned %s twice", a)
+		}
+		seen[a] = true
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 	"github.com/mcloudtt/mcloudtt/pkg/redisconn"
 )
 
@@ -313,26 +314,20 @@ func (s *Server) stop(sig syscall.Signal) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago. For a cluster node the port
-// 10000 above (the cluster bus) must be free too.
+// freePort returns a loopback port that was free a moment ago and that no other helper of this test
+// process handed out (proctest.FreePort). For a cluster node the port 10000 above (the cluster bus)
+// must be free too.
 func freePort(t testing.TB, cluster bool) int {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("redistest: no free port: %v", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
+	for range 100 {
+		port := proctest.FreePort(t)
 		if !cluster {
-			ln.Close()
 			return port
 		}
 		if port+10000 > 65535 {
-			ln.Close()
 			continue
 		}
 		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
-		ln.Close()
 		if err != nil {
 			continue
 		}

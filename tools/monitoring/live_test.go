@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 )
 
@@ -132,16 +133,16 @@ func startServices(t *testing.T, root string, rs *redistest.Server) []string {
 	bq := startEmulator(t)
 	var addrs []string
 	for _, id := range []string{"broker-a", "broker-b"} {
-		http := freeAddr(t)
+		http := proctest.FreeAddr(t)
 		start(t, filepath.Join(bin, "broker"), nil, append(rs.EnvVars("BROKER"), "BROKER_REDIS_ADDRS="+rs.Addr(), "BROKER_ID="+id,
-			"BROKER_MQTT_ADDR="+freeAddr(t), "BROKER_HTTP_ADDR="+http)...)
+			"BROKER_MQTT_ADDR="+proctest.FreeAddr(t), "BROKER_HTTP_ADDR="+http)...)
 		addrs = append(addrs, http)
 	}
-	adapter := freeAddr(t)
+	adapter := proctest.FreeAddr(t)
 	start(t, filepath.Join(bin, "bigquery-adapter"), nil, append(rs.EnvVars("ADAPTER"), "ADAPTER_REDIS_ADDRS="+rs.Addr(), "ADAPTER_ID=adapter-a",
 		"ADAPTER_HTTP_ADDR="+adapter, "ADAPTER_BIGQUERY_PROJECT=mcloudtt-test", "ADAPTER_BIGQUERY_API=insertall",
 		"ADAPTER_BIGQUERY_ENDPOINT=http://"+bq)...)
-	gateway := freeAddr(t)
+	gateway := proctest.FreeAddr(t)
 	start(t, filepath.Join(bin, "health-gateway"), nil, append(rs.EnvVars("GATEWAY"), "GATEWAY_REDIS_ADDRS="+rs.Addr(), "GATEWAY_ID=gateway-a",
 		"GATEWAY_HTTP_ADDR="+gateway, "GATEWAY_PROBE_INTERVAL=200ms")...)
 	waitMetrics(t, gateway, 90*time.Second,
@@ -220,7 +221,7 @@ func startEmulator(t *testing.T) string {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run scripts/deps.sh bq", bin)
 	}
-	addr, grpc := freeAddr(t), freeAddr(t)
+	addr, grpc := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	_, gport, _ := net.SplitHostPort(grpc)
 	// TMPDIR: the emulator keeps its database in a temporary file it never removes.
@@ -234,14 +235,4 @@ func startEmulator(t *testing.T) string {
 	}
 	t.Fatalf("the BigQuery emulator did not listen on %s within 60 s", addr)
 	return ""
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -36,7 +36,7 @@ func endToEndThroughTwoBrokers(t *testing.T, s *stack) {
 	brokerBin := proctest.Build(t, "github.com/mcloudtt/mcloudtt/services/broker/cmd/broker")
 	addrs := map[string]string{}
 	for _, id := range []string{"broker-a", "broker-b"} {
-		addr := freeAddr(t)
+		addr := proctest.FreeAddr(t)
 		p := proctest.Start(t, brokerBin, append([]string{"BROKER_ID=" + id, "BROKER_MQTT_ADDR=" + addr, "BROKER_HTTP_ADDR=",
 			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json"}, s.redis.EnvVars("BROKER")...))
 		if !p.WaitOutput("broker started", 20*time.Second) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,23 +51,13 @@ func newStackOn(t testing.TB, rs *redistest.Server) *stack {
 	return s
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // adapter starts the adapter binary as replica id against endpoint (the emulator's REST API or a
 // proxy in front of it; the Storage Write API goes to the emulator's gRPC port unless env sets
 // ADAPTER_BIGQUERY_GRPC_ENDPOINT) and waits until it reports ready. It returns the process and
 // its HTTP address.
 func (s *stack) adapter(id, endpoint string, env ...string) (*proctest.Proc, string) {
 	s.t.Helper()
-	httpAddr := freeAddr(s.t)
+	httpAddr := proctest.FreeAddr(s.t)
 	base := []string{"ADAPTER_ID=" + id, "ADAPTER_HTTP_ADDR=" + httpAddr, "ADAPTER_LOG_FORMAT=json",
 		"ADAPTER_REDIS_ADDRS=" + s.redis.Addr(), "ADAPTER_BIGQUERY_PROJECT=" + s.emu.Project,
 		"ADAPTER_BIGQUERY_ENDPOINT=" + endpoint, "ADAPTER_BIGQUERY_GRPC_ENDPOINT=" + s.emu.GRPCAddr, "ADAPTER_BATCH_DELAY=50ms",

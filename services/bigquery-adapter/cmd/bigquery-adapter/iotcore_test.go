@@ -29,7 +29,7 @@ func iotCoreToBigQuery(t *testing.T, api string) {
 	brokerBin := proctest.Build(t, "github.com/mcloudtt/mcloudtt/services/broker/cmd/broker")
 	addrs := map[string]string{}
 	for _, id := range []string{"broker-a", "broker-b"} {
-		addr := freeAddr(t)
+		addr := proctest.FreeAddr(t)
 		p := proctest.Start(t, brokerBin, []string{"BROKER_ID=" + id, "BROKER_MQTT_ADDR=" + addr, "BROKER_HTTP_ADDR=",
 			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json", "BROKER_IOTCORE=true",
 			"BROKER_IOTCORE_PROJECT=proj", "BROKER_IOTCORE_REGISTRY=reg", "BROKER_EXPORT_PRESENCE=false"})

@@ -53,7 +53,7 @@ func TestPresenceThroughTwoBrokers(t *testing.T) {
 	addrs := map[string]string{}
 	procs := map[string]*proctest.Proc{}
 	for _, id := range []string{"broker-a", "broker-b"} {
-		addr := freeAddr(t)
+		addr := proctest.FreeAddr(t)
 		p := proctest.Start(t, brokerBin, []string{"BROKER_ID=" + id, "BROKER_MQTT_ADDR=" + addr, "BROKER_HTTP_ADDR=",
 			"BROKER_REDIS_ADDRS=" + s.redis.Addr(), "BROKER_LOG_FORMAT=json", "BROKER_MAX_PENDING_BYTES=65536"})
 		if !p.WaitOutput("broker started", 20*time.Second) {

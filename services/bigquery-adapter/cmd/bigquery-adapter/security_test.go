@@ -26,7 +26,7 @@ func TestRedisRefusalKeepsTheAdapterNotReady(t *testing.T) {
 		{"wrong password", "ADAPTER_REDIS_PASSWORD_FILE=" + wrongPW, "wrong Redis user name or password"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			httpAddr := freeAddr(t)
+			httpAddr := proctest.FreeAddr(t)
 			env := append([]string{"ADAPTER_ID=refused", "ADAPTER_HTTP_ADDR=" + httpAddr, "ADAPTER_LOG_FORMAT=json",
 				"ADAPTER_REDIS_ADDRS=" + rs.Addr(), "ADAPTER_BIGQUERY_PROJECT=p",
 				"ADAPTER_BIGQUERY_ENDPOINT=http://127.0.0.1:1", "ADAPTER_BIGQUERY_GRPC_ENDPOINT=127.0.0.1:1"}, rs.EnvVars("ADAPTER")...)

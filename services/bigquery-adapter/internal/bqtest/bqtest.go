@@ -29,6 +29,8 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
+
+	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 )
 
 // Binary returns the emulator binary's path, where scripts/deps.sh puts it:
@@ -66,7 +68,7 @@ type Emulator struct {
 func Start(t testing.TB, project string) *Emulator {
 	t.Helper()
 	bin := Binary(t)
-	port, grpcPort := freePorts(t)
+	port, grpcPort := proctest.FreePort(t), proctest.FreePort(t)
 	out := &syncBuffer{}
 	cmd := exec.Command(bin, "--project="+project, "--host=127.0.0.1", "--port="+strconv.Itoa(port),
 		"--grpc-port="+strconv.Itoa(grpcPort), "--log-level=error")
@@ -270,21 +272,6 @@ func (p *FaultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(res.StatusCode)
 	_, _ = w.Write(body)
-}
-
-// freePorts returns two different loopback ports that were free a moment ago.
-func freePorts(t testing.TB) (int, int) {
-	t.Helper()
-	var ports [2]int
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close() // both held until both are known
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports[0], ports[1]
 }
 
 type syncBuffer struct {

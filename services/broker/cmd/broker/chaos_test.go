@@ -78,9 +78,9 @@ func TestChaosDurableSessions(t *testing.T) {
 	port := strings.TrimPrefix(rs.Addr(), "127.0.0.1:")
 
 	reps := []*chaosReplica{
-		{id: "replica-0", mqtt: freeAddr(t), http: freeAddr(t), redis: rs.Addr()},
-		{id: "replica-1", mqtt: freeAddr(t), http: freeAddr(t), redis: rs.Addr()},
-		{id: "replica-2", mqtt: freeAddr(t), http: freeAddr(t), redis: rs.Addr()},
+		{id: "replica-0", mqtt: proctest.FreeAddr(t), http: proctest.FreeAddr(t), redis: rs.Addr()},
+		{id: "replica-1", mqtt: proctest.FreeAddr(t), http: proctest.FreeAddr(t), redis: rs.Addr()},
+		{id: "replica-2", mqtt: proctest.FreeAddr(t), http: proctest.FreeAddr(t), redis: rs.Addr()},
 	}
 	if ns != nil {
 		reps[2].mqtt, reps[2].http = ns.mgmtIP+":1883", ns.mgmtIP+":8080"

@@ -23,7 +23,7 @@ type replica struct {
 // startReplica runs a broker process in the cluster on redis and waits until it is ready.
 func startReplica(t *testing.T, id string, redis []string, env ...string) *replica {
 	t.Helper()
-	r := &replica{id: id, mqtt: freeAddr(t), http: freeAddr(t)}
+	r := &replica{id: id, mqtt: proctest.FreeAddr(t), http: proctest.FreeAddr(t)}
 	r.Proc = proctest.Start(t, proctest.Build(t, "."), append([]string{"BROKER_ID=" + id,
 		"BROKER_MQTT_ADDR=" + r.mqtt, "BROKER_HTTP_ADDR=" + r.http, "BROKER_LOG_FORMAT=json",
 		"BROKER_REDIS_ADDRS=" + strings.Join(redis, ","), "BROKER_HEARTBEAT_INTERVAL=200ms",

@@ -37,20 +37,10 @@ func TestBadConfigNamesTheField(t *testing.T) {
 	})
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // SIGTERM drains: a v5 client hears DISCONNECT 0x8B (server shutting down) and the process exits 0.
 func TestSIGTERMDrainTellsV5Clients(t *testing.T) {
 	bin := proctest.Build(t, ".")
-	mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
+	mqttAddr, httpAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
 	p := proctest.Start(t, bin, []string{"BROKER_MQTT_ADDR=" + mqttAddr, "BROKER_HTTP_ADDR=" + httpAddr, "BROKER_LOG_FORMAT=json"})
 	if !p.WaitOutput("broker started", 10*time.Second) {
 		t.Fatalf("no start:\n%s", p.Output())
@@ -104,7 +94,7 @@ func TestSIGHUPReloadsPasswordFile(t *testing.T) {
 		}
 	}
 	run("-c", "-b", pw, "alice", "one")
-	mqttAddr := freeAddr(t)
+	mqttAddr := proctest.FreeAddr(t)
 	p := proctest.Start(t, bin, []string{"BROKER_MQTT_ADDR=" + mqttAddr, "BROKER_HTTP_ADDR=", "BROKER_PASSWORD_FILE=" + pw,
 		"BROKER_ALLOW_ANONYMOUS=false", "BROKER_LOG_FORMAT=json"})
 	if !p.WaitOutput("broker started", 10*time.Second) {

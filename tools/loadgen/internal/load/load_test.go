@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcloudtt/mcloudtt/pkg/proctest"
 	"github.com/mcloudtt/mcloudtt/pkg/redistest"
 )
 
@@ -84,7 +85,7 @@ func TestBadCommandLineStillEmitsJSON(t *testing.T) {
 }
 
 func TestBrokerDown(t *testing.T) {
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	code, s := runTool(t, "-addr", addr, "-pubs", "2", "-subs", "2", "-n", "10", "-timeout", "5s", "-q")
 	if code != 1 || s.OK || s.ConnFail != 2 || s.Errors == 0 || !strings.Contains(s.FirstError, "refused") {
 		t.Fatalf("pubsub: code %d summary %+v", code, s)
@@ -95,17 +96,6 @@ func TestBrokerDown(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // startServer runs a server binary until the test ends and returns its address and PID.
 func startServer(t *testing.T, bin string, args func(addr, dir string) []string) (string, int) {
 	t.Helper()
@@ -114,7 +104,7 @@ func startServer(t *testing.T, bin string, args func(addr, dir string) []string)
 		t.Skipf("%s is not installed (Debian package %q); skipping the integration test against it", bin, bin)
 	}
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := proctest.FreeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	cmd := exec.CommandContext(ctx, path, args(addr, dir)...)
 	var log bytes.Buffer
