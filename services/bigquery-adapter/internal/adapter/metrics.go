@@ -15,6 +15,7 @@ type Metrics struct {
 	Recovered   *prometheus.CounterVec // plans completed by a replica other than their planner's slot, by how
 	Streams     prometheus.Counter
 	Trimmed     prometheus.Counter
+	Released    prometheus.Counter
 	Lag         prometheus.Gauge
 	LagSeconds  prometheus.Gauge
 }
@@ -45,6 +46,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Entries taken over from a replica that left them pending (XAUTOCLAIM)."}),
 		Trimmed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "trimmed_total",
 			Help: "Pending entries the stream had trimmed (MAXLEN) before they were written: lost."}),
+		Released: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "released_total",
+			Help: "Export stream entries every consumer group had acknowledged, removed from the stream (XTRIM MINID)."}),
 		Lag: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "export_lag",
 			Help: "Export entries waiting for the group: not yet delivered plus not yet acknowledged."}),
 		LagSeconds: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "export_lag_seconds",
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Rows, m.Batches, m.BatchTime, m.BatchRows, m.Retries, m.DeadLetters, m.Duplicates,
-			m.Claimed, m.Trimmed, m.Lag, m.LagSeconds, m.Recovered, m.Streams)
+			m.Claimed, m.Trimmed, m.Released, m.Lag, m.LagSeconds, m.Recovered, m.Streams)
 	}
 	return m
 }

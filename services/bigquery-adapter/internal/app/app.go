@@ -216,7 +216,8 @@ func handler(cfg config.Config, reg *prometheus.Registry, ready service.Ready) h
 	return mux
 }
 
-// heartbeat is the adapter's heartbeat with its lag, sent every HeartbeatInterval.
+// heartbeat is the adapter's heartbeat with its lag, sent every HeartbeatInterval; with
+// cfg.ReleaseAcked it also removes the entries every group has acknowledged (feed.Release).
 func heartbeat(f *feed.Feed, m *adapter.Metrics, cfg config.Config, addr string,
 	log zerolog.Logger) func(context.Context, time.Time) bus.Heartbeat {
 	started := time.Now()
@@ -236,6 +237,15 @@ func heartbeat(f *feed.Feed, m *adapter.Metrics, cfg config.Config, addr string,
 		}
 		m.Lag.Set(float64(lag))
 		m.LagSeconds.Set(hb.ExportLagSeconds)
+		if cfg.ReleaseAcked {
+			c, cancel := context.WithTimeout(ctx, cfg.HeartbeatInterval)
+			n, err := f.Release(c)
+			cancel()
+			if err != nil {
+				log.Debug().Err(err).Msg("acknowledged export entries not released")
+			}
+			m.Released.Add(float64(n))
+		}
 		return hb
 	}
 }

@@ -92,6 +92,11 @@ type Config struct {
 	DedupCache int `envconfig:"DEDUP_CACHE" default:"262144"`
 	// HeartbeatInterval is how often the adapter announces itself and its lag on the bus.
 	HeartbeatInterval time.Duration `envconfig:"HEARTBEAT_INTERVAL" default:"1s"`
+	// ReleaseAcked removes, once a heartbeat, the export stream's entries that every consumer
+	// group has acknowledged (feed.Release), so the stream holds what is still to be written
+	// rather than the last BROKER_EXPORT_MAXLEN entries. Off: entries stay until MAXLEN trims
+	// them (for a consumer that reads the stream without a group).
+	ReleaseAcked bool `envconfig:"RELEASE_ACKED" default:"true"`
 
 	// HTTPAddr is where /healthz, /readyz and /metrics are served.
 	HTTPAddr string `envconfig:"HTTP_ADDR" default:":8091"`

@@ -261,6 +261,42 @@ func (f *Feed) Keep(ctx context.Context, ids []string) (map[string]bool, error) 
 	return kept, nil
 }
 
+// releaseScript removes from the stream (KEYS[1]) the entries every consumer group is done with:
+// those before the oldest entry any group still needs — its oldest pending entry, or when none
+// is pending the last one delivered to it (kept: MINID keeps ids at or above it), and every
+// entry after that. Groups are read and the stream trimmed in one script, so a group created
+// meanwhile is seen. Without a group nothing is removed (MAXLEN bounds the stream then). The
+// trim is approximate (~): Redis removes whole nodes only, which is cheap, and never an entry at
+// or above the minimum. It returns the number of entries removed.
+var releaseScript = redis.NewScript(`
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local minid, minms, minseq
+for _, g in ipairs(groups) do
+  local f = {}
+  for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+  local id = f['last-delivered-id']
+  if tonumber(f['pending']) > 0 then
+    id = redis.call('XPENDING', KEYS[1], f['name'])[2]
+  end
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  ms, seq = tonumber(ms), tonumber(seq)
+  if minid == nil or ms < minms or (ms == minms and seq < minseq) then
+    minid, minms, minseq = id, ms, seq
+  end
+end
+if minms == 0 and minseq == 0 then return 0 end
+return redis.call('XTRIM', KEYS[1], 'MINID', '~', minid)
+`)
+
+// Release removes the entries every consumer group of the stream has acknowledged (and that no
+// group still has to read), so the stream holds what the adapters have yet to write rather than
+// the last BROKER_EXPORT_MAXLEN entries, and Redis reuses their memory. It returns how many
+// entries it removed.
+func (f *Feed) Release(ctx context.Context) (int64, error) {
+	return releaseScript.Run(ctx, f.c, []string{f.stream}).Int64()
+}
+
 // Dead is an entry for the dead-letter stream.
 type Dead struct {
 	Entry Entry

@@ -164,3 +164,80 @@ func TestRedisCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Release removes only what every group is done with: never a pending entry, never one a group
+// has yet to read, nothing while a group has read nothing.
+func TestReleaseKeepsWhatAnyGroupNeeds(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	r := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer r.Close()
+	// One entry per node, so that the approximate trim (whole nodes) is exact and checkable.
+	if err := r.ConfigSet(ctx, "stream-node-max-entries", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := newFeed(t, srv.Addr(), "a")
+	stream := a.Stream()
+	ids := add(t, r, 10)
+	first := func() string {
+		t.Helper()
+		ms, err := r.XRangeN(ctx, stream, "-", "+", 1).Result()
+		if err != nil || len(ms) == 0 {
+			t.Fatalf("XRANGE: %v %v", ms, err)
+		}
+		return ms[0].ID
+	}
+	release := func(want int64, wantFirst string) {
+		t.Helper()
+		n, err := a.Release(ctx)
+		if err != nil || n != want {
+			t.Fatalf("Release removed %d (%v), want %d", n, err, want)
+		}
+		if got := first(); got != wantFirst {
+			t.Fatalf("first entry after Release: %s, want %s", got, wantFirst)
+		}
+	}
+
+	release(0, ids[0]) // group g has read nothing
+	es, err := a.ReadNew(ctx, 6, 10*time.Millisecond)
+	if err != nil || len(es) != 6 {
+		t.Fatalf("ReadNew: %v %d", err, len(es))
+	}
+	release(0, ids[0]) // all six pending
+	if err := a.Ack(ctx, ids[:4]); err != nil {
+		t.Fatal(err)
+	}
+	// A second group, created now at the start, needs everything.
+	if err := r.XGroupCreate(ctx, stream, "other", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	release(0, ids[0])
+	res, err := r.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "other", Consumer: "x", Streams: []string{stream, ">"}, Count: 3}).Result()
+	if err != nil || len(res[0].Messages) != 3 {
+		t.Fatalf("XREADGROUP other: %v", err)
+	}
+	if err := r.XAck(ctx, stream, "other", ids[:3]...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// g needs ids[4] on (pending), other ids[3] on (not read; ids[2], its last delivered, is kept).
+	release(2, ids[2])
+	if err := r.XGroupDestroy(ctx, stream, "other").Err(); err != nil {
+		t.Fatal(err)
+	}
+	release(2, ids[4]) // g's oldest pending
+	if err := a.Ack(ctx, ids[4:6]); err != nil {
+		t.Fatal(err)
+	}
+	release(1, ids[5]) // nothing pending: g's last delivered stays, the four unread after it too
+	if n, err := r.XLen(ctx, stream).Result(); err != nil || n != 5 {
+		t.Fatalf("XLEN %d (%v), want 5", n, err)
+	}
+	// The lag stays exact: four entries never delivered.
+	if lag, _, err := a.Lag(ctx); err != nil || lag != 4 {
+		t.Fatalf("Lag %d (%v) after releasing, want 4", lag, err)
+	}
+	rest, err := a.ReadNew(ctx, 10, 10*time.Millisecond)
+	if err != nil || len(rest) != 4 || rest[0].ID != ids[6] {
+		t.Fatalf("ReadNew after releasing: %v %+v", err, rest)
+	}
+}
