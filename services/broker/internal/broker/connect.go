@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"maps"
+	"net"
 	"strings"
 	"time"
 
@@ -209,6 +210,9 @@ func (c *client) negotiate(p *mqtt.Connect, assigned bool, ack *mqtt.Connack) {
 		c.keepAlive = time.Duration(cfg.MaxKeepAlive) * time.Second
 		ack.Properties.ServerKeepAlive = cfg.MaxKeepAlive // [MQTT-3.2.2-21]
 		ack.Properties.Set(mqtt.PropServerKeepAlive)
+	}
+	if c.keepAlive == 0 {
+		enableTCPKeepAlive(c.conn)
 	}
 	c.sendQuota = int(cfg.MaxInflight)
 	if c.version == mqtt.V5 {
@@ -425,4 +429,24 @@ func (c *client) shutdown(ctx context.Context) {
 	}
 	c.setReason(discShutdown)
 	c.sendDisconnect(mqtt.ServerShuttingDown)
+}
+
+// enableTCPKeepAlive turns on TCP keep-alive (Go's defaults: probes after 15 s idle, every 15 s,
+// 9 of them) for a connection whose client asked for no MQTT keep alive, so that a peer that
+// vanished without a FIN is still found. The listeners leave it off (app.listen): the MQTT keep
+// alive does that job for every other client, and the socket options cost each connect.
+func enableTCPKeepAlive(conn net.Conn) {
+	for conn != nil {
+		switch x := conn.(type) {
+		case interface {
+			SetKeepAliveConfig(net.KeepAliveConfig) error
+		}: // *net.TCPConn, and sockio.Conn embedding one
+			_ = x.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true})
+			return
+		case interface{ NetConn() net.Conn }: // TLS
+			conn = x.NetConn()
+		default:
+			return // WebSocket: its listener keeps Go's TCP keep-alive
+		}
+	}
 }

@@ -138,10 +138,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		delay = 0
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
-		}
+		delay = 0 // net sets TCP_NODELAY on every TCP connection it makes
 		if lim := s.cfg.MaxConnections; lim > 0 && s.stats.connections.Load() >= int64(lim)+connectingSlack {
 			// Far over the limit: not even worth reading a CONNECT to refuse it.
 			s.stats.disconnects[discRefused].Add(1)
