@@ -221,6 +221,7 @@ func handler(cfg config.Config, reg *prometheus.Registry, ready service.Ready) h
 func heartbeat(f *feed.Feed, m *adapter.Metrics, cfg config.Config, addr string,
 	log zerolog.Logger) func(context.Context, time.Time) bus.Heartbeat {
 	started := time.Now()
+	var releaseWarned time.Time // a failing release is a warning once a minute, else debug
 	return func(ctx context.Context, now time.Time) bus.Heartbeat {
 		hb := bus.Heartbeat{ReplicaID: cfg.ID, Kind: bus.KindAdapter, Version: Version, Address: addr,
 			Started: started, Sent: now}
@@ -242,7 +243,11 @@ func heartbeat(f *feed.Feed, m *adapter.Metrics, cfg config.Config, addr string,
 			n, err := f.Release(c)
 			cancel()
 			if err != nil {
-				log.Debug().Err(err).Msg("acknowledged export entries not released")
+				ev := log.Debug()
+				if now.Sub(releaseWarned) >= time.Minute {
+					ev, releaseWarned = log.Warn(), now
+				}
+				ev.Err(err).Msg("acknowledged export entries not released: the stream keeps them until MAXLEN")
 			}
 			m.Released.Add(float64(n))
 		}
