@@ -50,6 +50,50 @@ sys.stdout.flush()
 os._exit(0)
 '''
 
+# Corrections made to the suite before it runs, in a copy beside the original: bugs of the
+# suite's own that make a test a race on any broker that handles connections in parallel. Each is
+# (file, text, replacement, occurrences); when the text is not found that many times (the suite
+# changed), the file runs as it is and a line says so. INTEROP_UNPATCHED=1 runs it as it is.
+FIXES = [
+    # test_subscribe_options and test_request_response: after the second client subscribes, the
+    # test waits for a SUBACK on the first client's callback (which already has one), so it
+    # publishes from the first client without waiting for the second client's SUBACK, and the
+    # PUBLISH may be routed before the SUBSCRIBE is handled. Elsewhere the suite waits on the
+    # second client's callback (callback2), as here after the fix.
+    ("client_test5.py",
+     "      bclient.subscribe([topics[0]], [MQTTV5.SubscribeOptions(2, noLocal=True)])\n"
+     "      self.waitfor(callback.subscribeds, 1, 3)\n",
+     "      bclient.subscribe([topics[0]], [MQTTV5.SubscribeOptions(2, noLocal=True)])\n"
+     "      self.waitfor(callback2.subscribeds, 1, 3)\n",
+     2),
+]
+
+
+def prepare(suite):
+    """Returns the file to run for suite (a corrected copy beside it, or suite) and notes."""
+    if os.environ.get("INTEROP_UNPATCHED") == "1":
+        return suite, []
+    text = open(suite).read()
+    notes = []
+    changed = False
+    for name, old, new, count in FIXES:
+        if name != os.path.basename(suite):
+            continue
+        if text.count(old) != count:
+            notes.append("note   %s: the suite's text changed; its known race is not corrected" % name)
+            continue
+        text = text.replace(old, new)
+        changed = True
+        notes.append("note   %s: the second client's SUBACK is awaited before the publish in "
+                     "test_subscribe_options and test_request_response (a race in the suite, see scripts/interop.py)" % name)
+    if not changed:
+        return suite, notes
+    copy = os.path.join(os.path.dirname(suite), ".mcloudtt-" + os.path.basename(suite))
+    with open(copy, "w") as f:
+        f.write(text)
+    return copy, notes
+
+
 def run(runner, suite, host, port, name, limit, log):
     try:
         p = subprocess.run([sys.executable, "-u", runner, suite, host, port, name, str(limit)],
@@ -84,7 +128,9 @@ def main():
     logpath = os.environ.get("INTEROP_LOG", "/tmp/mcloudtt-interop.log")
     with open(logpath, "w") as log:
         for label in chosen:
-            suite = os.path.join(interop, suites[label])
+            suite, notes = prepare(os.path.join(interop, suites[label]))
+            for note in notes:
+                print(note)
             listing = run(runner, suite, host, port, "--list", limit, log)
             names = []
             for line in listing.splitlines():
@@ -110,6 +156,8 @@ def main():
                     failed += 1
                     print("FAIL   %s %s: %s" % (label, name, why))
                 sys.stdout.flush()
+            if suite != os.path.join(interop, suites[label]):
+                os.unlink(suite)
     os.unlink(runner)
     print("suite output: %s" % logpath)
     print("%d passed, %d failed" % (passed, failed))
