@@ -102,6 +102,9 @@ func (c *client) accept(p *mqtt.Connect) error {
 	}
 	c.flushKicks()
 	c.armTokenTimer()
+	if c.keepAlive == 0 {
+		enableTCPKeepAlive(c.conn)
+	}
 	c.event(c.srv.log.Debug()).Str("version", c.version.String()).Bool("session_present", ack.SessionPresent).Msg("client connected")
 	return nil
 }
@@ -210,9 +213,6 @@ func (c *client) negotiate(p *mqtt.Connect, assigned bool, ack *mqtt.Connack) {
 		c.keepAlive = time.Duration(cfg.MaxKeepAlive) * time.Second
 		ack.Properties.ServerKeepAlive = cfg.MaxKeepAlive // [MQTT-3.2.2-21]
 		ack.Properties.Set(mqtt.PropServerKeepAlive)
-	}
-	if c.keepAlive == 0 {
-		enableTCPKeepAlive(c.conn)
 	}
 	c.sendQuota = int(cfg.MaxInflight)
 	if c.version == mqtt.V5 {
