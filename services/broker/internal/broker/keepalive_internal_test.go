@@ -9,26 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/mcloudtt/mcloudtt/pkg/mqtt"
-	"github.com/mcloudtt/mcloudtt/services/broker/internal/config"
 )
 
 // On a listener without TCP keep-alive (as app.listen makes them), a client that asks for no
 // MQTT keep alive gets TCP keep-alive on its socket, so a vanished peer is still found; a client
 // with a keep alive does not (its MQTT keep alive does that job), and no socket option is set.
 func TestTCPKeepAliveOnlyWithoutMQTTKeepAlive(t *testing.T) {
-	cfg := config.Default()
-	cfg.SysInterval = 0
-	s := New(cfg, zerolog.Nop())
 	lc := net.ListenConfig{KeepAlive: -1}
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	defer s.Close(t.Context())
+	s := serveInternal(t, ln)
 
 	for _, v := range []struct {
 		version mqtt.Version

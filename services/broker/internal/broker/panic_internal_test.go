@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -14,15 +15,11 @@ import (
 // A panic while handling one connection is recovered: that connection is closed, the process and
 // the other connections carry on, and the panic is counted.
 func TestPanicInOneConnectionIsContained(t *testing.T) {
-	cfg := config.Default()
-	cfg.SysInterval = 0
-	s := New(cfg, zerolog.Nop())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Serve(ln)
-	defer s.Close(t.Context())
+	s := serveInternal(t, ln)
 	// A cluster seam that panics stands in for a bug on the SUBSCRIBE path.
 	s.cluster = panicCluster{s.cluster}
 
@@ -64,6 +61,18 @@ func TestPanicInOneConnectionIsContained(t *testing.T) {
 	if n, err := healthy.Read(buf); err != nil || n != 2 || buf[0] != 0xD0 {
 		t.Fatalf("the other connection suffered: %v", err)
 	}
+}
+
+// serveInternal serves a broker with the default configuration (no $SYS) on ln until the test
+// ends.
+func serveInternal(t *testing.T, ln net.Listener) *Server {
+	t.Helper()
+	cfg := config.Default()
+	cfg.SysInterval = 0
+	s := New(cfg, zerolog.Nop())
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Close(context.Background()) })
+	return s
 }
 
 type panicCluster struct{ Cluster }
