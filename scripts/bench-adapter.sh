@@ -38,28 +38,8 @@ fi
 [[ " $PARTS " == *" broker "* ]] || exit 0
 
 echo "== broker: S1 with the export off and on ($RUNS alternating runs each, Redis $REDIS_STATE)"
-# free_port prints a loopback port not handed out before in this run (ports.given): a port just
-# closed can be offered again by the next bind.
-free_port() {
-  python3 - "$tmp/ports.given" <<'PY'
-import socket, sys
-try:
-    given = set(open(sys.argv[1]).read().split())
-except FileNotFoundError:
-    given = set()
-held = []
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)  # a repeat stays bound so the next bind gets another port
-    port = str(s.getsockname()[1])
-    if port not in given:
-        break
-with open(sys.argv[1], "a") as f:
-    f.write(port + "\n")
-print(port)
-PY
-}
+# free_port prints a loopback port this run has not handed out before (scripts/free-port.py).
+free_port() { python3 scripts/free-port.py "$tmp/ports.given"; }
 RP=$(free_port)
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" --logfile "$tmp/redis.log" &
 pids+=($!)

@@ -96,29 +96,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# free_port prints a loopback port that was free a moment ago and that this run has not handed out
-# before ($RESULTS/ports.given): a port just closed can be offered again by the next bind, and two
-# servers told the same port fail to start.
-free_port() {
-  python3 - "$RESULTS/ports.given" <<'PY'
-import socket, sys
-try:
-    given = set(open(sys.argv[1]).read().split())
-except FileNotFoundError:
-    given = set()
-held = []
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)  # a repeat stays bound so the next bind gets another port
-    port = str(s.getsockname()[1])
-    if port not in given:
-        break
-with open(sys.argv[1], "a") as f:
-    f.write(port + "\n")
-print(port)
-PY
-}
+# free_port prints a loopback port this run has not handed out before (scripts/free-port.py).
+free_port() { python3 scripts/free-port.py "$RESULTS/ports.given"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

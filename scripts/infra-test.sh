@@ -95,14 +95,6 @@ if [ ! -f "$CACHE/crds/.stamp" ]; then
   finish
 fi
 
-# free_ports N prints N distinct free loopback ports: every socket stays bound until all are chosen,
-# since a port closed at once can be handed out again by the next bind.
-free_ports() {
-  python3 -c 'import socket, sys
-held = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in held: s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in held))' "$1"
-}
 
 # ---------------------------------------------------------------------------------------------------
 # 1. etcd + kube-apiserver on loopback
@@ -125,7 +117,7 @@ mkdir -p "$PKI"
 TOKEN=$(openssl rand -hex 24)
 echo "$TOKEN,infra-test-admin,infra-test-admin,system:masters" >"$WORK/tokens.csv"
 
-read -r ETCD_PORT ETCD_PEER API_PORT <<<"$(free_ports 3)"
+read -r ETCD_PORT ETCD_PEER API_PORT <<<"$(python3 "$ROOT/scripts/free-port.py" "$WORK/ports.given" 3)"
 
 "$BIN/etcd" --name infra-test --data-dir "$WORK/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
